@@ -1,0 +1,167 @@
+"""Side effects of a run: images on disk, per-step prediction tables, the random-sphere check."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
+
+from inputopt.functional.display import DisplayMode
+from inputopt.functional.sphere import sphere_label_change
+from inputopt.module import InputOptimization
+from inputopt.results import save_grid, save_images
+
+__all__ = ["PredictionTable", "SaveImages", "SphereCheck"]
+
+
+def _check_module(pl_module: LightningModule, who: str) -> InputOptimization:
+    if not isinstance(pl_module, InputOptimization):
+        raise TypeError(f"{who} works with InputOptimization, not {type(pl_module).__name__}")
+    return pl_module
+
+
+def row_names(module: InputOptimization) -> list[str]:
+    """A file name per image: ``<layer>-<unit>`` (``output`` for the network's output)."""
+    layer = module.objective.layer or "output"
+    keys = module.objective.row_keys(module.input.shape[0])
+    names = [f"{layer}-{key}" for key in keys]
+    return [f"{n}-{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
+class SaveImages(Callback):
+    """At the end of a run, write ``grid.png``, one PNG per image and ``input.pt`` (the raw tensor).
+
+    Args:
+        dirpath: where to write; default the trainer's log directory (or its root directory).
+        display: ``"std"`` (``0.5 + 0.1·(x − mean)/std`` per image) or ``"clamp"`` (to [0, 1]).
+        nrow: images per grid row (default: a square-ish grid).
+        scale: integer upscaling of the PNGs (nearest neighbour), for small images.
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(max_steps=10, callbacks=[SaveImages("results/digits", display="clamp")])
+    """
+
+    def __init__(self, dirpath: str | os.PathLike | None = None, display: DisplayMode = "std",
+                 nrow: int | None = None, scale: int = 1) -> None:
+        self.dirpath = dirpath
+        self.display = display
+        self.nrow = nrow
+        self.scale = scale
+        self.paths: list[Path] = []
+
+    def directory(self, trainer: Trainer) -> Path:
+        return Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        module = _check_module(pl_module, "SaveImages")
+        if not trainer.is_global_zero:
+            return
+        out = self.directory(trainer)
+        x = module.input.detach().cpu()
+        grid = save_grid(x, out / "grid.png", self.display, self.nrow, self.scale)
+        singles = save_images(x, out / "images", row_names(module), self.display, self.scale)
+        torch.save(x, out / "input.pt")
+        self.paths = [grid, *singles, out / "input.pt"]
+        rank_zero_info(f"inputopt: wrote {grid} ({x.shape[0]} images; one per image in {out / 'images'})")
+
+
+class PredictionTable(Callback):
+    """Record the predicted class of every image before the first step and after every ``k`` steps;
+    print the table at the end (class names when the network's are known).
+
+    Attributes:
+        steps: the recorded steps (0 is the starting input).
+        predictions: one ``(B,)`` tensor of class indices per recorded step.
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(max_steps=15, callbacks=[PredictionTable()])
+    """
+
+    def __init__(self, every_n_steps: int = 1, print_table: bool = True, width: int = 18) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.print_table = print_table
+        self.width = width
+        self.steps: list[int] = []
+        self.predictions: list[torch.Tensor] = []
+
+    def _record(self, step: int, module: InputOptimization) -> None:
+        self.steps.append(step)
+        self.predictions.append(module.predict_classes().cpu())
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.steps, self.predictions = [], []
+        self._record(trainer.global_step, _check_module(pl_module, "PredictionTable"))
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self._record(trainer.global_step, _check_module(pl_module, "PredictionTable"))
+
+    def table(self, names: list[str] | None = None) -> str:
+        """The table as text: a row per recorded step, a column per image."""
+        def label(c: int) -> str:
+            text = names[c] if names is not None else str(c)
+            return text[: self.width].ljust(self.width)
+
+        count = self.predictions[0].numel() if self.predictions else 0
+        lines = ["step  " + " ".join(f"image {i}".ljust(self.width) for i in range(count))]
+        for step, predicted in zip(self.steps, self.predictions):
+            lines.append(f"{step:<5} " + " ".join(label(int(c)) for c in predicted))
+        return "\n".join(lines)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.print_table and trainer.is_global_zero:
+            rank_zero_info("Predicted class after each step:\n" + self.table(pl_module.class_names))
+
+
+class SphereCheck(Callback):
+    """At the end of a run, for each image: the fraction of ``num_points`` random points on the sphere
+    centred on the starting input ``x`` with radius ``factor·‖x − x̃‖`` whose label differs from the
+    label at ``x`` (``x̃`` the optimized input). Adversarial examples are special when this stays low.
+
+    Attributes:
+        fractions: ``(B,)`` tensor of fractions (NaN for an image that did not move).
+        radii: ``(B,)`` tensor of the radii used.
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(max_steps=15, callbacks=[SphereCheck(factor=2.0, num_points=1000)])
+    """
+
+    def __init__(self, factor: float = 2.0, num_points: int = 1000, seed: int = 0, chunk_size: int = 250) -> None:
+        if factor <= 0 or num_points < 1:
+            raise ValueError(f"factor must be > 0 and num_points >= 1, got {factor}, {num_points}")
+        self.factor = factor
+        self.num_points = num_points
+        self.seed = seed
+        self.chunk_size = chunk_size
+        self.fractions = torch.empty(0)
+        self.radii = torch.empty(0)
+
+    def check(self, module: InputOptimization) -> torch.Tensor:
+        """Run the check on the module's current input; returns and stores :attr:`fractions`."""
+        start, current = module.start.detach(), module.input.detach()
+        self.radii = self.factor * (current - start).flatten(1).norm(dim=1).cpu()
+        generator = torch.Generator(device=start.device).manual_seed(self.seed)
+        fractions = []
+        for x, radius in zip(start, self.radii.tolist()):
+            if radius == 0:
+                fractions.append(float("nan"))
+                continue
+            fractions.append(sphere_label_change(module.predict_classes, x, radius, self.num_points, generator,
+                                                 self.chunk_size))
+        self.fractions = torch.tensor(fractions)
+        return self.fractions
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        module = _check_module(pl_module, "SphereCheck")
+        fractions = self.check(module)
+        lines = [f"image {i}: radius {r:.4g}, label changed at {f:.1%} of {self.num_points} random points"
+                 for i, (r, f) in enumerate(zip(self.radii.tolist(), fractions.tolist()))]
+        rank_zero_info(f"Random-sphere check (radius = {self.factor:g}·‖x − x̃‖):\n" + "\n".join(lines))

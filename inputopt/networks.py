@@ -1,0 +1,168 @@
+"""Networks by name: torchvision classifiers with their weights enums, local files, the project's zoo."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.error import URLError
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+__all__ = ["WeightsUnavailableError", "build_network", "class_names", "freeze", "Normalize", "ZOO"]
+
+#: The project's own small trained models, available offline (see ``inputopt/zoo``).
+ZOO = {"digits": "a", "digits_b": "b"}
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights could not be downloaded and are not in the local cache."""
+
+
+def freeze(network: nn.Module) -> nn.Module:
+    """Put ``network`` in eval mode and turn off gradients for all its parameters; returns it."""
+    network.eval()
+    network.requires_grad_(False)
+    return network
+
+
+def _import_object(path: str):
+    module_name, _, attr = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"cannot import network {path!r}: {error}") from error
+
+
+def _torchvision_names() -> list[str]:
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _weights_file(weights_enum) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights_enum.url)
+
+
+def build_network(name: str, weights: str | None = None, state_dict: str | os.PathLike | None = None) -> nn.Module:
+    """Build a frozen network in eval mode.
+
+    ``name`` is one of:
+
+    - a zoo model of this project (``"digits"``, ``"digits_b"``), trained weights included;
+    - a torchvision classifier (``"vgg16"``, ``"alexnet"``, ...) with ``weights`` the name of a member
+      of its weights enum (``"IMAGENET1K_V1"``, ``"DEFAULT"``) or ``None`` for random weights. Weights go
+      through torchvision's own API: downloaded once when online, read from the torch hub cache after;
+    - a dotted path ``"package.module.factory"`` to a class or function called with no arguments.
+
+    ``state_dict`` is a local file saved with ``torch.save(model.state_dict(), path)``, loaded with
+    ``weights_only=True`` into the architecture built with random weights.
+
+    Args:
+        name: the network's name (see above).
+        weights: the torchvision weights enum member's name, or ``None``.
+        state_dict: path of a local state_dict file, or ``None``.
+
+    Raises:
+        ValueError: unknown name or weights; the message lists valid choices.
+        WeightsUnavailableError: weights cannot be downloaded and are not cached; the message says
+            which file to put where.
+
+    Example:
+        >>> net = build_network("alexnet")  # random weights, no download
+        >>> net.training, any(p.requires_grad for p in net.parameters())
+        (False, False)
+    """
+    if weights is not None and state_dict is not None:
+        raise ValueError("give weights (a torchvision weights name) or state_dict (a local file), not both")
+    if name in ZOO:
+        from inputopt.zoo.digits import digits_cnn
+
+        if weights is not None:
+            raise ValueError(f"zoo model {name!r} ships its weights; use state_dict for other weights")
+        network = digits_cnn(ZOO[name], pretrained=state_dict is None)
+    elif "." in name:
+        network = _import_object(name)()
+        if weights is not None:
+            raise ValueError(f"weights={weights!r} only applies to torchvision models; use state_dict")
+    else:
+        network = _torchvision_network(name, None if state_dict is not None else weights)
+    if state_dict is not None:
+        path = Path(state_dict).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"state_dict file {str(path)!r} does not exist")
+        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return freeze(network)
+
+
+def _torchvision_network(name: str, weights: str | None) -> nn.Module:
+    names = _torchvision_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names + list(ZOO), n=5)
+        raise ValueError(f"unknown network {name!r}; closest: {', '.join(close) or 'none'}. Valid names: "
+                         f"the zoo ({', '.join(ZOO)}), torchvision classifiers "
+                         f"(torchvision.models.list_models()), or a dotted import path")
+    if weights is None:
+        return torchvision.models.get_model(name, weights=None)
+    enum = torchvision.models.get_model_weights(name)
+    try:
+        member = enum[weights.rpartition(".")[2]] if weights != "DEFAULT" else enum.DEFAULT
+    except KeyError:
+        valid = ", ".join(["DEFAULT", *enum.__members__])
+        raise ValueError(f"unknown weights {weights!r} for {name}; valid: {valid}") from None
+    try:
+        return torchvision.models.get_model(name, weights=member)
+    except (URLError, OSError) as error:
+        raise WeightsUnavailableError(
+            f"cannot download {member} ({error}). Offline, put the file at {_weights_file(member)} "
+            f"(torchvision reads it from the torch hub cache; set TORCH_HOME to move it), or pass "
+            f"state_dict=path/to/weights.pth, or weights=None for random weights"
+        ) from error
+
+
+def class_names(name: str, num_classes: int | None = None) -> list[str] | None:
+    """Human-readable class names of a network, or ``None`` if unknown.
+
+    Zoo models name their classes; torchvision classifiers take them from their default weights'
+    metadata (known offline, even when the weights themselves are not downloaded).
+
+    Example:
+        >>> class_names("alexnet")[:2]
+        ['tench', 'goldfish']
+    """
+    if name in ZOO:
+        from inputopt.zoo.digits import DIGITS_CLASSES
+
+        names = list(DIGITS_CLASSES)
+    elif name in _torchvision_names():
+        try:
+            names = list(torchvision.models.get_model_weights(name).DEFAULT.meta["categories"])
+        except (ValueError, KeyError, AttributeError):
+            return None
+    else:
+        return None
+    if num_classes is not None and len(names) != num_classes:
+        return None
+    return names
+
+
+class Normalize(nn.Module):
+    """``(x − mean) / std`` per channel, so that an input can live in [0, 1] pixel space.
+
+    Example:
+        >>> Normalize([0.5], [0.5])(torch.ones(1, 1, 2, 2))
+        tensor([[[[1., 1.],
+                  [1., 1.]]]])
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != len(std) or any(s <= 0 for s in std):
+            raise ValueError(f"mean and std need one value per channel and std > 0; got {mean}, {std}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std

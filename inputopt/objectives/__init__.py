@@ -1,0 +1,7 @@
+"""What to maximize: subclasses of :class:`InputObjective`, each returning a ``(B,)`` score."""
+
+from inputopt.objectives.activation import ChannelSum, UnitActivation
+from inputopt.objectives.base import InputObjective, UnitsObjective
+from inputopt.objectives.classification import NegativeCrossEntropy
+
+__all__ = ["ChannelSum", "InputObjective", "NegativeCrossEntropy", "UnitActivation", "UnitsObjective"]

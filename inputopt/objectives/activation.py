@@ -1,0 +1,86 @@
+"""Objectives on the activations of a layer: one unit, or the sum of one channel's map."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from inputopt.objectives.base import UnitsObjective
+
+__all__ = ["ChannelSum", "UnitActivation"]
+
+
+class UnitActivation(UnitsObjective):
+    """The activation of one unit: channel ``unit`` at one spatial position (default: the map's centre).
+
+    For a layer without spatial dimensions (a ``Linear``, e.g. the class logits) the unit is just the
+    index into its features. ``unit`` may be a list, one entry per image.
+
+    Args:
+        layer: dotted layer name from ``named_modules()``; ``None`` is the network's output.
+        unit: channel (or feature) index, or a list with one index per image.
+        position: ``(row, column)`` in the activation map; ``None`` is the centre ``(H // 2, W // 2)``.
+
+    Example:
+        >>> import torch
+        >>> objective = UnitActivation("features.3", unit=[0, 2])
+        >>> act = torch.zeros(2, 4, 5, 5); act[0, 0, 2, 2] = 1.0; act[1, 2, 2, 2] = 3.0
+        >>> objective({"features.3": act})
+        tensor([1., 3.])
+    """
+
+    def __init__(self, layer: str | None, unit: int | Sequence[int],
+                 position: Sequence[int] | None = None) -> None:
+        super().__init__(layer, unit)
+        self.unit = unit
+        if position is not None and (len(position) != 2 or not all(isinstance(p, int) for p in position)):
+            raise ValueError(f"position must be (row, column) ints, got {position!r}")
+        self.position = None if position is None else tuple(position)
+
+    def check(self, activations: dict[str, Tensor]) -> None:
+        act = activations[self.layer]
+        self.check_units(act)
+        if act.ndim == 4:
+            height, width = act.shape[-2:]
+            row, col = self._position(height, width)
+            if not (0 <= row < height and 0 <= col < width):
+                raise ValueError(f"position {self.position} is outside layer {self.layer!r}'s "
+                                 f"{height}x{width} map: valid rows 0..{height - 1}, columns 0..{width - 1}")
+        elif act.ndim != 2:
+            raise ValueError(f"UnitActivation needs a (B, C) or (B, C, H, W) output; layer {self.layer!r} "
+                             f"gives {tuple(act.shape)}")
+
+    def _position(self, height: int, width: int) -> tuple[int, int]:
+        return (height // 2, width // 2) if self.position is None else self.position
+
+    def forward(self, activations: dict[str, Tensor]) -> Tensor:
+        selected = self.select(activations[self.layer])
+        if selected.ndim == 3:
+            row, col = self._position(*selected.shape[-2:])
+            return selected[:, row, col]
+        return selected
+
+
+class ChannelSum(UnitsObjective):
+    """The sum of one channel's whole activation map.
+
+    Args:
+        layer: dotted layer name from ``named_modules()``.
+        channel: channel index, or a list with one index per image.
+
+    Example:
+        >>> import torch
+        >>> ChannelSum("features.3", channel=1)({"features.3": torch.ones(2, 4, 3, 3)})
+        tensor([9., 9.])
+    """
+
+    def __init__(self, layer: str | None, channel: int | Sequence[int]) -> None:
+        super().__init__(layer, channel)
+        self.channel = channel
+
+    def check(self, activations: dict[str, Tensor]) -> None:
+        self.check_units(activations[self.layer], what="channel")
+
+    def forward(self, activations: dict[str, Tensor]) -> Tensor:
+        return self.select(activations[self.layer]).flatten(1).sum(1)
