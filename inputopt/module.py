@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
 from inputopt.capture import capture_activations
 from inputopt.functional.init import seeded_noise
@@ -20,32 +20,8 @@ from inputopt.priors.base import Prior
 
 __all__ = ["InputOptimization"]
 
-# The step counter below has a length so that the progress bar shows steps done out of max_steps; it
-# yields no data, so Lightning's warning about __len__ with several workers does not apply.
-warnings.filterwarnings("ignore", message=".*Your `IterableDataset` has `__len__` defined.*")
-
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-
 #: Precisions that would cast the input itself (and the priors' sums of squares) to half precision.
 REFUSED_PRECISIONS = ("16-true", "bf16-true")
-
-
-class _Steps(IterableDataset):
-    """An empty batch per step: the input lives in the module, the data loader only counts steps."""
-
-    def __init__(self, length: int | None) -> None:
-        self.length = length
-
-    def __iter__(self) -> Iterator[int]:
-        step = 0
-        while self.length is None or step < self.length:
-            yield step
-            step += 1
-
-    def __len__(self) -> int:
-        if self.length is None:
-            raise TypeError("unbounded")
-        return self.length
 
 
 def _load_images(init: Tensor | str | Path) -> Tensor:
@@ -240,8 +216,9 @@ class InputOptimization(LightningModule):
             raise ValueError("set the number of optimization steps with Trainer(max_steps=N)")
 
     def train_dataloader(self) -> DataLoader:
-        max_steps = self.trainer.max_steps if self.trainer is not None else -1
-        return DataLoader(_Steps(max_steps if max_steps > 0 else None), batch_size=None)
+        # The input lives in the module; the "data" is just the step index. Its length makes the progress
+        # bar show steps done out of max_steps.
+        return DataLoader(range(self.trainer.max_steps), batch_size=None)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory([self.input])

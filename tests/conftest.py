@@ -1,0 +1,47 @@
+"""Tiny networks and fixtures shared by the tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+
+class TinyConvNet(nn.Module):
+    """A VGG-shaped toy classifier for (B, 3, 32, 32) inputs, with BatchNorm and Dropout so that eval
+    mode matters. Layers: features.0 conv, .1 BN, .2 ReLU, .3 pool, .4 conv, .5 ReLU, .6 pool;
+    classifier.0 Dropout, .1 Linear(8·8·8 → 16), .2 ReLU, .3 Linear(16 → 10)."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Linear(8 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+def make_tiny_net(seed: int = 0, **kwargs) -> TinyConvNet:
+    """A TinyConvNet with seeded random weights and non-trivial BatchNorm statistics."""
+    torch.manual_seed(seed)
+    net = TinyConvNet(**kwargs)
+    with torch.no_grad():
+        bn = net.features[1]
+        bn.running_mean.uniform_(-0.1, 0.1)
+        bn.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+@pytest.fixture
+def tiny_net() -> TinyConvNet:
+    return make_tiny_net()
+
+
+@pytest.fixture
+def fast_trainer_kwargs(tmp_path) -> dict:
+    """Trainer options for quick, quiet CPU runs that write only under tmp_path."""
+    return dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
