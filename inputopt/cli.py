@@ -16,10 +16,6 @@ class InputOptCLI(LightningCLI):
     def subcommands() -> dict[str, set[str]]:
         return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}}
 
-    def add_arguments_to_parser(self, parser) -> None:
-        # The module's default (None) means the same; spelled out so --print_config shows it.
-        parser.set_defaults({"model.optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.1}}})
-
 
 def cli(args: list[str] | None = None, run: bool = True) -> InputOptCLI:
     """Build (and by default run) the command line; ``args`` replace ``sys.argv[1:]``.

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
@@ -93,7 +94,7 @@ class InputOptimization(LightningModule):
         state_dict: str | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
-        optimizer: OptimizerFactory | None = None,
+        optimizer: OptimizerCallable | None = None,
         clamp: Sequence[float] | None = None,
         freeze_done: bool = False,
         seed: int = 0,
