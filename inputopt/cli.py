@@ -1,6 +1,9 @@
-"""The ``inputopt`` command: ``inputopt fit --config configs/<name>.yaml``, built on LightningCLI."""
+"""The ``inputopt`` command: ``inputopt fit --config configs/<name>.yaml`` (LightningCLI) and
+``inputopt layers NETWORK``."""
 
 from __future__ import annotations
+
+import sys
 
 from lightning.pytorch.cli import LightningCLI
 
@@ -33,9 +36,35 @@ def cli(args: list[str] | None = None, run: bool = True) -> InputOptCLI:
     )
 
 
+def layers_main(argv: list[str]) -> None:
+    """``inputopt layers NETWORK``: print the dotted names, types and output shapes of its layers."""
+    import argparse
+
+    from inputopt.layers import layer_table
+    from inputopt.networks import build_network
+
+    parser = argparse.ArgumentParser(prog="inputopt layers", description=layers_main.__doc__)
+    parser.add_argument("network", help="zoo name, torchvision name or dotted import path")
+    parser.add_argument("--image_shape", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
+                        help="input size (default 1 32 32 for the zoo, else 3 224 224)")
+    parser.add_argument("--state_dict", default=None, help="local state_dict file")
+    args = parser.parse_args(argv)
+    from inputopt.networks import ZOO
+
+    shape = args.image_shape or ((1, 32, 32) if args.network in ZOO else (3, 224, 224))
+    rows = [(name or "\"\" (output)", kind, out) for name, kind, out in
+            layer_table(build_network(args.network, state_dict=args.state_dict), shape)]
+    widths = [max(len(row[i]) for row in rows + [("name", "type", "output shape")]) for i in range(3)]
+    for row in [("name", "type", "output shape"), *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
 def main() -> None:
-    """Entry point of the ``inputopt`` command."""
-    cli()
+    """Entry point of the ``inputopt`` command: ``inputopt fit ...`` or ``inputopt layers NETWORK``."""
+    if sys.argv[1:2] == ["layers"]:
+        layers_main(sys.argv[2:])
+    else:
+        cli()
 
 
 if __name__ == "__main__":
