@@ -82,7 +82,8 @@ def capture_activations(network: nn.Module, x: Tensor, layers: Iterable[str]) ->
 
         return hook
 
-    handles = [resolve_layer(network, name).register_forward_hook(make_hook(name)) for name in wanted]
+    modules = [resolve_layer(network, name) for name in wanted]  # every name checked before any hook is placed
+    handles = [module.register_forward_hook(make_hook(name)) for name, module in zip(wanted, modules)]
     try:
         network(x)
     except _StopForward:

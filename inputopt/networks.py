@@ -110,7 +110,7 @@ def _torchvision_network(name: str, weights: str | None) -> nn.Module:
     try:
         member = enum[weights.rpartition(".")[2]] if weights != "DEFAULT" else enum.DEFAULT
     except KeyError:
-        valid = ", ".join(["DEFAULT", *enum.__members__])
+        valid = ", ".join(dict.fromkeys(["DEFAULT", *enum.__members__]))
         raise ValueError(f"unknown weights {weights!r} for {name}; valid: {valid}") from None
     try:
         return torchvision.models.get_model(name, weights=member)

@@ -45,3 +45,8 @@ def fast_trainer_kwargs(tmp_path) -> dict:
     """Trainer options for quick, quiet CPU runs that write only under tmp_path."""
     return dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                 enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+
+
+# The tests run many tiny tensor operations, for which waking a second thread costs more than it saves
+# (and on a busy machine, far more): one thread keeps the suite fast and its timings steady.
+torch.set_num_threads(1)

@@ -38,7 +38,7 @@ def to_display(x: Tensor, mode: DisplayMode = "std", eps: float = 1e-12) -> Tens
     if mode == "std":
         flat = x.flatten(1)
         mean = flat.mean(1).view(-1, 1, 1, 1)
-        std = flat.std(1).view(-1, 1, 1, 1)
+        std = flat.std(1).nan_to_num(0.0).view(-1, 1, 1, 1)  # torch.std, as the reference; NaN for one pixel
         return (0.5 + 0.1 * (x - mean) / (std + eps)).clamp(0, 1)
     if mode == "clamp":
         return x.clamp(0, 1)

@@ -42,6 +42,8 @@ def seeded_noise(shape: Sequence[int], keys: Sequence[int], seed: int = 0, mean:
         >>> torch.equal(a[1], b[0])
         True
     """
+    if len(keys) == 0:
+        raise ValueError("seeded_noise needs at least one key (one per image)")
     rows = []
     seen: dict[int, int] = {}
     for key in keys:

@@ -69,6 +69,8 @@ def sphere_label_change(classify: Callable[[Tensor], Tensor], center: Tensor, ra
         >>> sphere_label_change(classify, torch.full((4,), 10.0), radius=1.0, n=100)
         0.0
     """
+    if n < 1 or chunk_size < 1:
+        raise ValueError(f"n and chunk_size must be >= 1, got n={n}, chunk_size={chunk_size}")
     label = classify(center.unsqueeze(0))[0]
     changed = 0
     for start in range(0, n, chunk_size):

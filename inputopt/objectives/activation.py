@@ -47,6 +47,9 @@ class UnitActivation(UnitsObjective):
             if not (0 <= row < height and 0 <= col < width):
                 raise ValueError(f"position {self.position} is outside layer {self.layer!r}'s "
                                  f"{height}x{width} map: valid rows 0..{height - 1}, columns 0..{width - 1}")
+        elif act.ndim == 2 and self.position is not None:
+            raise ValueError(f"position={self.position} given, but layer {self.layer!r} has no spatial map: "
+                             f"its output is {tuple(act.shape)}")
         elif act.ndim != 2:
             raise ValueError(f"UnitActivation needs a (B, C) or (B, C, H, W) output; layer {self.layer!r} "
                              f"gives {tuple(act.shape)}")
@@ -63,7 +66,7 @@ class UnitActivation(UnitsObjective):
 
 
 class ChannelSum(UnitsObjective):
-    """The sum of one channel's whole activation map.
+    """The sum of one channel's whole activation map (for a flat ``(B, C)`` layer: the feature itself).
 
     Args:
         layer: dotted layer name from ``named_modules()``.
@@ -83,4 +86,5 @@ class ChannelSum(UnitsObjective):
         self.check_units(activations[self.layer], what="channel")
 
     def forward(self, activations: dict[str, Tensor]) -> Tensor:
-        return self.select(activations[self.layer]).flatten(1).sum(1)
+        selected = self.select(activations[self.layer])
+        return selected.reshape(selected.shape[0], -1).sum(1)

@@ -98,7 +98,12 @@ class UnitsObjective(InputObjective):
 
     def __init__(self, layer: str | None, units: int | Sequence[int]) -> None:
         super().__init__(layer)
-        unit_list = [units] if isinstance(units, int) else list(units)
+        if isinstance(units, int):
+            unit_list = [units]
+        elif isinstance(units, Sequence) and not isinstance(units, str):
+            unit_list = list(units)
+        else:
+            unit_list = []
         if not unit_list or not all(isinstance(u, int) and not isinstance(u, bool) for u in unit_list):
             raise ValueError(f"units must be an int or a non-empty list of ints, got {units!r}")
         self._unit_list = unit_list

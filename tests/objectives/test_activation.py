@@ -1,0 +1,184 @@
+"""UnitActivation and ChannelSum against manual indexing of the activations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inputopt.capture import capture_activations
+from inputopt.objectives import ChannelSum, UnitActivation
+
+
+def _acts(shape, seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _forward(net, objective):
+    return lambda x: capture_activations(net, x, objective.layers)
+
+
+class TestUnitActivation:
+    def test_smoke(self):
+        act = _acts((2, 4, 5, 5))
+        out = UnitActivation("a", unit=1)({"a": act})
+        assert out.shape == (2,)
+        assert out.dtype == torch.float32
+
+    @pytest.mark.parametrize("shape, centre", [((2, 4, 5, 5), (2, 2)), ((3, 6, 7, 10), (3, 5)),
+                                               ((1, 2, 4, 1), (2, 0))])
+    def test_centre(self, shape, centre):
+        act = _acts(shape)
+        out = UnitActivation("a", unit=1)({"a": act})
+        torch.testing.assert_close(out, act[:, 1, centre[0], centre[1]], rtol=0, atol=0)
+
+    def test_centre_on_network(self, tiny_net):
+        # an odd, non-square input: features.4 gives a 3-D map 11 x 15, centre (5, 7)
+        x = _acts((2, 3, 22, 30))
+        objective = UnitActivation("features.4", unit=6)
+        acts = capture_activations(tiny_net, x, objective.layers)
+        expected = tiny_net.features[:5](x)[:, 6, 5, 7]
+        torch.testing.assert_close(objective(acts), expected, rtol=0, atol=0)
+
+    @pytest.mark.parametrize("position", [(0, 0), (4, 1), (2, 3)])
+    def test_position(self, position):
+        act = _acts((2, 4, 5, 5))
+        out = UnitActivation("a", unit=3, position=position)({"a": act})
+        torch.testing.assert_close(out, act[:, 3, position[0], position[1]], rtol=0, atol=0)
+
+    def test_position_list(self):
+        objective = UnitActivation("a", unit=0, position=[1, 2])
+        assert objective.position == (1, 2)
+        act = _acts((1, 1, 3, 3))
+        assert objective({"a": act}).item() == act[0, 0, 1, 2].item()
+
+    def test_linear_layer(self, tiny_net):
+        x = _acts((3, 3, 32, 32))
+        objective = UnitActivation("classifier.1", unit=11)
+        acts = capture_activations(tiny_net, x, objective.layers)
+        expected = tiny_net.classifier[:2](tiny_net.features(x).flatten(1))[:, 11]
+        torch.testing.assert_close(objective(acts), expected, rtol=0, atol=0)
+
+    def test_output_logit(self, tiny_net):
+        x = _acts((2, 3, 32, 32))
+        objective = UnitActivation(None, unit=7)
+        torch.testing.assert_close(objective(capture_activations(tiny_net, x, objective.layers)),
+                                   tiny_net(x)[:, 7], rtol=0, atol=0)
+
+    def test_per_row_units(self):
+        act = _acts((4, 6, 5, 7))
+        units = [5, 0, 3, 3]
+        out = UnitActivation("a", unit=units)({"a": act})
+        expected = torch.stack([act[i, u, 2, 3] for i, u in enumerate(units)])
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+    def test_per_row_units_linear(self):
+        act = _acts((3, 10))
+        out = UnitActivation("a", unit=[9, 0, 4])({"a": act})
+        assert torch.equal(out, torch.stack([act[0, 9], act[1, 0], act[2, 4]]))
+
+    def test_per_row_gradient(self, tiny_net):
+        x = _acts((2, 3, 32, 32)).requires_grad_(True)
+        objective = UnitActivation("features.4", unit=[1, 6])
+        objective(capture_activations(tiny_net, x, objective.layers))[0].backward()
+        manual = x.detach().clone().requires_grad_(True)
+        tiny_net.features[:5](manual)[0, 1, 8, 8].backward()
+        torch.testing.assert_close(x.grad, manual.grad, rtol=0, atol=0)
+        assert x.grad[0].abs().sum() > 0
+
+    def test_rows_and_keys(self):
+        assert UnitActivation("a", unit=[3, 1, 3]).row_keys(3) == [3, 1, 3]
+        assert UnitActivation("a", unit=[3, 1, 3]).num_rows == 3
+        assert UnitActivation("a", unit=4).row_keys(2) == [4, 4]
+        assert UnitActivation("a", unit=4).num_rows is None
+
+    def test_repr(self):
+        text = repr(UnitActivation("features.4", unit=[1, 2], position=(3, 4)))
+        assert text == "UnitActivation(layer='features.4', unit=[1, 2], position=(3, 4))"
+
+    @pytest.mark.parametrize("unit", [8, -1, [0, 9]])
+    def test_exception_unit_out_of_range_check(self, unit):
+        objective = UnitActivation("a", unit=unit)
+        with pytest.raises(ValueError, match=r"unit -?\d+ is out of range for layer 'a', which has 8 units: "
+                                             r"valid units are 0\.\.7"):
+            objective.check({"a": torch.zeros(2, 8, 4, 4)})
+
+    def test_exception_unit_out_of_range_prepare(self, tiny_net):
+        objective = UnitActivation("features.4", unit=8)
+        with pytest.raises(ValueError, match=r"valid units are 0\.\.7"):
+            objective.prepare(_forward(tiny_net, objective), torch.zeros(1, 3, 32, 32))
+
+    def test_exception_linear_unit_out_of_range(self, tiny_net):
+        objective = UnitActivation(None, unit=10)
+        with pytest.raises(ValueError, match=r"unit 10 .* valid units are 0\.\.9"):
+            objective.prepare(_forward(tiny_net, objective), torch.zeros(1, 3, 32, 32))
+
+    @pytest.mark.parametrize("position", [(16, 0), (0, 16), (-1, 3)])
+    def test_exception_position_out_of_range(self, tiny_net, position):
+        objective = UnitActivation("features.4", unit=0, position=position)
+        with pytest.raises(ValueError, match=r"16x16 map: valid rows 0\.\.15, columns 0\.\.15"):
+            objective.prepare(_forward(tiny_net, objective), torch.zeros(1, 3, 32, 32))
+
+    def test_valid_targets_pass_check(self, tiny_net):
+        objective = UnitActivation("features.4", unit=[0, 7], position=(15, 15))
+        objective.prepare(_forward(tiny_net, objective), torch.zeros(2, 3, 32, 32))  # no error
+
+    def test_exception_units_length(self):
+        objective = UnitActivation("a", unit=[1, 2, 3])
+        with pytest.raises(ValueError, match="3 units, one per image, but the batch has 2 images"):
+            objective({"a": torch.zeros(2, 4, 3, 3)})
+
+    @pytest.mark.parametrize("unit", ["3", True, [], [1, "a"], [1, 2.0], 1.5,
+                                      None])
+    def test_exception_unit_type(self, unit):
+        with pytest.raises(ValueError, match="units must be an int or a non-empty list of ints"):
+            UnitActivation("a", unit=unit)
+
+    @pytest.mark.parametrize("position", [(1,), (1, 2, 3), (1.0, 2), ("a", "b")])
+    def test_exception_position_type(self, position):
+        with pytest.raises(ValueError, match=r"position must be \(row, column\) ints"):
+            UnitActivation("a", unit=0, position=position)
+
+    def test_exception_rank(self):
+        objective = UnitActivation("a", unit=0)
+        with pytest.raises(ValueError, match=r"\(B, C\) or \(B, C, H, W\)"):
+            objective.check({"a": torch.zeros(2, 3, 5)})
+
+
+class TestChannelSum:
+    def test_smoke(self):
+        out = ChannelSum("a", channel=1)({"a": torch.ones(2, 4, 3, 3)})
+        assert torch.equal(out, torch.full((2,), 9.0))
+
+    def test_equals_sum_of_map(self, tiny_net):
+        x = _acts((3, 3, 32, 32))
+        objective = ChannelSum("features.4", channel=5)
+        out = objective(capture_activations(tiny_net, x, objective.layers))
+        expected = tiny_net.features[:5](x)[:, 5].double().sum(dim=(1, 2)).float()
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-4)
+
+    def test_per_row_channels(self):
+        act = _acts((3, 5, 4, 6))
+        out = ChannelSum("a", channel=[4, 0, 4])({"a": act})
+        expected = torch.stack([act[0, 4].sum(), act[1, 0].sum(), act[2, 4].sum()])
+        torch.testing.assert_close(out, expected)
+
+    def test_linear_layer_is_the_feature(self):
+        act = _acts((2, 6))
+        assert torch.equal(ChannelSum("a", channel=2)({"a": act}), act[:, 2])
+
+    def test_repr(self):
+        assert repr(ChannelSum("features.4", channel=[1, 2])) == "ChannelSum(layer='features.4', channel=[1, 2])"
+
+    def test_exception_channel_out_of_range(self, tiny_net):
+        objective = ChannelSum("features.0", channel=6)
+        with pytest.raises(ValueError, match=r"channel 6 is out of range .* valid channels are 0\.\.5"):
+            objective.prepare(_forward(tiny_net, objective), torch.zeros(1, 3, 32, 32))
+
+    def test_exception_channels_length(self):
+        with pytest.raises(ValueError, match="2 units, one per image, but the batch has 3 images"):
+            ChannelSum("a", channel=[0, 1])({"a": torch.zeros(3, 4, 2, 2)})
+
+    @pytest.mark.parametrize("channel", ["0", [], False, 1.0])
+    def test_exception_channel_type(self, channel):
+        with pytest.raises(ValueError, match="units must be an int"):
+            ChannelSum("a", channel=channel)

@@ -1,0 +1,165 @@
+"""NegativeCrossEntropy against a cross-entropy written out by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from inputopt.capture import capture_activations
+from inputopt.objectives import NegativeCrossEntropy
+
+
+def ref_ce(logits: torch.Tensor, y) -> torch.Tensor:
+    """Per-row cross-entropy, log-sum-exp minus the label's logit, in float64."""
+    logits = logits.double()
+    out = []
+    for i in range(logits.shape[0]):
+        label = y[i] if isinstance(y, (list, torch.Tensor)) else y
+        out.append(logits[i].exp().sum().log() - logits[i, int(label)])
+    return torch.stack(out)
+
+
+def _logits(shape=(4, 10), seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * 3
+
+
+def _forward(net, objective):
+    return lambda x: capture_activations(net, x, objective.layers)
+
+
+class TestNegativeCrossEntropy:
+    def test_smoke(self):
+        out = NegativeCrossEntropy(labels=[0, 1])({"": torch.tensor([[2.0, 0.0], [2.0, 0.0]])})
+        assert out.shape == (2,)
+        assert out.dtype == torch.float32
+        assert out[1] > out[0]
+
+    def test_untargeted_equals_cross_entropy(self):
+        logits = _logits()
+        labels = [3, 0, 9, 3]
+        out = NegativeCrossEntropy(labels=labels)({"": logits})
+        torch.testing.assert_close(out, F.cross_entropy(logits, torch.tensor(labels), reduction="none"))
+        torch.testing.assert_close(out.double(), ref_ce(logits, labels), rtol=1e-5, atol=1e-5)
+
+    def test_untargeted_single_label_broadcast(self):
+        logits = _logits()
+        out = NegativeCrossEntropy(labels=7)({"": logits})
+        torch.testing.assert_close(out.double(), ref_ce(logits, 7), rtol=1e-5, atol=1e-5)
+
+    def test_targeted_equals_minus_cross_entropy(self):
+        logits = _logits()
+        target = [1, 2, 2, 8]
+        out = NegativeCrossEntropy(target=target)({"": logits})
+        torch.testing.assert_close(out.double(), -ref_ce(logits, target), rtol=1e-5, atol=1e-5)
+        out = NegativeCrossEntropy(target=5)({"": logits})
+        torch.testing.assert_close(out.double(), -ref_ce(logits, 5), rtol=1e-5, atol=1e-5)
+
+    def test_half_logits_scored_in_float32(self):
+        logits = _logits().bfloat16()
+        out = NegativeCrossEntropy(labels=[1, 2, 3, 4])({"": logits})
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out.double(), ref_ce(logits.float(), [1, 2, 3, 4]), rtol=1e-5, atol=1e-5)
+
+    def test_other_layer(self):
+        logits = _logits()
+        objective = NegativeCrossEntropy(labels=2, layer="classifier.3")
+        assert objective.layers == ("classifier.3",)
+        torch.testing.assert_close(objective({"classifier.3": logits}).double(), ref_ce(logits, 2),
+                                   rtol=1e-5, atol=1e-5)
+
+    def test_prepare_fills_labels_with_prediction(self):
+        # a linear classifier, whose predictions on random inputs vary from row to row
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5)).eval()
+        x = torch.randn(8, 3, 2, 2, generator=torch.Generator().manual_seed(1))
+        objective = NegativeCrossEntropy()
+        assert objective.y.numel() == 0
+        objective.prepare(_forward(net, objective), x)
+        predicted = net(x).argmax(1)
+        assert len(set(predicted.tolist())) > 1  # a real test: the rows have different labels
+        assert torch.equal(objective.y, predicted)
+        # the score is then the cross-entropy to the starting prediction
+        x2 = x + 0.5 * torch.randn_like(x)
+        logits = net(x2)
+        torch.testing.assert_close(objective(capture_activations(net, x2, [""])).double(),
+                                   ref_ce(logits, predicted), rtol=1e-5, atol=1e-5)
+
+    def test_prepare_on_tiny_net(self, tiny_net):
+        x = torch.randn(3, 3, 32, 32)
+        objective = NegativeCrossEntropy()
+        objective.prepare(_forward(tiny_net, objective), x)
+        assert torch.equal(objective.y, tiny_net(x).argmax(1))
+
+    def test_prepare_keeps_given_labels(self, tiny_net):
+        x = torch.randn(2, 3, 32, 32)
+        objective = NegativeCrossEntropy(labels=[9, 9])
+        objective.prepare(_forward(tiny_net, objective), x)
+        assert objective.y.tolist() == [9, 9]
+        objective = NegativeCrossEntropy(target=[0, 1])
+        objective.prepare(_forward(tiny_net, objective), x)
+        assert objective.y.tolist() == [0, 1]
+
+    def test_prepare_only_once_reads_start(self, tiny_net):
+        # labels come from the *starting* input; a later prepare on another input does not move them
+        x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+        objective = NegativeCrossEntropy()
+        objective.prepare(_forward(tiny_net, objective), x)
+        start = objective.y.clone()
+        objective.prepare(_forward(tiny_net, objective), torch.randn(4, 3, 32, 32) * 10)
+        assert torch.equal(objective.y, start)
+
+    def test_is_done_untargeted(self):
+        objective = NegativeCrossEntropy(labels=[0, 1, 2])
+        logits = torch.tensor([[5.0, 0.0, 0.0], [5.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
+        assert objective.is_done({"": logits}).tolist() == [False, True, False]
+
+    def test_is_done_targeted(self):
+        objective = NegativeCrossEntropy(target=[0, 1, 2])
+        logits = torch.tensor([[5.0, 0.0, 0.0], [5.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
+        done = objective.is_done({"": logits})
+        assert done.dtype == torch.bool
+        assert done.tolist() == [True, False, True]
+
+    def test_num_rows(self):
+        assert NegativeCrossEntropy(labels=[1, 2, 3]).num_rows == 3
+        assert NegativeCrossEntropy(target=4).num_rows is None
+        assert NegativeCrossEntropy().num_rows is None
+        assert NegativeCrossEntropy(target=0).targeted  # class 0 is a target, though falsy
+        assert not NegativeCrossEntropy(labels=1).targeted
+
+    def test_repr(self):
+        assert repr(NegativeCrossEntropy(target=[1, 2])) == "NegativeCrossEntropy(labels=None, target=[1, 2], layer='')"
+
+    def test_exception_labels_and_target(self):
+        with pytest.raises(ValueError, match="not both"):
+            NegativeCrossEntropy(labels=1, target=2)
+
+    @pytest.mark.parametrize("kwargs", [dict(labels=10), dict(target=[0, 12]), dict(labels=[-1, 0])])
+    def test_exception_class_out_of_range(self, tiny_net, kwargs):
+        objective = NegativeCrossEntropy(**kwargs)
+        with pytest.raises(ValueError, match=r"out of range: the network has 10 classes, valid classes are 0\.\.9"):
+            objective.prepare(_forward(tiny_net, objective), torch.zeros(2, 3, 32, 32))
+
+    def test_exception_class_out_of_range_check(self):
+        with pytest.raises(ValueError, match=r"class 5 is out of range.*0\.\.4"):
+            NegativeCrossEntropy(target=5).check({"": torch.zeros(1, 5)})
+
+    def test_exception_not_logits(self, tiny_net):
+        objective = NegativeCrossEntropy(labels=0, layer="features.4")
+        with pytest.raises(ValueError, match=r"\(B, num_classes\) logits"):
+            objective.prepare(_forward(tiny_net, objective), torch.zeros(1, 3, 32, 32))
+
+    def test_exception_label_count(self):
+        with pytest.raises(ValueError, match="3 labels for a batch of 2 images"):
+            NegativeCrossEntropy(labels=[0, 1, 2])({"": torch.zeros(2, 4)})
+
+    def test_exception_no_labels_yet(self):
+        with pytest.raises(RuntimeError, match="call prepare"):
+            NegativeCrossEntropy()({"": torch.zeros(2, 4)})
+
+    @pytest.mark.parametrize("kwargs", [dict(labels="cat"), dict(target=[1.0]), dict(labels=[]),
+                                        dict(target=[0, None])])
+    def test_exception_label_type(self, kwargs):
+        with pytest.raises(ValueError, match="must be an int or a list of ints"):
+            NegativeCrossEntropy(**kwargs)

@@ -1,0 +1,190 @@
+"""The prior contract, checked for every concrete Prior subclass of the package.
+
+Subclasses are discovered by walking ``Prior.__subclasses__()`` after importing every module of
+``inputopt.priors``. Each needs example constructor arguments in ``EXAMPLES``: a new prior without one
+makes ``test_has_example`` fail, so it is noticed (and then tested) the moment it exists.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import pkgutil
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+import inputopt.priors
+from inputopt.priors import MultiScaleEdgeEnergy, Prior
+
+B = 3
+
+
+@dataclass
+class Example:
+    kwargs: dict = field(default_factory=dict)
+    nonnegative: bool = True  # a penalty that is >= 0 by nature (a sum of squares, a norm, ...)
+
+
+EXAMPLES: dict[type, list[Example]] = {
+    MultiScaleEdgeEnergy: [
+        Example(dict(weight=0.5)),
+        Example(dict(weight=2, kernel_size=3, sigma=0.7)),
+        Example(dict()),
+    ],
+}
+
+
+def _import_submodules(package) -> None:
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(info.name)
+
+
+def concrete_subclasses(base: type, package) -> list[type]:
+    """Every non-abstract subclass of ``base`` defined in the ``inputopt`` package."""
+    _import_submodules(package)
+    found, todo = [], [base]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if not inspect.isabstract(sub) and sub.__module__.split(".")[0] == "inputopt" and sub not in found:
+                found.append(sub)
+    return sorted(found, key=lambda c: c.__qualname__)
+
+
+CLASSES = concrete_subclasses(Prior, inputopt.priors)
+CASES = [pytest.param(cls, example, id=f"{cls.__name__}-{i}")
+         for cls in CLASSES for i, example in enumerate(EXAMPLES.get(cls) or [None])]
+
+
+def test_discovery_finds_known_priors():
+    assert MultiScaleEdgeEnergy in CLASSES
+    assert Prior not in CLASSES
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_has_example(cls):
+    assert EXAMPLES.get(cls), (f"{cls.__module__}.{cls.__qualname__} is a new Prior: add example constructor "
+                               f"arguments to EXAMPLES in {__file__}")
+
+
+def test_no_stale_examples():
+    assert set(EXAMPLES) <= set(CLASSES)
+
+
+def _images(seed: int = 0, shape=(B, 3, 24, 20)) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def build(cls, example):
+    if example is None:
+        pytest.fail(f"no example for {cls.__name__}: add one to EXAMPLES")
+    return cls(**example.kwargs)
+
+
+@pytest.mark.parametrize("cls, example", CASES)
+class TestPriorContract:
+    @pytest.mark.parametrize("shape", [(B, 3, 24, 20), (1, 1, 32, 32), (2, 3, 17, 31)])
+    def test_smoke(self, cls, example, shape):
+        x = _images(shape=shape)
+        penalty = build(cls, example)(x)
+        assert penalty.shape == (shape[0],)
+        assert penalty.dtype == torch.float32
+        assert torch.isfinite(penalty).all()
+
+    def test_nonnegative(self, cls, example):
+        if not example.nonnegative:
+            pytest.skip("this prior is not non-negative by nature")
+        prior = build(cls, example)
+        x = torch.cat([_images(1) * 10, _images(2) + 5, torch.zeros(1, 3, 24, 20)])
+        assert (prior(x) >= 0).all()
+
+    @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+    def test_half_input_computed_in_float32(self, cls, example, dtype):
+        prior = build(cls, example)
+        x = _images().to(dtype)
+        penalty = prior(x)
+        assert penalty.dtype == torch.float32
+        # computed on the float32 values, not in half precision
+        torch.testing.assert_close(penalty, prior(x.float()), rtol=1e-6, atol=1e-6)
+
+    def test_float32_under_autocast(self, cls, example):
+        prior = build(cls, example)
+        x = _images()
+        expected = prior(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            penalty = prior(x)
+        assert penalty.dtype == torch.float32
+        torch.testing.assert_close(penalty, expected, rtol=1e-6, atol=1e-6)
+
+    def test_rows_independent(self, cls, example):
+        prior = build(cls, example)
+        x = _images()
+        penalty = prior(x)
+        for i in range(B):
+            torch.testing.assert_close(prior(x[i:i + 1]), penalty[i:i + 1], rtol=1e-6, atol=1e-6)
+        changed = x.clone()
+        changed[1] = changed[1] * 4 + 1
+        other = prior(changed)
+        torch.testing.assert_close(other[[0, 2]], penalty[[0, 2]], rtol=1e-6, atol=1e-6)
+        assert other[1] != penalty[1]
+
+    def test_gradient(self, cls, example):
+        prior = build(cls, example)
+        x = _images().requires_grad_(True)
+        (grad,) = torch.autograd.grad(prior(x)[1], x)
+        assert grad[1].abs().sum() > 0
+        assert torch.equal(grad[[0, 2]], torch.zeros_like(grad[[0, 2]]))
+
+    def test_gradcheck(self, cls, example):
+        prior = build(cls, example)
+        x = torch.randn(1, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+        assert prior(x).dtype == torch.float64  # float64 passes through, for gradcheck
+        assert torch.autograd.gradcheck(prior, (x,), fast_mode=True)
+
+    def test_weight_stored(self, cls, example):
+        prior = build(cls, example)
+        weight = example.kwargs.get("weight", 1.0)
+        assert isinstance(prior.weight, float)
+        assert prior.weight == weight
+        # the weight is applied by the module, not by the prior
+        unit = cls(**{**example.kwargs, "weight": 1.0})
+        x = _images()
+        torch.testing.assert_close(prior(x), unit(x))
+
+    def test_repr(self, cls, example):
+        prior = build(cls, example)
+        text = repr(prior)
+        assert text.startswith(f"{cls.__name__}(")
+        assert f"weight={prior.weight!r}" in text
+        for name in example.kwargs:
+            assert f"{name}={getattr(prior, name)!r}" in text
+
+    def test_deepcopy(self, cls, example):
+        prior = build(cls, example)
+        x = _images()
+        assert torch.equal(copy.deepcopy(prior)(x), prior(x))
+
+
+class TestBasePlumbing:
+    def test_exception_wrong_shape(self):
+        class Bad(Prior):
+            def forward(self, x):
+                return x.sum()
+
+        with pytest.raises(ValueError, match=r"one penalty per image, shape \(2,\); got \(\)"):
+            Bad()(torch.zeros(2, 3, 8, 8))
+
+    def test_forward_sees_float32(self):
+        seen = []
+
+        class Spy(Prior):
+            def forward(self, x):
+                seen.append((x.dtype, torch.is_autocast_enabled("cpu")))
+                return x.flatten(1).sum(1)
+
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            Spy()(torch.zeros(2, 3, 8, 8, dtype=torch.bfloat16))
+        assert seen == [(torch.float32, False)]
