@@ -12,9 +12,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from inputopt.functional.display import DisplayMode
 from inputopt.functional.sphere import sphere_label_change
 from inputopt.module import InputOptimization
-from inputopt.results import save_grid, save_images
+from inputopt.results import image_grid, save_grid, save_images
 
-__all__ = ["PredictionTable", "SaveImages", "SphereCheck"]
+__all__ = ["LogImages", "PredictionTable", "SaveImages", "SphereCheck"]
 
 
 def _check_module(pl_module: LightningModule, who: str) -> InputOptimization:
@@ -67,6 +67,54 @@ class SaveImages(Callback):
         torch.save(x, out / "input.pt")
         self.paths = [grid, *singles, out / "input.pt"]
         rank_zero_info(f"inputopt: wrote {grid} ({x.shape[0]} images; one per image in {out / 'images'})")
+
+
+class LogImages(Callback):
+    """Log the current inputs as one image grid to TensorBoard every ``every_n_steps`` steps (tag
+    ``inputs``), and the final inputs at the end (tag ``inputs/final``).
+
+    Works with any logger that has TensorBoard's ``add_image`` (``TensorBoardLogger``); others are skipped.
+    Only rank 0 logs.
+
+    Args:
+        every_n_steps: logging period in optimization steps (step 0 is the starting input).
+        display: ``"std"`` (``0.5 + 0.1·(x − mean)/std`` per image) or ``"clamp"`` (to [0, 1]).
+        nrow: images per grid row (default: a square-ish grid).
+        scale: integer upscaling (nearest neighbour), for small images.
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(max_steps=100, callbacks=[LogImages(every_n_steps=10)])
+    """
+
+    def __init__(self, every_n_steps: int = 25, display: DisplayMode = "std", nrow: int | None = None,
+                 scale: int = 1) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.display = display
+        self.nrow = nrow
+        self.scale = scale
+
+    def _log(self, trainer: Trainer, module: InputOptimization, tag: str) -> None:
+        if not trainer.is_global_zero:
+            return
+        grid = image_grid(module.input.detach().cpu(), self.display, self.nrow, self.scale)
+        for logger in trainer.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_image"):
+                experiment.add_image(tag, grid, global_step=trainer.global_step)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self._log(trainer, _check_module(pl_module, "LogImages"), "inputs")
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self._log(trainer, _check_module(pl_module, "LogImages"), "inputs")
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._log(trainer, _check_module(pl_module, "LogImages"), "inputs/final")
 
 
 class PredictionTable(Callback):

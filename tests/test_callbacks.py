@@ -1,0 +1,78 @@
+"""Callbacks: TensorBoard images and scalars, files on disk, prediction tables, the sphere check."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torchvision.utils import make_grid
+
+from inputopt import ChannelSum, InputOptimization, MultiScaleEdgeEnergy, NegativeCrossEntropy, UnitActivation
+from inputopt.callbacks import LogImages, PredictionTable, SaveImages, SphereCheck
+from inputopt.functional import to_display
+from tests.conftest import make_tiny_net
+
+
+def quiet_trainer(steps: int, **kwargs) -> Trainer:
+    options = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False)
+    options.update(kwargs)
+    return Trainer(max_steps=steps, **options)
+
+
+def test_log_images_and_scalars_read_back_from_tensorboard(tmp_path):
+    module = InputOptimization(make_tiny_net(), ChannelSum("features.4", channel=[1, 2, 3]),
+                               [MultiScaleEdgeEnergy(0.1)], image_shape=(3, 32, 32))
+    logger = TensorBoardLogger(tmp_path, name="run", version=0)
+    quiet_trainer(6, logger=logger, log_every_n_steps=1, callbacks=[LogImages(every_n_steps=3)]).fit(module)
+
+    events = EventAccumulator(str(tmp_path / "run" / "version_0"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Images("inputs")] == [0, 3, 6]
+    final = events.Images("inputs/final")
+    assert [e.step for e in final] == [6]
+    # a 2x2 grid of 32x32 images with 2 px padding: (2·34 + 2) pixels a side
+    assert (final[0].width, final[0].height) == (70, 70)
+    for tag in ("objective", "loss", "prior/MultiScaleEdgeEnergy"):
+        assert [e.step for e in events.Scalars(tag)] == [0, 1, 2, 3, 4, 5], tag
+    first = module.compute_loss(module.start)  # step 0 logs the terms of the starting input
+    assert abs(events.Scalars("objective")[0].value - first["objective"].mean().item()) < 1e-5
+    assert abs(events.Scalars("loss")[0].value - first["loss"].mean().item()) < 1e-5
+    import io
+
+    from PIL import Image
+
+    decoded = torch.tensor(list(Image.open(io.BytesIO(final[0].encoded_image_string)).convert("RGB").getdata()))
+    expected = make_grid(to_display(module.input.detach()), nrow=2, padding=2, pad_value=1.0)
+    expected = (expected.permute(1, 2, 0).reshape(-1, 3) * 255 + 0.5).clamp(0, 255).to(torch.uint8)
+    assert (decoded - expected.long()).abs().max() <= 1
+
+
+def test_save_images_writes_grid_singles_and_tensor(tmp_path):
+    module = InputOptimization(make_tiny_net(), UnitActivation("features.4", unit=[0, 5]), image_shape=(3, 32, 32))
+    saver = SaveImages(tmp_path / "out", display="clamp", scale=2)
+    quiet_trainer(2, callbacks=[saver]).fit(module)
+    assert (tmp_path / "out" / "grid.png").is_file()
+    assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == ["features.4-0.png", "features.4-5.png"]
+    assert torch.equal(torch.load(tmp_path / "out" / "input.pt"), module.input.detach())
+
+
+def test_prediction_table_and_sphere_check(tmp_path, caplog):
+    torch.manual_seed(0)
+    module = InputOptimization(make_tiny_net(), NegativeCrossEntropy(), init=torch.rand(3, 3, 32, 32),
+                               optimizer=lambda p: torch.optim.SGD(p, lr=0.5))
+    table = PredictionTable(every_n_steps=2)
+    sphere = SphereCheck(factor=2.0, num_points=200, seed=1)
+    with caplog.at_level(logging.INFO):
+        quiet_trainer(5, callbacks=[table, sphere]).fit(module)
+    assert table.steps == [0, 2, 4]
+    assert torch.equal(table.predictions[0], module.objective.y)
+    assert "Predicted class after each step" in caplog.text and "Random-sphere check" in caplog.text
+    distance = (module.input.detach() - module.start).flatten(1).norm(dim=1)
+    torch.testing.assert_close(sphere.radii, 2 * distance)
+    assert sphere.fractions.shape == (3,) and ((sphere.fractions >= 0) & (sphere.fractions <= 1)).all()
+    again = SphereCheck(factor=2.0, num_points=200, seed=1).check(module)
+    torch.testing.assert_close(again, sphere.fractions, equal_nan=True)  # reproducible with a seed
