@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -13,6 +13,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from inputopt._config import instantiate
 from inputopt.capture import capture_activations
 from inputopt.functional.init import seeded_noise
 from inputopt.networks import Normalize, build_network, class_names, freeze
@@ -100,10 +101,18 @@ class InputOptimization(LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        objective = instantiate(objective) if isinstance(objective, Mapping) else objective
+        priors = [instantiate(p) if isinstance(p, Mapping) else p for p in (priors or [])]
         ignore = [name for name, value in (("network", network), ("init", init)) if not isinstance(value, (str, type(None)))]
-        with warnings.catch_warnings():  # objectives and priors are small modules: keep them, to rebuild
+        with warnings.catch_warnings():  # replaced by their configs just below
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             self.save_hyperparameters(ignore=ignore)
+        # Checkpoints keep objective and priors as plain {"class_path", "init_args"} data (loadable with
+        # weights_only=True) and rebuild them from it; LightningCLI already stores them in that form.
+        if not isinstance(self.hparams.get("objective"), Mapping):
+            self.hparams["objective"] = objective.config()
+        if any(not isinstance(p, Mapping) for p in self.hparams.get("priors") or []):
+            self.hparams["priors"] = [p.config() for p in priors]
 
         if isinstance(network, str):
             with torch.random.fork_rng(devices=[]):  # random weights, when asked for, depend on the seed only
@@ -116,7 +125,7 @@ class InputOptimization(LightningModule):
         object.__setattr__(self, "_network", net)  # outside the module tree: not trained, saved or mode-switched
         self.network_name = network if isinstance(network, str) else None
         self.objective = objective
-        self.priors = nn.ModuleList(priors or [])
+        self.priors = nn.ModuleList(priors)
         self.normalize = Normalize(mean, std) if mean is not None or std is not None else None
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std for input normalization, or neither")
@@ -211,6 +220,8 @@ class InputOptimization(LightningModule):
                 f"vanish and the priors' sums of squares lose accuracy; use '16-mixed' or 'bf16-mixed' "
                 f"(the network runs in half precision, the input and priors stay float32)")
         self.prepare()  # before a checkpoint is restored, so restored buffers overwrite what it sets
+        # The data loader yields only step indices, so resuming mid-"epoch" loses nothing.
+        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
 
     def on_fit_start(self) -> None:
         if self.trainer.max_steps is None or self.trainer.max_steps < 0:

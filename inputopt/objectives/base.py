@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from inputopt._config import Configurable
 from inputopt._repr import init_args_repr
 from inputopt.capture import OUTPUT
 
@@ -16,7 +17,7 @@ __all__ = ["InputObjective", "UnitsObjective"]
 Forward = Callable[[Tensor], dict[str, Tensor]]
 
 
-class InputObjective(nn.Module, ABC):
+class InputObjective(Configurable, nn.Module, ABC):
     """A score to maximize, one value per image: ``forward(activations) -> (B,)``.
 
     A subclass names the layer it reads and implements :meth:`forward`, which receives a dict from

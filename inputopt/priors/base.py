@@ -7,12 +7,13 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor, nn
 
+from inputopt._config import Configurable
 from inputopt._repr import init_args_repr
 
 __all__ = ["Prior"]
 
 
-class Prior(nn.Module, ABC):
+class Prior(Configurable, nn.Module, ABC):
     """A penalty on the input, one value per image: ``forward(x) -> (B,)``, weighted by ``weight``.
 
     A subclass implements :meth:`forward`. The base class runs it in float32 outside any autocast

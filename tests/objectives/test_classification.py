@@ -129,7 +129,7 @@ class TestNegativeCrossEntropy:
         assert not NegativeCrossEntropy(labels=1).targeted
 
     def test_repr(self):
-        assert repr(NegativeCrossEntropy(target=[1, 2])) == "NegativeCrossEntropy(labels=None, target=[1, 2], layer='')"
+        assert repr(NegativeCrossEntropy(target=[1, 2])) == "NegativeCrossEntropy(labels=None, target=[1, 2], layer=None)"
 
     def test_exception_labels_and_target(self):
         with pytest.raises(ValueError, match="not both"):

@@ -180,6 +180,13 @@ class TestObjectiveContract:
             if value is not None:
                 assert f"{name}={value!r}" in text, f"repr {text!r} does not show {name}={value!r}"
 
+    def test_config_rebuilds_an_equal_objective(self, cls, kwargs, net):
+        from inputopt._config import instantiate
+
+        objective = cls(**kwargs)
+        rebuilt = instantiate(objective.config())
+        assert type(rebuilt) is cls and rebuilt.config() == objective.config()
+
     def test_rows_and_keys(self, cls, kwargs, net):
         objective = cls(**kwargs)
         assert objective.num_rows in (None, B)
