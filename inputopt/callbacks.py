@@ -14,7 +14,7 @@ from inputopt.functional.sphere import sphere_label_change
 from inputopt.module import InputOptimization
 from inputopt.results import image_grid, save_grid, save_images
 
-__all__ = ["LogImages", "PredictionTable", "SaveImages", "SphereCheck"]
+__all__ = ["CheckpointOnInterrupt", "LogImages", "PredictionTable", "SaveImages", "SphereCheck"]
 
 
 def _check_module(pl_module: LightningModule, who: str) -> InputOptimization:
@@ -213,3 +213,44 @@ class SphereCheck(Callback):
         lines = [f"image {i}: radius {r:.4g}, label changed at {f:.1%} of {self.num_points} random points"
                  for i, (r, f) in enumerate(zip(self.radii.tolist(), fractions.tolist()))]
         rank_zero_info(f"Random-sphere check (radius = {self.factor:g}·‖x − x̃‖):\n" + "\n".join(lines))
+
+
+class CheckpointOnInterrupt(Callback):
+    """Save a checkpoint when a run stops on an exception, Ctrl-C or SIGTERM.
+
+    By default it writes ``last.ckpt`` in the ``ModelCheckpoint``'s directory (else
+    ``<log_dir>/checkpoints``), the file ``--ckpt_path last`` resumes from: the state at the moment of the
+    interruption replaces the last periodic one. (Lightning's ``OnExceptionCheckpoint`` would also make
+    every later ``fit`` in that directory resume silently, even with another objective; this does not.)
+
+    Args:
+        dirpath: where to save (default: see above).
+        filename: file name without extension.
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> from lightning.pytorch.callbacks import ModelCheckpoint
+        >>> trainer = Trainer(max_steps=1000, callbacks=[ModelCheckpoint(every_n_train_steps=50, save_last=True),
+        ...                                              CheckpointOnInterrupt()])
+    """
+
+    def __init__(self, dirpath: str | os.PathLike | None = None, filename: str = "last") -> None:
+        if not filename:
+            raise ValueError("filename cannot be empty")
+        self.dirpath = dirpath
+        self.filename = filename
+        self.saved: Path | None = None
+
+    def path(self, trainer: Trainer) -> Path:
+        if self.dirpath is not None:
+            return Path(self.dirpath) / f"{self.filename}.ckpt"
+        checkpoint = trainer.checkpoint_callback
+        directory = getattr(checkpoint, "dirpath", None) or os.path.join(trainer.log_dir or trainer.default_root_dir,
+                                                                          "checkpoints")
+        return Path(directory) / f"{self.filename}.ckpt"
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self.saved = self.path(trainer)
+        trainer.save_checkpoint(self.saved)
+        rank_zero_info(f"inputopt: run interrupted at step {trainer.global_step} ({type(exception).__name__}); "
+                       f"saved {self.saved}, resume with --ckpt_path last")

@@ -33,6 +33,8 @@ def cli(args: list[str] | None = None, run: bool = True) -> InputOptCLI:
         trainer_defaults={"max_steps": 250, "log_every_n_steps": 1},
         auto_configure_optimizers=False,
         seed_everything_default=0,
+        # configs write to fixed run directories, so that --ckpt_path last finds their checkpoints
+        save_config_kwargs={"overwrite": True},
     )
 
 

@@ -31,9 +31,10 @@ def test_vgg16_reference_configs_run_with_random_weights(config, tmp_path, monke
     module = result.model
     assert isinstance(module, InputOptimization) and module.network_name == "vgg16"
     assert module.trainer.global_step == 2
-    grid = read_image(str(tmp_path / "results" / config.stem / "grid.png"))
+    run_dir = tmp_path / "results" / config.stem / "run"
+    grid = read_image(str(run_dir / "grid.png"))
     assert grid.shape[-2:] == (48, 48)  # make_grid returns a single image as it is
-    saved = torch.load(tmp_path / "results" / config.stem / "input.pt")
+    saved = torch.load(run_dir / "input.pt")
     assert torch.equal(saved, module.input.detach())
 
 
@@ -67,5 +68,5 @@ def test_console_command_in_a_subprocess(tmp_path):
                "--model.weights", "null", "--trainer.max_steps", "2", "--model.image_shape", "[3, 32, 32]"]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert (tmp_path / "results" / "vgg16_conv4_channel" / "grid.png").is_file()
-    assert "wrote results/vgg16_conv4_channel/grid.png" in done.stdout + done.stderr
+    assert (tmp_path / "results" / "vgg16_conv4_channel" / "run" / "grid.png").is_file()
+    assert "wrote results/vgg16_conv4_channel/run/grid.png" in done.stdout + done.stderr
