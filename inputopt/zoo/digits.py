@@ -35,7 +35,7 @@ __all__ = [
 DIGITS_CLASSES: list[str] = [str(i) for i in range(10)]
 
 #: Shipped pretrained variants and the ``width`` each was trained with.
-DIGITS_VARIANTS: dict[str, int] = {"a": 16, "b": 24}
+DIGITS_VARIANTS: dict[str, int] = {"a": 16, "b": 8}
 
 #: Side length of the upsampled images.
 IMAGE_SIZE = 32

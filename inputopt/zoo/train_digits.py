@@ -61,6 +61,7 @@ def train(
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
     max_shift: int = 2,
+    label_smoothing: float = 0.2,
 ) -> DigitsCNN:
     """Train a :class:`DigitsCNN` on the train split, deterministically from ``seed``.
 
@@ -72,6 +73,10 @@ def train(
         lr: Adam learning rate (cosine-annealed to zero).
         weight_decay: Adam L2 weight decay.
         max_shift: Largest random shift in pixels (augmentation); 0 disables it.
+        label_smoothing: Label smoothing of the cross-entropy. It keeps the
+            logits from saturating, so that the input gradients of the
+            cross-entropy do not vanish on confidently classified images
+            (which the adversarial demos rely on).
 
     Returns:
         The trained model in eval mode.
@@ -92,7 +97,7 @@ def train(
         for start in range(0, len(images), batch_size):
             idx = order[start : start + batch_size]
             x = random_shift(images[idx], max_shift, generator)
-            loss = F.cross_entropy(model(x), labels[idx])
+            loss = F.cross_entropy(model(x), labels[idx], label_smoothing=label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -111,13 +116,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--max-shift", type=int, default=2)
+    parser.add_argument("--label-smoothing", type=float, default=0.2)
     parser.add_argument("--out", type=Path, default=None, help="default: the shipped weights path")
     args = parser.parse_args(argv)
 
     width = args.width if args.width is not None else DIGITS_VARIANTS[args.variant]
     out = args.out if args.out is not None else weights_path(args.variant)
     start = time.perf_counter()
-    model = train(width, args.seed, epochs=args.epochs, lr=args.lr, max_shift=args.max_shift)
+    model = train(
+        width,
+        args.seed,
+        epochs=args.epochs,
+        lr=args.lr,
+        max_shift=args.max_shift,
+        label_smoothing=args.label_smoothing,
+    )
     elapsed = time.perf_counter() - start
 
     test_images, test_labels = load_digits_split("test")
