@@ -10,7 +10,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from inputopt.functional.display import DisplayMode
-from inputopt.functional.sphere import sphere_label_change
+from inputopt.functional.sphere import sphere_check
 from inputopt.module import InputOptimization
 from inputopt.results import image_grid, save_grid, save_images
 
@@ -194,17 +194,9 @@ class SphereCheck(Callback):
 
     def check(self, module: InputOptimization) -> torch.Tensor:
         """Run the check on the module's current input; returns and stores :attr:`fractions`."""
-        start, current = module.start.detach(), module.input.detach()
-        self.radii = self.factor * (current - start).flatten(1).norm(dim=1).cpu()
-        generator = torch.Generator(device=start.device).manual_seed(self.seed)
-        fractions = []
-        for x, radius in zip(start, self.radii.tolist()):
-            if radius == 0:
-                fractions.append(float("nan"))
-                continue
-            fractions.append(sphere_label_change(module.predict_classes, x, radius, self.num_points, generator,
-                                                 self.chunk_size))
-        self.fractions = torch.tensor(fractions)
+        self.fractions, self.radii = sphere_check(module.predict_classes, module.start.detach(),
+                                                  module.input.detach(), self.factor, self.num_points, self.seed,
+                                                  self.chunk_size)
         return self.fractions
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

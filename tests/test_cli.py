@@ -70,3 +70,51 @@ def test_console_command_in_a_subprocess(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "results" / "vgg16_conv4_channel" / "run" / "grid.png").is_file()
     assert "wrote results/vgg16_conv4_channel/run/grid.png" in done.stdout + done.stderr
+
+
+TINY = ["--model.network", "tests.conftest.TinyConvNet", "--model.weights", "null", "--model.image_shape",
+        "[3, 32, 32]", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--trainer.max_steps", "3"]
+
+
+def test_users_own_objective_and_prior_from_their_own_module(tmp_path, monkeypatch):
+    package = tmp_path / "mylab"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "components.py").write_text(
+        "import torch\n"
+        "from inputopt import InputObjective, Prior\n\n\n"
+        "class MeanActivation(InputObjective):\n"
+        "    def forward(self, activations):\n"
+        "        return activations[self.layer].flatten(1).mean(1)\n\n\n"
+        "class L2(Prior):\n"
+        "    def forward(self, x):\n"
+        "        return x.pow(2).flatten(1).sum(1)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    result = cli(["fit", "--config", str(CONFIGS / "vgg16_conv4_channel.yaml"), *TINY,
+                  "--model.objective", '{"class_path": "mylab.components.MeanActivation", "init_args": {"layer": "features.4"}}',
+                  "--model.priors", '[{"class_path": "mylab.components.L2", "init_args": {"weight": 0.5}}]'])
+    module = result.model
+    assert type(module.objective).__module__ == "mylab.components" and module.objective.layer == "features.4"
+    assert [type(p).__name__ for p in module.priors] == ["L2"] and module.priors[0].weight == 0.5
+    assert module.trainer.global_step == 3
+
+
+def test_same_config_and_seed_give_the_same_images(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", str(CONFIGS / "vgg16_paper_towel.yaml"), *TINY, "--model.objective.init_args.unit", "[1, 4]"]
+    first = cli([*args, "--trainer.logger.init_args.version", "a"]).model.input.detach()
+    second = cli([*args, "--trainer.logger.init_args.version", "b"]).model.input.detach()
+    other_seed = cli([*args, "--trainer.logger.init_args.version", "c", "--model.seed", "1"]).model.input.detach()
+    assert torch.equal(first, second)
+    assert not torch.allclose(first, other_seed)
+
+
+def test_precision_choices(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", str(CONFIGS / "vgg16_paper_towel.yaml"), *TINY, "--model.objective.init_args.unit", "1"]
+    module = cli([*args, "--trainer.precision", "bf16-mixed"]).model
+    assert module.input.dtype == torch.float32 and torch.isfinite(module.input).all()
+    with pytest.raises(ValueError, match="would cast the input itself to half precision"):
+        cli([*args, "--trainer.precision", "bf16-true"])

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["random_sphere_points", "sphere_label_change"]
+__all__ = ["random_sphere_points", "sphere_check", "sphere_label_change"]
 
 
 def random_sphere_points(center: Tensor, radius: float | Tensor, n: int,
@@ -77,3 +77,42 @@ def sphere_label_change(classify: Callable[[Tensor], Tensor], center: Tensor, ra
         points = random_sphere_points(center, radius, min(chunk_size, n - start), generator)
         changed += int((classify(points) != label).sum())
     return changed / n
+
+
+@torch.no_grad()
+def sphere_check(classify: Callable[[Tensor], Tensor], x: Tensor, x_adv: Tensor, factor: float = 2.0,
+                 n: int = 1000, seed: int = 0, chunk_size: int = 250) -> tuple[Tensor, Tensor]:
+    """The random-sphere check for a batch: is a random perturbation ``factor`` times as large as the
+    adversarial one as harmful?
+
+    For each image ``i``: ``n`` random points on the sphere centred on ``x[i]`` with radius
+    ``factor·‖x[i] − x_adv[i]‖``, and the fraction whose predicted label differs from the one at ``x[i]``.
+
+    Args:
+        classify: maps inputs to predicted labels.
+        x: the original inputs ``(B, ...)``.
+        x_adv: their adversarial versions, same shape.
+        factor: the radius as a multiple of the adversarial perturbation's norm.
+        n: random points per image.
+        seed: seed of the random points (one generator for the whole batch).
+        chunk_size: points classified per forward pass.
+
+    Returns:
+        ``(fractions, radii)``, each ``(B,)``; the fraction is NaN for an image that did not move.
+
+    Example:
+        >>> classify = lambda z: (z.flatten(1).sum(1) > 0).long()
+        >>> x = torch.full((2, 4), 1.0)
+        >>> fractions, radii = sphere_check(classify, x, x - 0.1, factor=2.0, n=100)
+        >>> radii
+        tensor([0.4000, 0.4000])
+    """
+    if x.shape != x_adv.shape:
+        raise ValueError(f"x and x_adv must have the same shape, got {tuple(x.shape)} and {tuple(x_adv.shape)}")
+    if factor <= 0:
+        raise ValueError(f"factor must be > 0, got {factor}")
+    radii = factor * (x_adv - x).flatten(1).norm(dim=1)
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    fractions = [sphere_label_change(classify, center, radius, n, generator, chunk_size) if radius > 0
+                 else float("nan") for center, radius in zip(x, radii.tolist())]
+    return torch.tensor(fractions), radii.cpu()
