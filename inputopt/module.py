@@ -32,9 +32,11 @@ def _load_images(init: Tensor | str | Path) -> Tensor:
     path = Path(init).expanduser()
     if path.suffix in (".pt", ".pth"):
         return torch.load(path, map_location="cpu", weights_only=True).float()
-    from torchvision.io import ImageReadMode, decode_image
+    from PIL import Image
+    from torchvision.transforms.functional import pil_to_tensor
 
-    return decode_image(str(path), mode=ImageReadMode.RGB).float().div(255)
+    with Image.open(path) as image:
+        return pil_to_tensor(image.convert("RGB")).float().div(255)
 
 
 class InputOptimization(LightningModule):

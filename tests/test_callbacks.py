@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -45,7 +46,8 @@ def test_log_images_and_scalars_read_back_from_tensorboard(tmp_path):
 
     from PIL import Image
 
-    decoded = torch.tensor(list(Image.open(io.BytesIO(final[0].encoded_image_string)).convert("RGB").getdata()))
+    decoded = torch.from_numpy(np.asarray(Image.open(io.BytesIO(final[0].encoded_image_string)).convert("RGB")))
+    decoded = decoded.reshape(-1, 3).long()
     expected = make_grid(to_display(module.input.detach()), nrow=2, padding=2, pad_value=1.0)
     expected = (expected.permute(1, 2, 0).reshape(-1, 3) * 255 + 0.5).clamp(0, 255).to(torch.uint8)
     assert (decoded - expected.long()).abs().max() <= 1

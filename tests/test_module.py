@@ -204,3 +204,15 @@ def test_random_weights_depend_on_the_seed_only():
     torch.rand(10)  # global RNG state must not matter
     b = InputOptimization("alexnet", UnitActivation(None, unit=1), image_shape=(3, 64, 64), seed=3)
     assert torch.equal(a.network.features[0].weight, b.network.features[0].weight)
+
+
+def test_init_from_files(tiny_net, tmp_path):
+    from torchvision.utils import save_image
+
+    image = torch.rand(3, 32, 32)
+    save_image(image, tmp_path / "photo.png")
+    torch.save(image.unsqueeze(0), tmp_path / "photo.pt")
+    from_png = InputOptimization(tiny_net, NegativeCrossEntropy(), init=str(tmp_path / "photo.png")).input.detach()
+    from_pt = InputOptimization(tiny_net, NegativeCrossEntropy(), init=str(tmp_path / "photo.pt")).input.detach()
+    assert from_png.shape == (1, 3, 32, 32) and torch.equal(from_pt[0], image)
+    assert (from_png[0] - image).abs().max() <= 1 / 255 + 1e-6  # 8-bit PNG quantization
