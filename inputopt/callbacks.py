@@ -23,14 +23,6 @@ def _check_module(pl_module: LightningModule, who: str) -> InputOptimization:
     return pl_module
 
 
-def row_names(module: InputOptimization) -> list[str]:
-    """A file name per image: ``<layer>-<unit>`` (``output`` for the network's output)."""
-    layer = module.objective.layer or "output"
-    keys = module.objective.row_keys(module.input.shape[0])
-    names = [f"{layer}-{key}" for key in keys]
-    return [f"{n}-{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
-
-
 class SaveImages(Callback):
     """At the end of a run, write ``grid.png``, one PNG per image and ``input.pt`` (the raw tensor).
 
@@ -63,7 +55,7 @@ class SaveImages(Callback):
         out = self.directory(trainer)
         x = module.input.detach().cpu()
         grid = save_grid(x, out / "grid.png", self.display, self.nrow, self.scale)
-        singles = save_images(x, out / "images", row_names(module), self.display, self.scale)
+        singles = save_images(x, out / "images", module.image_names(), self.display, self.scale)
         torch.save(x, out / "input.pt")
         self.paths = [grid, *singles, out / "input.pt"]
         rank_zero_info(f"inputopt: wrote {grid} ({x.shape[0]} images; one per image in {out / 'images'})")

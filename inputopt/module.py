@@ -69,6 +69,8 @@ class InputOptimization(LightningModule):
         freeze_done: stop updating an image once the objective says it is done (e.g. its label flipped),
             so that its perturbation stays as small as the run allows.
         seed: the seed of the starting noise; image ``i``'s noise depends only on ``(seed, unit_i)``.
+        log_per_image: also log every image's objective and loss as ``objective/<layer>-<unit>`` and
+            ``loss/<layer>-<unit>`` (the means over images are always logged).
 
     Example:
         >>> from lightning.pytorch import Trainer
@@ -101,6 +103,7 @@ class InputOptimization(LightningModule):
         clamp: Sequence[float] | None = None,
         freeze_done: bool = False,
         seed: int = 0,
+        log_per_image: bool = False,
     ) -> None:
         super().__init__()
         objective = instantiate(objective) if isinstance(objective, Mapping) else objective
@@ -134,6 +137,7 @@ class InputOptimization(LightningModule):
         self.optimizer_factory = optimizer if optimizer is not None else partial(torch.optim.Adam, lr=0.1)
         self.clamp = self._check_clamp(clamp)
         self.freeze_done = freeze_done
+        self.log_per_image = log_per_image
         self.prior_names = self._prior_names(self.priors)
 
         start = self._starting_input(image_shape, batch_size, init, init_mean, init_std, seed)
@@ -202,6 +206,12 @@ class InputOptimization(LightningModule):
         """The predicted class of each image of ``x`` (default: the current input)."""
         return self(x).argmax(1)
 
+    def image_names(self) -> list[str]:
+        """A name per image, ``<layer>-<unit>`` (``output`` for the network's output), for files and logs."""
+        layer = self.objective.layer or "output"
+        names = [f"{layer}-{key}" for key in self.objective.row_keys(self.input.shape[0])]
+        return [f"{n}-{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
     @property
     def class_names(self) -> list[str] | None:
         """The network's class names, when known."""
@@ -260,6 +270,10 @@ class InputOptimization(LightningModule):
             key = name if name in ("objective", "loss") else f"prior/{name}"
             self.log(key, value.detach().mean(), on_step=True, prog_bar=name in ("objective", "loss"),
                      batch_size=batch_size)
+        if self.log_per_image:
+            for name in ("objective", "loss"):
+                for row, value in zip(self.image_names(), terms[name].detach()):
+                    self.log(f"{name}/{row}", value, on_step=True, batch_size=1)
         if self.freeze_done:
             self.log("done", self.done.float().mean(), on_step=True, prog_bar=True, batch_size=batch_size)
         return terms["loss"].sum()

@@ -26,7 +26,7 @@ def quiet_trainer(steps: int, **kwargs) -> Trainer:
 
 def test_log_images_and_scalars_read_back_from_tensorboard(tmp_path):
     module = InputOptimization(make_tiny_net(), ChannelSum("features.4", channel=[1, 2, 3]),
-                               [MultiScaleEdgeEnergy(0.1)], image_shape=(3, 32, 32))
+                               [MultiScaleEdgeEnergy(0.1)], image_shape=(3, 32, 32), log_per_image=True)
     logger = TensorBoardLogger(tmp_path, name="run", version=0)
     quiet_trainer(6, logger=logger, log_every_n_steps=1, callbacks=[LogImages(every_n_steps=3)]).fit(module)
 
@@ -39,7 +39,10 @@ def test_log_images_and_scalars_read_back_from_tensorboard(tmp_path):
     assert (final[0].width, final[0].height) == (70, 70)
     for tag in ("objective", "loss", "prior/MultiScaleEdgeEnergy"):
         assert [e.step for e in events.Scalars(tag)] == [0, 1, 2, 3, 4, 5], tag
-    first = module.compute_loss(module.start)  # step 0 logs the terms of the starting input
+    assert [e.step for e in events.Scalars("objective/features.4-2")] == [0, 1, 2, 3, 4, 5]
+    first = module.compute_loss(module.start)
+    for i, unit in enumerate([1, 2, 3]):
+        assert abs(events.Scalars(f"objective/features.4-{unit}")[0].value - first["objective"][i].item()) < 1e-5  # step 0 logs the terms of the starting input
     assert abs(events.Scalars("objective")[0].value - first["objective"].mean().item()) < 1e-5
     assert abs(events.Scalars("loss")[0].value - first["loss"].mean().item()) < 1e-5
     import io
