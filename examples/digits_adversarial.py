@@ -5,7 +5,7 @@ cross-entropy for 15 steps, y = the model's own prediction, each digit frozen on
 Then the random-sphere check on the fooled digits: the fraction of random points at k·‖x − x̃‖ around x
 whose label differs from the label at x.
 
-    python examples/digits_adversarial.py --points 1000
+    python examples/digits_adversarial.py --points 1000 [--no-freeze]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--factors", type=float, nargs="+", default=[1.0, 2.0], help="radii as multiples of ‖x − x̃‖")
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--no-freeze", dest="freeze", action="store_false", help="keep updating fooled digits")
     args = parser.parse_args()
 
     model = digits_cnn("a")
@@ -34,7 +35,7 @@ def main() -> None:
     correct = model(images).argmax(1) == labels
     images, labels = images[correct], labels[correct]
 
-    module = InputOptimization(model, NegativeCrossEntropy(labels=labels.tolist()), init=images, freeze_done=True,
+    module = InputOptimization(model, NegativeCrossEntropy(labels=labels.tolist()), init=images, freeze_done=args.freeze,
                                optimizer=partial(torch.optim.SGD, lr=args.lr))
     table = PredictionTable(print_table=False)
     Trainer(max_steps=args.steps, logger=False, enable_checkpointing=False, enable_model_summary=False,
