@@ -56,7 +56,8 @@ class InputOptimization(LightningModule):
         image_shape: ``(C, H, W)`` of the random starting input.
         batch_size: number of images when neither the objective (one image per unit) nor ``init`` says.
         init: starting images instead of noise: a ``(B, C, H, W)`` or ``(C, H, W)`` tensor, or the path
-            of a ``.pt`` tensor or an image file (read in [0, 1]).
+            of a ``.pt`` tensor or an image file (read in [0, 1]). A path is saved in the hyperparameters;
+            a tensor is not (pass it again to ``load_from_checkpoint``, like a network given as a module).
         init_mean: mean of the random starting input.
         init_std: standard deviation of the random starting input.
         weights: torchvision weights name for a named network (``None``: random weights).
@@ -131,9 +132,9 @@ class InputOptimization(LightningModule):
         self.network_name = network if isinstance(network, str) else None
         self.objective = objective
         self.priors = nn.ModuleList(priors)
-        self.normalize = Normalize(mean, std) if mean is not None or std is not None else None
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std for input normalization, or neither")
+        self.normalize = Normalize(mean, std) if mean is not None else None
         self.optimizer_factory = optimizer if optimizer is not None else partial(torch.optim.Adam, lr=0.1)
         self.clamp = self._check_clamp(clamp)
         self.freeze_done = freeze_done

@@ -194,6 +194,10 @@ def test_exception_messages(tiny_net):
         InputOptimization(tiny_net, UnitActivation(None, unit=1), image_shape=(32, 32))
     with pytest.raises(ValueError, match="batch_size=2 but the objective targets 3 units"):
         InputOptimization(tiny_net, UnitActivation(None, unit=[1, 2, 3]), image_shape=SHAPE, batch_size=2)
+    with pytest.raises(ValueError, match="give both mean and std"):
+        InputOptimization(tiny_net, UnitActivation(None, unit=1), image_shape=SHAPE, std=[0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match="apply to a network given by name"):
+        InputOptimization(tiny_net, UnitActivation(None, unit=1), image_shape=SHAPE, weights="DEFAULT")
     with pytest.raises(ValueError, match="max_steps"):
         Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False).fit(
             InputOptimization(tiny_net, UnitActivation(None, unit=1), image_shape=SHAPE))
