@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
+
 import pytest
 import torch
 from torch import nn
@@ -33,6 +37,21 @@ def make_tiny_net(seed: int = 0, **kwargs) -> TinyConvNet:
         bn.running_mean.uniform_(-0.1, 0.1)
         bn.running_var.uniform_(0.5, 1.5)
     return net.eval()
+
+
+def concrete_subclasses(base: type, package) -> list[type]:
+    """Every non-abstract subclass of ``base`` defined in the ``inputopt`` package, after importing all of
+    ``package``: the registry that contract tests parametrize over (subclasses defined in tests or
+    docstring examples are left out)."""
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(info.name)
+    found, todo = [], [base]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if not inspect.isabstract(sub) and sub.__module__.split(".")[0] == "inputopt" and sub not in found:
+                found.append(sub)
+    return sorted(found, key=lambda c: c.__qualname__)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from inputopt import ChannelSum, InputOptimization, MultiScaleEdgeEnergy, NegativeCrossEntropy, UnitActivation
 from inputopt.capture import capture_activations
-from tests.conftest import make_tiny_net
 
 SHAPE = (3, 32, 32)
 

@@ -9,9 +9,6 @@ constructor arguments valid for the tiny network in ``EXAMPLES`` below: a new ob
 from __future__ import annotations
 
 import copy
-import importlib
-import inspect
-import pkgutil
 
 import pytest
 import torch
@@ -19,6 +16,7 @@ import torch
 import inputopt.objectives
 from inputopt.capture import capture_activations, resolve_layer
 from inputopt.objectives import ChannelSum, InputObjective, NegativeCrossEntropy, UnitActivation
+from tests.conftest import concrete_subclasses
 from tests.conftest import make_tiny_net
 
 B = 3  # images per batch in every example; list-valued units have one entry per image
@@ -43,24 +41,6 @@ EXAMPLES: dict[type, list[dict]] = {
         dict(target=2, layer="classifier.3"),
     ],
 }
-
-
-def _import_submodules(package) -> None:
-    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-        importlib.import_module(info.name)
-
-
-def concrete_subclasses(base: type, package) -> list[type]:
-    """Every non-abstract subclass of ``base`` defined in the ``inputopt`` package (test-local subclasses,
-    e.g. in docstring examples or other tests, are left out)."""
-    _import_submodules(package)
-    found, todo = [], [base]
-    while todo:
-        for sub in todo.pop().__subclasses__():
-            todo.append(sub)
-            if not inspect.isabstract(sub) and sub.__module__.split(".")[0] == "inputopt" and sub not in found:
-                found.append(sub)
-    return sorted(found, key=lambda c: c.__qualname__)
 
 
 CLASSES = concrete_subclasses(InputObjective, inputopt.objectives)

@@ -8,9 +8,6 @@ makes ``test_has_example`` fail, so it is noticed (and then tested) the moment i
 from __future__ import annotations
 
 import copy
-import importlib
-import inspect
-import pkgutil
 from dataclasses import dataclass, field
 
 import pytest
@@ -18,6 +15,7 @@ import torch
 
 import inputopt.priors
 from inputopt.priors import MultiScaleEdgeEnergy, Prior
+from tests.conftest import concrete_subclasses
 
 B = 3
 
@@ -35,23 +33,6 @@ EXAMPLES: dict[type, list[Example]] = {
         Example(dict()),
     ],
 }
-
-
-def _import_submodules(package) -> None:
-    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-        importlib.import_module(info.name)
-
-
-def concrete_subclasses(base: type, package) -> list[type]:
-    """Every non-abstract subclass of ``base`` defined in the ``inputopt`` package."""
-    _import_submodules(package)
-    found, todo = [], [base]
-    while todo:
-        for sub in todo.pop().__subclasses__():
-            todo.append(sub)
-            if not inspect.isabstract(sub) and sub.__module__.split(".")[0] == "inputopt" and sub not in found:
-                found.append(sub)
-    return sorted(found, key=lambda c: c.__qualname__)
 
 
 CLASSES = concrete_subclasses(Prior, inputopt.priors)
