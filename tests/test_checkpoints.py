@@ -72,3 +72,26 @@ def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
                              capture_output=True, text=True, timeout=240)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert torch.load(periodic, weights_only=True)["global_step"] == step + 3
+
+
+def test_exception_leaves_a_checkpoint(tmp_path):
+    from lightning.pytorch import Callback, Trainer
+
+    from inputopt import InputOptimization, UnitActivation
+    from inputopt.callbacks import CheckpointOnInterrupt
+    from tests.conftest import make_tiny_net
+
+    class Crash(Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 3:
+                raise RuntimeError("out of memory, say")
+
+    module = InputOptimization(make_tiny_net(), UnitActivation("features.4", unit=[0, 1]), image_shape=(3, 32, 32))
+    saver = CheckpointOnInterrupt(dirpath=tmp_path)
+    trainer = Trainer(max_steps=100, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[Crash(), saver])
+    with pytest.raises(RuntimeError, match="out of memory, say"):
+        trainer.fit(module)
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert saver.saved == tmp_path / "last.ckpt" and saved["global_step"] == 3
+    assert torch.equal(saved["state_dict"]["input"], module.input.detach())
