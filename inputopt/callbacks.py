@@ -184,16 +184,16 @@ class SphereCheck(Callback):
         self.fractions = torch.empty(0)
         self.radii = torch.empty(0)
 
-    def check(self, module: InputOptimization) -> torch.Tensor:
+    def check(self, module: InputOptimization, progress: bool = False) -> torch.Tensor:
         """Run the check on the module's current input; returns and stores :attr:`fractions`."""
         self.fractions, self.radii = sphere_check(module.predict_classes, module.start.detach(),
                                                   module.input.detach(), self.factor, self.num_points, self.seed,
-                                                  self.chunk_size)
+                                                  self.chunk_size, progress)
         return self.fractions
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         module = _check_module(pl_module, "SphereCheck")
-        fractions = self.check(module)
+        fractions = self.check(module, progress=trainer.is_global_zero and trainer.progress_bar_callback is not None)
         lines = [f"image {i}: radius {r:.4g}, label changed at {f:.1%} of {self.num_points} random points"
                  for i, (r, f) in enumerate(zip(self.radii.tolist(), fractions.tolist()))]
         rank_zero_info(f"Random-sphere check (radius = {self.factor:g}·‖x − x̃‖):\n" + "\n".join(lines))

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 __all__ = ["random_sphere_points", "sphere_check", "sphere_label_change"]
 
@@ -81,7 +82,8 @@ def sphere_label_change(classify: Callable[[Tensor], Tensor], center: Tensor, ra
 
 @torch.no_grad()
 def sphere_check(classify: Callable[[Tensor], Tensor], x: Tensor, x_adv: Tensor, factor: float = 2.0,
-                 n: int = 1000, seed: int = 0, chunk_size: int = 250) -> tuple[Tensor, Tensor]:
+                 n: int = 1000, seed: int = 0, chunk_size: int = 250,
+                 progress: bool = False) -> tuple[Tensor, Tensor]:
     """The random-sphere check for a batch: is a random perturbation ``factor`` times as large as the
     adversarial one as harmful?
 
@@ -96,6 +98,7 @@ def sphere_check(classify: Callable[[Tensor], Tensor], x: Tensor, x_adv: Tensor,
         n: random points per image.
         seed: seed of the random points (one generator for the whole batch).
         chunk_size: points classified per forward pass.
+        progress: show a progress bar over the images.
 
     Returns:
         ``(fractions, radii)``, each ``(B,)``; the fraction is NaN for an image that did not move.
@@ -113,6 +116,7 @@ def sphere_check(classify: Callable[[Tensor], Tensor], x: Tensor, x_adv: Tensor,
         raise ValueError(f"factor must be > 0, got {factor}")
     radii = factor * (x_adv - x).flatten(1).norm(dim=1)
     generator = torch.Generator(device=x.device).manual_seed(seed)
+    pairs = tqdm(list(zip(x, radii.tolist())), desc="random-sphere check", unit="image", disable=not progress)
     fractions = [sphere_label_change(classify, center, radius, n, generator, chunk_size) if radius > 0
-                 else float("nan") for center, radius in zip(x, radii.tolist())]
+                 else float("nan") for center, radius in pairs]
     return torch.tensor(fractions), radii.cpu()
