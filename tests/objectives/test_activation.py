@@ -130,7 +130,7 @@ class TestUnitActivation:
     @pytest.mark.parametrize("unit", ["3", True, [], [1, "a"], [1, 2.0], 1.5,
                                       None])
     def test_exception_unit_type(self, unit):
-        with pytest.raises(ValueError, match="units must be an int or a non-empty list of ints"):
+        with pytest.raises(ValueError, match="units must be an int, a non-empty list of ints or 'all'"):
             UnitActivation("a", unit=unit)
 
     @pytest.mark.parametrize("position", [(1,), (1, 2, 3), (1.0, 2), ("a", "b")])
