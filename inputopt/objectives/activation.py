@@ -32,6 +32,8 @@ class UnitActivation(UnitsObjective):
         tensor([1., 3.])
     """
 
+    units_argument = "unit"
+
     def __init__(self, layer: str | None, unit: int | Sequence[int] | Literal["all"],
                  position: Sequence[int] | None = None) -> None:
         super().__init__(layer, unit)
@@ -80,6 +82,8 @@ class ChannelSum(UnitsObjective):
         >>> ChannelSum("features.3", channel=1)({"features.3": torch.ones(2, 4, 3, 3)})
         tensor([9., 9.])
     """
+
+    units_argument = "channel"
 
     def __init__(self, layer: str | None, channel: int | Sequence[int] | Literal["all"]) -> None:
         super().__init__(layer, channel)

@@ -172,6 +172,9 @@ class UnitsObjective(InputObjective):
         ([0, 1, 2, 3], 4)
     """
 
+    #: The name of the constructor argument holding the units (what ``inputopt sweep`` overrides per chunk).
+    units_argument: str = "units"
+
     def __init__(self, layer: str | None, units: int | Sequence[int] | Literal["all"]) -> None:
         super().__init__(layer)
         if units == ALL:
