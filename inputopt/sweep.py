@@ -71,6 +71,8 @@ def run_sweep(args: Sequence[str], units_per_batch: int = 64, sweep_dir: str | o
         chunk_units = [u for u, _ in chunk]
         run = cli([*args, f"--model.objective.init_args.{objective.units_argument}", json.dumps(chunk_units)],
                   run=False)
+        # the sweep writes every unit itself; a SaveImages of the config would write each chunk's grid
+        run.trainer.callbacks[:] = [c for c in run.trainer.callbacks if not isinstance(c, SaveImages)]
         run.trainer.fit(run.model)
         if run.trainer.is_global_zero:
             x = run.model.input.detach().cpu()

@@ -35,6 +35,7 @@ def test_interrupted_sweep_resumes_without_recomputing(tmp_path, monkeypatch):
     assert {p.name: p.stat().st_mtime_ns for p in units.iterdir() if p.name in kept} == kept
     torch.testing.assert_close(torch.load(tmp_path / "sweep" / "input.pt"), first, rtol=1e-5, atol=1e-6)
     assert run_sweep(args, units_per_batch=2, sweep_dir="sweep", progress=False) == []  # nothing left to do
+    assert not (tmp_path / "single").exists()  # the config's SaveImages does not write chunks: the sweep does
 
     # and a plain one-batch run of the same units gives the same images
     single = cli(["fit", *args]).model.input.detach()
