@@ -52,7 +52,7 @@ def test_exception_sweep_needs_units(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_sweep_command_on_two_processes(tmp_path):
+def test_sweep_command_on_two_processes(tmp_path, monkeypatch):
     """`inputopt sweep ... --trainer.devices 2 --trainer.strategy ddp`: every unit gathered on rank 0."""
     import os
     import subprocess
@@ -68,6 +68,7 @@ def test_sweep_command_on_two_processes(tmp_path):
     assert "units: 100%" in done.stderr and "10/10" in done.stderr
     assert sorted(p.name for p in (tmp_path / "ddp" / "units").iterdir()) == [f"output-{c}.pt" for c in range(10)]
     two = torch.load(tmp_path / "ddp" / "input.pt")
+    monkeypatch.chdir(tmp_path)
     run_sweep([*ARGS, "--model.objective.init_args.unit", "all"], units_per_batch=10, sweep_dir=str(tmp_path / "one"),
               progress=False)
     torch.testing.assert_close(two, torch.load(tmp_path / "one" / "input.pt"), rtol=1e-4, atol=1e-5)
