@@ -50,9 +50,9 @@ class SaveImages(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         module = _check_module(pl_module, "SaveImages")
+        out = self.directory(trainer)  # on every process: trainer.log_dir is a collective under DDP
         if not trainer.is_global_zero:
             return
-        out = self.directory(trainer)
         x = module.input.detach().cpu()
         grid = save_grid(x, out / "grid.png", self.display, self.nrow, self.scale)
         singles = save_images(x, out / "images", module.image_names(), self.display, self.scale)

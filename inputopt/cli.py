@@ -62,9 +62,14 @@ def layers_main(argv: list[str]) -> None:
 
 
 def main() -> None:
-    """Entry point of the ``inputopt`` command: ``inputopt fit ...`` or ``inputopt layers NETWORK``."""
+    """Entry point of the ``inputopt`` command: ``inputopt fit ...``, ``inputopt sweep ...`` (see
+    :mod:`inputopt.sweep`) or ``inputopt layers NETWORK``."""
     if sys.argv[1:2] == ["layers"]:
         layers_main(sys.argv[2:])
+    elif sys.argv[1:2] == ["sweep"]:
+        from inputopt.sweep import sweep_main
+
+        sweep_main(sys.argv[2:])
     else:
         cli()
 

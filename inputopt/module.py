@@ -161,8 +161,16 @@ class InputOptimization(LightningModule):
         names = [type(p).__name__ for p in priors]
         return [f"{n}_{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
+    def _resolve_objective(self, image_shape: Sequence[int]) -> None:
+        """Let the objective fix shape-dependent targets (``units="all"``) with a one-image zero probe,
+        which the capture stops at the objective's deepest layer."""
+        if self.objective.resolved:
+            return
+        with torch.no_grad():
+            self.objective.resolve(self.activations(torch.zeros(1, *image_shape)))
+
     def _starting_input(self, image_shape, batch_size, init, init_mean, init_std, seed) -> Tensor:
-        rows = self.objective.num_rows
+        images = None
         if init is not None:
             images = _load_images(init)
             if images.ndim == 3:
@@ -170,6 +178,11 @@ class InputOptimization(LightningModule):
             if images.ndim != 4:
                 raise ValueError(f"init must be images of shape (B, C, H, W) or (C, H, W), got shape "
                                  f"{tuple(images.shape)}")
+            self._resolve_objective(images.shape[1:])
+        elif len(image_shape) == 3 and all(isinstance(s, int) and s > 0 for s in image_shape):
+            self._resolve_objective(image_shape)
+        rows = self.objective.num_rows if self.objective.resolved else None  # else image_shape is bad: said below
+        if images is not None:
             if rows is not None and images.shape[0] != rows:
                 raise ValueError(f"the objective targets {rows} units, one per image, but init has "
                                  f"{images.shape[0]} images")
@@ -248,8 +261,26 @@ class InputOptimization(LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory([self.input])
 
-    def compute_loss(self, x: Tensor) -> dict[str, Tensor]:
-        """Per-image terms for input ``x``: ``objective``, each prior (unweighted), and ``loss``."""
+    def compute_loss(self, x: Tensor, rows: Tensor | None = None) -> dict[str, Tensor]:
+        """Per-image terms for input ``x``: ``objective``, each prior (unweighted), and ``loss``.
+
+        Args:
+            x: the full input ``(B, C, H, W)``.
+            rows: score only these rows of ``x`` (each with its own target); the terms then have
+                ``len(rows)`` entries. ``None``: every row.
+
+        Example:
+            >>> from inputopt.objectives import ChannelSum
+            >>> module = InputOptimization("digits", ChannelSum("features.0", channel="all"), image_shape=(1, 32, 32))
+            >>> module.input.shape[0], module.compute_loss(module.input, rows=torch.tensor([2, 3]))["loss"].shape
+            (16, torch.Size([2]))
+        """
+        if rows is not None:
+            with self.objective.rows(rows):
+                return self._terms(x[rows], rows)
+        return self._terms(x, None)
+
+    def _terms(self, x: Tensor, rows: Tensor | None) -> dict[str, Tensor]:
         acts = self.activations(x)
         terms = {"objective": self.objective(acts)}
         loss = -terms["objective"]
@@ -260,24 +291,69 @@ class InputOptimization(LightningModule):
         if self.freeze_done:
             done = self.objective.is_done(acts)
             if done is not None:
-                self.done |= done.detach()
-                terms["loss"] = torch.where(self.done, torch.zeros_like(loss), loss)
+                self._update_done(done.detach(), rows)
+                own = self.done if rows is None else self.done[rows]
+                terms["loss"] = torch.where(own, torch.zeros_like(loss), loss)
         return terms
 
+    def _update_done(self, done: Tensor, rows: Tensor | None) -> None:
+        if rows is None:
+            self.done |= done
+            return
+        flags = torch.zeros_like(self.done, dtype=torch.float32)
+        flags[rows] = done.float()
+        if self._world_size() > 1:  # every process freezes the same rows, so their inputs stay identical
+            flags = self.trainer.strategy.reduce(flags, reduce_op="sum")
+        self.done |= flags > 0
+
+    def _world_size(self) -> int:
+        trainer = self._trainer
+        return trainer.world_size if trainer is not None else 1
+
+    def shard_rows(self, rank: int | None = None, world_size: int | None = None) -> Tensor:
+        """The rows this process scores in a multi-device run: a contiguous block of the batch.
+
+        Every process holds the whole input; process ``r`` of ``N`` computes the loss of block ``r`` of
+        ``torch.arange(B).tensor_split(N)`` only. See :meth:`training_step`.
+
+        Example:
+            >>> from inputopt.objectives import UnitActivation
+            >>> module = InputOptimization("digits", UnitActivation(None, unit="all"), image_shape=(1, 32, 32))
+            >>> [module.shard_rows(r, 3).tolist() for r in range(3)]
+            [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+        """
+        rank = self.global_rank if rank is None else rank
+        world_size = self._world_size() if world_size is None else world_size
+        return torch.arange(self.input.shape[0], device=self.input.device).tensor_split(world_size)[rank]
+
     def training_step(self, batch: int, batch_idx: int) -> Tensor:
-        terms = self.compute_loss(self.input)
-        batch_size = self.input.shape[0]
+        """One step on every image; with ``N > 1`` processes, each scores only its own rows.
+
+        Every process holds the whole input and the same optimizer state. Process ``r`` computes the loss
+        of its block of rows (:meth:`shard_rows`) and returns ``N ×`` its sum: the input's gradient is zero
+        outside that block, DistributedDataParallel averages the gradients of the ``N`` processes, so every
+        row receives exactly its owner's gradient, every process applies the same update, and the result
+        equals a one-process run (to float rounding) whatever ``N``.
+        """
+        world_size = self._world_size()
+        rows = self.shard_rows() if world_size > 1 else None
+        terms = self.compute_loss(self.input, rows)
+        batch_size = terms["loss"].shape[0]
+        sync = world_size > 1
         for name, value in terms.items():
             key = name if name in ("objective", "loss") else f"prior/{name}"
-            self.log(key, value.detach().mean(), on_step=True, prog_bar=name in ("objective", "loss"),
-                     batch_size=batch_size)
+            mean = value.detach().mean() if batch_size else value.detach().sum()
+            self.log(key, mean, on_step=True, prog_bar=name in ("objective", "loss"), batch_size=batch_size,
+                     sync_dist=sync)
         if self.log_per_image:
+            names = self.image_names()
+            own = names if rows is None else [names[i] for i in rows.tolist()]
             for name in ("objective", "loss"):
-                for row, value in zip(self.image_names(), terms[name].detach()):
+                for row, value in zip(own, terms[name].detach()):
                     self.log(f"{name}/{row}", value, on_step=True, batch_size=1)
         if self.freeze_done:
-            self.log("done", self.done.float().mean(), on_step=True, prog_bar=True, batch_size=batch_size)
-        return terms["loss"].sum()
+            self.log("done", self.done.float().mean(), on_step=True, prog_bar=True, batch_size=self.input.shape[0])
+        return terms["loss"].sum() * world_size
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         before = self.input.detach().clone() if self.freeze_done else None

@@ -219,3 +219,11 @@ def test_init_from_files(tiny_net, tmp_path):
     from_pt = InputOptimization(tiny_net, NegativeCrossEntropy(), init=str(tmp_path / "photo.pt")).input.detach()
     assert from_png.shape == (1, 3, 32, 32) and torch.equal(from_pt[0], image)
     assert (from_png[0] - image).abs().max() <= 1 / 255 + 1e-6  # 8-bit PNG quantization
+
+
+def test_units_all_is_resolved_from_the_layers_real_shape(tiny_net):
+    module = InputOptimization(tiny_net, ChannelSum("features.4", channel="all"), image_shape=(3, 32, 32))
+    assert module.input.shape == (8, 3, 32, 32)  # TinyConvNet's features.4 has 8 channels
+    assert module.image_names() == [f"features.4-{c}" for c in range(8)]
+    some = InputOptimization(tiny_net, ChannelSum("features.4", channel=[5, 2]), image_shape=(3, 32, 32))
+    torch.testing.assert_close(some.input, module.input[[5, 2]])  # a unit's noise does not depend on its batch

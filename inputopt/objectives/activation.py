@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import Tensor
 
@@ -19,7 +20,8 @@ class UnitActivation(UnitsObjective):
 
     Args:
         layer: dotted layer name from ``named_modules()``; ``None`` is the network's output.
-        unit: channel (or feature) index, or a list with one index per image.
+        unit: channel (or feature) index, a list with one index per image, or ``"all"``: every
+            channel of the layer, one image each.
         position: ``(row, column)`` in the activation map; ``None`` is the centre ``(H // 2, W // 2)``.
 
     Example:
@@ -30,7 +32,9 @@ class UnitActivation(UnitsObjective):
         tensor([1., 3.])
     """
 
-    def __init__(self, layer: str | None, unit: int | Sequence[int],
+    units_argument = "unit"
+
+    def __init__(self, layer: str | None, unit: int | Sequence[int] | Literal["all"],
                  position: Sequence[int] | None = None) -> None:
         super().__init__(layer, unit)
         self.unit = unit
@@ -70,7 +74,8 @@ class ChannelSum(UnitsObjective):
 
     Args:
         layer: dotted layer name from ``named_modules()``.
-        channel: channel index, or a list with one index per image.
+        channel: channel index, a list with one index per image, or ``"all"``: every channel of the
+            layer, one image each.
 
     Example:
         >>> import torch
@@ -78,7 +83,9 @@ class ChannelSum(UnitsObjective):
         tensor([9., 9.])
     """
 
-    def __init__(self, layer: str | None, channel: int | Sequence[int]) -> None:
+    units_argument = "channel"
+
+    def __init__(self, layer: str | None, channel: int | Sequence[int] | Literal["all"]) -> None:
         super().__init__(layer, channel)
         self.channel = channel
 

@@ -82,9 +82,9 @@ class NegativeCrossEntropy(InputObjective):
         if self.y.numel() == 0:
             raise RuntimeError("NegativeCrossEntropy has no labels yet: call prepare() with the starting "
                                "input, or pass labels")
-        if self.y.numel() not in (1, batch_size):
+        if self.y.numel() not in (1, batch_size) and getattr(self, "_rows", None) is None:
             raise ValueError(f"{self.y.numel()} labels for a batch of {batch_size} images")
-        return self.y.expand(batch_size)
+        return self.row_targets(self.y, batch_size, what="label")
 
     def forward(self, activations: dict[str, Tensor]) -> Tensor:
         logits = activations[self.layer].float()

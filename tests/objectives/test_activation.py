@@ -130,7 +130,7 @@ class TestUnitActivation:
     @pytest.mark.parametrize("unit", ["3", True, [], [1, "a"], [1, 2.0], 1.5,
                                       None])
     def test_exception_unit_type(self, unit):
-        with pytest.raises(ValueError, match="units must be an int or a non-empty list of ints"):
+        with pytest.raises(ValueError, match="units must be an int, a non-empty list of ints or 'all'"):
             UnitActivation("a", unit=unit)
 
     @pytest.mark.parametrize("position", [(1,), (1, 2, 3), (1.0, 2), ("a", "b")])
@@ -182,3 +182,23 @@ class TestChannelSum:
     def test_exception_channel_type(self, channel):
         with pytest.raises(ValueError, match="units must be an int"):
             ChannelSum("a", channel=channel)
+
+
+class TestAllUnits:
+    def test_all_resolves_to_every_channel_and_stays_all_in_the_config(self):
+        objective = ChannelSum("features.4", channel="all")
+        assert not objective.resolved
+        with pytest.raises(RuntimeError, match="does not know its layer's size yet"):
+            objective.num_rows
+        objective.resolve({"features.4": torch.zeros(1, 8, 4, 4)})
+        assert objective.resolved and objective.units == list(range(8)) and objective.num_rows == 8
+        assert objective.config()["init_args"]["channel"] == "all"
+        act = torch.arange(8.0).view(1, 8, 1, 1).expand(8, 8, 2, 2)
+        assert objective({"features.4": act}).tolist() == [4.0 * c for c in range(8)]
+
+    def test_rows_take_their_own_units(self):
+        objective = UnitActivation("a", unit=[4, 2, 7])
+        act = torch.arange(8.0).view(1, 8).expand(2, 8)
+        with objective.rows([2, 0]):
+            assert objective({"a": act}).tolist() == [7.0, 4.0]
+        assert objective({"a": act[:1].expand(3, 8)}).tolist() == [4.0, 2.0, 7.0]  # restored after the block
