@@ -26,6 +26,11 @@ __all__ = ["InputOptimization"]
 REFUSED_PRECISIONS = ("16-true", "bf16-true")
 
 
+def _distinct(names: list[str], sep: str) -> list[str]:
+    """Names made unique by appending the position to those that occur more than once."""
+    return [f"{n}{sep}{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
 def _load_images(init: Tensor | str | Path) -> Tensor:
     if isinstance(init, Tensor):
         return init.detach().float()
@@ -158,8 +163,7 @@ class InputOptimization(LightningModule):
 
     @staticmethod
     def _prior_names(priors: Sequence[Prior]) -> list[str]:
-        names = [type(p).__name__ for p in priors]
-        return [f"{n}_{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+        return _distinct([type(p).__name__ for p in priors], "_")
 
     def _resolve_objective(self, image_shape: Sequence[int]) -> None:
         """Let the objective fix shape-dependent targets (``units="all"``) with a one-image zero probe,
@@ -170,7 +174,6 @@ class InputOptimization(LightningModule):
             self.objective.resolve(self.activations(torch.zeros(1, *image_shape)))
 
     def _starting_input(self, image_shape, batch_size, init, init_mean, init_std, seed) -> Tensor:
-        images = None
         if init is not None:
             images = _load_images(init)
             if images.ndim == 3:
@@ -179,16 +182,15 @@ class InputOptimization(LightningModule):
                 raise ValueError(f"init must be images of shape (B, C, H, W) or (C, H, W), got shape "
                                  f"{tuple(images.shape)}")
             self._resolve_objective(images.shape[1:])
-        elif len(image_shape) == 3 and all(isinstance(s, int) and s > 0 for s in image_shape):
-            self._resolve_objective(image_shape)
-        rows = self.objective.num_rows if self.objective.resolved else None  # else image_shape is bad: said below
-        if images is not None:
+            rows = self.objective.num_rows
             if rows is not None and images.shape[0] != rows:
                 raise ValueError(f"the objective targets {rows} units, one per image, but init has "
                                  f"{images.shape[0]} images")
             return images.clone()
         if len(image_shape) != 3 or not all(isinstance(s, int) and s > 0 for s in image_shape):
             raise ValueError(f"image_shape must be (C, H, W) positive ints, got {tuple(image_shape)}")
+        self._resolve_objective(image_shape)
+        rows = self.objective.num_rows
         if rows is not None and batch_size is not None and batch_size != rows:
             raise ValueError(f"batch_size={batch_size} but the objective targets {rows} units, one per image")
         batch = rows or batch_size or 1
@@ -223,8 +225,7 @@ class InputOptimization(LightningModule):
     def image_names(self) -> list[str]:
         """A name per image, ``<layer>-<unit>`` (``output`` for the network's output), for files and logs."""
         layer = self.objective.layer or "output"
-        names = [f"{layer}-{key}" for key in self.objective.row_keys(self.input.shape[0])]
-        return [f"{n}-{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+        return _distinct([f"{layer}-{key}" for key in self.objective.row_keys(self.input.shape[0])], "-")
 
     @property
     def class_names(self) -> list[str] | None:

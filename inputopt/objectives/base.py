@@ -223,13 +223,7 @@ class UnitsObjective(InputObjective):
         return len(units) if len(units) > 1 else None
 
     def row_keys(self, batch_size: int) -> list[int]:
-        self._require_resolved()
-        if self.unit_index.numel() == 1:
-            return self.unit_index.expand(batch_size).tolist()
-        if self.unit_index.numel() != batch_size:
-            raise ValueError(f"{type(self).__name__} has {self.unit_index.numel()} units, one per image, "
-                             f"but the batch has {batch_size} images")
-        return self.unit_index.tolist()
+        return self._units_for(batch_size).tolist()
 
     def _units_for(self, batch_size: int) -> Tensor:
         self._require_resolved()
