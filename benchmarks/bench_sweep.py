@@ -26,17 +26,18 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Trainer
 
-from inputopt import ChannelSum, InputOptimization, MultiScaleEdgeEnergy
+from inputopt import ChannelSum, InputOptimization, MultiScaleEdgeEnergy, PixelImage
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def fit(units: list[int], steps: int) -> torch.Tensor:
     module = InputOptimization("digits", ChannelSum("features.4", channel=units if len(units) > 1 else units[0]),
-                               [MultiScaleEdgeEnergy(weight=0.3)], image_shape=(1, 32, 32), init_mean=0.5)
+                               [MultiScaleEdgeEnergy(weight=0.3)], image_shape=(1, 32, 32),
+                               param=PixelImage(mean=0.5))
     Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, accelerator="cpu").fit(module)
-    return module.input.detach()
+    return module.images()
 
 
 def command_seconds(units: int, steps: int, devices: int) -> float:

@@ -41,12 +41,13 @@ def main() -> None:
     Trainer(max_steps=args.steps, logger=False, enable_checkpointing=False, enable_model_summary=False,
             callbacks=[table]).fit(module)
 
+    adversarial = module.images()
     with torch.no_grad():
         ce_before = torch.nn.functional.cross_entropy(model(images), labels, reduction="none")
-        ce_after = torch.nn.functional.cross_entropy(model(module.input), labels, reduction="none")
+        ce_after = torch.nn.functional.cross_entropy(model(adversarial), labels, reduction="none")
     fooled = module.predict_classes() != labels
     flipped_by_step = [(p != labels).float().mean().item() for p in table.predictions]
-    distance = (module.input.detach() - images).flatten(1).norm(dim=1)
+    distance = (adversarial - images).flatten(1).norm(dim=1)
     print(f"held-out digits correctly classified: {len(labels)}")
     print(f"class changed within {args.steps} steps: {int(fooled.sum())} ({fooled.float().mean():.1%})")
     print("fraction changed after each step: " + " ".join(f"{f:.2f}" for f in flipped_by_step))
@@ -55,7 +56,7 @@ def main() -> None:
 
     # The random-sphere check on the fooled digits only
     for factor in args.factors:
-        fractions, _ = sphere_check(module.predict_classes, images[fooled], module.input.detach()[fooled], factor,
+        fractions, _ = sphere_check(module.predict_classes, images[fooled], adversarial[fooled], factor,
                                     args.points, seed=0, chunk_size=1000)
         print(f"random points at {factor:g}·‖x − x̃‖: label changed at {fractions.mean():.2%} of points on average; "
               f"digits with no change at all: {(fractions == 0).float().mean():.1%}; max {fractions.max():.2f}")

@@ -1,49 +1,70 @@
 """Do class visualizations of the shipped digits model transfer to an independently trained one?
 
-The main job's settings (configs/digits.yaml) for several seeds, with and without the edge-energy prior;
-prints how many of the ten visualizations each model classifies as their class.
+The settings of a digits config (default: the main job, configs/digits.yaml) for several seeds, with and
+without its priors (``--model.priors []``); prints how many of the ten visualizations each model
+classifies as their class. The config's logger, callbacks and checkpoints are switched off; any further
+arguments are passed on to the command line, e.g. ``--model.optimizer.init_args.lr 0.1``.
 
     python examples/digits_transfer.py --seeds 0 1 2 3 4
+    python examples/digits_transfer.py --config configs/digits_fourier.yaml --seeds 0 1 2 3 4
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import time
-from functools import partial
+import warnings
 
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch.cli import SaveConfigCallback
 
-from inputopt import InputOptimization, MultiScaleEdgeEnergy, UnitActivation
+from inputopt.cli import cli
 from inputopt.zoo import digits_cnn
 
+QUIET = ["--trainer.logger", "false", "--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false",
+         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
-def visualize(weight: float, seed: int) -> torch.Tensor:
-    priors = [MultiScaleEdgeEnergy(weight)] if weight else []
-    module = InputOptimization("digits", UnitActivation(None, unit=list(range(10))), priors, image_shape=(1, 32, 32),
-                               init_mean=0.5, init_std=0.01, seed=seed, optimizer=partial(torch.optim.Adam, lr=0.05))
-    Trainer(max_steps=100, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False).fit(module)
-    return module.input.detach()
+
+def visualize(config: str, seed: int, extra: list[str], prior: bool = True) -> torch.Tensor:
+    """The images of ``config`` run with ``seed`` (and without its priors unless ``prior``)."""
+    # run=False: no subcommand, so no "fit" in the arguments
+    args = ["--config", config, "--seed_everything", str(seed), "--model.seed", str(seed), *QUIET, *extra]
+    if not prior:
+        args += ["--model.priors", "[]"]
+    run = cli(args, run=False)
+    # not a run to keep: no config.yaml written into the working directory
+    run.trainer.callbacks = [c for c in run.trainer.callbacks if not isinstance(c, SaveConfigCallback)]
+    run.trainer.fit(run.model)
+    return run.model.images()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/digits.yaml", help="a digits config (ten class logits)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--weight", type=float, default=0.3, help="weight of the edge-energy prior")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()
+    for name in ("lightning.pytorch", "lightning.fabric"):  # no "GPU available" / "Seed set" lines per run
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+    warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning 2.6 on torch 2.14
     models = {"a": digits_cnn("a"), "b": digits_cnn("b")}
+    print(f"{args.config} {' '.join(extra)}".rstrip())
     print("seed | prior: a   b  | no prior: a   b  | seconds per run")
+    totals = [0, 0, 0, 0]
     for seed in args.seeds:
         counts, seconds = [], []
-        for weight in (args.weight, 0.0):
+        for prior in (True, False):
             start = time.perf_counter()
-            x = visualize(weight, seed)
+            x = visualize(args.config, seed, extra, prior)
             seconds.append(time.perf_counter() - start)
-            counts += [int((m(x).argmax(1) == torch.arange(10)).sum()) for m in models.values()]
+            with torch.no_grad():
+                counts += [int((m(x).argmax(1) == torch.arange(10)).sum()) for m in models.values()]
+        totals = [t + c for t, c in zip(totals, counts)]
         print(f"{seed:4} | {counts[0]:6}/10 {counts[1]:2}/10 | {counts[2]:9}/10 {counts[3]:2}/10 | "
               f"{seconds[0]:.2f}, {seconds[1]:.2f}")
+    n = 10 * len(args.seeds)
+    print(f"all  | {totals[0]:6}/{n} {totals[1]:2}/{n} | {totals[2]:9}/{n} {totals[3]:2}/{n} |")
 
 
 if __name__ == "__main__":

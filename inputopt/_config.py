@@ -7,14 +7,14 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Configurable", "instantiate"]
+__all__ = ["Configurable", "build", "instantiate"]
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
+    if isinstance(value, Configurable):  # a component holding components (e.g. a sum of objectives)
+        return value.config()
     return value
 
 
@@ -23,7 +23,8 @@ class Configurable:
 
     ``config()`` returns ``{"class_path": ..., "init_args": {...}}``, the same form a YAML config uses,
     which :func:`instantiate` turns back into an equal object. Constructor arguments are plain values
-    (DESIGN.md rule 2), so the config is plain data that a checkpoint stores safely.
+    (layer names, ints, lists, floats, or other components), so the config is plain data that a
+    checkpoint stores safely.
     """
 
     def __new__(cls, *args: Any, **kwargs: Any):
@@ -46,6 +47,10 @@ class Configurable:
         """The constructor arguments, defaults included."""
         return dict(self._init_args)
 
+    def extra_repr(self) -> str:
+        """``name=value`` for every constructor argument: the ``repr`` of a component module."""
+        return ", ".join(f"{name}={value!r}" for name, value in self._init_args.items())
+
     def config(self) -> dict[str, Any]:
         """``{"class_path": "package.module.Class", "init_args": {...}}`` for :func:`instantiate`."""
         cls = type(self)
@@ -67,3 +72,13 @@ def instantiate(config: Mapping[str, Any]) -> Any:
     module_name, _, name = config["class_path"].rpartition(".")
     cls = getattr(importlib.import_module(module_name), name)
     return cls(**dict(config.get("init_args") or {}))
+
+
+def build(value: Any) -> Any:
+    """``value`` itself, or the object its ``{"class_path", "init_args"}`` config describes.
+
+    Example:
+        >>> build({"class_path": "inputopt.PixelImage", "init_args": {"std": 0.1}})
+        PixelImage(mean=0.0, std=0.1, decorrelate=False, color_matrix=None, sigmoid=None, clamp=None, eps=None, norm='Linf')
+    """
+    return instantiate(value) if isinstance(value, Mapping) else value

@@ -24,7 +24,7 @@ def _check_module(pl_module: LightningModule, who: str) -> InputOptimization:
 
 
 class SaveImages(Callback):
-    """At the end of a run, write ``grid.png``, one PNG per image and ``input.pt`` (the raw tensor).
+    """At the end of a run, write ``grid.png``, one PNG per image and ``input.pt`` (the images as a tensor).
 
     Args:
         dirpath: where to write; default the trainer's log directory (or its root directory).
@@ -53,7 +53,7 @@ class SaveImages(Callback):
         out = self.directory(trainer)  # on every process: trainer.log_dir is a collective under DDP
         if not trainer.is_global_zero:
             return
-        x = module.input.detach().cpu()
+        x = module.images().cpu()
         grid = save_grid(x, out / "grid.png", self.display, self.nrow, self.scale)
         singles = save_images(x, out / "images", module.image_names(), self.display, self.scale)
         torch.save(x, out / "input.pt")
@@ -62,7 +62,7 @@ class SaveImages(Callback):
 
 
 class LogImages(Callback):
-    """Log the current inputs as one image grid to TensorBoard every ``every_n_steps`` steps (tag
+    """Log the current images as one image grid to TensorBoard every ``every_n_steps`` steps (tag
     ``inputs``), and the final inputs at the end (tag ``inputs/final``).
 
     Works with any logger that has TensorBoard's ``add_image`` (``TensorBoardLogger``); others are skipped.
@@ -91,7 +91,7 @@ class LogImages(Callback):
     def _log(self, trainer: Trainer, module: InputOptimization, tag: str) -> None:
         if not trainer.is_global_zero:
             return
-        grid = image_grid(module.input.detach().cpu(), self.display, self.nrow, self.scale)
+        grid = image_grid(module.images().cpu(), self.display, self.nrow, self.scale)
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_image"):
@@ -162,8 +162,8 @@ class PredictionTable(Callback):
 
 class SphereCheck(Callback):
     """At the end of a run, for each image: the fraction of ``num_points`` random points on the sphere
-    centred on the starting input ``x`` with radius ``factor·‖x − x̃‖`` whose label differs from the
-    label at ``x`` (``x̃`` the optimized input). Adversarial examples are special when this stays low.
+    centred on the starting image ``x`` with radius ``factor·‖x − x̃‖`` whose label differs from the
+    label at ``x`` (``x̃`` the optimized image). Adversarial examples are special when this stays low.
 
     Attributes:
         fractions: ``(B,)`` tensor of fractions (NaN for an image that did not move).
@@ -185,10 +185,9 @@ class SphereCheck(Callback):
         self.radii = torch.empty(0)
 
     def check(self, module: InputOptimization, progress: bool = False) -> torch.Tensor:
-        """Run the check on the module's current input; returns and stores :attr:`fractions`."""
-        self.fractions, self.radii = sphere_check(module.predict_classes, module.start.detach(),
-                                                  module.input.detach(), self.factor, self.num_points, self.seed,
-                                                  self.chunk_size, progress)
+        """Run the check on the module's current images; returns and stores :attr:`fractions`."""
+        self.fractions, self.radii = sphere_check(module.predict_classes, module.start.detach(), module.images(),
+                                                  self.factor, self.num_points, self.seed, self.chunk_size, progress)
         return self.fractions
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

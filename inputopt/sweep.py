@@ -75,7 +75,7 @@ def run_sweep(args: Sequence[str], units_per_batch: int = 64, sweep_dir: str | o
         run.trainer.callbacks[:] = [c for c in run.trainer.callbacks if not isinstance(c, SaveImages)]
         run.trainer.fit(run.model)
         if run.trainer.is_global_zero:
-            x = run.model.input.detach().cpu()
+            x = run.model.images().cpu()
             save_images(x, out / "images", [n for _, n in chunk], saver.display, saver.scale)
             (out / "units").mkdir(parents=True, exist_ok=True)
             for image, (_, name) in zip(x, chunk):

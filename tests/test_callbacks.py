@@ -42,7 +42,7 @@ def test_log_images_and_scalars_read_back_from_tensorboard(tmp_path):
     assert [e.step for e in events.Scalars("objective/features.4-2")] == [0, 1, 2, 3, 4, 5]
     first = module.compute_loss(module.start)
     for i, unit in enumerate([1, 2, 3]):
-        assert abs(events.Scalars(f"objective/features.4-{unit}")[0].value - first["objective"][i].item()) < 1e-5  # step 0 logs the terms of the starting input
+        assert abs(events.Scalars(f"objective/features.4-{unit}")[0].value - first["objective"][i].item()) < 1e-5  # step 0 logs the terms of the starting images
     assert abs(events.Scalars("objective")[0].value - first["objective"].mean().item()) < 1e-5
     assert abs(events.Scalars("loss")[0].value - first["loss"].mean().item()) < 1e-5
     import io
@@ -51,7 +51,7 @@ def test_log_images_and_scalars_read_back_from_tensorboard(tmp_path):
 
     decoded = torch.from_numpy(np.asarray(Image.open(io.BytesIO(final[0].encoded_image_string)).convert("RGB")))
     decoded = decoded.reshape(-1, 3).long()
-    expected = make_grid(to_display(module.input.detach()), nrow=2, padding=2, pad_value=1.0)
+    expected = make_grid(to_display(module.images()), nrow=2, padding=2, pad_value=1.0)
     expected = (expected.permute(1, 2, 0).reshape(-1, 3) * 255 + 0.5).clamp(0, 255).to(torch.uint8)
     assert (decoded - expected.long()).abs().max() <= 1
 
@@ -62,7 +62,7 @@ def test_save_images_writes_grid_singles_and_tensor(tmp_path):
     quiet_trainer(2, callbacks=[saver]).fit(module)
     assert (tmp_path / "out" / "grid.png").is_file()
     assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == ["features.4-0.png", "features.4-5.png"]
-    assert torch.equal(torch.load(tmp_path / "out" / "input.pt"), module.input.detach())
+    assert torch.equal(torch.load(tmp_path / "out" / "input.pt"), module.images())
 
 
 def test_prediction_table_and_sphere_check(tmp_path, caplog):
@@ -74,9 +74,9 @@ def test_prediction_table_and_sphere_check(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         quiet_trainer(5, callbacks=[table, sphere]).fit(module)
     assert table.steps == [0, 2, 4]
-    assert torch.equal(table.predictions[0], module.objective.y)
+    assert torch.equal(table.predictions[0], module.targets)
     assert "Predicted class after each step" in caplog.text and "Random-sphere check" in caplog.text
-    distance = (module.input.detach() - module.start).flatten(1).norm(dim=1)
+    distance = (module.images() - module.start).flatten(1).norm(dim=1)
     torch.testing.assert_close(sphere.radii, 2 * distance)
     assert sphere.fractions.shape == (3,) and ((sphere.fractions >= 0) & (sphere.fractions <= 1)).all()
     again = SphereCheck(factor=2.0, num_points=200, seed=1).check(module)

@@ -1,4 +1,4 @@
-"""Checkpoints: small (input and optimizer state only), resumable to the same result, left behind on SIGTERM."""
+"""Checkpoints: small (image parameters and optimizer state only), resumable to the same result, left behind on SIGTERM."""
 
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ def run(*args: str):
 def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     whole = run("--trainer.max_steps", "12", "--trainer.logger.init_args.version", "whole").model
-    halfway = run("--trainer.max_steps", "6", "--trainer.logger.init_args.version", "split").model.input.detach()
-    assert not torch.allclose(halfway, whole.input)
+    halfway = run("--trainer.max_steps", "6", "--trainer.logger.init_args.version", "split").model.images()
+    assert not torch.allclose(halfway, whole.images())
     resumed = run("--trainer.max_steps", "12", "--trainer.logger.init_args.version", "split", "--ckpt_path", "last")
     assert resumed.trainer.global_step == 12
-    torch.testing.assert_close(resumed.model.input, whole.input, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(resumed.model.images(), whole.images(), rtol=1e-6, atol=1e-7)
 
 
 def test_checkpoint_size_and_contents(tmp_path, monkeypatch):
@@ -41,11 +41,11 @@ def test_checkpoint_size_and_contents(tmp_path, monkeypatch):
     module = run("--trainer.max_steps", "4").model
     path = tmp_path / "results/vgg16_paper_towel/run/checkpoints/last.ckpt"
     checkpoint = torch.load(path, weights_only=True)
-    assert set(checkpoint["state_dict"]) == {"input", "done"}
+    assert set(checkpoint["state_dict"]) == {"param.pixels", "done"}
     adam = checkpoint["optimizer_states"][0]["state"][0]
     assert set(adam) == {"step", "exp_avg", "exp_avg_sq"}
-    # input + Adam's two moments, plus a few KB of hyperparameters and loop state: nothing else
-    assert path.stat().st_size < 3 * module.input.numel() * 4 + 64_000
+    # the pixels + Adam's two moments, plus a few KB of hyperparameters and loop state: nothing else
+    assert path.stat().st_size < 3 * module.param.pixels.numel() * 4 + 64_000
     assert checkpoint["hyper_parameters"]["objective"]["init_args"]["unit"] == [3, 7]
 
 
@@ -94,4 +94,4 @@ def test_exception_leaves_a_checkpoint(tmp_path):
         trainer.fit(module)
     saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert saver.saved == tmp_path / "last.ckpt" and saved["global_step"] == 3
-    assert torch.equal(saved["state_dict"]["input"], module.input.detach())
+    assert torch.equal(saved["state_dict"]["param.pixels"], module.param.pixels.detach())

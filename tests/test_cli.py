@@ -35,7 +35,7 @@ def test_vgg16_reference_configs_run_with_random_weights(config, tmp_path, monke
     grid = Image.open(run_dir / "grid.png")
     assert grid.size == (48, 48)  # make_grid returns a single image as it is
     saved = torch.load(run_dir / "input.pt")
-    assert torch.equal(saved, module.input.detach())
+    assert torch.equal(saved, module.images())
 
 
 def test_alexnet_adversarial_config_prints_table_and_sphere_check(tmp_path, monkeypatch, caplog):
@@ -104,9 +104,9 @@ def test_users_own_objective_and_prior_from_their_own_module(tmp_path, monkeypat
 def test_same_config_and_seed_give_the_same_images(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ["fit", "--config", str(CONFIGS / "vgg16_paper_towel.yaml"), *TINY, "--model.objective.init_args.unit", "[1, 4]"]
-    first = cli([*args, "--trainer.logger.init_args.version", "a"]).model.input.detach()
-    second = cli([*args, "--trainer.logger.init_args.version", "b"]).model.input.detach()
-    other_seed = cli([*args, "--trainer.logger.init_args.version", "c", "--model.seed", "1"]).model.input.detach()
+    first = cli([*args, "--trainer.logger.init_args.version", "a"]).model.images()
+    second = cli([*args, "--trainer.logger.init_args.version", "b"]).model.images()
+    other_seed = cli([*args, "--trainer.logger.init_args.version", "c", "--model.seed", "1"]).model.images()
     assert torch.equal(first, second)
     assert not torch.allclose(first, other_seed)
 
@@ -115,6 +115,7 @@ def test_precision_choices(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ["fit", "--config", str(CONFIGS / "vgg16_paper_towel.yaml"), *TINY, "--model.objective.init_args.unit", "1"]
     module = cli([*args, "--trainer.precision", "bf16-mixed"]).model
-    assert module.input.dtype == torch.float32 and torch.isfinite(module.input).all()
+    assert module.param.tensor.dtype == torch.float32 and module.images().dtype == torch.float32
+    assert torch.isfinite(module.images()).all()
     with pytest.raises(ValueError, match="would cast the input itself to half precision"):
         cli([*args, "--trainer.precision", "bf16-true"])

@@ -1,4 +1,4 @@
-"""Multi-device runs: every process holds the whole input and scores only its own rows (DESIGN.md rule 5)."""
+"""Multi-device runs: every process holds the whole parameterization and scores only its own rows (DESIGN.md rule 5)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from inputopt import InputOptimization
+from inputopt import InputOptimization, PixelImage
 from inputopt.cli import cli
 from inputopt.objectives import ChannelSum, NegativeCrossEntropy
 from inputopt.priors import MultiScaleEdgeEnergy
@@ -25,26 +25,27 @@ QUICK = ["--trainer.max_steps", "5", "--trainer.enable_progress_bar", "false", "
 def test_sharded_gradients_averaged_equal_the_full_gradient(world_size):
     """What DDP does with the losses of training_step: average the N processes' gradients."""
     module = InputOptimization("digits", ChannelSum("features.4", channel="all"), [MultiScaleEdgeEnergy(weight=0.3)],
-                               image_shape=(1, 32, 32), init_mean=0.5, init_std=0.1)
-    full = torch.autograd.grad(module.compute_loss(module.input)["loss"].sum(), module.input)[0]
+                               image_shape=(1, 32, 32), param=PixelImage(mean=0.5, std=0.1))
+    tensor = module.param.tensor
+    full = torch.autograd.grad(module.compute_loss(module.param())["loss"].sum(), tensor)[0]
     grads = []
     for rank in range(world_size):
         rows = module.shard_rows(rank, world_size)
-        loss = module.compute_loss(module.input, rows)["loss"].sum() * world_size
-        grads.append(torch.autograd.grad(loss, module.input)[0])
-        outside = torch.ones(module.input.shape[0], dtype=torch.bool)
+        loss = module.compute_loss(module.param(), rows)["loss"].sum() * world_size
+        grads.append(torch.autograd.grad(loss, tensor)[0])
+        outside = torch.ones(tensor.shape[0], dtype=torch.bool)
         outside[rows] = False
         assert grads[-1][outside].abs().max() == 0  # a process touches only its own rows
     scale = full.abs().max().item()  # convolutions of other batch sizes round differently
     torch.testing.assert_close(torch.stack(grads).mean(0), full, rtol=1e-4, atol=1e-5 * scale)
     covered = torch.cat([module.shard_rows(r, world_size) for r in range(world_size)])
-    assert covered.tolist() == list(range(module.input.shape[0]))
+    assert covered.tolist() == list(range(tensor.shape[0]))
 
 
 def test_labels_follow_their_rows_when_scoring_a_subset():
     module = InputOptimization("digits", NegativeCrossEntropy(target=[0, 1, 2, 3]), image_shape=(1, 32, 32))
-    whole = module.compute_loss(module.input)["objective"]
-    part = module.compute_loss(module.input, torch.tensor([1, 3]))["objective"]
+    whole = module.compute_loss(module.param())["objective"]
+    part = module.compute_loss(module.param(), torch.tensor([1, 3]))["objective"]
     torch.testing.assert_close(part, whole[[1, 3]])
     assert not torch.allclose(part, whole[[0, 2]])
 
@@ -66,7 +67,7 @@ def test_two_processes_give_the_images_of_one_process(tmp_path, monkeypatch):
     two = torch.load(run_dir / "input.pt")
 
     monkeypatch.chdir(tmp_path)
-    one = cli(["fit", "--config", str(CONFIG), *QUICK, "--trainer.logger.init_args.version", "one"]).model.input
+    one = cli(["fit", "--config", str(CONFIG), *QUICK, "--trainer.logger.init_args.version", "one"]).model.images()
     assert two.shape == one.shape == (10, 1, 32, 32)
-    torch.testing.assert_close(two, one.detach(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(two, one, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(two, torch.load(tmp_path / "results/digits/one/input.pt")[[1, 0, *range(2, 10)]])

@@ -9,7 +9,8 @@ import torch
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from inputopt import ChannelSum, InputOptimization, MultiScaleEdgeEnergy, NegativeCrossEntropy, UnitActivation
+from inputopt import (ChannelSum, FourierImage, InputOptimization, Jitter, MultiScaleEdgeEnergy, NegativeCrossEntropy,
+                      Pad, PixelImage, RandomRotate, RandomScale, UnitActivation)
 from inputopt.capture import capture_activations
 
 SHAPE = (3, 32, 32)
@@ -42,7 +43,7 @@ def test_network_is_frozen_and_only_the_input_changes(tiny_net, tmp_path):
     before = state(tiny_net)
     module = InputOptimization(tiny_net, ChannelSum("features.4", channel=[0, 1, 2]), [MultiScaleEdgeEnergy(0.1)],
                                image_shape=SHAPE)
-    x0 = module.input.detach().clone()
+    x0 = module.images()
     modes = RecordModes()
     trainer = fit(module, 5, callbacks=[modes])
 
@@ -52,10 +53,10 @@ def test_network_is_frozen_and_only_the_input_changes(tiny_net, tmp_path):
     for name, tensor in before.items():
         assert torch.equal(tensor, after[name]), name  # parameters and BN running stats bit-identical
     assert not any(p.requires_grad for p in tiny_net.parameters())
-    assert not torch.equal(module.input.detach(), x0)
+    assert not torch.equal(module.images(), x0)
     optimized = [p for group in trainer.optimizers[0].param_groups for p in group["params"]]
-    assert len(optimized) == 1 and optimized[0] is module.input
-    assert [name for name, _ in module.named_parameters()] == ["input"]
+    assert len(optimized) == 1 and optimized[0] is module.param.pixels
+    assert [name for name, _ in module.named_parameters()] == ["param.pixels"]
 
 
 def test_checkpoint_holds_no_network_weights(tiny_net, tmp_path):
@@ -63,8 +64,8 @@ def test_checkpoint_holds_no_network_weights(tiny_net, tmp_path):
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
     fit(module, 3, enable_checkpointing=True, callbacks=[checkpoint], default_root_dir=tmp_path)
     saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
-    assert set(saved["state_dict"]) == {"input", "done"}
-    assert torch.equal(saved["state_dict"]["input"], module.input.detach())
+    assert set(saved["state_dict"]) == {"param.pixels", "done"}
+    assert torch.equal(saved["state_dict"]["param.pixels"], module.images())
 
 
 def test_load_from_checkpoint_rebuilds_a_named_network(tmp_path):
@@ -72,7 +73,7 @@ def test_load_from_checkpoint_rebuilds_a_named_network(tmp_path):
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
     fit(module, 2, enable_checkpointing=True, callbacks=[checkpoint])
     restored = InputOptimization.load_from_checkpoint(tmp_path / "last.ckpt")  # plain data: weights_only works
-    assert torch.equal(restored.input, module.input)
+    assert torch.equal(restored.images(), module.images())
     for (name, a), b in zip(module.network.state_dict().items(), restored.network.state_dict().values()):
         assert torch.equal(a, b), name  # same seed, same random weights
 
@@ -86,10 +87,10 @@ def activation_at_centre(net, x, layer, units):
 def test_optimizing_raises_each_rows_own_unit(tiny_net):
     units = [0, 3, 5]
     module = InputOptimization(tiny_net, UnitActivation("features.4", unit=units), image_shape=SHAPE,
-                               init_std=0.1)
-    x0 = module.input.detach().clone()
+                               param=PixelImage(std=0.1))
+    x0 = module.images()
     fit(module, 20)
-    x1 = module.input.detach()
+    x1 = module.images()
     start = activation_at_centre(tiny_net, x0, "features.4", units)
     end = activation_at_centre(tiny_net, x1, "features.4", units)
     assert (end > start + 1.0).all(), (start, end)
@@ -103,7 +104,7 @@ def test_loss_is_weighted_priors_minus_objective(tiny_net):
     objective = UnitActivation(None, unit=[2, 9])
     module = InputOptimization(tiny_net, objective, [prior, MultiScaleEdgeEnergy(weight=2.0)], image_shape=SHAPE)
     module.prepare()
-    x = module.input.detach()
+    x = module.images()
     terms = module.compute_loss(x)
     score = tiny_net(x)[torch.arange(2), torch.tensor([2, 9])]
     energy = prior(x)
@@ -115,7 +116,7 @@ def test_loss_is_weighted_priors_minus_objective(tiny_net):
 def test_starting_noise_depends_only_on_seed_and_unit(tiny_net):
     def start(units, seed=0):
         return InputOptimization(tiny_net, ChannelSum("features.0", channel=units), image_shape=SHAPE,
-                                 seed=seed).input.detach()
+                                 seed=seed).images()
 
     many, alone = start([1, 4, 5]), start(4)
     assert torch.equal(many[1], alone[0])
@@ -128,11 +129,11 @@ def test_init_from_images_and_input_normalization(tiny_net):
     images = torch.rand(2, 3, 32, 32)
     mean, std = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
     module = InputOptimization(tiny_net, NegativeCrossEntropy(), init=images, mean=mean, std=std)
-    assert torch.equal(module.input.detach(), images)
+    assert torch.equal(module.images(), images)
     expected = tiny_net((images - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1))
     torch.testing.assert_close(module(), expected)
-    module.prepare()  # labels from the starting input
-    assert torch.equal(module.objective.y, expected.argmax(1))
+    module.prepare()  # labels from the starting images
+    assert torch.equal(module.targets, expected.argmax(1))
 
 
 def test_freeze_done_keeps_fooled_images_fixed(tiny_net):
@@ -146,7 +147,7 @@ def test_freeze_done_keeps_fooled_images_fixed(tiny_net):
             self.snapshots = []
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.snapshots.append((pl_module.done.clone(), pl_module.input.detach().clone()))
+            self.snapshots.append((pl_module.done.clone(), pl_module.images()))
 
     watch = Watch()
     fit(module, 15, callbacks=[watch])
@@ -155,14 +156,33 @@ def test_freeze_done_keeps_fooled_images_fixed(tiny_net):
         assert (done_b >= done_a).all()
         assert torch.equal(x_a[done_a], x_b[done_a])
     predicted = module.predict_classes()
-    assert (predicted[module.done] != module.objective.y[module.done]).all()
+    assert (predicted[module.done] != module.targets[module.done]).all()
 
 
-def test_clamp_projects_into_the_box(tiny_net):
-    module = InputOptimization(tiny_net, UnitActivation(None, unit=3), image_shape=SHAPE, init_mean=0.5,
-                               init_std=0.3, clamp=(0.0, 1.0))
-    fit(module, 3)
-    assert module.input.min() >= 0 and module.input.max() <= 1
+class RecordImages(Callback):
+    def __init__(self) -> None:
+        self.images: list[torch.Tensor] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.images.append(pl_module.images())
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_every_step_is_projected_into_the_box_and_the_ball(tiny_net, norm):
+    param = PixelImage(mean=0.5, std=0.3, clamp=(0.0, 1.0), eps=0.05, norm=norm)
+    module = InputOptimization(tiny_net, UnitActivation(None, unit=3), image_shape=SHAPE, param=param,
+                               optimizer=partial(torch.optim.SGD, lr=100.0))
+    start = module.start.clone()
+    assert start.min() >= 0 and start.max() <= 1  # the start itself is moved into the box
+    record = RecordImages()
+    fit(module, 4, callbacks=[record])
+    for images in record.images:
+        assert images.min() >= 0 and images.max() <= 1
+        delta = (images - start).flatten(1)
+        size = delta.abs().amax(1) if norm == "Linf" else delta.norm(dim=1)
+        assert (size <= 0.05 + 1e-6).all()
+    if norm == "Linf":  # a large step: the image reached the border (in L2, the box then shortens it)
+        assert torch.allclose(size, torch.full_like(size, 0.05), atol=1e-5)
 
 
 @pytest.mark.parametrize("precision", ["16-true", "bf16-true"])
@@ -175,7 +195,7 @@ def test_exception_half_precision_input_is_refused(tiny_net, precision):
 def test_bf16_mixed_runs_and_keeps_input_float32(tiny_net):
     module = InputOptimization(tiny_net, UnitActivation(None, unit=3), [MultiScaleEdgeEnergy(0.1)], image_shape=SHAPE)
     fit(module, 2, precision="bf16-mixed")
-    assert module.input.dtype == torch.float32 and torch.isfinite(module.input).all()
+    assert module.param.pixels.dtype == torch.float32 and torch.isfinite(module.images()).all()
 
 
 def test_exception_messages(tiny_net):
@@ -186,7 +206,7 @@ def test_exception_messages(tiny_net):
     with pytest.raises(ValueError, match="smaller side is > 5"):
         module = InputOptimization(tiny_net, UnitActivation("features.0", unit=1), [MultiScaleEdgeEnergy()],
                                    image_shape=(3, 4, 32))
-        module.compute_loss(module.input)
+        module.compute_loss(module.param())
     with pytest.raises(ValueError, match=r"init must be images of shape \(B, C, H, W\)"):
         InputOptimization(tiny_net, UnitActivation(None, unit=1), init=torch.zeros(32, 32))
     with pytest.raises(ValueError, match=r"image_shape must be \(C, H, W\)"):
@@ -215,15 +235,103 @@ def test_init_from_files(tiny_net, tmp_path):
     image = torch.rand(3, 32, 32)
     save_image(image, tmp_path / "photo.png")
     torch.save(image.unsqueeze(0), tmp_path / "photo.pt")
-    from_png = InputOptimization(tiny_net, NegativeCrossEntropy(), init=str(tmp_path / "photo.png")).input.detach()
-    from_pt = InputOptimization(tiny_net, NegativeCrossEntropy(), init=str(tmp_path / "photo.pt")).input.detach()
+    from_png = InputOptimization(tiny_net, NegativeCrossEntropy(), init=str(tmp_path / "photo.png")).images()
+    from_pt = InputOptimization(tiny_net, NegativeCrossEntropy(), init=str(tmp_path / "photo.pt")).images()
     assert from_png.shape == (1, 3, 32, 32) and torch.equal(from_pt[0], image)
     assert (from_png[0] - image).abs().max() <= 1 / 255 + 1e-6  # 8-bit PNG quantization
 
 
 def test_units_all_is_resolved_from_the_layers_real_shape(tiny_net):
     module = InputOptimization(tiny_net, ChannelSum("features.4", channel="all"), image_shape=(3, 32, 32))
-    assert module.input.shape == (8, 3, 32, 32)  # TinyConvNet's features.4 has 8 channels
+    assert module.images().shape == (8, 3, 32, 32)  # TinyConvNet's features.4 has 8 channels
     assert module.image_names() == [f"features.4-{c}" for c in range(8)]
     some = InputOptimization(tiny_net, ChannelSum("features.4", channel=[5, 2]), image_shape=(3, 32, 32))
-    torch.testing.assert_close(some.input, module.input[[5, 2]])  # a unit's noise does not depend on its batch
+    torch.testing.assert_close(some.images(), module.images()[[5, 2]])  # a unit's noise does not depend on its batch
+
+
+def test_load_from_checkpoint_with_labels_from_the_starting_images(tiny_net, tmp_path):
+    """The labels of a default NegativeCrossEntropy are data computed from the start, not saved state."""
+    module = InputOptimization(tiny_net, NegativeCrossEntropy(),
+                               init=torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+    fit(module, 3, enable_checkpointing=True, callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)])
+    init = module.start.clone()
+    restored = InputOptimization.load_from_checkpoint(tmp_path / "last.ckpt", network=tiny_net, init=init)
+    restored.prepare()
+    assert torch.equal(restored.targets, module.targets)
+    assert torch.equal(restored.images(), module.images())
+    assert restored.image_names() == ["row-0", "row-1", "row-2"]  # no units: named by row
+
+
+class CountForwards(torch.nn.Module):
+    """Wraps a network and records the spatial size of every input it sees."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.sizes: list[tuple[int, int]] = []
+
+    def forward(self, x):
+        self.sizes.append(tuple(x.shape[-2:]))
+        return self.net(x)
+
+
+def test_transforms_reach_the_loss_forward_only(tiny_net, tmp_path):
+    """Pad(4) makes transformed images 40x40: only the loss forward may see that size."""
+    from inputopt.callbacks import PredictionTable, SaveImages, SphereCheck
+
+    net = CountForwards(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(32), tiny_net))
+    module = InputOptimization(net, NegativeCrossEntropy(), [MultiScaleEdgeEnergy(0.1)],
+                               transforms=[Pad(4, value=0.5), Jitter(2), RandomScale(0.9, 1.1), RandomRotate(10)],
+                               init=torch.rand(2, 3, 32, 32), freeze_done=True)
+    table, sphere = PredictionTable(print_table=False), SphereCheck(num_points=4)
+    fit(module, 3, callbacks=[table, sphere, SaveImages(tmp_path)])
+    loss_sizes = [s for s in net.sizes if s == (40, 40)]
+    assert len(loss_sizes) == 3  # one transformed loss forward per step
+    evaluation = [s for s in net.sizes if s != (40, 40)]
+    assert evaluation and all(s == (32, 32) for s in evaluation)  # targets, is_done, table, sphere check
+    assert torch.equal(torch.load(tmp_path / "input.pt"), module.images())  # results are the images
+    assert len(table.predictions) == 4 and sphere.fractions.shape == (2,)
+
+
+def test_transform_draws_depend_on_unit_and_step_only(tiny_net):
+    transforms = [Pad(2), Jitter(3), RandomRotate(20)]
+    both = InputOptimization(tiny_net, ChannelSum("features.4", channel=[2, 5]), transforms=transforms, image_shape=SHAPE)
+    alone = InputOptimization(tiny_net, ChannelSum("features.4", channel=5), transforms=transforms, image_shape=SHAPE)
+    for step in (0, 7):
+        torch.testing.assert_close(both.compute_loss(both.param(), step=step)["loss"][1],
+                                   alone.compute_loss(alone.param(), step=step)["loss"][0])
+    assert not torch.equal(both.compute_loss(both.param(), step=0)["loss"], both.compute_loss(both.param(), step=1)["loss"])
+
+
+def test_a_plain_loop_gives_the_images_of_a_fit(tiny_net):
+    """The loss path and projection are written once: `optimize` in a plain loop equals a Trainer fit."""
+    from inputopt.loss import optimize
+
+    def make():
+        return InputOptimization(tiny_net, UnitActivation("features.4", unit=[1, 6]), [MultiScaleEdgeEnergy(0.1)],
+                                 param=FourierImage(mean=0.5, std=0.1, clamp=(0, 1)), transforms=[Jitter(2)],
+                                 image_shape=SHAPE, optimizer=partial(torch.optim.Adam, lr=0.05))
+
+    fitted = make()
+    fit(fitted, 5)
+    looped = make()
+    optimize(looped.param, looped.path, 5, partial(torch.optim.Adam, lr=0.05), seeds=looped.row_seeds)
+    torch.testing.assert_close(looped.images(), fitted.images(), rtol=1e-5, atol=1e-6)
+
+
+def test_fourier_run_resumes_bit_identically(tiny_net, tmp_path):
+    def make():
+        return InputOptimization(tiny_net, ChannelSum("features.4", channel=[0, 3]), [MultiScaleEdgeEnergy(0.1)],
+                                 param=FourierImage(decorrelate=True, sigmoid=(0, 1)), image_shape=SHAPE,
+                                 transforms=[Pad(2, value=0.5), Jitter(2), RandomRotate(5)])
+
+    whole = make()
+    fit(whole, 6)
+    first = make()
+    fit(first, 3, enable_checkpointing=True, callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)])
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert set(saved["state_dict"]) == {"param.spectrum", "done"}  # the parameters, not the images
+    resumed = make()
+    Trainer(max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False).fit(resumed, ckpt_path=str(tmp_path / "last.ckpt"))
+    assert torch.equal(resumed.images(), whole.images())

@@ -38,7 +38,7 @@ def test_interrupted_sweep_resumes_without_recomputing(tmp_path, monkeypatch):
     assert not (tmp_path / "single").exists()  # the config's SaveImages does not write chunks: the sweep does
 
     # and a plain one-batch run of the same units gives the same images
-    single = cli(["fit", *args]).model.input.detach()
+    single = cli(["fit", *args]).model.images()
     torch.testing.assert_close(first, single, rtol=1e-5, atol=1e-6)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["row_seed", "seeded_noise"]
+__all__ = ["row_seed", "row_seeds", "row_uniform", "seeded_noise"]
 
 
 def row_seed(seed: int, key: int, occurrence: int = 0) -> int:
@@ -20,6 +20,39 @@ def row_seed(seed: int, key: int, occurrence: int = 0) -> int:
     """
     digest = hashlib.blake2b(f"{seed}:{key}:{occurrence}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
+
+
+def row_seeds(keys: Sequence[int], seed: int = 0) -> list[int]:
+    """One seed per row from ``(seed, key, occurrence)``: rows with the same key get different seeds.
+
+    Example:
+        >>> a, b, c = row_seeds([4, 4, 7])
+        >>> a != b and c == row_seeds([7])[0]
+        True
+    """
+    seen: dict[int, int] = {}
+    seeds = []
+    for key in keys:
+        occurrence = seen.get(key, 0)
+        seen[key] = occurrence + 1
+        seeds.append(row_seed(seed, key, occurrence))
+    return seeds
+
+
+def row_uniform(seeds: Sequence[int], step: int, count: int) -> Tensor:
+    """``(len(seeds), count)`` uniform numbers in [0, 1); row ``i`` depends only on ``(seeds[i], step)``.
+
+    This is where random transforms draw their parameters: a unit's draws at a step are the same
+    whatever batch, chunk, device or resume it runs in.
+
+    Example:
+        >>> u = row_uniform([11, 12], step=3, count=2)
+        >>> torch.equal(u[1], row_uniform([12], step=3, count=2)[0])
+        True
+    """
+    rows = [torch.rand(count, generator=torch.Generator().manual_seed(row_seed(s, step)), dtype=torch.float64)
+            for s in seeds]
+    return torch.stack(rows) if rows else torch.empty(0, count, dtype=torch.float64)
 
 
 def seeded_noise(shape: Sequence[int], keys: Sequence[int], seed: int = 0, mean: float = 0.0,
@@ -44,11 +77,5 @@ def seeded_noise(shape: Sequence[int], keys: Sequence[int], seed: int = 0, mean:
     """
     if len(keys) == 0:
         raise ValueError("seeded_noise needs at least one key (one per image)")
-    rows = []
-    seen: dict[int, int] = {}
-    for key in keys:
-        occurrence = seen.get(key, 0)
-        seen[key] = occurrence + 1
-        generator = torch.Generator().manual_seed(row_seed(seed, key, occurrence))
-        rows.append(torch.randn(tuple(shape), generator=generator))
+    rows = [torch.randn(tuple(shape), generator=torch.Generator().manual_seed(s)) for s in row_seeds(keys, seed)]
     return torch.stack(rows) * std + mean

@@ -3,5 +3,6 @@
 from inputopt.objectives.activation import ChannelSum, UnitActivation
 from inputopt.objectives.base import InputObjective, UnitsObjective
 from inputopt.objectives.classification import NegativeCrossEntropy
+from inputopt.objectives.combine import Sum
 
-__all__ = ["ChannelSum", "InputObjective", "NegativeCrossEntropy", "UnitActivation", "UnitsObjective"]
+__all__ = ["ChannelSum", "InputObjective", "NegativeCrossEntropy", "Sum", "UnitActivation", "UnitsObjective"]

@@ -42,9 +42,8 @@ class UnitActivation(UnitsObjective):
             raise ValueError(f"position must be (row, column) ints, got {position!r}")
         self.position = None if position is None else tuple(position)
 
-    def check(self, activations: dict[str, Tensor]) -> None:
+    def default_targets(self, activations: dict[str, Tensor]) -> Tensor:
         act = activations[self.layer]
-        self.check_units(act)
         if act.ndim == 4:
             height, width = act.shape[-2:]
             row, col = self._position(height, width)
@@ -57,12 +56,15 @@ class UnitActivation(UnitsObjective):
         elif act.ndim != 2:
             raise ValueError(f"UnitActivation needs a (B, C) or (B, C, H, W) output; layer {self.layer!r} "
                              f"gives {tuple(act.shape)}")
+        return super().default_targets(activations)
 
     def _position(self, height: int, width: int) -> tuple[int, int]:
         return (height // 2, width // 2) if self.position is None else self.position
 
-    def forward(self, activations: dict[str, Tensor]) -> Tensor:
-        selected = self.select(activations[self.layer])
+    def forward(self, activations: dict[str, Tensor], units: Tensor | None = None) -> Tensor:
+        if units is None:
+            units = self.default_targets(activations)
+        selected = self.select(activations[self.layer], units)
         if selected.ndim == 3:
             row, col = self._position(*selected.shape[-2:])
             return selected[:, row, col]
@@ -89,9 +91,8 @@ class ChannelSum(UnitsObjective):
         super().__init__(layer, channel)
         self.channel = channel
 
-    def check(self, activations: dict[str, Tensor]) -> None:
-        self.check_units(activations[self.layer], what="channel")
-
-    def forward(self, activations: dict[str, Tensor]) -> Tensor:
-        selected = self.select(activations[self.layer])
+    def forward(self, activations: dict[str, Tensor], channels: Tensor | None = None) -> Tensor:
+        if channels is None:
+            channels = self.default_targets(activations)
+        selected = self.select(activations[self.layer], channels)
         return selected.reshape(selected.shape[0], -1).sum(1)

@@ -1,40 +1,76 @@
-"""The abstract objective: what the optimization maximizes."""
+"""The abstract objective: what the optimization maximizes, and the algebra that combines objectives."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Literal
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Union
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from inputopt._config import Configurable
-from inputopt._repr import init_args_repr
 from inputopt.capture import OUTPUT
+from inputopt.term import Term
 
-__all__ = ["ALL", "InputObjective", "UnitsObjective"]
-
-Forward = Callable[[Tensor], dict[str, Tensor]]
+__all__ = ["ALL", "InputObjective", "Targets", "UnitsObjective", "map_targets", "select_rows"]
 
 #: The ``units`` value that means every unit (channel or class) of the layer, resolved from its real shape.
 ALL = "all"
 
+#: Per-row targets: a tensor whose first dimension is the batch, ``None`` (no targets), or a tuple of
+#: targets (one entry per term of a :class:`~inputopt.objectives.Sum`).
+Targets = Union[Tensor, None, tuple]
 
-class InputObjective(Configurable, nn.Module, ABC):
-    """A score to maximize, one value per image: ``forward(activations) -> (B,)``.
 
-    A subclass names the layer it reads and implements :meth:`forward`, which receives a dict from
+def map_targets(fn: Callable[[Tensor], Tensor], targets: Targets) -> Targets:
+    """Apply ``fn`` to every tensor of ``targets`` (nested tuples and ``None`` kept as they are).
+
+    Example:
+        >>> map_targets(lambda t: t * 2, (torch.tensor([1, 2]), None))
+        (tensor([2, 4]), None)
+    """
+    if targets is None:
+        return None
+    if isinstance(targets, Tensor):
+        return fn(targets)
+    return tuple(map_targets(fn, t) for t in targets)
+
+
+def select_rows(targets: Targets, rows: Tensor | Sequence[int]) -> Targets:
+    """The targets of rows ``rows`` only: how a subset of the batch keeps each row's own target.
+
+    Example:
+        >>> select_rows(torch.tensor([5, 6, 7]), [0, 2])
+        tensor([5, 7])
+    """
+    return map_targets(lambda t: t[torch.as_tensor(rows, device=t.device)], targets)
+
+
+def _as_row_targets(values: list[int], batch_size: int, what: str, owner: str) -> Tensor:
+    """``values`` (one shared by all rows, or one per row) as a ``(batch_size,)`` long tensor."""
+    if len(values) == 1:
+        return torch.full((batch_size,), values[0], dtype=torch.long)
+    if len(values) != batch_size:
+        raise ValueError(f"{owner} has {len(values)} {what}s, one per image, but the batch has {batch_size} images")
+    return torch.tensor(values, dtype=torch.long)
+
+
+class InputObjective(Term):
+    """A score to maximize, one value per image: ``forward(activations[, targets]) -> (B,)``.
+
+    A subclass names the layers it reads and implements :meth:`forward`, which receives a dict from
     layer name to that layer's output and returns an unreduced ``(B,)`` tensor; row ``i`` scores image
-    ``i`` and may target its own unit. The base class checks that contract, casts the result to
-    float32 and builds the ``repr``. Layers are dotted names from ``network.named_modules()``; ``None``
-    or ``""`` means the network's output.
+    ``i``. The base class checks that contract, casts the result to float32 and builds the ``repr``.
+    Layers are dotted names from ``network.named_modules()``; ``None`` or ``""`` is the network's output.
 
-    Inside ``with objective.rows(index):`` the objective scores only the rows ``index`` of its batch
-    (the activations passed in are those rows' only): objectives with per-row targets read them through
-    :meth:`row_targets`, so that each row keeps its own target. This is how a process of a multi-device
-    run scores only the rows it owns.
+    **Targets are data.** An objective whose rows aim at different things (units, labels, target
+    classes) receives them as a second argument, ``forward(activations, targets)``, a tensor with one
+    entry per row. :meth:`default_targets` builds them from the constructor arguments (or from the
+    starting images, e.g. the network's own prediction); the caller passes them in, sliced with the rows
+    it scores, so a subclass never has to know which rows of a larger batch it sees. An objective
+    without targets writes ``forward(self, activations)``.
+
+    Objectives add, subtract and scale: ``a - 0.5 * b`` is a :class:`~inputopt.objectives.Sum`.
 
     Example:
         >>> class MeanActivation(InputObjective):
@@ -45,122 +81,107 @@ class InputObjective(Configurable, nn.Module, ABC):
         tensor([1., 1.])
     """
 
+    value_name = "score"
+
     def __init__(self, layer: str | None = None) -> None:
         super().__init__()
         self.layer = OUTPUT if layer is None else layer
-        self._rows: Tensor | None = None
 
-    @contextmanager
-    def rows(self, index: Tensor | Sequence[int]) -> Iterator[InputObjective]:
-        """Score only rows ``index`` of the full batch: per-row targets are taken at those rows.
-
-        Example:
-            >>> from inputopt.objectives import ChannelSum
-            >>> objective = ChannelSum("features.3", channel=[0, 1, 2])
-            >>> act = torch.arange(3.0).view(1, 3, 1, 1).expand(2, 3, 1, 1)  # channel c has value c
-            >>> with objective.rows([1, 2]):
-            ...     objective({"features.3": act})
-            tensor([1., 2.])
-        """
-        previous = getattr(self, "_rows", None)
-        self._rows = torch.as_tensor(index, dtype=torch.long).flatten()
-        try:
-            yield self
-        finally:
-            self._rows = previous
-
-    def row_targets(self, targets: Tensor, batch_size: int, what: str = "unit") -> Tensor:
-        """Per-row targets ``(batch_size,)`` from one target (shared by all rows) or one per row.
-
-        Inside :meth:`rows`, a per-row ``targets`` is indexed at the selected rows.
-
-        Example:
-            >>> class Scores(InputObjective):
-            ...     def forward(self, activations):
-            ...         return activations[""].flatten(1).sum(1)
-            >>> objective = Scores()
-            >>> with objective.rows([0, 2]):
-            ...     objective.row_targets(torch.tensor([5, 6, 7]), 2).tolist()
-            [5, 7]
-        """
-        rows = getattr(self, "_rows", None)
-        if targets.numel() == 1:
-            return targets.expand(batch_size)
-        if rows is not None:
-            if rows.numel() != batch_size:
-                raise ValueError(f"{type(self).__name__} scores rows {rows.tolist()} but got {batch_size} images")
-            return targets[rows.to(targets.device)]
-        if targets.numel() != batch_size:
-            raise ValueError(f"{type(self).__name__} has {targets.numel()} {what}s, one per image, "
-                             f"but the batch has {batch_size} images")
-        return targets
-
-    @property
-    def resolved(self) -> bool:
-        """``False`` while targets still depend on layer shapes (e.g. ``units="all"``): see :meth:`resolve`."""
-        return True
-
-    def resolve(self, activations: dict[str, Tensor]) -> None:
-        """Fix shape-dependent targets from real activations (any batch size; default: nothing to do)."""
-
+    # -- what the objective reads and how many images it defines -------------------------------------
     @property
     def layers(self) -> tuple[str, ...]:
         """The layers whose outputs :meth:`forward` reads."""
         return (self.layer,)
 
     @property
+    def resolved(self) -> bool:
+        """``False`` while the number of rows depends on a layer's shape (``units="all"``): see :meth:`resolve`."""
+        return True
+
+    def resolve(self, activations: dict[str, Tensor]) -> None:
+        """Fix shape-dependent settings from real activations of any batch size (default: nothing to do)."""
+
+    @property
     def num_rows(self) -> int | None:
         """How many images this objective defines (one per target unit), or ``None`` if any number."""
         return None
 
-    def row_keys(self, batch_size: int) -> list[int]:
-        """An integer per row naming what the row targets (its unit), used to seed its initial noise."""
-        return list(range(batch_size))
+    def row_keys(self, batch_size: int) -> list[int] | None:
+        """An integer per row naming what it targets (its unit), which seeds its randomness; ``None``: by row."""
+        return None
 
-    def prepare(self, forward: Forward, x: Tensor) -> None:
-        """Called once before optimizing, with the starting input: check targets against real shapes.
+    def row_names(self, batch_size: int) -> list[str]:
+        """A name per row for files and logs: ``<layer>-<unit>`` for objectives with units, else ``row-<i>``."""
+        return [f"row-{i}" for i in range(batch_size)]
 
-        Args:
-            forward: maps an input to the dict of activations of :attr:`layers`.
-            x: the starting input, shape ``(B, C, H, W)``.
+    # -- targets --------------------------------------------------------------------------------------
+    def default_targets(self, activations: dict[str, Tensor]) -> Targets:
+        """The per-row targets for a batch whose (untransformed) activations are ``activations``.
+
+        Called once on the starting images; checks the constructor's targets against the real layer
+        shapes and raises a ``ValueError`` naming the valid range. Default: no targets (``None``).
         """
-        with torch.no_grad():
-            self.check(forward(x))
+        return None
 
-    def check(self, activations: dict[str, Tensor]) -> None:
-        """Raise a ``ValueError`` if the targets do not fit the activations (default: nothing to check)."""
-
-    def is_done(self, activations: dict[str, Tensor]) -> Tensor | None:
+    def is_done(self, activations: dict[str, Tensor], targets: Targets = None) -> Tensor | None:
         """Per-row ``(B,)`` bool: rows whose goal is reached (e.g. an adversarial label flip), or ``None``."""
         return None
 
+    # -- the score ------------------------------------------------------------------------------------
     @abstractmethod
-    def forward(self, activations: dict[str, Tensor]) -> Tensor:
+    def forward(self, activations: dict[str, Tensor], *targets: Any) -> Tensor:
         """Return the ``(B,)`` score of each image, to be maximized."""
 
-    def __call__(self, activations: dict[str, Tensor]) -> Tensor:
+    def __call__(self, activations: dict[str, Tensor], targets: Targets = None) -> Tensor:
         missing = [name for name in self.layers if name not in activations]
         if missing:
             raise KeyError(f"{type(self).__name__} reads layers {missing}, which were not captured")
-        score = super().__call__(activations)
-        batch = next(iter(activations[name] for name in self.layers)).shape[0]
-        if not isinstance(score, Tensor) or score.shape != (batch,):
-            shape = tuple(score.shape) if isinstance(score, Tensor) else type(score).__name__
-            raise ValueError(f"{type(self).__name__}.forward must return one score per image, shape "
-                             f"({batch},); got {shape}")
-        return score.float()
+        score = super().__call__(activations) if targets is None else super().__call__(activations, targets)
+        return self.per_image(score, activations[self.layers[0]].shape[0])
 
-    def extra_repr(self) -> str:
-        return init_args_repr(self)
+    # -- algebra --------------------------------------------------------------------------------------
+    def __add__(self, other: InputObjective) -> InputObjective:
+        from inputopt.objectives.combine import Sum
+
+        if not isinstance(other, InputObjective):
+            return NotImplemented
+        return Sum.of([self, other], [1.0, 1.0])
+
+    def __radd__(self, other: object) -> InputObjective:
+        if isinstance(other, (int, float)) and other == 0:  # sum([a, b, ...]) starts from 0
+            return self
+        return NotImplemented
+
+    def __mul__(self, factor: float) -> InputObjective:
+        from inputopt.objectives.combine import Sum
+
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)):
+            return NotImplemented
+        return Sum.of([self], [float(factor)])
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, divisor: float) -> InputObjective:
+        if isinstance(divisor, bool) or not isinstance(divisor, (int, float)):
+            return NotImplemented
+        return self * (1.0 / divisor)
+
+    def __neg__(self) -> InputObjective:
+        return self * -1.0
+
+    def __sub__(self, other: InputObjective) -> InputObjective:
+        if not isinstance(other, InputObjective):
+            return NotImplemented
+        return self + (-other)
 
 
 class UnitsObjective(InputObjective):
-    """Base for objectives that target one unit (channel or class index) per row.
+    """Base for objectives that target one unit (channel, feature or class index) per row.
 
     ``units`` is an int (every row targets it), a list with one entry per row, or ``"all"``: every unit
     of the layer, one row each, resolved from the layer's real output shape by :meth:`resolve` (which
-    :class:`~inputopt.InputOptimization` calls with a one-image probe). The per-row indices are kept as
-    a tensor so that :meth:`select` gathers all rows in one vectorized operation.
+    :class:`~inputopt.InputOptimization` calls with a one-image probe). The units reach :meth:`forward`
+    as a ``(B,)`` tensor (the targets), and :meth:`select` gathers every row's unit in one indexing.
 
     Example:
         >>> from inputopt.objectives import ChannelSum
@@ -179,9 +200,8 @@ class UnitsObjective(InputObjective):
         super().__init__(layer)
         if units == ALL:
             self._unit_list: list[int] | None = None
-            self.register_buffer("unit_index", torch.empty(0, dtype=torch.long), persistent=False)
             return
-        if isinstance(units, int):
+        if isinstance(units, int) and not isinstance(units, bool):
             unit_list = [units]
         elif isinstance(units, Sequence) and not isinstance(units, str):
             unit_list = list(units)
@@ -190,7 +210,6 @@ class UnitsObjective(InputObjective):
         if not unit_list or not all(isinstance(u, int) and not isinstance(u, bool) for u in unit_list):
             raise ValueError(f"units must be an int, a non-empty list of ints or {ALL!r}, got {units!r}")
         self._unit_list = unit_list
-        self.register_buffer("unit_index", torch.tensor(unit_list, dtype=torch.long), persistent=False)
 
     @property
     def resolved(self) -> bool:
@@ -204,44 +223,52 @@ class UnitsObjective(InputObjective):
             raise ValueError(f"layer {self.layer!r} output has shape {tuple(act.shape)}; "
                              f"{type(self).__name__} needs (B, C, ...) to resolve units={ALL!r}")
         self._unit_list = list(range(act.shape[1]))
-        self.unit_index = torch.arange(act.shape[1], dtype=torch.long, device=self.unit_index.device)
-
-    def _require_resolved(self) -> list[int]:
-        if self._unit_list is None:
-            raise RuntimeError(f"{type(self).__name__}(units={ALL!r}) does not know its layer's size yet: call "
-                               f"resolve() with activations of {self.layer!r} (InputOptimization does)")
-        return self._unit_list
 
     @property
     def units(self) -> list[int]:
         """The target units, one per row (a single unit when all rows share it)."""
-        return list(self._require_resolved())
+        if self._unit_list is None:
+            raise RuntimeError(f"{type(self).__name__}(units={ALL!r}) does not know its layer's size yet: call "
+                               f"resolve() with activations of {self.layer!r} (InputOptimization does)")
+        return list(self._unit_list)
 
     @property
     def num_rows(self) -> int | None:
-        units = self._require_resolved()
+        units = self.units
         return len(units) if len(units) > 1 else None
 
     def row_keys(self, batch_size: int) -> list[int]:
-        return self._units_for(batch_size).tolist()
+        return _as_row_targets(self.units, batch_size, self.units_argument, type(self).__name__).tolist()
 
-    def _units_for(self, batch_size: int) -> Tensor:
-        self._require_resolved()
-        return self.row_targets(self.unit_index, batch_size)
+    def row_names(self, batch_size: int) -> list[str]:
+        return [f"{self.layer or 'output'}-{unit}" for unit in self.row_keys(batch_size)]
 
-    def check_units(self, activation: Tensor, what: str = "unit") -> None:
+    def default_targets(self, activations: dict[str, Tensor]) -> Tensor:
+        """The units as a ``(B,)`` long tensor, checked against the layer's real size."""
+        act = activations[self.layer]
+        self.check_units(act)
+        return _as_row_targets(self.units, act.shape[0], self.units_argument, type(self).__name__).to(act.device)
+
+    def check_units(self, activation: Tensor) -> None:
         """Raise if a unit is outside ``[0, activation.shape[1])``."""
+        what = self.units_argument
         if activation.ndim < 2:
             raise ValueError(f"layer {self.layer!r} output has shape {tuple(activation.shape)}; "
                              f"{type(self).__name__} needs (B, C, ...)")
         size = activation.shape[1]
-        bad = [u for u in self._require_resolved() if not 0 <= u < size]
+        bad = [u for u in self.units if not 0 <= u < size]
         if bad:
             raise ValueError(f"{what} {bad[0]} is out of range for layer {self.layer!r}, which has {size} "
                              f"{what}s: valid {what}s are 0..{size - 1}")
 
-    def select(self, activation: Tensor) -> Tensor:
-        """Row ``i``'s slice ``activation[i, units[i]]``, shape ``(B, *activation.shape[2:])``."""
-        units = self._units_for(activation.shape[0])
+    @staticmethod
+    def select(activation: Tensor, units: Tensor) -> Tensor:
+        """Row ``i``'s slice ``activation[i, units[i]]``, shape ``(B, *activation.shape[2:])``.
+
+        Example:
+            >>> act = torch.arange(6.0).view(2, 3)
+            >>> UnitsObjective.select(act, torch.tensor([2, 0]))
+            tensor([2., 3.])
+        """
         rows = torch.arange(activation.shape[0], device=activation.device)
         return activation[rows, units.to(activation.device)]

@@ -1,27 +1,28 @@
-"""The abstract prior: a per-image penalty that keeps the optimized input "realistic"."""
+"""The abstract prior: a per-image penalty that keeps the optimized images "realistic"."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import math
+from abc import abstractmethod
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from inputopt._config import Configurable
-from inputopt._repr import init_args_repr
+from inputopt.term import Term
 
 __all__ = ["Prior"]
 
 
-class Prior(Configurable, nn.Module, ABC):
-    """A penalty on the input, one value per image: ``forward(x) -> (B,)``, weighted by ``weight``.
+class Prior(Term):
+    """A penalty on the images, one value per image: ``forward(x) -> (B,)``, weighted by ``weight``.
 
     A subclass implements :meth:`forward`. The base class runs it in float32 outside any autocast
     region (priors are sums of many small squared terms, which half precision gets wrong), checks the
-    ``(B,)`` contract and builds the ``repr``. The module adds ``weight · h(x)`` to each image's loss.
+    ``(B,)`` contract and builds the ``repr``. The module adds ``weight · h(x)`` to each image's loss,
+    where ``x`` are the images themselves (before any robustness transform).
 
     Args:
-        weight: the prior's weight in the loss.
+        weight: the prior's weight in the loss (finite).
 
     Example:
         >>> class L2(Prior):
@@ -31,8 +32,12 @@ class Prior(Configurable, nn.Module, ABC):
         tensor([48., 48.])
     """
 
+    value_name = "penalty"
+
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__()
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise ValueError(f"a prior's weight must be a finite number, got {weight!r}")
         self.weight = float(weight)
 
     @abstractmethod
@@ -43,11 +48,4 @@ class Prior(Configurable, nn.Module, ABC):
         with torch.autocast(device_type=x.device.type, enabled=False):
             x32 = x if x.dtype == torch.float64 else x.float()
             penalty = super().__call__(x32)
-        if not isinstance(penalty, Tensor) or penalty.shape != (x.shape[0],):
-            shape = tuple(penalty.shape) if isinstance(penalty, Tensor) else type(penalty).__name__
-            raise ValueError(f"{type(self).__name__}.forward must return one penalty per image, shape "
-                             f"({x.shape[0]},); got {shape}")
-        return penalty
-
-    def extra_repr(self) -> str:
-        return init_args_repr(self)
+        return self.per_image(penalty, x.shape[0])

@@ -6,15 +6,17 @@ import pytest
 import torch
 
 from inputopt.capture import capture_activations
-from inputopt.objectives import ChannelSum, UnitActivation
+from inputopt.objectives import ChannelSum, UnitActivation, UnitsObjective
+from inputopt.objectives.base import select_rows
 
 
 def _acts(shape, seed=0):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
-def _forward(net, objective):
-    return lambda x: capture_activations(net, x, objective.layers)
+def _start(net, objective, x):
+    """The activations of the starting images, from which ``default_targets`` builds the targets."""
+    return capture_activations(net, x, objective.layers)
 
 
 class TestUnitActivation:
@@ -23,6 +25,13 @@ class TestUnitActivation:
         out = UnitActivation("a", unit=1)({"a": act})
         assert out.shape == (2,)
         assert out.dtype == torch.float32
+
+    def test_dtype(self):
+        act = _acts((2, 4, 5, 5))
+        assert UnitActivation("a", unit=1)({"a": act.double()}).dtype == torch.float64  # passes through
+        out = UnitActivation("a", unit=1)({"a": act.bfloat16()})
+        assert out.dtype == torch.float32  # half precision is cast
+        assert torch.equal(out, act.bfloat16()[:, 1, 2, 2].float())
 
     @pytest.mark.parametrize("shape, centre", [((2, 4, 5, 5), (2, 2)), ((3, 6, 7, 10), (3, 5)),
                                                ((1, 2, 4, 1), (2, 0))])
@@ -91,43 +100,92 @@ class TestUnitActivation:
         assert UnitActivation("a", unit=4).row_keys(2) == [4, 4]
         assert UnitActivation("a", unit=4).num_rows is None
 
+    def test_row_names(self):
+        assert UnitActivation("features.4", unit=[3, 1]).row_names(2) == ["features.4-3", "features.4-1"]
+        assert UnitActivation(None, unit=7).row_names(2) == ["output-7", "output-7"]
+
+    def test_default_targets(self):
+        act = _acts((3, 8, 4, 4))
+        targets = UnitActivation("a", unit=[5, 0, 7]).default_targets({"a": act})
+        assert targets.dtype == torch.long
+        assert targets.tolist() == [5, 0, 7]
+        # a single unit is shared by every row
+        assert UnitActivation("a", unit=2).default_targets({"a": act}).tolist() == [2, 2, 2]
+
+    def test_default_targets_equal_call_without_targets(self):
+        act = _acts((3, 8, 4, 4))
+        objective = UnitActivation("a", unit=[5, 0, 7], position=(1, 3))
+        assert torch.equal(objective({"a": act}), objective({"a": act}, objective.default_targets({"a": act})))
+
+    def test_targets_given_replace_the_units(self):
+        # targets are data: the units the caller passes are the ones scored, whatever the constructor said
+        act = _acts((3, 6, 5, 5))
+        out = UnitActivation("a", unit=0)({"a": act}, torch.tensor([4, 1, 5]))
+        assert torch.equal(out, torch.stack([act[0, 4, 2, 2], act[1, 1, 2, 2], act[2, 5, 2, 2]]))
+
+    def test_select_rows(self):
+        act = _acts((4, 6, 5, 5))
+        objective = UnitActivation("a", unit=[5, 0, 3, 2], position=(1, 4))
+        targets = objective.default_targets({"a": act})
+        full = objective({"a": act}, targets)
+        rows = [3, 1]
+        out = objective({"a": act[rows]}, select_rows(targets, rows))
+        assert torch.equal(out, full[rows])
+        assert torch.equal(out, torch.stack([act[3, 2, 1, 4], act[1, 0, 1, 4]]))
+
+    def test_select_rows_on_network(self, tiny_net):
+        x = _acts((4, 3, 32, 32))
+        objective = UnitActivation("features.4", unit=[7, 2, 0, 5])
+        targets = objective.default_targets(_start(tiny_net, objective, x))
+        full = objective(capture_activations(tiny_net, x, objective.layers), targets)
+        rows = [0, 2]
+        out = objective(capture_activations(tiny_net, x[rows], objective.layers), select_rows(targets, rows))
+        torch.testing.assert_close(out, full[rows])
+
     def test_repr(self):
         text = repr(UnitActivation("features.4", unit=[1, 2], position=(3, 4)))
         assert text == "UnitActivation(layer='features.4', unit=[1, 2], position=(3, 4))"
 
     @pytest.mark.parametrize("unit", [8, -1, [0, 9]])
-    def test_exception_unit_out_of_range_check(self, unit):
+    def test_exception_unit_out_of_range(self, unit):
         objective = UnitActivation("a", unit=unit)
-        with pytest.raises(ValueError, match=r"unit -?\d+ is out of range for layer 'a', which has 8 units: "
-                                             r"valid units are 0\.\.7"):
-            objective.check({"a": torch.zeros(2, 8, 4, 4)})
+        acts = {"a": torch.zeros(2, 8, 4, 4)}
+        message = r"unit -?\d+ is out of range for layer 'a', which has 8 units: valid units are 0\.\.7"
+        with pytest.raises(ValueError, match=message):
+            objective.default_targets(acts)
+        with pytest.raises(ValueError, match=message):  # a call without targets builds and checks them
+            objective(acts)
 
-    def test_exception_unit_out_of_range_prepare(self, tiny_net):
+    def test_exception_unit_out_of_range_on_network(self, tiny_net):
         objective = UnitActivation("features.4", unit=8)
         with pytest.raises(ValueError, match=r"valid units are 0\.\.7"):
-            objective.prepare(_forward(tiny_net, objective), torch.zeros(1, 3, 32, 32))
+            objective.default_targets(_start(tiny_net, objective, torch.zeros(1, 3, 32, 32)))
 
     def test_exception_linear_unit_out_of_range(self, tiny_net):
         objective = UnitActivation(None, unit=10)
         with pytest.raises(ValueError, match=r"unit 10 .* valid units are 0\.\.9"):
-            objective.prepare(_forward(tiny_net, objective), torch.zeros(1, 3, 32, 32))
+            objective.default_targets(_start(tiny_net, objective, torch.zeros(1, 3, 32, 32)))
 
     @pytest.mark.parametrize("position", [(16, 0), (0, 16), (-1, 3)])
     def test_exception_position_out_of_range(self, tiny_net, position):
         objective = UnitActivation("features.4", unit=0, position=position)
         with pytest.raises(ValueError, match=r"16x16 map: valid rows 0\.\.15, columns 0\.\.15"):
-            objective.prepare(_forward(tiny_net, objective), torch.zeros(1, 3, 32, 32))
+            objective.default_targets(_start(tiny_net, objective, torch.zeros(1, 3, 32, 32)))
 
     def test_valid_targets_pass_check(self, tiny_net):
         objective = UnitActivation("features.4", unit=[0, 7], position=(15, 15))
-        objective.prepare(_forward(tiny_net, objective), torch.zeros(2, 3, 32, 32))  # no error
+        targets = objective.default_targets(_start(tiny_net, objective, torch.zeros(2, 3, 32, 32)))  # no error
+        assert targets.tolist() == [0, 7]
 
     def test_exception_units_length(self):
         objective = UnitActivation("a", unit=[1, 2, 3])
+        acts = {"a": torch.zeros(2, 4, 3, 3)}
+        with pytest.raises(ValueError, match="UnitActivation has 3 units, one per image, but the batch has 2 images"):
+            objective.default_targets(acts)
         with pytest.raises(ValueError, match="3 units, one per image, but the batch has 2 images"):
-            objective({"a": torch.zeros(2, 4, 3, 3)})
+            objective(acts)
 
-    @pytest.mark.parametrize("unit", ["3", True, [], [1, "a"], [1, 2.0], 1.5,
+    @pytest.mark.parametrize("unit", ["3", True, [], [1, "a"], [1, 2.0], 1.5, [0, True], (),
                                       None])
     def test_exception_unit_type(self, unit):
         with pytest.raises(ValueError, match="units must be an int, a non-empty list of ints or 'all'"):
@@ -141,13 +199,22 @@ class TestUnitActivation:
     def test_exception_rank(self):
         objective = UnitActivation("a", unit=0)
         with pytest.raises(ValueError, match=r"\(B, C\) or \(B, C, H, W\)"):
-            objective.check({"a": torch.zeros(2, 3, 5)})
+            objective.default_targets({"a": torch.zeros(2, 3, 5)})
+
+    def test_exception_position_without_map(self):
+        objective = UnitActivation("a", unit=0, position=(1, 2))
+        with pytest.raises(ValueError, match=r"position=\(1, 2\) given, but layer 'a' has no spatial map"):
+            objective.default_targets({"a": torch.zeros(2, 3)})
 
 
 class TestChannelSum:
     def test_smoke(self):
         out = ChannelSum("a", channel=1)({"a": torch.ones(2, 4, 3, 3)})
         assert torch.equal(out, torch.full((2,), 9.0))
+
+    def test_dtype(self):
+        assert ChannelSum("a", channel=1)({"a": torch.ones(2, 4, 3, 3, dtype=torch.float64)}).dtype == torch.float64
+        assert ChannelSum("a", channel=1)({"a": torch.ones(2, 4, 3, 3, dtype=torch.float16)}).dtype == torch.float32
 
     def test_equals_sum_of_map(self, tiny_net):
         x = _acts((3, 3, 32, 32))
@@ -166,22 +233,61 @@ class TestChannelSum:
         act = _acts((2, 6))
         assert torch.equal(ChannelSum("a", channel=2)({"a": act}), act[:, 2])
 
+    def test_default_targets(self):
+        objective = ChannelSum("a", channel=[4, 0, 4])
+        act = _acts((3, 5, 4, 6))
+        targets = objective.default_targets({"a": act})
+        assert targets.dtype == torch.long and targets.tolist() == [4, 0, 4]
+        assert torch.equal(objective({"a": act}, targets), objective({"a": act}))
+
+    def test_select_rows(self):
+        act = _acts((3, 5, 4, 6))
+        objective = ChannelSum("a", channel=[4, 0, 2])
+        targets = objective.default_targets({"a": act})
+        full = objective({"a": act}, targets)
+        rows = [2, 0]
+        out = objective({"a": act[rows]}, select_rows(targets, rows))
+        assert torch.equal(out, full[rows])
+        torch.testing.assert_close(out, torch.stack([act[2, 2].sum(), act[0, 4].sum()]))
+
+    def test_row_names(self):
+        assert ChannelSum("features.4", channel=[1, 2]).row_names(2) == ["features.4-1", "features.4-2"]
+
     def test_repr(self):
         assert repr(ChannelSum("features.4", channel=[1, 2])) == "ChannelSum(layer='features.4', channel=[1, 2])"
 
     def test_exception_channel_out_of_range(self, tiny_net):
         objective = ChannelSum("features.0", channel=6)
+        acts = _start(tiny_net, objective, torch.zeros(1, 3, 32, 32))
         with pytest.raises(ValueError, match=r"channel 6 is out of range .* valid channels are 0\.\.5"):
-            objective.prepare(_forward(tiny_net, objective), torch.zeros(1, 3, 32, 32))
+            objective.default_targets(acts)
+        with pytest.raises(ValueError, match=r"channel 6 is out of range .* valid channels are 0\.\.5"):
+            objective(acts)
 
     def test_exception_channels_length(self):
-        with pytest.raises(ValueError, match="2 units, one per image, but the batch has 3 images"):
+        with pytest.raises(ValueError, match="2 channels, one per image, but the batch has 3 images"):
             ChannelSum("a", channel=[0, 1])({"a": torch.zeros(3, 4, 2, 2)})
 
-    @pytest.mark.parametrize("channel", ["0", [], False, 1.0])
+    def test_exception_rank(self):
+        with pytest.raises(ValueError, match=r"ChannelSum needs \(B, C, \.\.\.\)"):
+            ChannelSum("a", channel=0).default_targets({"a": torch.zeros(3)})
+
+    @pytest.mark.parametrize("channel", ["0", [], False, 1.0, [1, False]])
     def test_exception_channel_type(self, channel):
         with pytest.raises(ValueError, match="units must be an int"):
             ChannelSum("a", channel=channel)
+
+
+class TestSelect:
+    def test_select_flat(self):
+        act = torch.arange(6.0).view(2, 3)
+        assert UnitsObjective.select(act, torch.tensor([2, 0])).tolist() == [2.0, 3.0]
+
+    def test_select_maps(self):
+        act = _acts((3, 4, 2, 5))
+        out = UnitsObjective.select(act, torch.tensor([3, 3, 0]))
+        assert out.shape == (3, 2, 5)
+        assert torch.equal(out, torch.stack([act[0, 3], act[1, 3], act[2, 0]]))
 
 
 class TestAllUnits:
@@ -195,10 +301,17 @@ class TestAllUnits:
         assert objective.config()["init_args"]["channel"] == "all"
         act = torch.arange(8.0).view(1, 8, 1, 1).expand(8, 8, 2, 2)
         assert objective({"features.4": act}).tolist() == [4.0 * c for c in range(8)]
+        assert objective.default_targets({"features.4": act}).tolist() == list(range(8))
+        assert objective.row_keys(8) == list(range(8))
+
+    def test_exception_default_targets_before_resolve(self):
+        objective = UnitActivation("a", unit="all")
+        with pytest.raises(RuntimeError, match=r"call resolve\(\)"):
+            objective.default_targets({"a": torch.zeros(8, 8)})
 
     def test_rows_take_their_own_units(self):
         objective = UnitActivation("a", unit=[4, 2, 7])
-        act = torch.arange(8.0).view(1, 8).expand(2, 8)
-        with objective.rows([2, 0]):
-            assert objective({"a": act}).tolist() == [7.0, 4.0]
-        assert objective({"a": act[:1].expand(3, 8)}).tolist() == [4.0, 2.0, 7.0]  # restored after the block
+        act = torch.arange(8.0).view(1, 8).expand(3, 8)
+        targets = objective.default_targets({"a": act})
+        assert objective({"a": act[[2, 0]]}, select_rows(targets, [2, 0])).tolist() == [7.0, 4.0]
+        assert objective({"a": act}).tolist() == [4.0, 2.0, 7.0]  # the objective itself keeps all its units

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from inputopt.capture import capture_activations
 from inputopt.objectives import NegativeCrossEntropy
+from inputopt.objectives.base import select_rows
 
 
 def ref_ce(logits: torch.Tensor, y) -> torch.Tensor:
@@ -24,8 +25,9 @@ def _logits(shape=(4, 10), seed=0):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * 3
 
 
-def _forward(net, objective):
-    return lambda x: capture_activations(net, x, objective.layers)
+def _start(net, objective, x):
+    """The activations of the starting images, from which ``default_targets`` builds the targets."""
+    return capture_activations(net, x, objective.layers)
 
 
 class TestNegativeCrossEntropy:
@@ -68,46 +70,75 @@ class TestNegativeCrossEntropy:
         torch.testing.assert_close(objective({"classifier.3": logits}).double(), ref_ce(logits, 2),
                                    rtol=1e-5, atol=1e-5)
 
-    def test_prepare_fills_labels_with_prediction(self):
+    def test_default_targets_are_the_prediction(self):
         # a linear classifier, whose predictions on random inputs vary from row to row
         torch.manual_seed(0)
         net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5)).eval()
         x = torch.randn(8, 3, 2, 2, generator=torch.Generator().manual_seed(1))
         objective = NegativeCrossEntropy()
-        assert objective.y.numel() == 0
-        objective.prepare(_forward(net, objective), x)
+        y = objective.default_targets(_start(net, objective, x))
         predicted = net(x).argmax(1)
         assert len(set(predicted.tolist())) > 1  # a real test: the rows have different labels
-        assert torch.equal(objective.y, predicted)
+        assert torch.equal(y, predicted)
         # the score is then the cross-entropy to the starting prediction
         x2 = x + 0.5 * torch.randn_like(x)
         logits = net(x2)
-        torch.testing.assert_close(objective(capture_activations(net, x2, [""])).double(),
+        torch.testing.assert_close(objective(capture_activations(net, x2, [""]), y).double(),
                                    ref_ce(logits, predicted), rtol=1e-5, atol=1e-5)
 
-    def test_prepare_on_tiny_net(self, tiny_net):
+    def test_default_targets_on_tiny_net(self, tiny_net):
         x = torch.randn(3, 3, 32, 32)
         objective = NegativeCrossEntropy()
-        objective.prepare(_forward(tiny_net, objective), x)
-        assert torch.equal(objective.y, tiny_net(x).argmax(1))
+        y = objective.default_targets(_start(tiny_net, objective, x))
+        assert y.dtype == torch.long
+        assert torch.equal(y, tiny_net(x).argmax(1))
 
-    def test_prepare_keeps_given_labels(self, tiny_net):
+    def test_default_targets_keep_given_labels(self, tiny_net):
         x = torch.randn(2, 3, 32, 32)
         objective = NegativeCrossEntropy(labels=[9, 9])
-        objective.prepare(_forward(tiny_net, objective), x)
-        assert objective.y.tolist() == [9, 9]
+        assert objective.default_targets(_start(tiny_net, objective, x)).tolist() == [9, 9]
         objective = NegativeCrossEntropy(target=[0, 1])
-        objective.prepare(_forward(tiny_net, objective), x)
-        assert objective.y.tolist() == [0, 1]
+        assert objective.default_targets(_start(tiny_net, objective, x)).tolist() == [0, 1]
+        objective = NegativeCrossEntropy(labels=3)  # one label, shared by every row
+        y = objective.default_targets(_start(tiny_net, objective, x))
+        assert y.dtype == torch.long and y.tolist() == [3, 3]
 
-    def test_prepare_only_once_reads_start(self, tiny_net):
-        # labels come from the *starting* input; a later prepare on another input does not move them
+    def test_targets_from_start_are_kept(self, tiny_net):
+        # labels come from the *starting* input: the caller keeps them, and scores later inputs against them
         x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
         objective = NegativeCrossEntropy()
-        objective.prepare(_forward(tiny_net, objective), x)
-        start = objective.y.clone()
-        objective.prepare(_forward(tiny_net, objective), torch.randn(4, 3, 32, 32) * 10)
-        assert torch.equal(objective.y, start)
+        start = objective.default_targets(_start(tiny_net, objective, x))
+        x2 = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 10
+        acts = capture_activations(tiny_net, x2, objective.layers)
+        logits = tiny_net(x2)
+        assert not torch.equal(logits.argmax(1), start)  # a real test: the prediction has moved
+        torch.testing.assert_close(objective(acts, start).double(), ref_ce(logits, start), rtol=1e-5, atol=1e-5)
+        assert objective.is_done(acts, start).tolist() == (logits.argmax(1) != start).tolist()
+
+    def test_without_labels_scores_the_own_prediction(self):
+        # no labels and no targets given: the labels are the prediction on the activations scored
+        logits = _logits()
+        out = NegativeCrossEntropy()({"": logits})
+        torch.testing.assert_close(out.double(), ref_ce(logits, logits.argmax(1)), rtol=1e-5, atol=1e-5)
+
+    def test_targets_given_replace_the_labels(self):
+        logits = _logits()
+        out = NegativeCrossEntropy(labels=0)({"": logits}, torch.tensor([3, 1, 4, 1]))
+        torch.testing.assert_close(out.double(), ref_ce(logits, [3, 1, 4, 1]), rtol=1e-5, atol=1e-5)
+        out = NegativeCrossEntropy(target=0)({"": logits}, torch.tensor([3, 1, 4, 1]))
+        torch.testing.assert_close(out.double(), -ref_ce(logits, [3, 1, 4, 1]), rtol=1e-5, atol=1e-5)
+
+    @pytest.mark.parametrize("kwargs", [dict(labels=[3, 0, 9, 3]), dict(target=[1, 2, 2, 8]), dict()])
+    def test_select_rows(self, kwargs):
+        logits = _logits()
+        objective = NegativeCrossEntropy(**kwargs)
+        targets = objective.default_targets({"": logits})
+        full = objective({"": logits}, targets)
+        rows = [3, 1]
+        out = objective({"": logits[rows]}, select_rows(targets, rows))
+        torch.testing.assert_close(out, full[rows])
+        done = objective.is_done({"": logits[rows]}, select_rows(targets, rows))
+        assert torch.equal(done, objective.is_done({"": logits}, targets)[rows])
 
     def test_is_done_untargeted(self):
         objective = NegativeCrossEntropy(labels=[0, 1, 2])
@@ -120,6 +151,18 @@ class TestNegativeCrossEntropy:
         done = objective.is_done({"": logits})
         assert done.dtype == torch.bool
         assert done.tolist() == [True, False, True]
+
+    def test_is_done_with_targets(self):
+        # the targets given replace the constructor's labels
+        logits = torch.tensor([[5.0, 0.0, 0.0], [5.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
+        untargeted = NegativeCrossEntropy(labels=0)
+        assert untargeted.is_done({"": logits}, torch.tensor([0, 1, 2])).tolist() == [False, True, False]
+        targeted = NegativeCrossEntropy(target=1)
+        assert targeted.is_done({"": logits}, torch.tensor([0, 1, 2])).tolist() == [True, False, True]
+
+    def test_is_done_without_labels(self):
+        # without labels or targets the labels are the prediction on these same logits: no row is done
+        assert not NegativeCrossEntropy().is_done({"": _logits()}).any()
 
     def test_num_rows(self):
         assert NegativeCrossEntropy(labels=[1, 2, 3]).num_rows == 3
@@ -138,28 +181,34 @@ class TestNegativeCrossEntropy:
     @pytest.mark.parametrize("kwargs", [dict(labels=10), dict(target=[0, 12]), dict(labels=[-1, 0])])
     def test_exception_class_out_of_range(self, tiny_net, kwargs):
         objective = NegativeCrossEntropy(**kwargs)
-        with pytest.raises(ValueError, match=r"out of range: the network has 10 classes, valid classes are 0\.\.9"):
-            objective.prepare(_forward(tiny_net, objective), torch.zeros(2, 3, 32, 32))
+        acts = _start(tiny_net, objective, torch.zeros(2, 3, 32, 32))
+        message = r"out of range: the network has 10 classes, valid classes are 0\.\.9"
+        with pytest.raises(ValueError, match=message):
+            objective.default_targets(acts)
+        with pytest.raises(ValueError, match=message):  # a call without targets builds and checks them
+            objective(acts)
 
-    def test_exception_class_out_of_range_check(self):
+    def test_exception_class_out_of_range_logits(self):
         with pytest.raises(ValueError, match=r"class 5 is out of range.*0\.\.4"):
-            NegativeCrossEntropy(target=5).check({"": torch.zeros(1, 5)})
+            NegativeCrossEntropy(target=5).default_targets({"": torch.zeros(1, 5)})
 
     def test_exception_not_logits(self, tiny_net):
         objective = NegativeCrossEntropy(labels=0, layer="features.4")
+        acts = _start(tiny_net, objective, torch.zeros(1, 3, 32, 32))
         with pytest.raises(ValueError, match=r"\(B, num_classes\) logits"):
-            objective.prepare(_forward(tiny_net, objective), torch.zeros(1, 3, 32, 32))
+            objective.default_targets(acts)
+        with pytest.raises(ValueError, match=r"\(B, num_classes\) logits"):  # also without labels
+            NegativeCrossEntropy(layer="features.4").default_targets(acts)
 
     def test_exception_label_count(self):
-        with pytest.raises(ValueError, match="3 labels for a batch of 2 images"):
+        with pytest.raises(ValueError, match="has 3 labels, one per image, but the batch has 2 images"):
             NegativeCrossEntropy(labels=[0, 1, 2])({"": torch.zeros(2, 4)})
-
-    def test_exception_no_labels_yet(self):
-        with pytest.raises(RuntimeError, match="call prepare"):
-            NegativeCrossEntropy()({"": torch.zeros(2, 4)})
+        with pytest.raises(ValueError, match="NegativeCrossEntropy has 3 targets, one per image, but the batch has 2"):
+            NegativeCrossEntropy(target=[0, 1, 2]).default_targets({"": torch.zeros(2, 4)})
 
     @pytest.mark.parametrize("kwargs", [dict(labels="cat"), dict(target=[1.0]), dict(labels=[]),
-                                        dict(target=[0, None])])
+                                        dict(target=[0, None]), dict(labels=True), dict(target=[1, False]),
+                                        dict(labels=2.0)])
     def test_exception_label_type(self, kwargs):
-        with pytest.raises(ValueError, match="must be an int or a list of ints"):
+        with pytest.raises(ValueError, match=f"{next(iter(kwargs))} must be an int or a non-empty list of ints"):
             NegativeCrossEntropy(**kwargs)

@@ -12,12 +12,15 @@ import copy
 
 import pytest
 import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 import inputopt.objectives
+from inputopt import InputOptimization
 from inputopt.capture import capture_activations, resolve_layer
-from inputopt.objectives import ChannelSum, InputObjective, NegativeCrossEntropy, UnitActivation
-from tests.conftest import concrete_subclasses
-from tests.conftest import make_tiny_net
+from inputopt.objectives import ChannelSum, InputObjective, NegativeCrossEntropy, Sum, UnitActivation
+from inputopt.objectives.base import select_rows
+from tests.conftest import concrete_subclasses, make_tiny_net
 
 B = 3  # images per batch in every example; list-valued units have one entry per image
 
@@ -40,6 +43,11 @@ EXAMPLES: dict[type, list[dict]] = {
         dict(target=[4, 5, 6]),
         dict(target=2, layer="classifier.3"),
     ],
+    Sum: [
+        dict(terms=[UnitActivation("features.4", unit=[1, 5, 7]), ChannelSum("features.0", channel=2)],
+             weights=[1.0, -0.5]),
+        dict(terms=[NegativeCrossEntropy(target=[4, 5, 6]), UnitActivation("classifier.1", unit=3)]),
+    ],
 }
 
 
@@ -49,7 +57,7 @@ CASES = [pytest.param(cls, kwargs, id=f"{cls.__name__}-{i}")
 
 
 def test_discovery_finds_known_objectives():
-    assert {UnitActivation, ChannelSum, NegativeCrossEntropy} <= set(CLASSES)
+    assert {UnitActivation, ChannelSum, NegativeCrossEntropy, Sum} <= set(CLASSES)
     assert InputObjective not in CLASSES  # abstract
 
 
@@ -76,7 +84,7 @@ def _images(seed: int = 0) -> torch.Tensor:
 
 
 def build(cls, kwargs, net, x):
-    """The objective, prepared on the starting input ``x``, and its ``forward``."""
+    """The objective, its evaluation forward, and its targets for the starting images ``x``."""
     if kwargs is None:
         pytest.fail(f"no example for {cls.__name__}: add one to EXAMPLES")
     objective = cls(**kwargs)
@@ -84,8 +92,7 @@ def build(cls, kwargs, net, x):
     def forward(images):
         return capture_activations(net, images, objective.layers)
 
-    objective.prepare(forward, x)
-    return objective, forward
+    return objective, forward, objective.default_targets(forward(x))
 
 
 # -- the contract ---------------------------------------------------------------------------------------
@@ -95,8 +102,8 @@ def build(cls, kwargs, net, x):
 class TestObjectiveContract:
     def test_smoke(self, cls, kwargs, net):
         x = _images()
-        objective, forward = build(cls, kwargs, net, x)
-        score = objective(forward(x))
+        objective, forward, targets = build(cls, kwargs, net, x)
+        score = objective(forward(x), targets)
         assert score.shape == (B,)
         assert score.dtype == torch.float32
         assert torch.isfinite(score).all()
@@ -109,22 +116,31 @@ class TestObjectiveContract:
 
     def test_rows_independent(self, cls, kwargs, net):
         x = _images()
-        objective, forward = build(cls, kwargs, net, x)
-        score = objective(forward(x))
+        objective, forward, targets = build(cls, kwargs, net, x)
+        score = objective(forward(x), targets)
         for j in range(B):
             changed = x.clone()
             changed[j] = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(100 + j)) * 3
-            other = objective(forward(changed))
+            other = objective(forward(changed), targets)
             keep = [i for i in range(B) if i != j]
             torch.testing.assert_close(other[keep], score[keep], rtol=1e-6, atol=1e-6)
             assert other[j] != score[j]
 
+    def test_row_subset_scores_like_the_full_batch(self, cls, kwargs, net):
+        """A process that owns rows [2, 0] passes their images and their targets: each keeps its own."""
+        x = _images()
+        objective, forward, targets = build(cls, kwargs, net, x)
+        full = objective(forward(x), targets)
+        rows = torch.tensor([2, 0])
+        part = objective(forward(x[rows]), select_rows(targets, rows))
+        torch.testing.assert_close(part, full[rows], rtol=1e-5, atol=1e-5)
+
     def test_gradient(self, cls, kwargs, net):
         x0 = _images()
-        objective, forward = build(cls, kwargs, net, x0)
+        objective, forward, targets = build(cls, kwargs, net, x0)
         for i in range(B):
             x = x0.clone().requires_grad_(True)
-            score = objective(forward(x))
+            score = objective(forward(x), targets)
             assert score.requires_grad, f"{cls.__name__} gives a score without a gradient"
             (grad,) = torch.autograd.grad(score[i], x)
             assert grad[i].abs().sum() > 0
@@ -133,23 +149,28 @@ class TestObjectiveContract:
 
     def test_float32_under_autocast(self, cls, kwargs, net):
         x = _images()
-        objective, forward = build(cls, kwargs, net, x)
-        expected = objective(forward(x))
+        objective, forward, targets = build(cls, kwargs, net, x)
+        expected = objective(forward(x), targets)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             acts = forward(x)
-            score = objective(acts)
+            score = objective(acts, targets)
         assert any(a.dtype == torch.bfloat16 for a in acts.values())  # the network did run in bf16
         assert score.dtype == torch.float32
         torch.testing.assert_close(score, expected, rtol=0.1, atol=0.1 * expected.abs().max().item() + 0.05)
 
     def test_deterministic_and_copyable(self, cls, kwargs, net):
         x = _images()
-        objective, forward = build(cls, kwargs, net, x)
-        again, _ = build(cls, kwargs, net, x)
+        objective, forward, targets = build(cls, kwargs, net, x)
+        again, _, again_targets = build(cls, kwargs, net, x)
         copied = copy.deepcopy(objective)
-        score = objective(forward(x))
-        assert torch.equal(again(forward(x)), score)
-        assert torch.equal(copied(forward(x)), score)
+        score = objective(forward(x), targets)
+        assert torch.equal(again(forward(x), again_targets), score)
+        assert torch.equal(copied(forward(x), targets), score)
+
+    def test_default_targets_are_used_when_none_are_given(self, cls, kwargs, net):
+        x = _images()
+        objective, forward, targets = build(cls, kwargs, net, x)
+        torch.testing.assert_close(objective(forward(x)), objective(forward(x), targets))
 
     def test_repr(self, cls, kwargs, net):
         objective = cls(**kwargs)
@@ -166,20 +187,42 @@ class TestObjectiveContract:
         objective = cls(**kwargs)
         rebuilt = instantiate(objective.config())
         assert type(rebuilt) is cls and rebuilt.config() == objective.config()
+        x = _images()
+        acts = capture_activations(net, x, objective.layers)
+        assert torch.equal(rebuilt(acts), objective(acts))
 
-    def test_rows_and_keys(self, cls, kwargs, net):
+    def test_rows_keys_and_names(self, cls, kwargs, net):
         objective = cls(**kwargs)
         assert objective.num_rows in (None, B)
         keys = objective.row_keys(B)
-        assert len(keys) == B and all(isinstance(k, int) for k in keys)
+        assert keys is None or (len(keys) == B and all(isinstance(k, int) for k in keys))
+        names = objective.row_names(B)
+        assert len(names) == B and all(isinstance(n, str) and n for n in names)
+        if keys is None:
+            assert names == [f"row-{i}" for i in range(B)]  # named by row, not as if the row were a unit
 
     def test_is_done(self, cls, kwargs, net):
         x = _images()
-        objective, forward = build(cls, kwargs, net, x)
-        done = objective.is_done(forward(x))
+        objective, forward, targets = build(cls, kwargs, net, x)
+        done = objective.is_done(forward(x), targets)
         if done is not None:
             assert done.shape == (B,)
             assert done.dtype == torch.bool
+
+    def test_checkpoint_round_trip(self, cls, kwargs, net, tmp_path):
+        """A fit's checkpoint rebuilds the module, objective and targets included, to the same loss."""
+        objective = cls(**kwargs)
+        module = InputOptimization(net, objective, image_shape=(3, 32, 32),
+                                   batch_size=None if objective.num_rows else B)
+        checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+        Trainer(max_steps=2, logger=False, callbacks=[checkpoint], enable_progress_bar=False,
+                enable_model_summary=False).fit(module)
+        restored = InputOptimization.load_from_checkpoint(tmp_path / "last.ckpt", network=net)
+        assert type(restored.objective) is cls and restored.objective.config() == objective.config()
+        assert torch.equal(restored.images(), module.images())
+        restored.prepare()
+        expected = module.compute_loss(module.param())["loss"]
+        torch.testing.assert_close(restored.compute_loss(restored.param())["loss"], expected)
 
 
 # -- the base class's plumbing, which the contract rests on ----------------------------------------------
@@ -198,10 +241,11 @@ class TestBasePlumbing:
         with pytest.raises(KeyError, match="features.9"):
             ChannelSum("features.9", channel=0)({"features.4": torch.zeros(2, 4, 3, 3)})
 
-    def test_result_cast_to_float32(self):
-        score = ChannelSum("a", channel=0)({"a": torch.ones(2, 3, 2, 2, dtype=torch.float64)})
+    def test_half_result_cast_to_float32_and_float64_kept(self):
+        score = ChannelSum("a", channel=0)({"a": torch.ones(2, 3, 2, 2, dtype=torch.bfloat16)})
         assert score.dtype == torch.float32
         assert torch.equal(score, torch.full((2,), 4.0))
+        assert ChannelSum("a", channel=0)({"a": torch.ones(2, 3, 2, 2, dtype=torch.float64)}).dtype == torch.float64
 
     def test_none_layer_is_output(self):
         assert UnitActivation(None, unit=0).layers == ("",)

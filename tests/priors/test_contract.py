@@ -157,6 +157,23 @@ class TestPriorContract:
         x = _images()
         assert torch.equal(copy.deepcopy(prior)(x), prior(x))
 
+    def test_checkpoint_round_trip(self, cls, example, tmp_path):
+        """A fit's checkpoint rebuilds the module with this prior, to the same loss."""
+        from lightning.pytorch import Trainer
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        from inputopt import InputOptimization, UnitActivation
+        from tests.conftest import make_tiny_net
+
+        net = make_tiny_net()
+        module = InputOptimization(net, UnitActivation(None, unit=[1, 2]), [build(cls, example)], image_shape=(3, 32, 32))
+        Trainer(max_steps=2, logger=False, callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)],
+                enable_progress_bar=False, enable_model_summary=False).fit(module)
+        restored = InputOptimization.load_from_checkpoint(tmp_path / "last.ckpt", network=net)
+        assert restored.priors[0].config() == module.priors[0].config()
+        torch.testing.assert_close(restored.compute_loss(restored.param())["loss"],
+                                   module.compute_loss(module.param())["loss"])
+
 
 class TestBasePlumbing:
     def test_exception_wrong_shape(self):
@@ -166,6 +183,11 @@ class TestBasePlumbing:
 
         with pytest.raises(ValueError, match=r"one penalty per image, shape \(2,\); got \(\)"):
             Bad()(torch.zeros(2, 3, 8, 8))
+
+    @pytest.mark.parametrize("weight", [float("nan"), float("inf"), "0.5", True])
+    def test_exception_weight_not_a_finite_number(self, weight):
+        with pytest.raises(ValueError, match="weight must be a finite number"):
+            MultiScaleEdgeEnergy(weight=weight)
 
     def test_forward_sees_float32(self):
         seen = []

@@ -57,7 +57,7 @@ def main_job(tmp_path, monkeypatch, *overrides: str) -> torch.Tensor:
     result = cli(["fit", "--config", str(CONFIG), "--trainer.enable_progress_bar", "false",
                   "--trainer.enable_model_summary", "false", *overrides])
     assert (tmp_path / "results" / "digits" / "run" / "grid.png").is_file()
-    return result.model.input.detach()
+    return result.model.images()
 
 
 def test_main_job_visualizations_are_recognized_by_both_models(tmp_path, monkeypatch):
@@ -82,8 +82,8 @@ def test_adversarial_reference_procedure_on_digits(test_split):
                                optimizer=partial(torch.optim.SGD, lr=0.1))
     Trainer(max_steps=15, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False).fit(module)
-    assert torch.equal(module.objective.y, labels)  # y = the model's own prediction on the start
-    adversarial = module.input.detach()
+    assert torch.equal(module.targets, labels)  # y = the model's own prediction on the start
+    adversarial = module.images()
     with torch.no_grad():
         ce_before = F.cross_entropy(model(images), labels, reduction="none")
         ce_after = F.cross_entropy(model(adversarial), labels, reduction="none")
