@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -156,9 +156,7 @@ class InputOptimization(LightningModule):
 
         self.param = param
         self._initialize_param(image_shape, batch_size, init, seed)
-        keys = self.objective.row_keys(self.param.batch_size)
-        self.row_keys = list(range(self.param.batch_size)) if keys is None else keys
-        self.row_seeds = row_seeds(self.row_keys, seed)
+        self.row_seeds = row_seeds(self.row_keys, seed)  # each row's randomness: (seed, unit) only
         self.register_buffer("done", torch.zeros(self.param.batch_size, dtype=torch.bool))
         self.targets: Targets = None  # the rows' targets, set by prepare() from the starting images
         self._prepared = False
@@ -185,6 +183,7 @@ class InputOptimization(LightningModule):
             if rows is not None and images.shape[0] != rows:
                 raise ValueError(f"the objective targets {rows} units, one per image, but init has "
                                  f"{images.shape[0]} images")
+            self.row_keys = self._row_keys(images.shape[0])
             self.param.initialize_from(images)
             return
         if len(image_shape) != 3 or not all(isinstance(s, int) and s > 0 for s in image_shape):
@@ -193,9 +192,13 @@ class InputOptimization(LightningModule):
         rows = self.objective.num_rows
         if rows is not None and batch_size is not None and batch_size != rows:
             raise ValueError(f"batch_size={batch_size} but the objective targets {rows} units, one per image")
-        batch = rows or batch_size or 1
-        keys = self.objective.row_keys(batch)
-        self.param.initialize(tuple(image_shape), list(range(batch)) if keys is None else keys, seed)
+        self.row_keys = self._row_keys(rows or batch_size or 1)
+        self.param.initialize(tuple(image_shape), self.row_keys, seed)
+
+    def _row_keys(self, batch_size: int) -> list[int]:
+        """What each row targets (its unit), or its index for objectives without units."""
+        keys = self.objective.row_keys(batch_size)
+        return list(range(batch_size)) if keys is None else keys
 
     # -- the network, outside the module tree ---------------------------------------------------
     @property
