@@ -119,3 +119,29 @@ def test_precision_choices(tmp_path, monkeypatch):
     assert torch.isfinite(module.images()).all()
     with pytest.raises(ValueError, match="would cast the input itself to half precision"):
         cli([*args, "--trainer.precision", "bf16-true"])
+
+
+def test_digits_fourier_config_runs_with_transforms(tmp_path, monkeypatch):
+    from inputopt import FourierImage
+
+    monkeypatch.chdir(tmp_path)
+    module = cli(["fit", "--config", str(CONFIGS / "digits_fourier.yaml"), "--trainer.max_steps", "3",
+                  "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]).model
+    assert isinstance(module.param, FourierImage) and len(module.transforms) > 0
+    run_dir = tmp_path / "results" / "digits_fourier" / "run"
+    assert torch.equal(torch.load(run_dir / "input.pt"), module.images())  # the images, not the spectrum
+    assert set(torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]) == {
+        "param.spectrum", "done"}
+
+
+def test_digits_combo_config_names_images_after_both_terms(tmp_path, monkeypatch):
+    from inputopt import Sum
+
+    monkeypatch.chdir(tmp_path)
+    module = cli(["fit", "--config", str(CONFIGS / "digits_combo.yaml"), "--trainer.max_steps", "3",
+                  "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]).model
+    assert isinstance(module.objective, Sum) and module.objective.weights == [1.0, -0.5]
+    names = module.image_names()
+    assert len(names) == 10 and all("+" in name for name in names)
+    written = sorted(p.stem for p in (tmp_path / "results" / "digits_combo" / "run" / "images").iterdir())
+    assert written == sorted(names)
