@@ -1,4 +1,4 @@
-"""Multi-device runs: every process holds the whole parameterization and scores only its own rows (DESIGN.md rule 5)."""
+"""Multi-device runs: every process holds the whole parameterization and scores only its own rows (docs/design.md, rule 5)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import inputopt.functional.edge_energy as edge_energy_module
 from inputopt.functional import gaussian_kernel2d, multi_scale_edge_energy
 
 # ----------------------------------------------------------------------------------------------------
-# Reference: the formula of DESIGN.md written out in numpy, float64, one grey image at a time.
+# Reference: the formula of docs/feature_visualization.md written out in numpy, float64, one grey image at a time.
 #   h(x) = sum_s || d^s(x) - g * d^s(x) ||^2,  g normalized Gaussian (zero padding, same size),
 #   d = 2x2 average pooling with one pixel of zero padding on every side (zeros count in the mean),
 #   scales while the smaller side is > 5; channels are separate images, summed per sample.
