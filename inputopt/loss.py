@@ -17,7 +17,7 @@ from inputopt.params.base import ImageParam
 from inputopt.priors.base import Prior
 from inputopt.transforms.base import Transforms
 
-__all__ = ["LossPath", "optimize", "prior_names"]
+__all__ = ["LossPath", "optimize", "prior_names", "restore_rows_"]
 
 
 def _distinct(names: list[str], sep: str) -> list[str]:
@@ -114,15 +114,26 @@ class LossPath:
         return terms
 
 
+@torch.no_grad()
+def restore_rows_(tensors: Sequence[Tensor], before: Sequence[Tensor], rows: Tensor) -> None:
+    """Put back the values of ``rows`` (a bool ``(B,)`` mask) from ``before``: how done images stay
+    frozen under optimizers whose momentum moves rows with a zero gradient."""
+    if rows.any():
+        for tensor, old in zip(tensors, before):
+            tensor[rows] = old[rows]
+
+
 def optimize(param: ImageParam, path: LossPath, steps: int,
              optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
              targets: Targets = None, seeds: Sequence[int] | None = None,
-             callback: Callable[[int, dict[str, Tensor]], None] | None = None) -> ImageParam:
+             callback: Callable[[int, dict[str, Tensor]], None] | None = None,
+             scheduler: Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler] | None = None,
+             track_done: bool = False, freeze_done: bool = False) -> ImageParam:
     """Optimize ``param`` for ``steps`` steps in a plain loop: the same loss path and projection as a fit.
 
-    For inner loops (a batch of a data set, a chunk of units) where a Lightning ``fit`` per batch would
-    be too heavy. Each step: ``path.terms(param(), ...)`` → ``loss.sum().backward()`` → optimizer step →
-    ``param.project_()``.
+    For inner loops (a batch of a data set, a chunk of units, an attack) where a Lightning ``fit`` per
+    batch would be too heavy. Each step: ``path.terms(param(), ...)`` → ``loss.sum().backward()`` →
+    ``callback`` → optimizer step → ``param.project_()`` → scheduler step.
 
     Args:
         param: an initialized image parameterization.
@@ -131,7 +142,14 @@ def optimize(param: ImageParam, path: LossPath, steps: int,
         optimizer: builds the optimizer from the parameters (default Adam, lr 0.1).
         targets: the rows' targets (default: the objective's, on the starting images).
         seeds: one seed per row for the transforms.
-        callback: called after every step with the step index and the step's (detached) terms.
+        callback: called at every step after the gradient is computed and before the optimizer step,
+            with the step index and the (detached) terms of the images ``param()`` holds at that moment
+            (with ``"done"`` when tracked). It may read ``param.tensor.grad`` or change the projection
+            (``param.radius``) that follows the step.
+        scheduler: builds a learning-rate scheduler from the optimizer, stepped after every step.
+        track_done: add the objective's ``is_done`` flags to the terms as ``"done"``.
+        freeze_done: stop updating an image once it is done (implies ``track_done``); the loop ends
+            early when every image is done.
 
     Returns:
         ``param``, optimized in place.
@@ -147,15 +165,29 @@ def optimize(param: ImageParam, path: LossPath, steps: int,
         >>> after > before
         True
     """
-    opt = (optimizer or (lambda p: torch.optim.Adam(p, lr=0.1)))(list(param.parameters()))
+    tensors = list(param.parameters())
+    opt = (optimizer or (lambda p: torch.optim.Adam(p, lr=0.1)))(tensors)
+    schedule = scheduler(opt) if scheduler is not None else None
     if targets is None:
         targets = path.default_targets(param())
+    done = torch.zeros(param.batch_size, dtype=torch.bool, device=param.tensor.device)
     for step in range(steps):
         opt.zero_grad(set_to_none=True)
-        terms = path.terms(param(), targets, seeds, step)
-        terms["loss"].sum().backward()
-        opt.step()
-        param.project_()
+        terms = path.terms(param(), targets, seeds, step, done=track_done or freeze_done)
+        loss = terms["loss"]
+        if freeze_done and "done" in terms:
+            done |= terms["done"]
+            if done.all():
+                break
+            loss = torch.where(done, torch.zeros_like(loss), loss)
+        loss.sum().backward()
         if callback is not None:
             callback(step, {name: value.detach() for name, value in terms.items()})
+        before = [t.detach().clone() for t in tensors] if done.any() else None
+        opt.step()
+        if before is not None:
+            restore_rows_(tensors, before, done)
+        param.project_()
+        if schedule is not None:
+            schedule.step()
     return param

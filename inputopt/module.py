@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from inputopt._config import build
 from inputopt.functional.init import row_seeds
-from inputopt.loss import LossPath, _distinct
+from inputopt.loss import LossPath, _distinct, restore_rows_
 from inputopt.networks import Normalize, build_network, class_names, freeze
 from inputopt.objectives.base import InputObjective, Targets, map_targets, select_rows
 from inputopt.params.base import ImageParam
@@ -367,8 +367,6 @@ class InputOptimization(LightningModule):
         tensors = list(self.param.parameters())
         before = [t.detach().clone() for t in tensors] if self.freeze_done else None
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        with torch.no_grad():
-            if before is not None:  # optimizers with momentum still move rows whose gradient is zero
-                for tensor, old in zip(tensors, before):
-                    tensor[self.done] = old[self.done]
-            self.param.project_()
+        if before is not None:
+            restore_rows_(tensors, before, self.done)
+        self.param.project_()

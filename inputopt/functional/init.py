@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["row_seed", "row_seeds", "row_uniform", "seeded_noise"]
+__all__ = ["row_seed", "row_seeds", "row_uniform", "seeded_ball_noise", "seeded_noise"]
 
 
 def row_seed(seed: int, key: int, occurrence: int = 0) -> int:
@@ -79,3 +79,29 @@ def seeded_noise(shape: Sequence[int], keys: Sequence[int], seed: int = 0, mean:
         raise ValueError("seeded_noise needs at least one key (one per image)")
     rows = [torch.randn(tuple(shape), generator=torch.Generator().manual_seed(s)) for s in row_seeds(keys, seed)]
     return torch.stack(rows) * std + mean
+
+
+def seeded_ball_noise(shape: Sequence[int], keys: Sequence[int], seed: int, eps: float,
+                      norm: str = "Linf") -> Tensor:
+    """Random points of the ε-ball around zero, ``(len(keys), *shape)``; row ``i`` depends only on ``(seed, keys[i])``.
+
+    The random start of projected gradient attacks. L∞: every element uniform in ``[−eps, eps]``. L2: a
+    uniformly random direction scaled to a length uniform in ``[0, eps]``.
+
+    Example:
+        >>> noise = seeded_ball_noise((1, 4, 4), keys=[0, 1], seed=0, eps=0.1, norm="L2")
+        >>> bool((noise.flatten(1).norm(dim=1) <= 0.1).all())
+        True
+    """
+    if norm not in ("Linf", "L2"):
+        raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
+    rows = []
+    for s in row_seeds(keys, seed):
+        generator = torch.Generator().manual_seed(s)
+        if norm == "Linf":
+            rows.append((torch.rand(tuple(shape), generator=generator) * 2 - 1) * eps)
+        else:
+            direction = torch.randn(tuple(shape), generator=generator)
+            length = torch.rand((), generator=generator) * eps
+            rows.append(direction / direction.norm().clamp_min(1e-12) * length)
+    return torch.stack(rows)

@@ -28,7 +28,7 @@ def lp_norms(delta: Tensor, norm: Norm) -> Tensor:
     raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
 
 
-def project_lp_ball(x: Tensor, center: Tensor, eps: float, norm: Norm = "Linf") -> Tensor:
+def project_lp_ball(x: Tensor, center: Tensor, eps: float | Tensor, norm: Norm = "Linf") -> Tensor:
     """The point of the ball ``‖x_i − center_i‖ ≤ eps`` closest to each row ``x_i``.
 
     L∞: every element of ``x − center`` clamped to ``[−eps, eps]``. L2: ``x − center`` scaled down to
@@ -37,7 +37,7 @@ def project_lp_ball(x: Tensor, center: Tensor, eps: float, norm: Norm = "Linf") 
     Args:
         x: images ``(B, ...)``.
         center: the balls' centres, same shape.
-        eps: the radius (>= 0).
+        eps: the radius (>= 0), or one radius per row ``(B,)``.
         norm: ``"Linf"`` or ``"L2"``.
 
     Example:
@@ -46,7 +46,11 @@ def project_lp_ball(x: Tensor, center: Tensor, eps: float, norm: Norm = "Linf") 
         >>> project_lp_ball(torch.tensor([[3.0, 4.0]]), torch.zeros(1, 2), eps=1.0, norm="L2")
         tensor([[0.6000, 0.8000]])
     """
-    if eps < 0:
+    if isinstance(eps, Tensor):
+        if eps.shape != (x.shape[0],) or (eps < 0).any():
+            raise ValueError(f"eps must be >= 0, one per row ({x.shape[0]}), got shape {tuple(eps.shape)}")
+        eps = eps.to(x).view(-1, *[1] * (x.ndim - 1))
+    elif eps < 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
     delta = x - center
     if norm == "Linf":

@@ -2,7 +2,7 @@
 
 from inputopt.objectives.activation import ChannelSum, UnitActivation
 from inputopt.objectives.base import InputObjective, UnitsObjective
-from inputopt.objectives.classification import NegativeCrossEntropy
+from inputopt.objectives.classification import LabelObjective, Margin, NegativeCrossEntropy
 from inputopt.objectives.combine import Sum
 
-__all__ = ["ChannelSum", "InputObjective", "NegativeCrossEntropy", "Sum", "UnitActivation", "UnitsObjective"]
+__all__ = ["ChannelSum", "InputObjective", "LabelObjective", "Margin", "NegativeCrossEntropy", "Sum", "UnitActivation", "UnitsObjective"]

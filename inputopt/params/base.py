@@ -52,7 +52,9 @@ class ImageParam(Configurable, nn.Module, ABC):
 
     After every optimizer step, :meth:`project_` moves the images back into the constraint set: the box
     ``clamp=(low, high)`` and the ball ``‖x − x₀‖ ≤ eps`` around the starting images ``x₀`` (``norm``
-    ``"Linf"`` or ``"L2"``). Parameterizations other than pixels project through their inverse map.
+    ``"Linf"`` or ``"L2"``). Parameterizations other than pixels project through their inverse map. The
+    ball's radius is kept per image in :attr:`radius` (``eps`` for every row), which a minimal-norm
+    attack shrinks and grows image by image.
 
     A subclass sets :attr:`parameter_name` and implements :meth:`parameter_shape`, :meth:`to_spatial`
     and :meth:`from_spatial` (its exact inverse).
@@ -96,6 +98,7 @@ class ImageParam(Configurable, nn.Module, ABC):
         self.norm = norm
         self.register_buffer("color_matrix", matrix, persistent=False)
         self.register_buffer("start", torch.empty(0), persistent=False)
+        self.register_buffer("radius", torch.empty(0), persistent=False)
 
     # -- what a subclass provides -----------------------------------------------------------------------
     @abstractmethod
@@ -162,6 +165,8 @@ class ImageParam(Configurable, nn.Module, ABC):
             images = images.clamp(*self.clamp)
             self.set_images_(images)
         self.start = images.clone()
+        if self.eps is not None:
+            self.radius = torch.full((images.shape[0],), self.eps, device=images.device)
 
     # -- images -----------------------------------------------------------------------------------------
     @property
@@ -225,7 +230,7 @@ class ImageParam(Configurable, nn.Module, ABC):
         images = self()
         projected = images
         if self.eps is not None:
-            projected = project_lp_ball(projected, self.start, self.eps, self.norm)
+            projected = project_lp_ball(projected, self.start, self.radius, self.norm)
         if self.clamp is not None:
             projected = projected.clamp(*self.clamp)
         self.set_images_(projected, (projected != images).flatten(1).any(1))

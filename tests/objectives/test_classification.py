@@ -1,4 +1,4 @@
-"""NegativeCrossEntropy against a cross-entropy written out by hand."""
+"""NegativeCrossEntropy and Margin against references written out by hand."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from inputopt.capture import capture_activations
-from inputopt.objectives import NegativeCrossEntropy
+from inputopt.objectives import Margin, NegativeCrossEntropy
 from inputopt.objectives.base import select_rows
 
 
@@ -212,3 +212,39 @@ class TestNegativeCrossEntropy:
     def test_exception_label_type(self, kwargs):
         with pytest.raises(ValueError, match=f"{next(iter(kwargs))} must be an int or a non-empty list of ints"):
             NegativeCrossEntropy(**kwargs)
+
+
+# -- Margin (the CW logit margin) --------------------------------------------------------------------------
+def _margin_reference(logits, y):
+    """max over the other classes minus the own logit, row by row in plain Python."""
+    rows = []
+    for row, label in zip(logits.tolist(), y.tolist()):
+        rows.append(max(v for j, v in enumerate(row) if j != label) - row[label])
+    return torch.tensor(rows)
+
+
+def test_margin_matches_reference_untargeted_and_targeted():
+    logits = torch.randn(6, 5, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    torch.testing.assert_close(Margin()({"": logits}, y), _margin_reference(logits, y))
+    t = torch.tensor([4, 3, 2, 1, 0, 1])
+    torch.testing.assert_close(Margin(target=t.tolist())({"": logits}, t), -_margin_reference(logits, t))
+
+
+def test_margin_is_positive_exactly_when_done():
+    logits = torch.randn(50, 4, generator=torch.Generator().manual_seed(1))
+    y = torch.zeros(50, dtype=torch.long)
+    objective = Margin(labels=0)
+    assert torch.equal(objective({"": logits}, y) > 0, objective.is_done({"": logits}, y))
+
+
+def test_margin_confidence_caps_the_score():
+    logits = torch.tensor([[0.0, 10.0], [0.0, 1.0]])
+    score = Margin(confidence=2.0)({"": logits}, torch.tensor([0, 0]))
+    torch.testing.assert_close(score, torch.tensor([2.0, 1.0]))
+
+
+@pytest.mark.parametrize("confidence", [float("nan"), float("inf"), "1", True])
+def test_margin_rejects_bad_confidence(confidence):
+    with pytest.raises(ValueError, match="confidence"):
+        Margin(confidence=confidence)

@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 import inputopt.objectives
 from inputopt import InputOptimization
 from inputopt.capture import capture_activations, resolve_layer
-from inputopt.objectives import ChannelSum, InputObjective, NegativeCrossEntropy, Sum, UnitActivation
+from inputopt.objectives import ChannelSum, InputObjective, Margin, NegativeCrossEntropy, Sum, UnitActivation
 from inputopt.objectives.base import select_rows
 from tests.conftest import concrete_subclasses, make_tiny_net
 
@@ -42,6 +42,11 @@ EXAMPLES: dict[type, list[dict]] = {
         dict(labels=[1, 2, 3]),
         dict(target=[4, 5, 6]),
         dict(target=2, layer="classifier.3"),
+    ],
+    Margin: [
+        dict(),
+        dict(labels=[1, 2, 3], confidence=5.0),
+        dict(target=[4, 5, 6]),
     ],
     Sum: [
         dict(terms=[UnitActivation("features.4", unit=[1, 5, 7]), ChannelSum("features.0", channel=2)],
