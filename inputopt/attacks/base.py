@@ -1,0 +1,347 @@
+"""The attack interface: ``attack(images, labels) -> adversarial images``, with everything measured on the way."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from inputopt._config import Configurable
+from inputopt.functional.init import seeded_ball_noise
+from inputopt.functional.projection import Norm, lp_norms
+from inputopt.functional.sphere import sphere_check
+from inputopt.loss import LossPath, optimize
+from inputopt.networks import Normalize, build_network
+from inputopt.objectives.classification import LabelObjective, Margin, NegativeCrossEntropy
+from inputopt.params.pixel import PixelImage
+
+__all__ = ["Attack", "AttackResult", "LOSSES", "Tracker", "run_optimize"]
+
+#: The adversarial losses by name: ``"ce"`` (cross-entropy) and ``"margin"`` (the CW logit margin).
+LOSSES: dict[str, type[LabelObjective]] = {"ce": NegativeCrossEntropy, "margin": Margin}
+
+
+@dataclass
+class AttackResult:
+    """What an attack did to a batch, for one ε.
+
+    Attributes:
+        images: the adversarial images ``(B, C, H, W)`` (for a minimal-norm attack at a given ε: the
+            adversarial image where its norm is ≤ ε, else the clean image).
+        clean: the clean images.
+        labels: the labels the attack moved away from (untargeted) or the classes it aimed at (targeted).
+        targeted: whether the attack was targeted.
+        eps: the budget (``None`` for a minimal-norm attack without one).
+        norm: the norm of :attr:`norms` and of the budget, ``"Linf"`` or ``"L2"``.
+        success: ``(B,)`` bool: the final image is adversarial (predicted class ≠ label, or = target).
+        norms: ``(B,)`` size of the perturbation ``images − clean`` in :attr:`norm`.
+        steps: ``(B,)`` the number of steps after which each image was first adversarial (0: the clean
+            image already was), ``-1`` if it never was.
+        predictions: ``(B,)`` predicted class of the final images.
+        clean_predictions: ``(B,)`` predicted class of the clean images.
+        history: ``(B, S + 1)`` predicted class after every step (the seed's prediction table), when
+            the attack was run with ``history=True``.
+    """
+
+    images: Tensor
+    clean: Tensor
+    labels: Tensor
+    targeted: bool
+    eps: float | None
+    norm: Norm
+    success: Tensor
+    norms: Tensor
+    steps: Tensor
+    predictions: Tensor
+    clean_predictions: Tensor
+    history: Tensor | None = field(default=None, repr=False)
+
+    @property
+    def perturbation(self) -> Tensor:
+        """``images − clean``."""
+        return self.images - self.clean
+
+    @property
+    def success_rate(self) -> float:
+        """The fraction of images for which the attack succeeded."""
+        return self.success.float().mean().item()
+
+    def at(self, eps: float) -> AttackResult:
+        """This (minimal-norm) result within the budget ``eps``: adversarial images whose perturbation is
+        larger are replaced by the clean ones.
+
+        Example:
+            >>> from inputopt.attacks import FMN
+            >>> from inputopt.zoo import load_digits_split
+            >>> images, labels = (t[:8] for t in load_digits_split("test"))
+            >>> result = FMN("digits", steps=20).run(images, labels)[0]
+            >>> bool((result.at(0.0).success == (result.clean_predictions != labels)).all())
+            True
+        """
+        clean_success = self.clean_predictions == self.labels if self.targeted else self.clean_predictions != self.labels
+        within = self.success & (self.norms <= eps)
+        keep = within.view(-1, *[1] * (self.images.ndim - 1))
+        success = within | clean_success
+        return AttackResult(
+            images=torch.where(keep, self.images, self.clean), clean=self.clean, labels=self.labels,
+            targeted=self.targeted, eps=float(eps), norm=self.norm, success=success,
+            norms=torch.where(within, self.norms, torch.zeros_like(self.norms)),
+            steps=torch.where(within, self.steps, torch.where(clean_success, torch.zeros_like(self.steps), -1)),
+            predictions=torch.where(within, self.predictions, self.clean_predictions),
+            clean_predictions=self.clean_predictions, history=None)
+
+    def robust(self, labels: Tensor | None = None) -> Tensor:
+        """``(B,)`` bool: the final image is still classified as ``labels`` (default: :attr:`labels` of
+        an untargeted attack). The mean is the robust accuracy."""
+        if labels is None:
+            if self.targeted:
+                raise ValueError("a targeted attack's labels are its targets: pass the true labels")
+            labels = self.labels
+        return self.predictions == labels.to(self.predictions.device)
+
+
+@contextlib.contextmanager
+def _attack_mode(network: nn.Module) -> Iterator[None]:
+    """Eval mode and no weight gradients while attacking; the network's modes and flags are restored after
+    (so an attack can run inside an adversarial-training loop)."""
+    modes = {m: m.training for m in network.modules()}
+    flags = {p: p.requires_grad for p in network.parameters()}
+    network.eval()
+    network.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+
+
+def _check_bounds(bounds: Sequence[float] | None) -> tuple[float, float] | None:
+    if bounds is None:
+        return None
+    if len(bounds) != 2 or not all(isinstance(b, (int, float)) and math.isfinite(b) for b in bounds) \
+            or not bounds[0] < bounds[1]:
+        raise ValueError(f"bounds must be (low, high) finite numbers with low < high, got {bounds!r}")
+    return float(bounds[0]), float(bounds[1])
+
+
+class Attack(Configurable, ABC):
+    """An adversarial attack on a classifier: ``attack(images, labels) -> adversarial images``.
+
+    Images live in pixel space (``bounds``, default ``[0, 1]``); give the network's input normalization
+    as ``mean``/``std`` and the attack puts it in front of the network. Every attack runs on the shared
+    loss path (:class:`~inputopt.loss.LossPath`) and projection (:meth:`~inputopt.params.ImageParam.project_`)
+    through :func:`~inputopt.loss.optimize`. :meth:`run` returns an :class:`AttackResult` per ε with the
+    per-sample success, perturbation norms and the step at which each sample first succeeded.
+
+    Args:
+        model: the classifier: an ``nn.Module`` (put in eval mode during the attack, restored after) or a
+            network name for :func:`~inputopt.networks.build_network` (zoo, torchvision, dotted path).
+        eps: the budget, or several (one result per ε, as Foolbox does).
+        norm: ``"Linf"`` or ``"L2"``.
+        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (the CW logit margin).
+        bounds: ``(low, high)`` box of valid images (``None``: no box).
+        mean: per-channel mean of the input normalization in front of the network.
+        std: per-channel standard deviation of the normalization.
+        weights: torchvision weights name, for a named network.
+        state_dict: local state_dict file, for a named network.
+        seed: random starts of sample ``i`` depend only on ``(seed, keys[i])`` (its index by default,
+            its data-set index in :class:`~inputopt.runner.AttackEvaluation`).
+    """
+
+    def __init__(self, model: str | nn.Module, eps: float | Sequence[float] | None = None, norm: Norm = "Linf",
+                 loss: str = "ce", bounds: Sequence[float] | None = (0.0, 1.0), mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, weights: str | None = None, state_dict: str | None = None,
+                 seed: int = 0) -> None:
+        if isinstance(model, str):
+            self.network = build_network(model, weights=weights, state_dict=state_dict)
+        elif isinstance(model, nn.Module):
+            if weights is not None or state_dict is not None:
+                raise ValueError("weights and state_dict apply to a network given by name, not to a module")
+            self.network = model
+        else:
+            raise TypeError(f"model must be an nn.Module or a network name, got {type(model).__name__}")
+        if norm not in ("Linf", "L2"):
+            raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+        epsilons = [] if eps is None else [eps] if isinstance(eps, (int, float)) else list(eps)
+        for e in epsilons:
+            if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e) or e < 0:
+                raise ValueError(f"eps must be finite numbers >= 0, got {eps!r}")
+        self.epsilons = [float(e) for e in epsilons]
+        self.several = eps is not None and not isinstance(eps, (int, float))
+        self.norm = norm
+        self.loss = loss
+        self.bounds = _check_bounds(bounds)
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std for input normalization, or neither")
+        self.normalize = Normalize(mean, std) if mean is not None else None
+        self.seed = seed
+
+    #: Whether the attack looks for the smallest perturbation (one run serves every ε) rather than
+    #: working within a budget.
+    minimal: bool = False
+
+    # -- what a subclass provides ---------------------------------------------------------------------
+    @abstractmethod
+    def attack(self, path: LossPath, images: Tensor, targets: Tensor, eps: float | None, keys: Sequence[int],
+               start: Tensor | None, track: Tracker) -> Tensor:
+        """Attack ``images`` for one ``eps``; return the adversarial images. ``track(step, terms, images)``
+        is called at every step (:func:`run_optimize` does it)."""
+
+    @property
+    def num_steps(self) -> int:
+        """The number of steps of one run (the last column of the history)."""
+        return getattr(self, "steps", 1)
+
+    # -- running ------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        parameter = next(self.network.parameters(), None)
+        return parameter.device if parameter is not None else torch.device("cpu")
+
+    def path(self, objective: LabelObjective) -> LossPath:
+        """The loss path of this attack's network and normalization for ``objective``."""
+        if self.normalize is not None:
+            self.normalize.to(self.device)
+        return LossPath(self.network, objective, normalize=self.normalize)
+
+    def param(self, images: Tensor, eps: float | None, start: Tensor | None = None) -> PixelImage:
+        """The pixels the attack optimizes: centred on ``images``, projected into the box and the ε-ball,
+        starting at ``start`` (projected) when given, else at ``images``."""
+        param = PixelImage(clamp=self.bounds, eps=eps, norm=self.norm).to(images.device).initialize_from(images)
+        if start is not None:
+            param.set_images_(start.to(images))
+            param.project_()
+        return param
+
+    def random_start_images(self, images: Tensor, eps: float, keys: Sequence[int]) -> Tensor:
+        """A random point of the ε-ball around each image (seeded by ``(seed, key)``), before projection."""
+        noise = seeded_ball_noise(images.shape[1:], keys, self.seed, eps, self.norm)
+        return images + noise.to(images)
+
+    def predict(self, images: Tensor) -> Tensor:
+        """The predicted class of each image (normalization included)."""
+        with torch.no_grad(), _attack_mode(self.network):
+            x = images if self.normalize is None else self.normalize.to(images.device)(images)
+            return self.network(x).argmax(1)
+
+    def run(self, images: Tensor, labels: Tensor | None = None, target: Tensor | int | None = None,
+            keys: Sequence[int] | None = None, start: Tensor | None = None,
+            history: bool = False) -> list[AttackResult]:
+        """Attack a batch; one :class:`AttackResult` per ε (in the order given).
+
+        Args:
+            images: ``(B, C, H, W)`` in pixel space.
+            labels: ``(B,)`` true labels (``None``: the network's predictions on ``images``).
+            target: classes to reach (an int or ``(B,)``): a targeted attack.
+            keys: one integer per image that seeds its random start (default: ``0..B-1``).
+            start: starting adversarial images instead of the (random) start, projected first.
+            history: record the predicted class after every step (:attr:`AttackResult.history`).
+        """
+        if images.ndim != 4:
+            raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+        images = images.detach().to(self.device, torch.float32)
+        batch = images.shape[0]
+        keys = list(range(batch)) if keys is None else [int(k) for k in keys]
+        if len(keys) != batch:
+            raise ValueError(f"keys must have one entry per image ({batch}), got {len(keys)}")
+        if start is not None and start.shape != images.shape:
+            raise ValueError(f"start must have the shape of images {tuple(images.shape)}, got {tuple(start.shape)}")
+        with _attack_mode(self.network):
+            clean_predictions = self.predict(images)
+            labels = clean_predictions if labels is None else torch.as_tensor(labels).to(self.device).long()
+            if labels.shape != (batch,):
+                raise ValueError(f"labels must have shape ({batch},), got {tuple(labels.shape)}")
+            if target is not None:
+                target = torch.as_tensor(target).to(self.device).long().expand(batch).clone()
+                objective = LOSSES[self.loss](target=target.tolist())
+            else:
+                objective = LOSSES[self.loss](labels=labels.tolist())
+            targets = target if target is not None else labels
+            path = self.path(objective)
+            if self.minimal:  # one run; each budget keeps the perturbations within it
+                result = self._run_one(path, images, targets, target is not None, None, keys, start, history,
+                                       clean_predictions)
+                return [result.at(eps) for eps in self.epsilons] if self.epsilons else [result]
+            return [self._run_one(path, images, targets, target is not None, eps, keys, start, history,
+                                  clean_predictions) for eps in self.epsilons or [None]]
+
+    def _run_one(self, path, images, targets, targeted, eps, keys, start, history, clean_predictions) -> AttackResult:
+        tracker = Tracker(path, images.shape[0], history)
+        adversarial = self.attack(path, images, targets, eps, keys, start, tracker).detach()
+        with torch.no_grad():
+            activations = path.activations(adversarial, [""])
+            predictions = activations[""].argmax(1)
+            success = path.objective.is_done(activations, targets)
+        tracker.finish(self.num_steps, success, predictions)
+        return AttackResult(images=adversarial, clean=images, labels=targets, targeted=targeted, eps=eps,
+                            norm=self.norm, success=success, norms=lp_norms(adversarial - images, self.norm),
+                            steps=tracker.first, predictions=predictions, clean_predictions=clean_predictions,
+                            history=torch.stack(tracker.table, 1) if history else None)
+
+    def __call__(self, images: Tensor, labels: Tensor | None = None, target: Tensor | int | None = None) -> Tensor:
+        """The adversarial images: ``(B, C, H, W)`` for one ε, ``(E, B, C, H, W)`` for a list of ε."""
+        results = self.run(images, labels, target)
+        if self.several:
+            return torch.stack([r.images for r in results])
+        return results[0].images
+
+    def sphere_check(self, result: AttackResult, factor: float = 2.0, num_points: int = 1000, seed: int = 0,
+                     progress: bool = False) -> Tensor:
+        """The random-sphere check: for each image, the fraction of ``num_points`` random points on the
+        sphere around the clean image with radius ``factor·‖δ‖₂`` whose label differs from the clean
+        label (NaN where the attack did not move the image)."""
+        fractions, _ = sphere_check(self.predict, result.clean, result.images, factor, num_points, seed,
+                                    progress=progress)
+        return fractions
+
+
+class Tracker:
+    """Records, step by step, when each image first became adversarial (and, with ``history``, the
+    predicted class at every step)."""
+
+    def __init__(self, path: LossPath, batch_size: int, history: bool = False) -> None:
+        self.path = path
+        self.history = history
+        self.first: Tensor | None = None
+        self.batch_size = batch_size
+        self.table: list[Tensor] = []
+
+    def __call__(self, step: int, terms: dict[str, Tensor], images: Tensor) -> None:
+        """Called at every step with the terms of the images scored at that step, and those images."""
+        done = terms["done"]
+        if self.first is None:
+            self.first = torch.full((self.batch_size,), -1, dtype=torch.long, device=done.device)
+        self.first[(self.first < 0) & done] = step
+        if self.history:
+            with torch.no_grad():
+                self.table.append(self.path.activations(images, [""])[""].argmax(1))
+
+    def finish(self, steps: int, success: Tensor, predictions: Tensor) -> None:
+        if self.first is None:
+            self.first = torch.full((self.batch_size,), -1, dtype=torch.long, device=success.device)
+        self.first[(self.first < 0) & success] = steps
+        if self.history:
+            self.table.append(predictions)
+
+
+def run_optimize(path: LossPath, param: PixelImage, targets: Tensor, steps: int, optimizer: Callable,
+                 track: Tracker, freeze_done: bool = False, scheduler: Callable | None = None,
+                 extra: Callable[[int, dict[str, Tensor]], None] | None = None) -> Tensor:
+    """Run :func:`~inputopt.loss.optimize` for an attack (tracking success) and return the final images."""
+    def callback(step: int, terms: dict[str, Tensor]) -> None:
+        track(step, terms, param().detach())
+        if extra is not None:
+            extra(step, terms)
+
+    optimize(param, path, steps, optimizer, targets, callback=callback, scheduler=scheduler, track_done=True,
+             freeze_done=freeze_done)
+    return param().detach()
