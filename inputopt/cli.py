@@ -61,17 +61,37 @@ def layers_main(argv: list[str]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
-def main() -> None:
-    """Entry point of the ``inputopt`` command: ``inputopt fit ...``, ``inputopt sweep ...`` (see
-    :mod:`inputopt.sweep`) or ``inputopt layers NETWORK``."""
-    if sys.argv[1:2] == ["layers"]:
-        layers_main(sys.argv[2:])
-    elif sys.argv[1:2] == ["sweep"]:
-        from inputopt.sweep import sweep_main
+#: The subcommands that are not LightningCLI's: name -> ("module:function", one-line help). Imported only
+#: when called, so that ``inputopt layers`` does not pay for the others, and no module imports this one.
+SUBCOMMANDS = {
+    "attack": ("inputopt.attack_cli:attack_main", "evaluate an attack over a data set (robust accuracy, norms, ...)"),
+    "sweep": ("inputopt.sweep:sweep_main", "visualize many units, chunk by chunk, resumable, on any devices"),
+    "layers": ("inputopt.cli:layers_main", "list a network's layers: dotted names, types, output shapes"),
+}
 
-        sweep_main(sys.argv[2:])
+USAGE = """usage: inputopt <command> [options]
+
+commands:
+  fit      optimize the input of a network: feature visualization or an attack on a few images
+{commands}
+Run `inputopt <command> --help` for the options of a command.
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``inputopt`` command: ``inputopt fit ...`` (LightningCLI), or one of :data:`SUBCOMMANDS`."""
+    import importlib
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        commands = "".join(f"  {name:<8} {help_}\n" for name, (_, help_) in SUBCOMMANDS.items())
+        print(USAGE.format(commands=commands), end="")
+        return
+    if argv[0] in SUBCOMMANDS:
+        module, function = SUBCOMMANDS[argv[0]][0].split(":")
+        getattr(importlib.import_module(module), function)(argv[1:])
     else:
-        cli()
+        cli(argv)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from inputopt.functional.display import DisplayMode, to_display
 
-__all__ = ["image_grid", "save_grid", "save_images"]
+__all__ = ["adversarial_grid", "image_grid", "save_grid", "save_images"]
 
 
 def image_grid(x: Tensor, display: DisplayMode = "std", nrow: int | None = None, scale: int = 1) -> Tensor:
@@ -67,3 +68,36 @@ def save_images(x: Tensor, directory: str | os.PathLike, names: Sequence[str], d
     for image, path in zip(images, paths):
         save_image(image, path)
     return paths
+
+
+def adversarial_grid(clean: Tensor, adversarial: Tensor, scale: int = 1) -> Tensor:
+    """One picture of clean images, their adversarial versions and the magnified perturbations.
+
+    Row ``i``: the clean image, then for every ε the adversarial image and its perturbation ``δ`` shown as
+    ``0.5 + δ / (2·max|δ|)`` (grey: unchanged; the largest change is black or white).
+
+    Args:
+        clean: ``(N, C, H, W)`` in [0, 1].
+        adversarial: ``(N, E, C, H, W)``: one image per ε.
+        scale: integer upscaling (nearest neighbour), for small images.
+
+    Example:
+        >>> import torch
+        >>> adversarial_grid(torch.rand(2, 1, 8, 8), torch.rand(2, 3, 1, 8, 8)).shape
+        torch.Size([3, 22, 72])
+    """
+    if adversarial.ndim != 5 or adversarial.shape[0] != clean.shape[0] or adversarial.shape[2:] != clean.shape[1:]:
+        raise ValueError(f"adversarial must be (N, E, C, H, W) for clean images {tuple(clean.shape)}, "
+                         f"got {tuple(adversarial.shape)}")
+    delta = adversarial - clean.unsqueeze(1)
+    peak = delta.flatten(2).abs().amax(2).clamp_min(1e-12).view(*delta.shape[:2], 1, 1, 1)
+    tiles = [clean.unsqueeze(1)]
+    for e in range(adversarial.shape[1]):
+        tiles += [adversarial[:, e:e + 1], 0.5 + delta[:, e:e + 1] / (2 * peak[:, e:e + 1])]
+    rows = torch.cat(tiles, 1)  # (N, 1 + 2E, C, H, W)
+    images = rows.flatten(0, 1).clamp(0, 1)
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    if scale != 1:
+        images = F.interpolate(images, scale_factor=scale, mode="nearest")
+    return make_grid(images, nrow=rows.shape[1], padding=2, pad_value=1.0)

@@ -145,3 +145,12 @@ def test_digits_combo_config_names_images_after_both_terms(tmp_path, monkeypatch
     assert len(names) == 10 and all("+" in name for name in names)
     written = sorted(p.stem for p in (tmp_path / "results" / "digits_combo" / "run" / "images").iterdir())
     assert written == sorted(names)
+
+
+def test_help_lists_every_subcommand(capsys):
+    from inputopt.cli import main
+
+    main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("fit", "attack", "sweep", "layers"):
+        assert f"\n  {command} " in out, command

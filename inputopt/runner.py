@@ -1,0 +1,237 @@
+"""Dataset runners: many input optimizations, one per batch of a data set, inside Lightning's test loop.
+
+Each test batch is optimized in an inner loop (:func:`~inputopt.loss.optimize`, with gradients enabled
+inside the evaluation step), under the trainer's device and precision. Several devices split the *data*
+with a distributed sampler that never repeats a sample, so metrics and results equal a one-process run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from torchmetrics import MeanMetric
+
+from inputopt.attacks.base import Attack, AttackResult
+from inputopt.functional.init import row_seed
+from inputopt.functional.sphere import sphere_label_change
+from inputopt.metrics import AttackSuccessRate, PerturbationNorms, RobustAccuracy, SphereLabelChange
+
+__all__ = ["AttackEvaluation", "DatasetRunner", "IndexedDataset", "inner_optimization"]
+
+
+class IndexedDataset(Dataset):
+    """``(index, *sample)`` for every sample of ``dataset``: the index seeds the sample's randomness.
+
+    Example:
+        >>> IndexedDataset([("a", 0), ("b", 1)])[1]
+        (1, 'b', 1)
+    """
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple:
+        sample = self.dataset[index]
+        return (index, *sample) if isinstance(sample, (tuple, list)) else (index, sample)
+
+
+@contextlib.contextmanager
+def inner_optimization() -> Iterator[None]:
+    """Gradients on inside an evaluation step (Lightning runs those under ``inference_mode``/``no_grad``).
+
+    Clone the batch's tensors inside this context: tensors made under inference mode cannot be saved
+    for backward.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+class DatasetRunner(LightningModule):
+    """Base of the runners: a frozen network outside the module tree, and the data of the test loop.
+
+    A subclass implements ``test_step`` (each batch starts with the samples' data-set indices) and its
+    metrics. ``trainer.test(runner)`` runs it over :attr:`dataset`, on any number of devices.
+
+    Args:
+        network: the frozen network (kept in eval mode, moved with the runner, never checkpointed).
+        dataset: the samples (anything with ``__len__`` and ``__getitem__``).
+        batch_size: samples per batch.
+        num_workers: data-loading worker processes.
+    """
+
+    def __init__(self, network: nn.Module, dataset: Any, batch_size: int = 64, num_workers: int = 0) -> None:
+        super().__init__()
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+        if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+            raise TypeError(f"dataset must be a map-style data set (with __len__ and __getitem__), got "
+                            f"{type(dataset).__name__}")
+        object.__setattr__(self, "_network", network)  # outside the module tree: not saved or mode-switched
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+
+    @property
+    def network(self) -> nn.Module:
+        return self._network
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        self._network._apply(fn, *args, **kwargs)
+        return self
+
+    def train(self, mode: bool = True) -> DatasetRunner:
+        super().train(mode)
+        self._network.eval()  # whatever mode Lightning sets, the network stays in eval mode
+        return self
+
+    def test_dataloader(self) -> DataLoader:
+        data = IndexedDataset(self.dataset)
+        trainer = self._trainer
+        sampler = None
+        if trainer is not None and trainer.world_size > 1:  # each sample exactly once, on one process
+            sampler = UnrepeatedDistributedSampler(data, num_replicas=trainer.world_size, rank=trainer.global_rank,
+                                                   shuffle=False)
+        return DataLoader(data, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
+
+
+class AttackEvaluation(DatasetRunner):
+    """Evaluate an attack over a data set: ``Trainer().test(AttackEvaluation(PGD("digits", eps=[...]), data))``.
+
+    Every batch is attacked inside the test step (gradients on, under the trainer's device and
+    precision). The metrics are torchmetrics ``Metric`` s, synced across processes at the end:
+
+    - ``clean_accuracy``;
+    - per ε: ``robust_accuracy``, ``success_rate`` (over the samples classified correctly when clean),
+      ``norm_median`` and ``norm_mean`` of the successful perturbations (in the attack's norm), and
+      ``sphere_label_change``: the mean fraction of ``sphere_points`` random points at
+      ``sphere_factor·‖δ‖₂`` around the clean image whose label differs from the clean label.
+
+    They are logged at the end of the run (``robust_accuracy/eps=0.1``, ...) and kept in :attr:`results`
+    (one row per ε); :class:`~inputopt.callbacks.SaveAttackResults` writes them with example images. A
+    sample's random start and sphere points depend only on ``(seed, its index in the data set)``, so
+    several devices (which split the data) give the metrics of one.
+
+    Args:
+        attack: the attack (it holds the network).
+        dataset: ``(image, label)`` samples, images in the attack's pixel space.
+        batch_size: samples attacked together.
+        num_workers: data-loading worker processes.
+        sphere_factor: the radius of the random-sphere check, as a multiple of ``‖δ‖₂``.
+        sphere_points: random points per sample (0: no sphere check).
+        num_examples: clean/adversarial pairs kept for pictures (the first ones this process sees).
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> from inputopt.attacks import PGD
+        >>> from inputopt.data import Digits
+        >>> runner = AttackEvaluation(PGD("digits", eps=[0.05, 0.1], alpha=0.02, steps=5), Digits(limit=32),
+        ...                           sphere_points=0)
+        >>> _ = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(runner, verbose=False)
+        >>> [row["eps"] for row in runner.results], runner.results[0]["clean_accuracy"]
+        ([0.05, 0.1], 1.0)
+    """
+
+    def __init__(self, attack: Attack, dataset: Dataset, batch_size: int = 64, num_workers: int = 0,
+                 sphere_factor: float = 2.0, sphere_points: int = 100, num_examples: int = 8) -> None:
+        if not isinstance(attack, Attack):
+            raise TypeError(f"attack must be an inputopt.attacks.Attack, got {type(attack).__name__}")
+        super().__init__(attack.network, dataset, batch_size, num_workers)
+        if isinstance(sphere_points, bool) or not isinstance(sphere_points, int) or sphere_points < 0:
+            raise ValueError(f"sphere_points must be an int >= 0, got {sphere_points!r}")
+        if not isinstance(sphere_factor, (int, float)) or not 0 < sphere_factor < float("inf"):
+            raise ValueError(f"sphere_factor must be a finite number > 0, got {sphere_factor!r}")
+        self.attack = attack
+        self.epsilons: list[float | None] = list(attack.epsilons) or [None]
+        count = len(self.epsilons)
+        self.sphere_factor = float(sphere_factor)
+        self.sphere_points = sphere_points
+        self.num_examples = num_examples
+        self.clean_accuracy = MeanMetric()
+        self.robust_accuracy = RobustAccuracy(count)
+        self.success_rate = AttackSuccessRate(count)
+        self.norms = PerturbationNorms(count)
+        self.sphere = SphereLabelChange(count)
+        self.results: list[dict[str, Any]] = []
+        self.examples: dict[str, Tensor] = {}
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        if self.attack.normalize is not None:
+            self.attack.normalize._apply(fn, *args, **kwargs)
+        return self
+
+    def test_step(self, batch: tuple, batch_idx: int) -> None:
+        indices, images, labels = batch[0], batch[1], batch[2]
+        with inner_optimization():
+            images, labels = images.clone().float(), labels.clone().long()
+            results = self.attack.run(images, labels, keys=indices.tolist())
+        correct = results[0].clean_predictions == labels
+        success = torch.stack([r.success for r in results]) & correct
+        self.clean_accuracy.update(correct.float())
+        self.robust_accuracy.update(torch.stack([r.predictions for r in results]), labels)
+        self.success_rate.update(torch.stack([r.success for r in results]), mask=correct)
+        self.norms.update(torch.stack([r.norms for r in results]), success)
+        if self.sphere_points:
+            self.sphere.update(torch.stack([self._sphere(r, ok, indices) for r, ok in zip(results, success)]))
+        self._keep_examples(results, labels)
+
+    @torch.no_grad()
+    def _sphere(self, result: AttackResult, success: Tensor, indices: Tensor) -> Tensor:
+        """Per sample, the fraction of random points at ``sphere_factor·‖δ‖₂`` that change the clean label
+        (NaN where the attack failed); sample ``i``'s points come from ``(seed, index_i)``."""
+        fractions = torch.full((len(success),), float("nan"))
+        radii = self.sphere_factor * (result.images - result.clean).flatten(1).norm(dim=1)
+        for row in torch.nonzero(success & (radii > 0)).flatten().tolist():
+            generator = torch.Generator(device=result.clean.device).manual_seed(
+                row_seed(self.attack.seed, int(indices[row]), 1))
+            fractions[row] = sphere_label_change(self.attack.predict, result.clean[row], radii[row].item(),
+                                                 self.sphere_points, generator)
+        return fractions.to(success.device)
+
+    def _keep_examples(self, results: list[AttackResult], labels: Tensor) -> None:
+        have = len(self.examples.get("clean", ()))
+        take = max(0, self.num_examples - have)
+        if take == 0:
+            return
+        new = {"clean": results[0].clean[:take], "labels": labels[:take],
+               "clean_predictions": results[0].clean_predictions[:take],
+               "adversarial": torch.stack([r.images[:take] for r in results], 1),  # (N, E, C, H, W)
+               "predictions": torch.stack([r.predictions[:take] for r in results], 1)}
+        for key, value in new.items():
+            value = value.detach().cpu()
+            self.examples[key] = torch.cat([self.examples[key], value]) if key in self.examples else value
+
+    def on_test_epoch_start(self) -> None:
+        self.results, self.examples = [], {}
+
+    def on_test_epoch_end(self) -> None:
+        clean = self.clean_accuracy.compute().item()
+        values = {"robust_accuracy": self.robust_accuracy.compute(), "success_rate": self.success_rate.compute()}
+        norms = self.norms.compute()
+        values["norm_median"], values["norm_mean"] = norms["median"], norms["mean"]
+        if self.sphere_points:
+            values["sphere_label_change"] = self.sphere.compute()
+        self.results = []
+        for i, eps in enumerate(self.epsilons):
+            row = {"eps": eps, "norm": self.attack.norm, "clean_accuracy": clean}
+            row.update({name: value.view(-1)[i].item() for name, value in values.items()})
+            self.results.append(row)
+            tag = "min" if eps is None else f"{eps:g}"
+            for name in values:
+                self.log(f"{name}/eps={tag}", row[name], sync_dist=False)
+        self.log("clean_accuracy", clean, sync_dist=False)
+        for metric in (self.clean_accuracy, self.robust_accuracy, self.success_rate, self.norms, self.sphere):
+            metric.reset()
