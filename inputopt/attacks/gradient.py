@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -62,7 +63,7 @@ class PGD(Attack):
 
     def __init__(self, model: str | nn.Module, eps: float | Sequence[float] = 8 / 255, alpha: float = 2 / 255,
                  steps: int = 10, norm: Norm = "Linf", random_start: bool = True, loss: str = "ce",
-                 early_stop: bool = False, **kwargs) -> None:
+                 early_stop: bool = False, **kwargs: Any) -> None:
         super().__init__(model, eps=eps, norm=norm, loss=loss, **kwargs)
         self.alpha = _positive(alpha, "alpha")
         self.steps = _positive_int(steps, "steps")
@@ -93,7 +94,7 @@ class BIM(PGD):
     """
 
     def __init__(self, model: str | nn.Module, eps: float | Sequence[float] = 8 / 255, alpha: float = 2 / 255,
-                 steps: int = 10, norm: Norm = "Linf", loss: str = "ce", early_stop: bool = False, **kwargs) -> None:
+                 steps: int = 10, norm: Norm = "Linf", loss: str = "ce", early_stop: bool = False, **kwargs: Any) -> None:
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=False, loss=loss,
                          early_stop=early_stop, **kwargs)
 
@@ -111,7 +112,7 @@ class FGSM(PGD):
     """
 
     def __init__(self, model: str | nn.Module, eps: float | Sequence[float] = 8 / 255, norm: Norm = "Linf",
-                 loss: str = "ce", **kwargs) -> None:
+                 loss: str = "ce", **kwargs: Any) -> None:
         super().__init__(model, eps=eps, alpha=1.0, steps=1, norm=norm, random_start=False, loss=loss, **kwargs)
 
     def step_size(self, eps: float | None) -> float:
@@ -142,7 +143,7 @@ class GradientAscent(Attack):
     """
 
     def __init__(self, model: str | nn.Module, lr: float = 0.1, steps: int = 15, loss: str = "ce",
-                 bounds: Sequence[float] | None = None, **kwargs) -> None:
+                 bounds: Sequence[float] | None = None, **kwargs: Any) -> None:
         super().__init__(model, eps=None, norm="L2", loss=loss, bounds=bounds, **kwargs)
         self.lr = _positive(lr, "lr")
         self.steps = _positive_int(steps, "steps")

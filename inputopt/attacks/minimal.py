@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -51,7 +52,7 @@ class FMN(Attack):
 
     def __init__(self, model: str | nn.Module, norm: Norm = "L2", steps: int = 100, max_stepsize: float = 1.0,
                  min_stepsize: float | None = None, gamma: float = 0.05, eps: float | Sequence[float] | None = None,
-                 **kwargs) -> None:
+                 **kwargs: Any) -> None:
         if "loss" in kwargs:
             raise ValueError("FMN works on the logit margin; it takes no loss argument")
         super().__init__(model, eps=eps, norm=norm, loss="margin", **kwargs)
