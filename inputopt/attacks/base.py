@@ -314,9 +314,11 @@ class Tracker:
         self.first: Tensor | None = None
         self.batch_size = batch_size
         self.table: list[Tensor] = []
+        self.seen = 0  # steps scored so far: the images now are those after `seen` steps
 
     def __call__(self, step: int, terms: dict[str, Tensor], images: Tensor) -> None:
         """Called at every step with the terms of the images scored at that step, and those images."""
+        self.seen = step + 1
         done = terms["done"]
         if self.first is None:
             self.first = torch.full((self.batch_size,), -1, dtype=torch.long, device=done.device)
@@ -326,11 +328,16 @@ class Tracker:
                 self.table.append(self.path.activations(images, [""])[""].argmax(1))
 
     def finish(self, steps: int, success: Tensor, predictions: Tensor) -> None:
+        """Record the final images (``success``, ``predictions``) of a run of at most ``steps`` steps.
+
+        A run that ended early (every image done under ``freeze_done``) scored ``seen`` steps: its final
+        images are those after ``seen`` steps, frozen since, so the history repeats them up to ``steps``.
+        """
         if self.first is None:
             self.first = torch.full((self.batch_size,), -1, dtype=torch.long, device=success.device)
-        self.first[(self.first < 0) & success] = steps
+        self.first[(self.first < 0) & success] = self.seen
         if self.history:
-            self.table.append(predictions)
+            self.table.extend([predictions] * (steps + 1 - len(self.table)))
 
 
 def run_optimize(path: LossPath, param: PixelImage, targets: Tensor, steps: int, optimizer: Callable,
