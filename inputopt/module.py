@@ -17,13 +17,13 @@ from inputopt._config import build
 from inputopt.functional.init import row_seeds
 from inputopt.loss import LossPath, _distinct, restore_rows_
 from inputopt.networks import Normalize, build_network, class_names, freeze
-from inputopt.objectives.base import InputObjective, Targets, map_targets, select_rows
+from inputopt.objectives.base import InputObjective, Targets, map_targets
 from inputopt.params.base import ImageParam
 from inputopt.params.pixel import PixelImage
 from inputopt.priors.base import Prior
 from inputopt.transforms.base import Transform, Transforms
 
-__all__ = ["InputOptimization"]
+__all__ = ["InputOptimization", "check_precision", "frozen_network"]
 
 #: Precisions that would cast the input itself (and the priors' sums of squares) to half precision.
 REFUSED_PRECISIONS = ("16-true", "bf16-true")
@@ -40,6 +40,29 @@ def _load_images(init: Tensor | str | Path) -> Tensor:
 
     with Image.open(path) as image:
         return pil_to_tensor(image.convert("RGB")).float().div(255)
+
+
+def frozen_network(network: str | nn.Module, weights: str | None = None, state_dict: str | None = None,
+                   seed: int = 0) -> nn.Module:
+    """The frozen network of a run: built by name (random weights, when asked for, from ``seed`` only,
+    without touching the global random state), or a module frozen in place."""
+    if isinstance(network, str):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_network(network, weights=weights, state_dict=state_dict)
+    if weights is not None or state_dict is not None:
+        raise ValueError("weights and state_dict apply to a network given by name, not to a module")
+    return freeze(network)
+
+
+def check_precision(trainer) -> None:
+    """Refuse the precisions that would cast the images themselves to half precision."""
+    precision = str(getattr(trainer, "precision", ""))
+    if precision in REFUSED_PRECISIONS:
+        raise ValueError(
+            f"precision {precision!r} would cast the input itself to half precision, so small updates "
+            f"vanish and the priors' sums of squares lose accuracy; use '16-mixed' or 'bf16-mixed' "
+            f"(the network runs in half precision, the images and priors stay float32)")
 
 
 class InputOptimization(LightningModule):
@@ -132,14 +155,7 @@ class InputOptimization(LightningModule):
         self.hparams["param"] = param.config()
         self.hparams["transforms"] = [t.config() for t in transforms.transforms]
 
-        if isinstance(network, str):
-            with torch.random.fork_rng(devices=[]):  # random weights, when asked for, depend on the seed only
-                torch.manual_seed(seed)
-                net = build_network(network, weights=weights, state_dict=state_dict)
-        else:
-            if weights is not None or state_dict is not None:
-                raise ValueError("weights and state_dict apply to a network given by name, not to a module")
-            net = freeze(network)
+        net = frozen_network(network, weights, state_dict, seed)
         object.__setattr__(self, "_network", net)  # outside the module tree: not trained, saved or mode-switched
         self.network_name = network if isinstance(network, str) else None
         self.objective = objective
@@ -253,12 +269,14 @@ class InputOptimization(LightningModule):
             self._prepared = True
 
     def setup(self, stage: str) -> None:
-        precision = str(getattr(self.trainer, "precision", ""))
-        if precision in REFUSED_PRECISIONS:
+        check_precision(self.trainer)
+        world_size = self.trainer.world_size
+        if world_size > 1:
             raise ValueError(
-                f"precision {precision!r} would cast the input itself to half precision, so small updates "
-                f"vanish and the priors' sums of squares lose accuracy; use '16-mixed' or 'bf16-mixed' "
-                f"(the network runs in half precision, the images and priors stay float32)")
+                f"InputOptimization optimizes its images on one device, but this Trainer runs {world_size} "
+                f"processes. For many units on several devices, use `inputopt sweep` (the same arguments as "
+                f"`inputopt fit`, plus --units_per_batch) or inputopt.sweep.FeatureSweep with Trainer.test: each "
+                f"process optimizes its own chunks of units. For a few images, use one device (--trainer.devices 1).")
         self.prepare()
         # The data loader yields only step indices, so resuming mid-"epoch" loses nothing.
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
@@ -275,93 +293,43 @@ class InputOptimization(LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(list(self.param.parameters()))
 
-    def compute_loss(self, images: Tensor, rows: Tensor | None = None, step: int = 0) -> dict[str, Tensor]:
+    def compute_loss(self, images: Tensor, step: int = 0) -> dict[str, Tensor]:
         """Per-image terms for ``images``: ``objective``, each prior (unweighted), and ``loss``.
 
         Args:
             images: all ``B`` images, e.g. ``self.param()``.
-            rows: score only these rows (each with its own target and transform draws); the terms then
-                have ``len(rows)`` entries. ``None``: every row.
             step: the step number that seeds the transforms.
 
         Example:
             >>> from inputopt.objectives import ChannelSum
             >>> module = InputOptimization("digits", ChannelSum("features.0", channel="all"), image_shape=(1, 32, 32))
             >>> module.prepare()
-            >>> module.images().shape[0], module.compute_loss(module.param(), rows=torch.tensor([2, 3]))["loss"].shape
-            (16, torch.Size([2]))
+            >>> module.images().shape[0], module.compute_loss(module.param())["loss"].shape
+            (16, torch.Size([16]))
         """
         self.prepare()
-        if rows is None:
-            terms = self.path.terms(images, self.targets, self.row_seeds, step, done=self.freeze_done)
-        else:
-            seeds = [self.row_seeds[i] for i in rows.tolist()]
-            terms = self.path.terms(images[rows], select_rows(self.targets, rows), seeds, step, done=self.freeze_done)
+        terms = self.path.terms(images, self.targets, self.row_seeds, step, done=self.freeze_done)
         done = terms.pop("done", None)
         if done is not None:
-            self._update_done(done, rows)
-            own = self.done if rows is None else self.done[rows]
-            terms["loss"] = torch.where(own, torch.zeros_like(terms["loss"]), terms["loss"])
+            self.done |= done
+            terms["loss"] = torch.where(self.done, torch.zeros_like(terms["loss"]), terms["loss"])
         return terms
 
-    def _update_done(self, done: Tensor, rows: Tensor | None) -> None:
-        if rows is None:
-            self.done |= done
-            return
-        flags = torch.zeros_like(self.done, dtype=torch.float32)
-        flags[rows] = done.float()
-        if self._world_size() > 1:  # every process freezes the same rows, so their tensors stay identical
-            flags = self.trainer.strategy.reduce(flags, reduce_op="sum")
-        self.done |= flags > 0
-
-    def _world_size(self) -> int:
-        trainer = self._trainer
-        return trainer.world_size if trainer is not None else 1
-
-    def shard_rows(self, rank: int | None = None, world_size: int | None = None) -> Tensor:
-        """The rows this process scores in a multi-device run: a contiguous block of the batch.
-
-        Every process holds the whole parameterization; process ``r`` of ``N`` computes the loss of
-        block ``r`` of ``torch.arange(B).tensor_split(N)`` only. See :meth:`training_step`.
-
-        Example:
-            >>> from inputopt.objectives import UnitActivation
-            >>> module = InputOptimization("digits", UnitActivation(None, unit="all"), image_shape=(1, 32, 32))
-            >>> [module.shard_rows(r, 3).tolist() for r in range(3)]
-            [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
-        """
-        rank = self.global_rank if rank is None else rank
-        world_size = self._world_size() if world_size is None else world_size
-        return torch.arange(self.param.batch_size, device=self.done.device).tensor_split(world_size)[rank]
-
     def training_step(self, batch: int, batch_idx: int) -> Tensor:
-        """One step on every image; with ``N > 1`` processes, each scores only its own rows.
-
-        Every process holds the whole parameterization and the same optimizer state. Process ``r``
-        computes the loss of its block of rows (:meth:`shard_rows`) and returns ``N ×`` its sum: the
-        gradient is zero outside that block (rows do not interact), DistributedDataParallel averages the
-        gradients of the ``N`` processes, so every row receives exactly its owner's gradient, every
-        process applies the same update, and the result equals a one-process run (to float rounding).
-        """
-        world_size = self._world_size()
-        rows = self.shard_rows() if world_size > 1 else None
-        terms = self.compute_loss(self.param(), rows, step=self.global_step)
+        """One step on every image: the sum of the images' losses (rows do not interact)."""
+        terms = self.compute_loss(self.param(), step=self.global_step)
         batch_size = terms["loss"].shape[0]
-        sync = world_size > 1
         for name, value in terms.items():
             key = name if name in ("objective", "loss") else f"prior/{name}"
-            mean = value.detach().mean() if batch_size else value.detach().sum()
-            self.log(key, mean, on_step=True, prog_bar=name in ("objective", "loss"), batch_size=batch_size,
-                     sync_dist=sync)
+            self.log(key, value.detach().mean(), on_step=True, prog_bar=name in ("objective", "loss"),
+                     batch_size=batch_size)
         if self.log_per_image:
-            names = self.image_names()
-            own = names if rows is None else [names[i] for i in rows.tolist()]
             for name in ("objective", "loss"):
-                for row, value in zip(own, terms[name].detach()):
+                for row, value in zip(self.image_names(), terms[name].detach()):
                     self.log(f"{name}/{row}", value, on_step=True, batch_size=1)
         if self.freeze_done:
             self.log("done", self.done.float().mean(), on_step=True, prog_bar=True, batch_size=self.param.batch_size)
-        return terms["loss"].sum() * world_size
+        return terms["loss"].sum()
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         tensors = list(self.param.parameters())

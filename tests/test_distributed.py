@@ -1,4 +1,5 @@
-"""Multi-device runs: every process holds the whole parameterization and scores only its own rows (docs/design.md, rule 5)."""
+"""Multi-device runs: a sweep gives every process its own chunks of units, with the images of one process
+(docs/design.md, rule 5); a fit runs on one device and says to sweep instead."""
 
 from __future__ import annotations
 
@@ -9,65 +10,50 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from lightning.pytorch import Trainer
 
-from inputopt import InputOptimization, PixelImage
-from inputopt.cli import cli
-from inputopt.objectives import ChannelSum, NegativeCrossEntropy
-from inputopt.priors import MultiScaleEdgeEnergy
+from inputopt import InputOptimization
+from inputopt.objectives import UnitActivation
+from inputopt.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "digits.yaml"
-QUICK = ["--trainer.max_steps", "5", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary",
-         "false", "--model.objective.init_args.unit", "all"]
+ARGS = ["--config", str(CONFIG), "--trainer.max_steps", "5", "--trainer.logger", "false",
+        "--model.objective.init_args.unit", "all"]
 
 
-@pytest.mark.parametrize("world_size", [2, 3, 4])
-def test_sharded_gradients_averaged_equal_the_full_gradient(world_size):
-    """What DDP does with the losses of training_step: average the N processes' gradients."""
-    module = InputOptimization("digits", ChannelSum("features.4", channel="all"), [MultiScaleEdgeEnergy(weight=0.3)],
-                               image_shape=(1, 32, 32), param=PixelImage(mean=0.5, std=0.1))
-    tensor = module.param.tensor
-    full = torch.autograd.grad(module.compute_loss(module.param())["loss"].sum(), tensor)[0]
-    grads = []
-    for rank in range(world_size):
-        rows = module.shard_rows(rank, world_size)
-        loss = module.compute_loss(module.param(), rows)["loss"].sum() * world_size
-        grads.append(torch.autograd.grad(loss, tensor)[0])
-        outside = torch.ones(tensor.shape[0], dtype=torch.bool)
-        outside[rows] = False
-        assert grads[-1][outside].abs().max() == 0  # a process touches only its own rows
-    scale = full.abs().max().item()  # convolutions of other batch sizes round differently
-    torch.testing.assert_close(torch.stack(grads).mean(0), full, rtol=1e-4, atol=1e-5 * scale)
-    covered = torch.cat([module.shard_rows(r, world_size) for r in range(world_size)])
-    assert covered.tolist() == list(range(tensor.shape[0]))
-
-
-def test_labels_follow_their_rows_when_scoring_a_subset():
-    module = InputOptimization("digits", NegativeCrossEntropy(target=[0, 1, 2, 3]), image_shape=(1, 32, 32))
-    whole = module.compute_loss(module.param())["objective"]
-    part = module.compute_loss(module.param(), torch.tensor([1, 3]))["objective"]
-    torch.testing.assert_close(part, whole[[1, 3]])
-    assert not torch.allclose(part, whole[[0, 2]])
+def test_exception_fit_on_several_devices_points_to_the_sweep():
+    module = InputOptimization("digits", UnitActivation(None, unit=[1, 2]), image_shape=(1, 32, 32))
+    module.trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)  # not launched
+    with pytest.raises(ValueError, match=r"runs 2 processes\. For many units on several devices, use `inputopt sweep`"):
+        module.setup("fit")
+    module.trainer = Trainer(accelerator="cpu", devices=1, logger=False)
+    module.setup("fit")  # one device: fine
 
 
 @pytest.mark.slow
-def test_two_processes_give_the_images_of_one_process(tmp_path, monkeypatch):
-    """The `inputopt` command with 2 CPU processes (gloo) writes what one process computes."""
+def test_sweep_on_two_processes_gives_the_images_of_one_process(tmp_path, monkeypatch):
+    """`inputopt sweep ... --trainer.devices 2 --trainer.strategy ddp` on 2 CPU processes (gloo): each process
+    computes and writes its own chunks, rank 0 gathers them, and the images are those of one process."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
-    command = [str(Path(sys.executable).with_name("inputopt")), "fit", "--config", str(CONFIG), *QUICK,
-               "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-               "--trainer.logger.init_args.version", "ddp"]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    command = [str(Path(sys.executable).with_name("inputopt")), "sweep", "--units_per_batch", "3", "--sweep_dir",
+               "ddp", *ARGS, "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    done = subprocess.run(command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    run_dir = tmp_path / "results" / "digits" / "ddp"
-    names = sorted(p.name for p in (run_dir / "images").iterdir())
-    assert names == sorted(f"output-{c}.png" for c in range(10))  # every unit, gathered on rank 0
-    assert (run_dir / "grid.png").is_file()
-    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # TensorBoard from rank 0 only
-    two = torch.load(run_dir / "input.pt")
+    output = done.stdout + done.stderr
+    assert "10 units (10 computed now, 0 already done)" in output
+    assert "units: 100%" in output and "10/10" in output
+    assert "Testing" not in output and "Params" not in output  # one bar of units: no test bar, no model summary
+    out = tmp_path / "ddp"
+    assert sorted(p.name for p in (out / "units").iterdir()) == sorted(f"output-{c}.pt" for c in range(10))
+    assert sorted(p.name for p in (out / "images").iterdir()) == sorted(f"output-{c}.png" for c in range(10))
+    assert (out / "grid.png").is_file() and yaml.safe_load((out / "sweep.yaml").read_text())["steps"] == 5
+    two = torch.load(out / "input.pt")
 
     monkeypatch.chdir(tmp_path)
-    one = cli(["fit", "--config", str(CONFIG), *QUICK, "--trainer.logger.init_args.version", "one"]).model.images()
+    assert run_sweep(ARGS, units_per_batch=10, sweep_dir="one", progress=False) == [list(range(10))]
+    one = torch.load(tmp_path / "one" / "input.pt")
     assert two.shape == one.shape == (10, 1, 32, 32)
     torch.testing.assert_close(two, one, rtol=1e-4, atol=1e-5)
-    assert not torch.allclose(two, torch.load(tmp_path / "results/digits/one/input.pt")[[1, 0, *range(2, 10)]])
+    assert not torch.allclose(two, one[[1, 0, *range(2, 10)]])  # in unit order

@@ -232,6 +232,17 @@ class UnitsObjective(InputObjective):
                                f"resolve() with activations of {self.layer!r} (InputOptimization does)")
         return list(self._unit_list)
 
+    def with_units(self, units: int | Sequence[int] | Literal["all"]) -> UnitsObjective:
+        """The same objective (class and constructor arguments) with other units: a sweep's chunk.
+
+        Example:
+            >>> from inputopt.objectives import UnitActivation
+            >>> UnitActivation("features.3", unit="all", position=(1, 2)).with_units([4, 7])
+            UnitActivation(layer='features.3', unit=[4, 7], position=(1, 2))
+        """
+        units = list(units) if isinstance(units, Sequence) and not isinstance(units, str) else units
+        return type(self)(**{**self.init_args, self.units_argument: units})
+
     @property
     def num_rows(self) -> int | None:
         units = self.units
