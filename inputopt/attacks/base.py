@@ -246,6 +246,12 @@ class Attack(Configurable, ABC):
             start: starting adversarial images instead of the (random) start, projected first.
             history: record the predicted class after every step (:attr:`AttackResult.history`).
         """
+        return self._run(images, labels, target, keys, start, history, measure=True)
+
+    def _run(self, images: Tensor, labels: Tensor | None, target: Tensor | int | None, keys: Sequence[int] | None,
+             start: Tensor | None, history: bool, measure: bool) -> list[AttackResult] | list[Tensor]:
+        """:meth:`run`; with ``measure=False``, only the adversarial images, one tensor per ε: no forward
+        for the clean predictions (unless the labels default to them) nor for the final images'."""
         if images.ndim != 4:
             raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
         images = images.detach().to(self.device, torch.float32)
@@ -256,7 +262,7 @@ class Attack(Configurable, ABC):
         if start is not None and start.shape != images.shape:
             raise ValueError(f"start must have the shape of images {tuple(images.shape)}, got {tuple(start.shape)}")
         with _attack_mode(self.network):
-            clean_predictions = self.predict(images)
+            clean_predictions = self.predict(images) if measure or labels is None else None
             labels = clean_predictions if labels is None else torch.as_tensor(labels).to(self.device).long()
             if labels.shape != (batch,):
                 raise ValueError(f"labels must have shape ({batch},), got {tuple(labels.shape)}")
@@ -267,6 +273,9 @@ class Attack(Configurable, ABC):
                 objective = LOSSES[self.loss](labels=labels.tolist())
             targets = target if target is not None else labels
             path = self.path(objective)
+            if not measure:
+                return [self.attack(path, images, targets, eps, keys, start, Tracker(path, batch)).detach()
+                        for eps in self.epsilons or [None]]
             if self.minimal:  # one run; each budget keeps the perturbations within it
                 result = self._run_one(path, images, targets, target is not None, None, keys, start, history,
                                        clean_predictions)
@@ -288,11 +297,15 @@ class Attack(Configurable, ABC):
                             history=torch.stack(tracker.table, 1) if history else None)
 
     def __call__(self, images: Tensor, labels: Tensor | None = None, target: Tensor | int | None = None) -> Tensor:
-        """The adversarial images: ``(B, C, H, W)`` for one ε, ``(E, B, C, H, W)`` for a list of ε."""
-        results = self.run(images, labels, target)
-        if self.several:
-            return torch.stack([r.images for r in results])
-        return results[0].images
+        """The adversarial images: ``(B, C, H, W)`` for one ε, ``(E, B, C, H, W)`` for a list of ε.
+
+        Only the images: unlike :meth:`run`, no forward pass measures the clean or the final images (a
+        minimal-norm attack measures its images to keep those within each budget)."""
+        if self.minimal:
+            adversarial = [r.images for r in self.run(images, labels, target)]
+        else:
+            adversarial = self._run(images, labels, target, None, None, False, measure=False)
+        return torch.stack(adversarial) if self.several else adversarial[0]
 
     def sphere_check(self, result: AttackResult, factor: float = 2.0, num_points: int = 1000, seed: int = 0,
                      progress: bool = False) -> Tensor:

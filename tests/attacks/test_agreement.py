@@ -5,6 +5,9 @@
 - FMN finds perturbations no larger than Foolbox's implementation of the same attack (median over the
   samples both break), and as many.
 
+Not compared: ``loss="margin"`` (torchattacks' PGD has only the cross-entropy) and ``early_stop`` (no
+counterpart in either library).
+
 torchattacks and Foolbox come with the ``dev`` extra (``pip install -e ".[dev]"``); without them these
 tests are skipped, except under CI (``CI`` set), where a missing reference is an error.
 """
@@ -221,9 +224,11 @@ def test_fmn_l2_equals_foolbox_with_its_projection_fixed(fb, net, data, fmn_ours
     normalized-gradient walk that keeps the smallest adversarial point it passes, and its perturbations
     are about twice ours (median 1.50 against 0.71 at 100 steps on these 64 digits). With the projection
     onto the ε-ball that the algorithm prescribes, Foolbox finds our perturbations image for image, and
-    misses the same image."""
-    from foolbox.devutils import atleast_kd, flatten
+    misses the same image (test image 37: until a first success the radius is reset at every step to the
+    linear estimate ‖δ‖ + |margin| / ‖∇margin‖, which stays just short of the boundary there; the margin
+    climbs from −1.27 to −0.0006 and never turns positive, even with 500 steps)."""
     import eagerpy as ep
+    from foolbox.devutils import atleast_kd, flatten
 
     def project(self, x, x0, epsilon):
         norms = ep.maximum(flatten(x - x0).norms.l2(axis=-1), 1e-12)

@@ -4,6 +4,8 @@ attacks, FMN's budgets, the network's state after an attack, and the errors."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -61,6 +63,18 @@ def test_budget_and_box_respected(net, data, name, norm):
     assert result.success.any()  # the attack did something
 
 
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_call_gives_the_images_of_run(net, data, name):
+    """``attack(x, y)`` skips the measurements of :meth:`run` but not a step of the attack."""
+    x, y = data
+    attack = ATTACKS[name](net, "Linf")
+    torch.testing.assert_close(attack(x, y), attack.run(x, y)[0].images, rtol=0, atol=0)
+    target = (y + 1) % 10
+    torch.testing.assert_close(attack(x, y, target=target), attack.run(x, y, target=target)[0].images, rtol=0, atol=0)
+    unlabeled = GradientAscent(net, steps=3)
+    torch.testing.assert_close(unlabeled(x), unlabeled.run(x)[0].images, rtol=0, atol=0)
+
+
 def test_minimal_fmn_within_box_and_l2_norms(net, data):
     x, y = data
     result = FMN(net, norm="L2", steps=20).run(x, y)[0]
@@ -106,7 +120,7 @@ def test_several_eps_one_result_each_robust_accuracy_non_increasing(net, data):
     assert [r.eps for r in results] == epsilons
     accuracy = [r.robust().float().mean().item() for r in results]
     assert accuracy[0] == (net(x).argmax(1) == y).float().mean().item()  # ε = 0: the clean accuracy
-    assert all(a >= b for a, b in zip(accuracy, accuracy[1:])), accuracy
+    assert all(a >= b for a, b in itertools.pairwise(accuracy)), accuracy
     assert accuracy[-1] < accuracy[0]
     for r, eps in zip(results, epsilons):
         assert (r.norms <= eps + 1e-6).all()
@@ -290,14 +304,14 @@ def test_bad_eps(net, eps):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(norm="L1"), "norm"),
-    (dict(loss="hinge"), "loss"),
-    (dict(bounds=(1.0, 0.0)), "bounds"),
-    (dict(bounds=(0.0,)), "bounds"),
-    (dict(bounds=(0.0, float("inf"))), "bounds"),
-    (dict(alpha=0.0), "alpha"),
-    (dict(steps=0), "steps"),
-    (dict(mean=[0.5]), "mean and std"),
+    ({"norm": "L1"}, "norm"),
+    ({"loss": "hinge"}, "loss"),
+    ({"bounds": (1.0, 0.0)}, "bounds"),
+    ({"bounds": (0.0,)}, "bounds"),
+    ({"bounds": (0.0, float("inf"))}, "bounds"),
+    ({"alpha": 0.0}, "alpha"),
+    ({"steps": 0}, "steps"),
+    ({"mean": [0.5]}, "mean and std"),
 ])
 def test_bad_arguments(net, kwargs, match):
     with pytest.raises(ValueError, match=match):
