@@ -279,8 +279,8 @@ def _open_folder(out: Path, record: dict[str, Any], names: Sequence[str]) -> lis
         differences = record_differences(old, record)
         if differences:
             raise ValueError(f"{out} holds the results of another sweep configuration; this one differs in\n  "
-                             + "\n  ".join(differences) + f"\n(recorded in {path} -> now). Use another sweep "
-                             f"directory, or the configuration of {path}.")
+                             + "\n  ".join(differences) + f"\n(values: recorded in {path} -> this run). Use "
+                             f"another sweep directory, or the configuration of {path}.")
     elif units.is_dir() and any(units.iterdir()):
         raise ValueError(f"{units} holds results but {path} is missing, so their configuration is unknown; use "
                          f"another sweep directory")
