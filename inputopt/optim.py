@@ -31,7 +31,30 @@ def _check_lr(lr: float) -> float:
     return float(lr)
 
 
-class SignGradient(Optimizer):
+class _RowStep(Optimizer):
+    """Base of the step rules below: ``p ← p − lr·direction(∇p)``, with ``direction`` from the subclass."""
+
+    def __init__(self, params: Iterable[Tensor], lr: float) -> None:
+        super().__init__(params, {"lr": _check_lr(lr)})
+
+    @staticmethod
+    def direction(grad: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.sub_(self.direction(p.grad), alpha=group["lr"])
+        return loss
+
+
+class SignGradient(_RowStep):
     """``x ← x − lr·sign(∇x)``: the step of FGSM, BIM and L∞ PGD.
 
     Args:
@@ -49,22 +72,14 @@ class SignGradient(Optimizer):
     """
 
     def __init__(self, params: Iterable[Tensor], lr: float = 0.01) -> None:
-        super().__init__(params, {"lr": _check_lr(lr)})
+        super().__init__(params, lr)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.add_(p.grad.sign(), alpha=-group["lr"])
-        return loss
+    @staticmethod
+    def direction(grad: Tensor) -> Tensor:
+        return grad.sign()
 
 
-class NormalizedGradient(Optimizer):
+class NormalizedGradient(_RowStep):
     """``x_i ← x_i − lr·∇x_i / ‖∇x_i‖₂`` per row ``i``: the step of L2 PGD, DDN and FMN.
 
     Every image moves by exactly ``lr`` in L2 (rows with a zero gradient do not move).
@@ -87,19 +102,9 @@ class NormalizedGradient(Optimizer):
     def __init__(self, params: Iterable[Tensor], lr: float = 0.1, norm: Literal["L2"] = "L2") -> None:
         if norm != "L2":
             raise ValueError(f"NormalizedGradient normalizes by the L2 norm; got norm={norm!r}")
-        super().__init__(params, {"lr": _check_lr(lr)})
+        super().__init__(params, lr)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                length = g.flatten(1).norm(dim=1).view(-1, *[1] * (g.ndim - 1)) if g.ndim > 1 else g.norm()
-                p.sub_(g / length.clamp_min(1e-12), alpha=group["lr"])
-        return loss
+    @staticmethod
+    def direction(grad: Tensor) -> Tensor:
+        length = grad.flatten(1).norm(dim=1).view(-1, *[1] * (grad.ndim - 1)) if grad.ndim > 1 else grad.norm()
+        return grad / length.clamp_min(1e-12)

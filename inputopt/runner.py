@@ -92,11 +92,6 @@ class DatasetRunner(LightningModule):
         self._network._apply(fn, *args, **kwargs)
         return self
 
-    def train(self, mode: bool = True) -> DatasetRunner:
-        super().train(mode)
-        self._network.eval()  # whatever mode Lightning sets, the network stays in eval mode
-        return self
-
     def test_dataloader(self) -> DataLoader:
         data = IndexedDataset(self.dataset)
         trainer = self._trainer

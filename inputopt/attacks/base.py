@@ -189,6 +189,9 @@ class Attack(Configurable, ABC):
     #: working within a budget.
     minimal: bool = False
 
+    #: The number of steps of one run (the last column of the history); subclasses set it.
+    steps: int = 1
+
     # -- what a subclass provides ---------------------------------------------------------------------
     @abstractmethod
     def attack(self, path: LossPath, images: Tensor, targets: Tensor, eps: float | None, keys: Sequence[int],
@@ -196,10 +199,6 @@ class Attack(Configurable, ABC):
         """Attack ``images`` for one ``eps``; return the adversarial images. ``track(step, terms, images)``
         is called at every step (:func:`run_optimize` does it)."""
 
-    @property
-    def num_steps(self) -> int:
-        """The number of steps of one run (the last column of the history)."""
-        return getattr(self, "steps", 1)
 
     # -- running ------------------------------------------------------------------------------------
     @property
@@ -290,7 +289,7 @@ class Attack(Configurable, ABC):
             activations = path.activations(adversarial, [""])
             predictions = activations[""].argmax(1)
             success = path.objective.is_done(activations, targets)
-        tracker.finish(self.num_steps, success, predictions)
+        tracker.finish(self.steps, success, predictions)
         return AttackResult(images=adversarial, clean=images, labels=targets, targeted=targeted, eps=eps,
                             norm=self.norm, success=success, norms=lp_norms(adversarial - images, self.norm),
                             steps=tracker.first, predictions=predictions, clean_predictions=clean_predictions,
