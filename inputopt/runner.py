@@ -20,7 +20,7 @@ from torchmetrics import MeanMetric
 
 from inputopt.attacks.base import Attack, AttackResult
 from inputopt.functional.init import row_seed
-from inputopt.functional.sphere import sphere_label_change
+from inputopt.functional.sphere import sphere_label_changes
 from inputopt.metrics import AttackSuccessRate, PerturbationNorms, RobustAccuracy, SphereLabelChange
 
 __all__ = ["AttackEvaluation", "DatasetRunner", "IndexedDataset", "inner_optimization"]
@@ -183,18 +183,16 @@ class AttackEvaluation(DatasetRunner):
             self.sphere.update(torch.stack([self._sphere(r, ok, indices) for r, ok in zip(results, success)]))
         self._keep_examples(results, labels)
 
-    @torch.no_grad()
     def _sphere(self, result: AttackResult, success: Tensor, indices: Tensor) -> Tensor:
         """Per sample, the fraction of random points at ``sphere_factor·‖δ‖₂`` that change the clean label
-        (NaN where the attack failed); sample ``i``'s points come from ``(seed, index_i)``."""
-        fractions = torch.full((len(success),), float("nan"))
+        (NaN where the attack failed); sample ``i``'s points come from ``(seed, index_i)``, so they do not
+        depend on the batch, while the points of several samples share forward passes."""
         radii = self.sphere_factor * (result.images - result.clean).flatten(1).norm(dim=1)
-        for row in torch.nonzero(success & (radii > 0)).flatten().tolist():
-            generator = torch.Generator(device=result.clean.device).manual_seed(
-                row_seed(self.attack.seed, int(indices[row]), 1))
-            fractions[row] = sphere_label_change(self.attack.predict, result.clean[row], radii[row].item(),
-                                                 self.sphere_points, generator)
-        return fractions.to(success.device)
+        radii = torch.where(success, radii, torch.zeros_like(radii))
+        generators = [torch.Generator(device=result.clean.device).manual_seed(row_seed(self.attack.seed, int(i), 1))
+                      for i in indices]
+        return sphere_label_changes(self.attack.predict, result.clean, radii, self.sphere_points, generators,
+                                    result.clean_predictions, chunk_size=4 * self.batch_size).to(success.device)
 
     def _keep_examples(self, results: list[AttackResult], labels: Tensor) -> None:
         have = len(self.examples.get("clean", ()))

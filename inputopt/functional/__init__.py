@@ -5,8 +5,9 @@ from inputopt.functional.display import DisplayMode, to_display
 from inputopt.functional.edge_energy import gaussian_kernel2d, multi_scale_edge_energy
 from inputopt.functional.init import row_seed, row_seeds, row_uniform, seeded_noise
 from inputopt.functional.projection import lp_norms, project_lp_ball
-from inputopt.functional.sphere import random_sphere_points, sphere_check, sphere_label_change
+from inputopt.functional.sphere import random_sphere_points, sphere_check, sphere_label_change, sphere_label_changes
 
 __all__ = ["DEFAULT_COLOR_MATRIX", "DisplayMode", "estimate_color_matrix", "gaussian_kernel2d", "lp_norms",
            "multi_scale_edge_energy", "project_lp_ball", "random_sphere_points", "row_seed", "row_seeds",
-           "row_uniform", "seeded_noise", "sphere_check", "sphere_label_change", "to_display"]
+           "row_uniform", "seeded_noise", "sphere_check", "sphere_label_change", "sphere_label_changes",
+           "to_display"]

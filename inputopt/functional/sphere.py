@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-__all__ = ["random_sphere_points", "sphere_check", "sphere_label_change"]
+__all__ = ["random_sphere_points", "sphere_check", "sphere_label_change", "sphere_label_changes"]
 
 
 def random_sphere_points(center: Tensor, radius: float | Tensor, n: int,
@@ -46,13 +46,75 @@ def random_sphere_points(center: Tensor, radius: float | Tensor, n: int,
 
 
 @torch.no_grad()
+def sphere_label_changes(classify: Callable[[Tensor], Tensor], centers: Tensor, radii: Tensor | Sequence[float],
+                         n: int = 1000, generators: torch.Generator | Sequence[torch.Generator] | None = None,
+                         labels: Tensor | None = None, chunk_size: int = 250) -> Tensor:
+    """For each centre, the fraction of ``n`` random points on the sphere of its radius whose predicted label
+    differs from the centre's.
+
+    The points of several centres share forward passes (up to ``chunk_size`` points each), while each
+    centre draws its own points, ``chunk_size`` at a time, from its own generator: with one generator per
+    centre, a centre's points do not depend on the others in the batch.
+
+    Args:
+        classify: maps a batch of inputs ``(N, *centers.shape[1:])`` to predicted labels ``(N,)``.
+        centers: the inputs ``(B, ...)``.
+        radii: ``(B,)`` radii; a centre with radius ``<= 0`` gets NaN and draws nothing.
+        n: random points per centre.
+        generators: one generator per centre, one shared by all (drawn centre after centre), or None.
+        labels: the labels at the centres (default: ``classify(centers)``).
+        chunk_size: points classified per forward pass.
+
+    Returns:
+        ``(B,)`` fractions in [0, 1] (float64), NaN where the radius is not positive.
+
+    Example:
+        >>> classify = lambda x: (x.flatten(1).sum(1) > 0).long()
+        >>> sphere_label_changes(classify, torch.tensor([[10.0, 10.0], [0.0, 0.1]]), [1.0, 0.0], n=50)
+        tensor([0., nan], dtype=torch.float64)
+    """
+    if n < 1 or chunk_size < 1:
+        raise ValueError(f"n and chunk_size must be >= 1, got n={n}, chunk_size={chunk_size}")
+    radii = torch.as_tensor(radii, dtype=torch.float64).flatten().tolist()
+    if len(radii) != len(centers):
+        raise ValueError(f"need one radius per centre: {len(centers)} centres, {len(radii)} radii")
+    if generators is None or isinstance(generators, torch.Generator):
+        generators = [generators] * len(centers)
+    elif len(generators) != len(centers):
+        raise ValueError(f"need one generator per centre: {len(centers)} centres, {len(generators)} generators")
+    labels = classify(centers) if labels is None else labels
+    changed = torch.zeros(len(centers), dtype=torch.float64)
+    pending: list[tuple[int, Tensor]] = []
+
+    def flush() -> None:
+        if pending:
+            owners = torch.cat([torch.full((len(p),), i) for i, p in pending])
+            differs = (classify(torch.cat([p for _, p in pending])) != labels[owners.to(labels.device)]).cpu()
+            changed.index_add_(0, owners, differs.double())
+            pending.clear()
+
+    for i, (center, radius) in enumerate(zip(centers, radii)):
+        if radius <= 0:
+            continue
+        for start in range(0, n, chunk_size):
+            points = random_sphere_points(center, radius, min(chunk_size, n - start), generators[i])
+            if sum(len(p) for _, p in pending) + len(points) > chunk_size:
+                flush()
+            pending.append((i, points))
+    flush()
+    fractions = changed / n
+    fractions[torch.tensor(radii, dtype=torch.float64) <= 0] = float("nan")
+    return fractions
+
+
 def sphere_label_change(classify: Callable[[Tensor], Tensor], center: Tensor, radius: float, n: int = 1000,
                         generator: torch.Generator | None = None, chunk_size: int = 250) -> float:
     """Fraction of ``n`` random points on a sphere around ``center`` whose predicted label differs from
     the label predicted at ``center``.
 
     With ``radius = 2·‖x − x̃‖`` (``x̃`` an adversarial example of ``x``) this checks that a random
-    perturbation twice as large as the adversarial one almost never changes the label.
+    perturbation twice as large as the adversarial one almost never changes the label. One centre of
+    :func:`sphere_label_changes`.
 
     Args:
         classify: maps a batch of inputs ``(N, *center.shape)`` to predicted labels ``(N,)``.
@@ -70,14 +132,9 @@ def sphere_label_change(classify: Callable[[Tensor], Tensor], center: Tensor, ra
         >>> sphere_label_change(classify, torch.full((4,), 10.0), radius=1.0, n=100)
         0.0
     """
-    if n < 1 or chunk_size < 1:
-        raise ValueError(f"n and chunk_size must be >= 1, got n={n}, chunk_size={chunk_size}")
-    label = classify(center.unsqueeze(0))[0]
-    changed = 0
-    for start in range(0, n, chunk_size):
-        points = random_sphere_points(center, radius, min(chunk_size, n - start), generator)
-        changed += int((classify(points) != label).sum())
-    return changed / n
+    if not radius > 0:
+        raise ValueError(f"radius must be one positive number, got {radius}")
+    return sphere_label_changes(classify, center.unsqueeze(0), [radius], n, generator, None, chunk_size).item()
 
 
 @torch.no_grad()
@@ -116,7 +173,12 @@ def sphere_check(classify: Callable[[Tensor], Tensor], x: Tensor, x_adv: Tensor,
         raise ValueError(f"factor must be > 0, got {factor}")
     radii = factor * (x_adv - x).flatten(1).norm(dim=1)
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    pairs = tqdm(list(zip(x, radii.tolist())), desc="random-sphere check", unit="image", disable=not progress)
-    fractions = [sphere_label_change(classify, center, radius, n, generator, chunk_size) if radius > 0
-                 else float("nan") for center, radius in pairs]
-    return torch.tensor(fractions), radii.cpu()
+    labels = classify(x)
+    group = max(1, chunk_size // n)  # images whose points fill one forward pass
+    fractions = []
+    with tqdm(total=len(x), desc="random-sphere check", unit="image", disable=not progress) as bar:
+        for i in range(0, len(x), group):
+            fractions.append(sphere_label_changes(classify, x[i:i + group], radii[i:i + group], n, generator,
+                                                  labels[i:i + group], chunk_size))
+            bar.update(len(fractions[-1]))
+    return torch.cat(fractions).float(), radii.cpu()

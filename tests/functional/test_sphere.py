@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from inputopt.functional import random_sphere_points, sphere_label_change
+from inputopt.functional import random_sphere_points, sphere_label_change, sphere_label_changes
 
 
 def _distances(points: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
@@ -155,3 +155,48 @@ class TestSphereLabelChange:
     def test_exception_n(self):
         with pytest.raises(ValueError, match="n and chunk_size must be >= 1"):
             sphere_label_change(linear_classifier(torch.ones(3)), torch.zeros(3), radius=1.0, n=0)
+
+
+class TestSphereLabelChanges:
+    """The batched check: several centres share forward passes, each draws its own points."""
+
+    def test_equals_one_centre_at_a_time_with_its_own_generator(self):
+        classify = linear_classifier(torch.tensor([1.0, -1.0, 0.5]))
+        centers = torch.tensor([[0.1, 0.0, 0.0], [0.3, 0.2, -0.1], [-0.2, 0.1, 0.0], [1.0, 1.0, 1.0]])
+        radii = torch.tensor([1.0, 0.0, 0.5, 2.0])
+        seeds = [3, 4, 5, 6]
+        batched = sphere_label_changes(classify, centers, radii, 300,
+                                       [torch.Generator().manual_seed(s) for s in seeds], chunk_size=128)
+        for i, seed in enumerate(seeds):
+            if radii[i] > 0:
+                alone = sphere_label_change(classify, centers[i], radii[i].item(), 300,
+                                            torch.Generator().manual_seed(seed), chunk_size=128)
+                assert batched[i].item() == alone
+        assert batched[1].isnan() and not batched[[0, 2, 3]].isnan().any()
+        assert ((batched[[0, 2, 3]] > 0) & (batched[[0, 2, 3]] < 1)).all()
+
+    def test_forward_passes_mix_centres_and_respect_the_chunk_size(self):
+        sizes = []
+
+        def classify(x):
+            sizes.append(x.shape[0])
+            return torch.zeros(x.shape[0], dtype=torch.long)
+
+        fractions = sphere_label_changes(classify, torch.zeros(5, 3), torch.ones(5), 30,
+                                         labels=torch.zeros(5, dtype=torch.long), chunk_size=100)
+        assert fractions.tolist() == [0.0] * 5
+        assert sizes == [90, 60]  # three centres' points, then two: 150 points in 2 passes, not 5
+
+    def test_labels_differ_from_centre_label(self):
+        classify = linear_classifier(torch.tensor([1.0, 0.0]))
+        # the given labels are all wrong for points far on the positive side: every point "changes"
+        out = sphere_label_changes(classify, torch.tensor([[5.0, 0.0]]), [1.0], 20,
+                                   labels=torch.tensor([0]))
+        assert out.tolist() == [1.0]
+
+    def test_needs_one_radius_and_generator_per_centre(self):
+        classify = linear_classifier(torch.ones(2))
+        with pytest.raises(ValueError, match="one radius per centre"):
+            sphere_label_changes(classify, torch.zeros(2, 2), [1.0], 10)
+        with pytest.raises(ValueError, match="one generator per centre"):
+            sphere_label_changes(classify, torch.zeros(2, 2), [1.0, 1.0], 10, [torch.Generator()])
