@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 from lightning.pytorch.cli import LightningCLI
 
@@ -87,11 +88,14 @@ def main(argv: list[str] | None = None) -> None:
         commands = "".join(f"  {name:<8} {help_}\n" for name, (_, help_) in SUBCOMMANDS.items())
         print(USAGE.format(commands=commands), end="")
         return
-    if argv[0] in SUBCOMMANDS:
-        module, function = SUBCOMMANDS[argv[0]][0].split(":")
-        getattr(importlib.import_module(module), function)(argv[1:])
-    else:
-        cli(argv)
+    with warnings.catch_warnings():
+        # the command line, passed on as `args`: not the mix of two command lines that Lightning warns about
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        if argv[0] in SUBCOMMANDS:
+            module, function = SUBCOMMANDS[argv[0]][0].split(":")
+            getattr(importlib.import_module(module), function)(argv[1:])
+        else:
+            cli(argv)
 
 
 if __name__ == "__main__":

@@ -154,3 +154,16 @@ def test_help_lists_every_subcommand(capsys):
     out = capsys.readouterr().out
     for command in ("fit", "attack", "sweep", "layers"):
         assert f"\n  {command} " in out, command
+
+
+def test_command_line_run_does_not_warn_about_args(tmp_path, monkeypatch, recwarn):
+    """From the shell, `main` passes sys.argv on as LightningCLI's `args`: no warning about two command lines."""
+    from inputopt.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["attack", "--config", str(CONFIGS / "digits_pgd.yaml"), "--model.dataset.init_args.limit", "4",
+            "--model.attack.init_args.steps", "1", "--model.sphere_points", "0", "--trainer.callbacks", "[]",
+            "--trainer.enable_progress_bar", "false"]
+    monkeypatch.setattr(sys, "argv", ["inputopt", *argv])
+    main(argv)
+    assert not [w for w in recwarn if "args parameter" in str(w.message)]
