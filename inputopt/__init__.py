@@ -4,7 +4,8 @@ Example:
     >>> from inputopt import FourierImage, InputOptimization, Jitter, MultiScaleEdgeEnergy, UnitActivation
 """
 
-from inputopt.callbacks import CheckpointOnInterrupt, LogImages, PredictionTable, SaveImages, SphereCheck
+from inputopt.callbacks import (CheckpointOnInterrupt, LogImages, PredictionTable, SaveAttackResults, SaveImages,
+                                SphereCheck)
 from inputopt.capture import capture_activations
 from inputopt.loss import LossPath, optimize
 from inputopt.module import InputOptimization
@@ -12,11 +13,16 @@ from inputopt.networks import build_network
 from inputopt.objectives import ChannelSum, InputObjective, NegativeCrossEntropy, Sum, UnitActivation, UnitsObjective
 from inputopt.params import FourierImage, ImageParam, PixelImage
 from inputopt.priors import MultiScaleEdgeEnergy, Prior
+from inputopt.runner import AttackEvaluation, DatasetRunner
+from inputopt.sweep import FeatureSweep, SaveSweep
 from inputopt.transforms import Jitter, Pad, RandomRotate, RandomScale, Transform
 
 __all__ = [
+    "AttackEvaluation",
     "ChannelSum",
     "CheckpointOnInterrupt",
+    "DatasetRunner",
+    "FeatureSweep",
     "FourierImage",
     "ImageParam",
     "InputObjective",
@@ -32,7 +38,9 @@ __all__ = [
     "Prior",
     "RandomRotate",
     "RandomScale",
+    "SaveAttackResults",
     "SaveImages",
+    "SaveSweep",
     "SphereCheck",
     "Sum",
     "Transform",
