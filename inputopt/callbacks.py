@@ -384,9 +384,14 @@ class QualityMetrics(Callback):
             self._units(module, "transfer accuracy", "")
         if self.examples is not None:
             layer, maxima = self._dataset_max()
-            missing = sorted(set(self._units(module, "activation ratio", layer).tolist()) - set(maxima))
+            units = sorted(set(self._units(module, "activation ratio", layer).tolist()))
+            missing = [u for u in units if u not in maxima]
             if missing:
                 raise ValueError(f"QualityMetrics: {self.examples} has no dataset maximum for units {missing}")
+            bad = {u: maxima[u] for u in units if not maxima[u] > 0}
+            if bad:
+                raise ValueError(f"QualityMetrics: the activation ratio divides by the dataset maxima, which must be "
+                                 f"> 0; {self.examples} has {bad}")
         if self.diversity_layer is not None:
             from inputopt.capture import resolve_layer
 
@@ -410,8 +415,9 @@ class QualityMetrics(Callback):
                 values[f"transfer_accuracy/{name}"] = value
         if self.examples is not None:
             layer, maxima = self._dataset_max()
-            metric = ActivationRatio(module.network, layer, maxima, **scaling)
-            metric.update(images, self._units(module, "activation ratio", layer))
+            units = self._units(module, "activation ratio", layer)
+            metric = ActivationRatio(module.network, layer, {u: maxima[u] for u in set(units.tolist())}, **scaling)
+            metric.update(images, units)
             values["activation_ratio"] = metric.compute().item()
         if self.diversity_layer is not None and images.shape[0] > 1:
             metric = Diversity(module.network, self.diversity_layer, **scaling)

@@ -65,6 +65,14 @@ def test_bad_settings_fail_before_the_first_step(tmp_path):
         fit(ChannelSum("features.4", channel=[1, 2]), QualityMetrics(tmp_path, transfer_networks=["digits_b"]), tmp_path)
     with pytest.raises(FileNotFoundError, match="inputopt examples"):
         fit(ChannelSum("features.4", channel=[1]), QualityMetrics(tmp_path, examples=tmp_path / "none.json"), tmp_path)
+    (tmp_path / "examples.json").write_text(json.dumps({"layer": "features.4", "units": [1, 2],
+                                                        "values": [[-0.5, -0.7], [1.0, 0.5]]}))
+    with pytest.raises(ValueError, match=r"must be > 0.*\{1: -0.5\}"):
+        fit(ChannelSum("features.4", channel=[1, 2]), QualityMetrics(tmp_path, examples=tmp_path / "examples.json"),
+            tmp_path)
+    with pytest.raises(ValueError, match=r"no dataset maximum for units \[3\]"):
+        fit(ChannelSum("features.4", channel=[2, 3]), QualityMetrics(tmp_path, examples=tmp_path / "examples.json"),
+            tmp_path)
     with pytest.raises(ValueError, match="unknown layer"):
         fit(ChannelSum("features.4", channel=[1]), QualityMetrics(tmp_path, diversity_layer="features.44"), tmp_path)
     assert not (tmp_path / "metrics.json").exists()
