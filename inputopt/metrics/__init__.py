@@ -7,5 +7,19 @@ from inputopt.metrics.attack import (
     SphereLabelChange,
     robust_accuracy,
 )
+from inputopt.metrics.quality import (
+    ActivationRatio,
+    Diversity,
+    HighFrequencyEnergy,
+    TransferAccuracy,
+    activation_ratio,
+    diversity,
+    high_frequency_energy,
+    transfer_accuracy,
+)
+from inputopt.metrics.topk import TopKExamples, merge_top_k, unit_scores
 
-__all__ = ["AttackSuccessRate", "PerturbationNorms", "RobustAccuracy", "SphereLabelChange", "robust_accuracy"]
+__all__ = ["ActivationRatio", "AttackSuccessRate", "Diversity", "HighFrequencyEnergy", "PerturbationNorms",
+           "RobustAccuracy", "SphereLabelChange", "TopKExamples", "TransferAccuracy", "activation_ratio",
+           "diversity", "high_frequency_energy", "merge_top_k", "robust_accuracy", "transfer_accuracy",
+           "unit_scores"]
