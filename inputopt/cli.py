@@ -74,7 +74,6 @@ SUBCOMMANDS = {
 USAGE = """usage: inputopt <command> [options]
 
 commands:
-  fit      optimize the input of a network: feature visualization or an attack on a few images
 {commands}
 Run `inputopt <command> --help` for the options of a command.
 """
@@ -86,7 +85,10 @@ def main(argv: list[str] | None = None) -> None:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
-        commands = "".join(f"  {name:<8} {help_}\n" for name, (_, help_) in SUBCOMMANDS.items())
+        rows = {"fit": "optimize the input of a network: feature visualization or an attack on a few images"}
+        rows.update({name: help_ for name, (_, help_) in SUBCOMMANDS.items()})
+        width = max(map(len, rows)) + 2
+        commands = "".join(f"  {name:<{width}}{help_}\n" for name, help_ in rows.items())
         print(USAGE.format(commands=commands), end="")
         return
     with warnings.catch_warnings():

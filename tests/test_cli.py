@@ -152,7 +152,7 @@ def test_help_lists_every_subcommand(capsys):
 
     main(["--help"])
     out = capsys.readouterr().out
-    for command in ("fit", "attack", "sweep", "layers"):
+    for command in ("fit", "attack", "examples", "sweep", "layers"):
         assert f"\n  {command} " in out, command
 
 
