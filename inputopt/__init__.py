@@ -9,14 +9,21 @@ from inputopt.capture import capture_activations
 from inputopt.loss import LossPath, optimize
 from inputopt.module import InputOptimization
 from inputopt.networks import build_network
-from inputopt.objectives import ChannelSum, InputObjective, NegativeCrossEntropy, Sum, UnitActivation, UnitsObjective
+from inputopt.objectives import (Alignment, ChannelInteraction, ChannelSum, DeepDream, Direction, Diversity,
+                                 InputObjective, NegativeCrossEntropy, Sum, UnitActivation, UnitsObjective)
 from inputopt.params import FourierImage, ImageParam, PixelImage
-from inputopt.priors import MultiScaleEdgeEnergy, Prior
+from inputopt.priors import BlurPenalty, LpNorm, MultiScaleEdgeEnergy, Prior, TotalVariation
 from inputopt.transforms import Jitter, Pad, RandomRotate, RandomScale, Transform
 
 __all__ = [
+    "Alignment",
+    "BlurPenalty",
+    "ChannelInteraction",
     "ChannelSum",
     "CheckpointOnInterrupt",
+    "DeepDream",
+    "Direction",
+    "Diversity",
     "FourierImage",
     "ImageParam",
     "InputObjective",
@@ -24,6 +31,7 @@ __all__ = [
     "Jitter",
     "LogImages",
     "LossPath",
+    "LpNorm",
     "MultiScaleEdgeEnergy",
     "NegativeCrossEntropy",
     "Pad",
@@ -35,6 +43,7 @@ __all__ = [
     "SaveImages",
     "SphereCheck",
     "Sum",
+    "TotalVariation",
     "Transform",
     "UnitActivation",
     "UnitsObjective",
