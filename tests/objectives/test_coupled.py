@@ -182,3 +182,21 @@ class TestCoupledInSums:
         assert module.image_names() == ["features.4-3+row-0", "features.4-3+row-1", "features.4-3+row-2"]
         Trainer(max_steps=3, **fast_trainer_kwargs).fit(module)
         assert not torch.equal(module.images(), start)
+
+
+def test_digits_diversity_config_runs(tmp_path, monkeypatch):
+    """configs/digits_diversity.yaml from the command line: 8 images, 4 copies of each of two channels."""
+    from pathlib import Path
+
+    from inputopt.cli import cli
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "digits_diversity.yaml"
+    monkeypatch.chdir(tmp_path)
+    module = cli(["fit", "--config", str(config), "--trainer.max_steps", "3", "--trainer.enable_progress_bar",
+                  "false", "--trainer.enable_model_summary", "false"]).model
+    objective = module.objective
+    assert isinstance(objective, Sum) and isinstance(objective.terms[1], Diversity)
+    assert objective.couples_rows and len(set(objective.row_groups(8))) == 2
+    assert module.row_keys == [5] * 4 + [12] * 4
+    images = torch.load(tmp_path / "results" / "digits_diversity" / "run" / "input.pt")
+    assert images.shape == (8, 1, 32, 32) and not torch.equal(images[0], images[1])
