@@ -110,9 +110,9 @@ class ChannelInteraction(InputObjective):
     Row ``i`` scores :math:`\frac{1}{HW} \sum_{y, x} a_{c_1}(y, x)\, a_{c_2}(y, x)`, with :math:`a_c` the map
     of channel ``c`` of image ``i`` (for a flat ``(B, C)`` layer: :math:`a_{c_1} a_{c_2}`). The product is
     large only where both channels are, so maximizing it looks for what excites both at once (with two
-    channels that can also be negative, a place where both are very negative scores high too). Lucent's
-    ``channel_interaction(layer, c1, c2)`` multiplies the two maps the same way (as a loss, negated and
-    averaged over the batch too).
+    channels that can also be negative, a place where both are very negative scores high too). It is the
+    joint activation of Lucent's ``channel_interaction(layer, c1, c2)``, the elementwise product of the two
+    maps; the reduction over positions is a mean here, so the score does not grow with the map's size.
 
     Args:
         layer: dotted layer name from ``named_modules()``; ``None`` is the network's output.
