@@ -10,18 +10,25 @@ from inputopt.capture import capture_activations
 from inputopt.loss import LossPath, optimize
 from inputopt.module import InputOptimization
 from inputopt.networks import build_network
-from inputopt.objectives import ChannelSum, InputObjective, NegativeCrossEntropy, Sum, UnitActivation, UnitsObjective
+from inputopt.objectives import (Alignment, ChannelInteraction, ChannelSum, DeepDream, Direction, Diversity,
+                                 InputObjective, NegativeCrossEntropy, Sum, UnitActivation, UnitsObjective)
 from inputopt.params import FourierImage, ImageParam, PixelImage
-from inputopt.priors import MultiScaleEdgeEnergy, Prior
+from inputopt.priors import BlurPenalty, LpNorm, MultiScaleEdgeEnergy, Prior, TotalVariation
 from inputopt.runner import AttackEvaluation, DatasetRunner
 from inputopt.sweep import FeatureSweep, SaveSweep
 from inputopt.transforms import Jitter, Pad, RandomRotate, RandomScale, Transform
 
 __all__ = [
+    "Alignment",
     "AttackEvaluation",
+    "BlurPenalty",
+    "ChannelInteraction",
     "ChannelSum",
     "CheckpointOnInterrupt",
     "DatasetRunner",
+    "DeepDream",
+    "Direction",
+    "Diversity",
     "FeatureSweep",
     "FourierImage",
     "ImageParam",
@@ -30,6 +37,7 @@ __all__ = [
     "Jitter",
     "LogImages",
     "LossPath",
+    "LpNorm",
     "MultiScaleEdgeEnergy",
     "NegativeCrossEntropy",
     "Pad",
@@ -43,6 +51,7 @@ __all__ = [
     "SaveSweep",
     "SphereCheck",
     "Sum",
+    "TotalVariation",
     "Transform",
     "UnitActivation",
     "UnitsObjective",

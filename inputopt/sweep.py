@@ -186,6 +186,10 @@ class FeatureSweep(DatasetRunner):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be an int >= 0, got {steps!r}")
         objective = build(objective)
+        if objective.couples_rows:  # its chunks and processes would split the rows the objective compares
+            raise ValueError(f"{type(objective).__name__} couples the rows of a batch (e.g. Diversity, Alignment), "
+                             f"and a sweep optimizes every unit once, in chunks spread over processes: optimize "
+                             f"the copies of a unit together with `inputopt fit` (one run holds all its rows)")
         if not isinstance(objective, UnitsObjective):
             raise ValueError(f"a sweep needs an objective with units (UnitActivation, ChannelSum, ...), got "
                              f"{type(objective).__name__}")

@@ -118,6 +118,11 @@ def test_exception_sweep_needs_units(tmp_path, monkeypatch):
         run_sweep(ARGS, units_per_batch=0, progress=False)
     with pytest.raises(ValueError, match="needs an objective with units"):
         run_sweep([*ARGS, "--model.objective", '{"class_path": "NegativeCrossEntropy"}'], progress=False)
+    diversity = ('{"class_path": "Sum", "init_args": {"terms": [{"class_path": "ChannelSum", "init_args": '
+                 '{"layer": "features.4", "channel": "all"}}, {"class_path": "Diversity", "init_args": '
+                 '{"layer": "features.4"}}]}}')
+    with pytest.raises(ValueError, match=r"Sum couples the rows of a batch .* with `inputopt fit`"):
+        run_sweep([*ARGS, "--model.objective", diversity], progress=False)
     with pytest.raises(ValueError, match=r"one image per unit, but units \[3, 3\] repeat"):
         run_sweep([*ARGS, "--model.objective.init_args.unit", "[3, 3]"], progress=False)
     with pytest.raises(ValueError, match="unit 10 is out of range for layer '', which has 10 units"):

@@ -1,8 +1,11 @@
 """What to maximize: subclasses of :class:`InputObjective`, each returning a ``(B,)`` score."""
 
-from inputopt.objectives.activation import ChannelSum, UnitActivation
+from inputopt.objectives.activation import ChannelInteraction, ChannelSum, DeepDream, UnitActivation
 from inputopt.objectives.base import InputObjective, UnitsObjective
 from inputopt.objectives.classification import LabelObjective, Margin, NegativeCrossEntropy
 from inputopt.objectives.combine import Sum
+from inputopt.objectives.coupled import Alignment, Diversity
+from inputopt.objectives.direction import Direction
 
-__all__ = ["ChannelSum", "InputObjective", "LabelObjective", "Margin", "NegativeCrossEntropy", "Sum", "UnitActivation", "UnitsObjective"]
+__all__ = ["Alignment", "ChannelInteraction", "ChannelSum", "DeepDream", "Direction", "Diversity", "InputObjective",
+           "LabelObjective", "Margin", "NegativeCrossEntropy", "Sum", "UnitActivation", "UnitsObjective"]

@@ -46,6 +46,15 @@ def select_rows(targets: Targets, rows: Tensor | Sequence[int]) -> Targets:
     return map_targets(lambda t: t[torch.as_tensor(rows, device=t.device)], targets)
 
 
+def _int_list(value: int | Sequence[int], name: str) -> list[int]:
+    """``value`` (an int or a non-empty list of ints) as a list; a ``ValueError`` naming ``name`` otherwise."""
+    values = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if (isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in values)):
+        raise ValueError(f"{name} must be an int or a non-empty list of ints, got {value!r}")
+    return list(values)
+
+
 def _as_row_targets(values: list[int], batch_size: int, what: str, owner: str) -> Tensor:
     """``values`` (one shared by all rows, or one per row) as a ``(batch_size,)`` long tensor."""
     if len(values) == 1:
@@ -113,6 +122,20 @@ class InputObjective(Term):
     def row_names(self, batch_size: int) -> list[str]:
         """A name per row for files and logs: ``<layer>-<unit>`` for objectives with units, else ``row-<i>``."""
         return [f"row-{i}" for i in range(batch_size)]
+
+    @property
+    def couples_rows(self) -> bool:
+        """Whether a row's score depends on other rows' images (a batch term such as a diversity).
+
+        ``False`` for almost every objective: row ``i`` scores image ``i`` alone. An objective that
+        couples rows says which in :meth:`row_groups`; every row of a group must be scored in the same
+        call (on one process), with its own target.
+        """
+        return False
+
+    def row_groups(self, batch_size: int) -> list[int] | None:
+        """A group id per row: rows with the same id may depend on each other; ``None``: no row does."""
+        return None
 
     # -- targets --------------------------------------------------------------------------------------
     def default_targets(self, activations: dict[str, Tensor]) -> Targets:

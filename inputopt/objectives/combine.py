@@ -99,6 +99,31 @@ class Sum(InputObjective):
         per_term = [term.row_names(batch_size) for term in self.terms]
         return ["+".join(names) for names in zip(*per_term)]
 
+    @property
+    def couples_rows(self) -> bool:
+        return any(term.couples_rows for term in self.terms)
+
+    def row_groups(self, batch_size: int) -> list[int] | None:
+        """Rows coupled by any term share a group (the connected components of the terms' groups)."""
+        if not self.couples_rows:
+            return None
+        parent = list(range(batch_size))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                i = parent[i]
+            return i
+
+        for term in self.terms:
+            groups = term.row_groups(batch_size)
+            first: dict[int, int] = {}
+            for row, group in enumerate(groups or []):
+                if group in first:
+                    parent[root(row)] = root(first[group])
+                else:
+                    first[group] = row
+        return [root(row) for row in range(batch_size)]
+
     def default_targets(self, activations: dict[str, Tensor]) -> tuple:
         return tuple(term.default_targets(activations) for term in self.terms)
 

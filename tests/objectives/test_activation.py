@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from inputopt.capture import capture_activations
-from inputopt.objectives import ChannelSum, UnitActivation, UnitsObjective
+from inputopt.loss import LossPath, optimize
+from inputopt.objectives import ChannelInteraction, ChannelSum, DeepDream, UnitActivation, UnitsObjective
+from inputopt.params import PixelImage
 from inputopt.objectives.base import select_rows
 
 
@@ -315,3 +317,65 @@ class TestAllUnits:
         targets = objective.default_targets({"a": act})
         assert objective({"a": act[[2, 0]]}, select_rows(targets, [2, 0])).tolist() == [7.0, 4.0]
         assert objective({"a": act}).tolist() == [4.0, 2.0, 7.0]  # the objective itself keeps all its units
+
+
+class TestChannelInteraction:
+    def test_matches_reference(self):
+        act = _acts((3, 5, 4, 6)).double()
+        first, second = [0, 4, 2], [1, 4, 0]
+        expected = torch.tensor([sum(act[i, first[i], y, x] * act[i, second[i], y, x]
+                                     for y in range(4) for x in range(6)).item() / 24 for i in range(3)],
+                                dtype=torch.float64)
+        torch.testing.assert_close(ChannelInteraction("a", first, second)({"a": act}), expected)
+
+    def test_flat_layer_is_the_product(self):
+        act = _acts((2, 7))
+        out = ChannelInteraction("a", channel1=3, channel2=[5, 6])({"a": act})
+        torch.testing.assert_close(out, torch.stack([act[0, 3] * act[0, 5], act[1, 3] * act[1, 6]]))
+
+    def test_same_channel_twice_is_the_mean_square(self):
+        act = _acts((2, 4, 3, 3))
+        torch.testing.assert_close(ChannelInteraction("a", 2, 2)({"a": act}), act[:, 2].pow(2).mean((1, 2)))
+
+    def test_targets_are_the_two_channels(self):
+        objective = ChannelInteraction("a", channel1=[1, 2], channel2=3)
+        assert objective.num_rows == 2
+        assert objective.default_targets({"a": torch.zeros(2, 4, 2, 2)}).tolist() == [[1, 3], [2, 3]]
+
+    def test_exception_channel_out_of_range(self):
+        with pytest.raises(ValueError, match=r"channel2 9 is out of range for layer 'a', which has 4 channels: "
+                                             r"valid channels are 0\.\.3"):
+            ChannelInteraction("a", 0, 9)({"a": torch.zeros(1, 4, 2, 2)})
+
+    def test_exception_lengths(self):
+        with pytest.raises(ValueError, match="their lengths differ: 2 and 3"):
+            ChannelInteraction("a", [0, 1], [1, 2, 3])
+        with pytest.raises(ValueError, match="channel1 must be an int or a non-empty list of ints"):
+            ChannelInteraction("a", "0", 1)
+
+    def test_optimizing_raises_the_joint_activation(self, tiny_net):
+        objective = ChannelInteraction("features.4", channel1=[1, 2], channel2=[4, 4])
+        path = LossPath(tiny_net.requires_grad_(False), objective)
+        param = PixelImage().initialize((3, 32, 32), keys=[0, 1])
+        before = path.terms(param(), None)["objective"]
+        after = path.terms(optimize(param, path, steps=10)(), None)["objective"]
+        assert (after > before + 0.05).all()
+
+
+class TestDeepDream:
+    def test_matches_reference(self):
+        act = _acts((2, 3, 4, 5)).double()
+        expected = torch.tensor([sum(v ** 2 for v in act[i].flatten().tolist()) / 60 for i in range(2)],
+                                dtype=torch.float64)
+        torch.testing.assert_close(DeepDream("a")({"a": act}), expected)
+
+    def test_mean_not_sum_over_the_map(self):
+        small, large = torch.ones(1, 2, 3, 3), torch.ones(1, 2, 9, 9)
+        assert DeepDream("a")({"a": small}).item() == DeepDream("a")({"a": large}).item() == 1.0
+
+    def test_optimizing_raises_the_energy(self, tiny_net):
+        path = LossPath(tiny_net.requires_grad_(False), DeepDream("features.4"))
+        param = PixelImage().initialize((3, 32, 32), keys=[0, 1])
+        before = path.terms(param(), None)["objective"]
+        after = path.terms(optimize(param, path, steps=10)(), None)["objective"]
+        assert (after > 2 * before).all()

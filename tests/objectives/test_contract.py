@@ -18,7 +18,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 import inputopt.objectives
 from inputopt import InputOptimization
 from inputopt.capture import capture_activations, resolve_layer
-from inputopt.objectives import ChannelSum, InputObjective, Margin, NegativeCrossEntropy, Sum, UnitActivation
+from inputopt.objectives import (Alignment, ChannelInteraction, ChannelSum, DeepDream, Direction, Diversity,
+                                 InputObjective, Margin, NegativeCrossEntropy, Sum, UnitActivation)
 from inputopt.objectives.base import select_rows
 from tests.conftest import concrete_subclasses, make_tiny_net
 
@@ -52,6 +53,32 @@ EXAMPLES: dict[type, list[dict]] = {
         dict(terms=[UnitActivation("features.4", unit=[1, 5, 7]), ChannelSum("features.0", channel=2)],
              weights=[1.0, -0.5]),
         dict(terms=[NegativeCrossEntropy(target=[4, 5, 6]), UnitActivation("classifier.1", unit=3)]),
+        # rows 0 and 1 coupled by the diversity, row 2 alone: the contract holds group by group
+        dict(terms=[ChannelSum("features.4", channel=[1, 1, 5]), Diversity("features.4", group=[1, 1, 5])],
+             weights=[1.0, 10.0]),
+    ],
+    Direction: [
+        dict(layer="features.4", direction=[1.0, -0.5, 0.0, 2.0, 0.3, 0.0, -1.0, 0.7]),
+        dict(layer="features.0", direction=[[1.0, 0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0, 0], [0.5, 0.5, 0, 0, 1.0, 0]],
+             position=(4, 9), cosine=False),
+        dict(layer="classifier.1", direction=[float(i % 3) - 1.0 for i in range(16)]),
+    ],
+    DeepDream: [
+        dict(layer="features.4"),
+        dict(layer="classifier.1"),
+    ],
+    ChannelInteraction: [
+        dict(layer="features.0", channel1=0, channel2=[1, 2, 3]),
+        dict(layer="classifier.1", channel1=[0, 4, 9], channel2=[2, 2, 15]),
+    ],
+    Diversity: [
+        dict(layer="features.4"),
+        dict(layer="features.0", group=[7, 7, 7]),
+        dict(layer="classifier.1", group=[0, 0, 0]),
+    ],
+    Alignment: [
+        dict(layer="features.4"),
+        dict(layer="features.0", position=[2, 0, 1], decay_ratio=3.0, max_distance=1),
     ],
 }
 
@@ -100,6 +127,13 @@ def build(cls, kwargs, net, x):
     return objective, forward, objective.default_targets(forward(x))
 
 
+def _groups(objective) -> list[int]:
+    """A group per row: the rows each row's score may depend on (itself alone unless the objective couples rows)."""
+    groups = objective.row_groups(B)
+    assert (groups is None) == (not objective.couples_rows)
+    return list(range(B)) if groups is None else groups
+
+
 # -- the contract ---------------------------------------------------------------------------------------
 
 
@@ -120,37 +154,46 @@ class TestObjectiveContract:
             resolve_layer(net, name)
 
     def test_rows_independent(self, cls, kwargs, net):
+        """Changing image j changes row j's score and no score outside j's group (its row alone, for
+        objectives that do not couple rows)."""
         x = _images()
         objective, forward, targets = build(cls, kwargs, net, x)
+        groups = _groups(objective)
         score = objective(forward(x), targets)
         for j in range(B):
             changed = x.clone()
             changed[j] = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(100 + j)) * 3
             other = objective(forward(changed), targets)
-            keep = [i for i in range(B) if i != j]
+            keep = [i for i in range(B) if groups[i] != groups[j]]
             torch.testing.assert_close(other[keep], score[keep], rtol=1e-6, atol=1e-6)
             assert other[j] != score[j]
 
     def test_row_subset_scores_like_the_full_batch(self, cls, kwargs, net):
-        """A process that owns rows [2, 0] passes their images and their targets: each keeps its own."""
+        """A process that owns some rows, in another order, passes their images and their targets: each
+        keeps its own score. Rows [2, 0], or for objectives that couple rows, whole groups reversed."""
         x = _images()
         objective, forward, targets = build(cls, kwargs, net, x)
         full = objective(forward(x), targets)
-        rows = torch.tensor([2, 0])
+        groups = objective.row_groups(B)
+        rows = torch.tensor([2, 0] if groups is None else [i for i in reversed(range(B)) if groups[i] == groups[0]])
         part = objective(forward(x[rows]), select_rows(targets, rows))
         torch.testing.assert_close(part, full[rows], rtol=1e-5, atol=1e-5)
 
     def test_gradient(self, cls, kwargs, net):
         x0 = _images()
         objective, forward, targets = build(cls, kwargs, net, x0)
+        groups = _groups(objective)
         for i in range(B):
             x = x0.clone().requires_grad_(True)
             score = objective(forward(x), targets)
             assert score.requires_grad, f"{cls.__name__} gives a score without a gradient"
             (grad,) = torch.autograd.grad(score[i], x)
             assert grad[i].abs().sum() > 0
-            others = [j for j in range(B) if j != i]
+            others = [j for j in range(B) if groups[j] != groups[i]]
             assert torch.equal(grad[others], torch.zeros_like(grad[others]))
+            partners = [j for j in range(B) if j != i and groups[j] == groups[i]]
+            if partners and cls in (Diversity, Alignment):  # a batch term reaches other images of its group
+                assert any(grad[j].abs().sum() > 0 for j in partners)
 
     def test_float32_under_autocast(self, cls, kwargs, net):
         x = _images()
