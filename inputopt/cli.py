@@ -6,19 +6,49 @@ from __future__ import annotations
 import sys
 import warnings
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from inputopt.callbacks import RunLock
 from inputopt.module import InputOptimization
 
 __all__ = ["InputOptCLI", "cli", "main"]
 
 
+class _SaveConfigAtFirstStep(SaveConfigCallback):
+    """Write ``config.yaml`` when the first step starts, not at setup: a run that fails before its first step
+    leaves the config of the run whose checkpoint and images sit next to it."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        pass
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().setup(trainer, pl_module, "fit")
+
+
 class InputOptCLI(LightningCLI):
-    """LightningCLI for :class:`InputOptimization`, with defaults that suit input optimization."""
+    """LightningCLI for :class:`InputOptimization`, with defaults that suit input optimization.
+
+    A fit holds its run folder (the logger's directory) with :class:`~inputopt.callbacks.RunLock`, and a
+    config without a ``ModelCheckpoint`` writes no checkpoint (Lightning would add its default one).
+    """
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}}
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        callbacks = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            kwargs["enable_checkpointing"] = False
+        return super().instantiate_trainer(**kwargs)
+
+    def fit(self, model: InputOptimization, **kwargs) -> None:
+        """``Trainer.fit`` while holding the run folder: a second run into it fails before writing anything."""
+        with RunLock(self.trainer.log_dir or self.trainer.default_root_dir):
+            self.trainer.fit(model, **kwargs)
 
 
 def cli(args: list[str] | None = None, run: bool = True) -> InputOptCLI:
@@ -35,6 +65,7 @@ def cli(args: list[str] | None = None, run: bool = True) -> InputOptCLI:
         auto_configure_optimizers=False,
         seed_everything_default=0,
         # configs write to fixed run directories, so that --ckpt_path last finds their checkpoints
+        save_config_callback=_SaveConfigAtFirstStep,
         save_config_kwargs={"overwrite": True},
     )
 

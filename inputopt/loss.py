@@ -17,7 +17,7 @@ from inputopt.params.base import ImageParam
 from inputopt.priors.base import Prior
 from inputopt.transforms.base import Transforms
 
-__all__ = ["LossPath", "optimize", "prior_names", "restore_rows_"]
+__all__ = ["LossPath", "NonFiniteError", "nonfinite_message", "optimize", "prior_names", "restore_rows_"]
 
 
 def _distinct(names: list[str], sep: str) -> list[str]:
@@ -28,6 +28,30 @@ def _distinct(names: list[str], sep: str) -> list[str]:
 def prior_names(priors: Sequence[Prior]) -> list[str]:
     """A distinct name per prior: its class name, with its position when a class appears twice."""
     return _distinct([type(p).__name__ for p in priors], "_")
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss, an image or a checkpoint went non-finite (NaN or Inf): the run stops instead of going on."""
+
+
+def nonfinite_message(terms: dict[str, Tensor], names: Sequence[str], step: int) -> str:
+    """Which terms and which rows of a loss forward are non-finite, for an error message.
+
+    Example:
+        >>> terms = {"objective": torch.tensor([1.0, float("nan")]), "TV": torch.ones(2),
+        ...          "loss": torch.tensor([0.0, float("nan")])}
+        >>> nonfinite_message(terms, ["a", "b"], step=3)
+        'non-finite loss (NaN or Inf) at step 3: objective in rows 1 (b)'
+    """
+    parts = []
+    for term, value in terms.items():
+        bad = ~torch.isfinite(value.detach())
+        if term != "loss" and bad.any():
+            parts.append(f"{term} in rows " + ", ".join(f"{i} ({names[i]})" for i in bad.nonzero().flatten().tolist()))
+    if not parts:  # finite terms whose weighted sum overflows
+        bad = (~torch.isfinite(terms["loss"].detach())).nonzero().flatten().tolist()
+        parts.append("the weighted sum of the terms in rows " + ", ".join(f"{i} ({names[i]})" for i in bad))
+    return f"non-finite loss (NaN or Inf) at step {step}: " + "; ".join(parts)
 
 
 class LossPath:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Iterable, Sequence
 from functools import partial
@@ -10,12 +11,13 @@ from pathlib import Path
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from inputopt._config import build
 from inputopt.functional.init import row_seeds
-from inputopt.loss import LossPath, _distinct, restore_rows_
+from inputopt.loss import LossPath, NonFiniteError, _distinct, nonfinite_message, restore_rows_
 from inputopt.networks import Normalize, build_network, class_names, freeze
 from inputopt.objectives.base import InputObjective, Targets, map_targets
 from inputopt.params.base import ImageParam
@@ -23,10 +25,24 @@ from inputopt.params.pixel import PixelImage
 from inputopt.priors.base import Prior
 from inputopt.transforms.base import Transform, Transforms
 
-__all__ = ["InputOptimization", "check_precision", "frozen_network"]
+__all__ = ["FINGERPRINT_FIELDS", "InputOptimization", "check_precision", "frozen_network"]
 
 #: Precisions that would cast the input itself (and the priors' sums of squares) to half precision.
 REFUSED_PRECISIONS = ("16-true", "bf16-true")
+
+#: What defines a run's result: stored in its checkpoints and compared when a fit resumes from one.
+FINGERPRINT_FIELDS = ("network", "network_weights", "normalization", "objective", "priors", "param", "transforms",
+                      "image_shape", "init", "seed", "freeze_done", "optimizer")
+
+
+def _tensor_hash(tensors: Iterable[tuple[str, Tensor]]) -> str:
+    """A short SHA-256 of named tensors (names, dtypes, shapes and values)."""
+    digest = hashlib.sha256()
+    for name, tensor in tensors:
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()[:16]
 
 
 def _load_images(init: Tensor | str | Path) -> Tensor:
@@ -105,6 +121,9 @@ class InputOptimization(LightningModule):
             the step).
         log_per_image: also log every image's objective and loss as ``objective/<name>`` and
             ``loss/<name>``, named like the result files (the means over images are always logged).
+        allow_resume_mismatch: fields of the configuration fingerprint (:data:`FINGERPRINT_FIELDS`) that may
+            differ from the checkpoint a fit resumes from, e.g. ``["optimizer"]`` to continue with another
+            learning rate. Any other difference is refused, naming the fields.
 
     Example:
         >>> from lightning.pytorch import Trainer
@@ -138,6 +157,7 @@ class InputOptimization(LightningModule):
         freeze_done: bool = False,
         seed: int = 0,
         log_per_image: bool = False,
+        allow_resume_mismatch: Sequence[str] = (),
     ) -> None:
         super().__init__()
         objective = build(objective)
@@ -169,6 +189,13 @@ class InputOptimization(LightningModule):
         self.freeze_done = freeze_done
         self.log_per_image = log_per_image
         self.seed = seed
+        unknown = sorted(set(allow_resume_mismatch) - set(FINGERPRINT_FIELDS))
+        if isinstance(allow_resume_mismatch, str) or unknown:
+            raise ValueError(f"allow_resume_mismatch must be a list of fingerprint fields {list(FINGERPRINT_FIELDS)}, "
+                             f"got {allow_resume_mismatch!r}")
+        self.allow_resume_mismatch = list(allow_resume_mismatch)
+        self._weights_hash: str | None = None
+        self._user_modes: dict[nn.Module, bool] = {}
 
         self.param = param
         self._initialize_param(image_shape, batch_size, init, seed)
@@ -189,6 +216,9 @@ class InputOptimization(LightningModule):
     def _initialize_param(self, image_shape, batch_size, init, seed) -> None:
         if init is not None:
             images = _load_images(init)
+            if not torch.isfinite(images).all():
+                count = int((~torch.isfinite(images)).sum())
+                raise ValueError(f"init has {count} non-finite values (NaN or Inf) of {images.numel()}")
             if images.ndim == 3:
                 images = images.unsqueeze(0)
             if images.ndim != 4:
@@ -200,6 +230,7 @@ class InputOptimization(LightningModule):
                 raise ValueError(f"the objective targets {rows} units, one per image, but init has "
                                  f"{images.shape[0]} images")
             self.row_keys = self._row_keys(images.shape[0])
+            self._init_hash = _tensor_hash([("init", images)])
             self.param.initialize_from(images)
             return
         if len(image_shape) != 3 or not all(isinstance(s, int) and s > 0 for s in image_shape):
@@ -208,6 +239,7 @@ class InputOptimization(LightningModule):
         rows = self.objective.num_rows
         if rows is not None and batch_size is not None and batch_size != rows:
             raise ValueError(f"batch_size={batch_size} but the objective targets {rows} units, one per image")
+        self._init_hash = None
         self.row_keys = self._row_keys(rows or batch_size or 1)
         self.param.initialize(tuple(image_shape), self.row_keys, seed)
 
@@ -277,6 +309,11 @@ class InputOptimization(LightningModule):
                 f"processes. For many units on several devices, use `inputopt sweep` (the same arguments as "
                 f"`inputopt fit`, plus --units_per_batch) or inputopt.sweep.FeatureSweep with Trainer.test: each "
                 f"process optimizes its own chunks of units. For a few images, use one device (--trainer.devices 1).")
+        # The network is outside the module tree, so Lightning's train()/eval() never reach it: put it in eval
+        # mode here, before the targets' forward, whatever the user did to it; a user's module gets its own
+        # modes back at the end of the fit.
+        self._user_modes = {m: m.training for m in self._network.modules()}
+        self._network.eval()
         self.prepare()
         # The data loader yields only step indices, so resuming mid-"epoch" loses nothing.
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
@@ -285,13 +322,74 @@ class InputOptimization(LightningModule):
         if self.trainer.max_steps is None or self.trainer.max_steps < 0:
             raise ValueError("set the number of optimization steps with Trainer(max_steps=N)")
 
+    def on_fit_end(self) -> None:
+        for module, training in self._user_modes.items():
+            module.train(training)
+        self._user_modes = {}
+
+    # -- checkpoints: finite, and only resumed by the same configuration ---------------------------
+    def fingerprint(self) -> dict[str, str]:
+        """What defines the result of this run, one string per field of :data:`FINGERPRINT_FIELDS`; stored in
+        every checkpoint and compared when a fit resumes from one.
+
+        Example:
+            >>> from inputopt.objectives import UnitActivation
+            >>> module = InputOptimization("digits", UnitActivation(None, unit=[3, 8]), image_shape=(1, 32, 32))
+            >>> module.fingerprint()["objective"]
+            "{'class_path': 'inputopt.objectives.activation.UnitActivation', 'init_args': {'layer': None, 'unit': [3, 8], 'position': None}}"
+        """
+        if self._weights_hash is None:  # the network never changes: hash its weights once
+            net = self._network
+            self._weights_hash = _tensor_hash([*net.state_dict().items()])
+        net = self._network
+        normalization = None if self.normalize is None else _tensor_hash(self.normalize.state_dict().items())
+        optimizer = self.optimizer_factory([nn.Parameter(torch.zeros(1))])
+        settings = {k: v for k, v in optimizer.defaults.items() if k not in ("foreach", "fused", "capturable", "differentiable")}
+        return {
+            "network": self.network_name or f"{type(net).__module__}.{type(net).__qualname__}",
+            "network_weights": self._weights_hash,
+            "normalization": str(normalization),
+            "objective": str(self.hparams["objective"]),
+            "priors": str(self.hparams["priors"]),
+            "param": str(self.hparams["param"]),
+            "transforms": str(self.hparams["transforms"]),
+            "image_shape": str(tuple(self.start.shape)),
+            "init": str(self._init_hash),
+            "seed": str(self.seed),
+            "freeze_done": str(self.freeze_done),
+            "optimizer": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}({settings})",
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        tensors = list(checkpoint["state_dict"].items())
+        for i, state in enumerate(checkpoint.get("optimizer_states", [])):
+            tensors += [(f"optimizer {i} state {key}.{name}", value) for key, values in state.get("state", {}).items()
+                        for name, value in values.items() if isinstance(value, Tensor)]
+        bad = [name for name, value in tensors if value.is_floating_point() and not torch.isfinite(value).all()]
+        if bad:
+            raise NonFiniteError(f"refusing to write a checkpoint with non-finite values in {', '.join(bad)}")
+        checkpoint["inputopt_fingerprint"] = self.fingerprint()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("inputopt_fingerprint")
+        if saved is None or self._trainer is None:  # load_from_checkpoint rebuilds the module from the checkpoint
+            return
+        now = self.fingerprint()
+        differ = [f for f in FINGERPRINT_FIELDS if saved.get(f) != now.get(f) and f not in self.allow_resume_mismatch]
+        if differ:
+            def short(text):
+                return text if text is None or len(text) <= 160 else text[:157] + "..."
+            lines = "\n".join(f"  {f}: checkpoint {short(saved.get(f))}, now {short(now.get(f))}" for f in differ)
+            raise ValueError(
+                f"refusing to resume: this run's configuration differs from the checkpoint's in {', '.join(differ)}:\n"
+                f"{lines}\nResume with the checkpoint's configuration, start a new run in another folder (e.g. "
+                f"--trainer.logger.init_args.version), or allow the difference with allow_resume_mismatch="
+                f"{differ} (--model.allow_resume_mismatch '{differ}').")
+
     def train_dataloader(self) -> DataLoader:
         # The images live in the module; the "data" is just the step index. Its length makes the progress
         # bar show steps done out of max_steps.
         return DataLoader(range(self.trainer.max_steps), batch_size=None)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(list(self.param.parameters()))
 
     def compute_loss(self, images: Tensor, step: int = 0) -> dict[str, Tensor]:
         """Per-image terms for ``images``: ``objective``, each prior (unweighted), and ``loss``.
@@ -317,7 +415,14 @@ class InputOptimization(LightningModule):
 
     def training_step(self, batch: int, batch_idx: int) -> Tensor:
         """One step on every image: the sum of the images' losses (rows do not interact)."""
-        terms = self.compute_loss(self.param(), step=self.global_step)
+        if any(m.training for m in self._network.modules()):
+            rank_zero_warn("the network was switched to train mode during the fit; putting it back in eval mode")
+            self._network.eval()
+        images = self.param()
+        terms = self.compute_loss(images, step=self.global_step)
+        if not torch.isfinite(terms["loss"].detach()).all():  # the images are finite: checked after every step
+            raise NonFiniteError(nonfinite_message(terms, self.image_names(), self.global_step)
+                                 + f"; the (finite) images of step {self.global_step} are kept")
         batch_size = terms["loss"].shape[0]
         for name, value in terms.items():
             key = name if name in ("objective", "loss") else f"prior/{name}"
@@ -331,10 +436,27 @@ class InputOptimization(LightningModule):
             self.log("done", self.done.float().mean(), on_step=True, prog_bar=True, batch_size=self.param.batch_size)
         return terms["loss"].sum()
 
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        optimizer = self.optimizer_factory(list(self.param.parameters()))
+        for group in optimizer.param_groups:
+            lr = group.get("lr")
+            if lr is not None and not torch.isfinite(torch.as_tensor(lr, dtype=torch.float64)).all():
+                raise ValueError(f"the optimizer's learning rate must be finite, got {lr!r}")
+        return optimizer
+
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         tensors = list(self.param.parameters())
-        before = [t.detach().clone() for t in tensors] if self.freeze_done else None
+        before = [t.detach().clone() for t in tensors]  # the last finite state, and the rows a done image keeps
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        if before is not None:
+        if self.freeze_done:
             restore_rows_(tensors, before, self.done)
         self.param.project_()
+        finite = torch.stack([torch.isfinite(t.detach().flatten(1)).all(1) for t in tensors]).all(0)
+        if not finite.all():
+            with torch.no_grad():
+                for tensor, old in zip(tensors, before):
+                    tensor.copy_(old)
+            rows = [f"{i} ({name})" for i, name in enumerate(self.image_names()) if not finite[i]]
+            raise NonFiniteError(
+                f"the images went non-finite (NaN or Inf) at step {self.global_step + 1} in rows {', '.join(rows)} "
+                f"(a learning rate too large?); the images of step {self.global_step} are restored and kept")

@@ -1,0 +1,320 @@
+"""Nothing lost, nothing mixed: setup failures write nothing, non-finite values stop the run, resumes check the
+configuration, one run per folder, last.ckpt is the final state, resumes with nothing to do still write."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from inputopt import CheckpointOnInterrupt, InputOptimization, SaveImages, UnitActivation
+from inputopt.callbacks import RunLock, RunLockedError
+from inputopt.cli import cli
+from inputopt.loss import NonFiniteError
+from tests.conftest import make_tiny_net
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "vgg16_paper_towel.yaml"
+# The reference config on the tiny test network: a second per run.
+TINY = ["--model.network", "tests.conftest.TinyConvNet", "--model.weights", "null", "--model.image_shape",
+        "[3, 32, 32]", "--model.objective.init_args.unit", "[3, 7]", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false"]
+RUN = Path("results/vgg16_paper_towel/run")
+
+
+def run(*args: str, config: Path = CONFIG):
+    return cli(["fit", "--config", str(config), *TINY, *args])
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def module(unit=(0, 1), net=None, **kwargs) -> InputOptimization:
+    return InputOptimization(net if net is not None else make_tiny_net(), UnitActivation("features.4", unit=list(unit)),
+                             image_shape=(3, 32, 32), **kwargs)
+
+
+def trainer(tmp_path, max_steps: int, *callbacks, **kwargs) -> Trainer:
+    return Trainer(max_steps=max_steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                   default_root_dir=tmp_path, callbacks=list(callbacks), **kwargs)
+
+
+# -- 1. a failure before the first step never overwrites existing checkpoints or results ----------------------------
+@pytest.mark.parametrize("bad", [
+    ["--model.objective.init_args.unit", "[3, 99]"],   # out of range for 10 classes: found at setup
+    ["--trainer.precision", "bf16-true"],              # refused at setup
+    ["--ckpt_path", "missing.ckpt"],                   # no such checkpoint
+], ids=["bad_unit", "refused_precision", "bad_ckpt_path"])
+def test_failure_before_first_step_keeps_checkpoint_and_results(bad, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run("--trainer.max_steps", "3")
+    before = files(tmp_path / RUN)
+    assert "checkpoints/last.ckpt" in before and "input.pt" in before and "config.yaml" in before
+    with pytest.raises(Exception):
+        run("--trainer.max_steps", "3", *bad)
+    after = files(tmp_path / RUN)
+    for name in ("checkpoints/last.ckpt", "input.pt", "grid.png", "config.yaml"):
+        assert after[name] == before[name], name
+
+
+# -- 2. non-finite values: refused at construction, or a clear stop that keeps the last finite state ---------------
+class NaNAt(UnitActivation):
+    """UnitActivation whose row ``row`` is NaN from the ``at``-th call on (one call per step)."""
+
+    def __init__(self, layer, unit, at: int = 2, row: int = 1) -> None:
+        super().__init__(layer, unit)
+        self.at, self.row, self.calls = at, row, 0
+
+    def forward(self, activations, units=None):
+        value = super().forward(activations, units)
+        self.calls += 1
+        if self.calls > self.at:
+            value = value.clone()
+            value[self.row] = float("nan")
+        return value
+
+
+class NaNGradientAt(UnitActivation):
+    """A finite objective whose gradient is NaN from the ``at``-th call on: sqrt(|a - a|) at 0."""
+
+    def __init__(self, layer, unit, at: int = 2) -> None:
+        super().__init__(layer, unit)
+        self.at, self.calls = at, 0
+
+    def forward(self, activations, units=None):
+        value = super().forward(activations, units)
+        self.calls += 1
+        return value + (value - value.detach()).abs().sqrt() if self.calls > self.at else value
+
+
+def test_non_finite_init_is_refused_at_construction():
+    init = torch.rand(2, 3, 32, 32)
+    init[1, 0, 5, 5] = float("inf")
+    with pytest.raises(ValueError, match="init has 1 non-finite values"):
+        module(init=init)
+
+
+def test_non_finite_learning_rate_is_refused_before_the_first_step(tmp_path):
+    from functools import partial
+
+    saver = CheckpointOnInterrupt(dirpath=tmp_path / "ckpt")
+    with pytest.raises(ValueError, match="learning rate must be finite, got inf"):
+        trainer(tmp_path, 3, saver).fit(module(optimizer=partial(torch.optim.Adam, lr=float("inf"))))
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_non_finite_objective_stops_and_keeps_last_finite_state(tmp_path):
+    net = make_tiny_net()
+    objective = NaNAt("features.4", unit=[0, 1], at=2, row=1)
+    run_module = InputOptimization(net, objective, image_shape=(3, 32, 32))
+    saver = CheckpointOnInterrupt(dirpath=tmp_path / "ckpt")
+    with pytest.raises(NonFiniteError, match=r"at step 2: objective in rows 1 \(features\.4-1\)") as error:
+        trainer(tmp_path, 10, saver, SaveImages(tmp_path / "out")).fit(run_module)
+    assert "the (finite) images of step 2 are kept" in str(error.value)
+    images = run_module.images()
+    assert torch.isfinite(images).all()
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 2
+    assert torch.equal(saved["state_dict"]["param.pixels"], run_module.param.pixels.detach())
+    assert not (tmp_path / "out" / "input.pt").exists()  # no NaN results
+
+
+def test_huge_learning_rate_stops_and_keeps_finite_images(tmp_path):
+    import re
+    from functools import partial
+
+    run_module = module(optimizer=partial(torch.optim.Adam, lr=3e37))  # the images reach ~1e38, then overflow
+    saver = CheckpointOnInterrupt(dirpath=tmp_path / "ckpt")
+    with pytest.raises(NonFiniteError, match=r"non-finite loss \(NaN or Inf\) at step \d+: objective in rows 0") as error:
+        trainer(tmp_path, 10, saver, SaveImages(tmp_path / "out")).fit(run_module)
+    step = int(re.search(r"at step (\d+)", str(error.value)).group(1))
+    assert torch.isfinite(run_module.images()).all()
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)  # the hparams hold the partial
+    assert saved["global_step"] == step > 0 and torch.isfinite(saved["state_dict"]["param.pixels"]).all()
+    assert not (tmp_path / "out" / "input.pt").exists()
+
+
+def test_nan_gradient_writes_no_checkpoint_with_nan_optimizer_state(tmp_path):
+    run_module = InputOptimization(make_tiny_net(), NaNGradientAt("features.4", unit=[0, 1], at=2),
+                                   image_shape=(3, 32, 32))
+    saver = CheckpointOnInterrupt(dirpath=tmp_path / "ckpt")
+    with pytest.raises(NonFiniteError, match="images went non-finite"):
+        trainer(tmp_path, 10, saver).fit(run_module)
+    assert torch.isfinite(run_module.images()).all()
+    assert not (tmp_path / "ckpt").exists()  # Adam's moments are NaN: such a checkpoint is refused
+    with pytest.raises(NonFiniteError, match="exp_avg"):
+        run_module.trainer.save_checkpoint(tmp_path / "direct.ckpt")
+    assert not (tmp_path / "direct.ckpt").exists()
+
+
+# -- 3. resuming checks the configuration --------------------------------------------------------------------------
+def _first_run(tmp_path, **kwargs) -> Path:
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    trainer(tmp_path, 3, checkpoint).fit(module(**kwargs))
+    return tmp_path / "ckpt" / "last.ckpt"
+
+
+def test_resume_with_another_unit_or_network_is_refused_naming_the_field(tmp_path):
+    last = _first_run(tmp_path)
+    before = last.read_bytes()
+    with pytest.raises(ValueError, match=r"differs from the checkpoint's in objective:\n  objective: checkpoint"):
+        trainer(tmp_path, 5, ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)).fit(
+            module(unit=(0, 2)), ckpt_path=last)
+    with pytest.raises(ValueError, match=r"in network_weights:"):
+        trainer(tmp_path, 5).fit(module(net=make_tiny_net(seed=1)), ckpt_path=last)
+    with pytest.raises(ValueError, match=r"in seed, optimizer:"):
+        from functools import partial
+        trainer(tmp_path, 5).fit(module(seed=1, optimizer=partial(torch.optim.SGD, lr=0.1)), ckpt_path=last)
+    assert last.read_bytes() == before
+
+
+def test_resume_mismatch_allowed_by_name_proceeds(tmp_path):
+    last = _first_run(tmp_path)
+    resumed = module(unit=(0, 2), allow_resume_mismatch=["objective"])
+    trainer(tmp_path, 5).fit(resumed, ckpt_path=last)
+    assert resumed.trainer.global_step == 5
+    with pytest.raises(ValueError, match="allow_resume_mismatch must be a list of fingerprint fields"):
+        module(allow_resume_mismatch=["max_steps"])
+
+
+def test_resume_with_same_config_and_more_steps(tmp_path):
+    last = _first_run(tmp_path)
+    assert set(torch.load(last, weights_only=True)["inputopt_fingerprint"]) >= {"network", "objective", "seed"}
+    resumed = module()
+    trainer(tmp_path, 7).fit(resumed, ckpt_path=last)
+    assert resumed.trainer.global_step == 7
+    whole = module()
+    trainer(tmp_path, 7).fit(whole)
+    torch.testing.assert_close(resumed.images(), whole.images())
+
+
+# -- 4. one run folder, one run --------------------------------------------------------------------------------------
+def test_second_run_into_a_locked_folder_fails_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (tmp_path / RUN).mkdir(parents=True)
+        (tmp_path / RUN / "run.lock").write_text(f"{holder.pid}\n")
+        before = files(tmp_path / "results")
+        with pytest.raises(RunLockedError, match=rf"another run \(pid {holder.pid}\) is writing into"):
+            run("--trainer.max_steps", "2")
+        assert files(tmp_path / "results") == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_stale_lock_is_taken_over_and_released(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / RUN).mkdir(parents=True)
+    (tmp_path / RUN / "run.lock").write_text(f"{dead.pid}\n")
+    with pytest.warns(UserWarning, match=f"stale lock .* of process {dead.pid}"):
+        result = run("--trainer.max_steps", "2")
+    assert result.trainer.global_step == 2 and (tmp_path / RUN / "input.pt").exists()
+    assert not (tmp_path / RUN / "run.lock").exists()
+
+
+def test_run_lock_is_released_when_the_run_fails(tmp_path):
+    with pytest.raises(KeyError):
+        with RunLock(tmp_path):
+            assert (tmp_path / "run.lock").read_text() == f"{os.getpid()}\n"
+            raise KeyError("a failing run")
+    assert not (tmp_path / "run.lock").exists()
+    with RunLock(tmp_path):
+        pass
+
+
+# -- 5. a finished run's last.ckpt is its final state ----------------------------------------------------------------
+def test_last_checkpoint_is_the_final_step(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=5, save_last=True)
+    run_module = module()
+    trainer(tmp_path, 12, checkpoint, CheckpointOnInterrupt()).fit(run_module)
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 12
+    assert torch.equal(saved["state_dict"]["param.pixels"], run_module.param.pixels.detach())
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["epoch=0-step=10.ckpt", "last.ckpt"]
+
+
+# -- 6. a resume with nothing left to do still writes; an unwritable results folder is found at setup ---------------
+@pytest.mark.parametrize("max_steps", ["4", "3"], ids=["at_max_steps", "past_max_steps"])
+def test_resume_with_nothing_to_do_writes_the_results(max_steps, tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    images = run("--trainer.max_steps", "4").model.images()
+    (tmp_path / RUN / "input.pt").unlink()
+    lightning_logger = logging.getLogger("lightning.pytorch")  # may not propagate to the root logger
+    lightning_logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
+            result = run("--trainer.max_steps", max_steps, "--ckpt_path", "last")
+    finally:
+        lightning_logger.removeHandler(caplog.handler)
+    assert result.trainer.global_step == 4
+    assert f"the checkpoint is at step 4 and max_steps is {max_steps}: no step left to run" in caplog.text
+    torch.testing.assert_close(torch.load(tmp_path / RUN / "input.pt"), images)
+
+
+def test_unwritable_results_folder_is_found_before_the_first_step(tmp_path):
+    (tmp_path / "a_file").write_text("in the way")
+    run_module = module()
+    with pytest.raises(PermissionError, match="SaveImages cannot write its results into .*a_file is not a folder"):
+        trainer(tmp_path, 3, SaveImages(tmp_path / "a_file" / "out")).fit(run_module)
+    assert run_module.trainer.global_step == 0
+
+
+# -- 7. the network stays in eval mode during every step ------------------------------------------------------------
+class ModeSpy(Callback):
+    """Record whether any layer of the network is in train mode at each step; optionally switch it at one."""
+
+    def __init__(self, switch_at: int | None = None) -> None:
+        self.switch_at, self.training = switch_at, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.switch_at:
+            pl_module.network.train()
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        self.training.append(any(m.training for m in pl_module.network.modules()))
+
+
+@pytest.mark.parametrize("switch_at", [None, 2], ids=["train_before_fit", "train_during_fit"])
+def test_network_stays_in_eval_mode_during_every_step(switch_at, tmp_path):
+    net = make_tiny_net()
+    stats = {k: v.clone() for k, v in net.state_dict().items()}
+    run_module = module(net=net)
+    net.train()  # the user's call after building the module
+    reference = module()
+    spy = ModeSpy(switch_at)
+    if switch_at is None:
+        trainer(tmp_path, 4, spy).fit(run_module)
+    else:
+        with pytest.warns(UserWarning, match="switched to train mode during the fit"):
+            trainer(tmp_path, 4, spy).fit(run_module)
+    trainer(tmp_path, 4).fit(reference)
+    assert spy.training == [False] * 4
+    for key, value in net.state_dict().items():  # BatchNorm statistics untouched
+        assert torch.equal(value, stats[key]), key
+    torch.testing.assert_close(run_module.images(), reference.images())  # no Dropout
+    assert net.training and all(m.training for m in net.modules())  # the user's mode is given back
+
+
+# -- first hour: no default checkpoint where the config asked for none -----------------------------------------------
+def test_config_without_model_checkpoint_writes_no_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = yaml.safe_load(CONFIG.read_text())
+    config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if "ModelCheckpoint" not in c["class_path"]]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = run("--trainer.max_steps", "3", config=tmp_path / "config.yaml")
+    assert result.trainer.global_step == 3 and (tmp_path / RUN / "input.pt").exists()
+    assert not list((tmp_path / "results").rglob("*.ckpt"))
