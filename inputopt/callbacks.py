@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelSummary
 from lightning.pytorch.utilities import rank_zero_info
 from torchvision.utils import save_image
 
@@ -17,7 +18,8 @@ from inputopt.functional.sphere import sphere_check
 from inputopt.module import InputOptimization
 from inputopt.results import adversarial_grid, image_grid, save_grid, save_images
 
-__all__ = ["CheckpointOnInterrupt", "LogImages", "PredictionTable", "SaveAttackResults", "SaveImages", "SphereCheck"]
+__all__ = ["CheckpointOnInterrupt", "InputSummary", "LogImages", "PredictionTable", "SaveAttackResults", "SaveImages",
+           "SphereCheck"]
 
 
 def _check_module(pl_module: LightningModule, who: str) -> InputOptimization:
@@ -308,3 +310,46 @@ def _cell(value) -> str:
     if value is None:
         return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class InputSummary(ModelSummary):
+    """The summary printed when a fit starts, which calls the input what it is: Lightning's table would call
+    the optimized pixels "Trainable params".
+
+    :class:`InputOptimization` puts it in place of the Trainer's ``ModelSummary`` (when the summary is on).
+    For other modules it prints Lightning's table.
+
+    Example:
+        >>> from inputopt.objectives import UnitActivation
+        >>> module = InputOptimization("digits", UnitActivation(None, unit=[3, 8]))
+        >>> print(InputSummary.describe(module))  # doctest: +NORMALIZE_WHITESPACE
+        Optimized input: 2 images of shape (1, 32, 32), PixelImage: 2.0 K trainable values
+        Network: digits (frozen, 89.6 K parameters, not optimized)
+        Objective: UnitActivation(layer=None, unit=[3, 8], position=None)
+        Priors: none
+        Transforms: none
+    """
+
+    @staticmethod
+    def describe(module: InputOptimization) -> str:
+        """The summary's lines for ``module``."""
+        from lightning.pytorch.utilities.model_summary.model_summary import get_human_readable_count
+
+        images = module.images()
+        values = sum(p.numel() for p in module.param.parameters())
+        weights = sum(p.numel() for p in module.network.parameters())
+        name = module.network_name or type(module.network).__name__
+        return "\n".join([
+            f"Optimized input: {images.shape[0]} images of shape {tuple(images.shape[1:])}, "
+            f"{type(module.param).__name__}: {get_human_readable_count(values)} trainable values",
+            f"Network: {name} (frozen, {get_human_readable_count(weights)} parameters, not optimized)",
+            f"Objective: {module.objective!r}",
+            f"Priors: {', '.join(repr(p) for p in module.priors) or 'none'}",
+            f"Transforms: {', '.join(repr(t) for t in module.transforms.transforms) or 'none'}",
+        ])
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not isinstance(pl_module, InputOptimization):
+            super().on_fit_start(trainer, pl_module)
+        elif self._max_depth:
+            rank_zero_info(self.describe(pl_module))
