@@ -190,7 +190,8 @@ class InputOptimization(LightningModule):
         log_per_image: bool = False,
     ) -> None:
         super().__init__()
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
             raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
         if optimizer is not None and not callable(optimizer):
             raise TypeError(f"optimizer must build the optimizer from the parameters (e.g. "

@@ -14,7 +14,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-__all__ = ["WeightsUnavailableError", "build_network", "class_names", "default_image_shape", "freeze", "Normalize", "ZOO"]
+__all__ = ["WeightsUnavailableError", "build_network", "class_names", "default_image_shape", "freeze", "Normalize",
+           "ZOO"]
 
 #: The project's own small trained models, available offline (see ``inputopt/zoo``).
 ZOO = {"digits": "a", "digits_b": "b"}

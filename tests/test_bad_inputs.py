@@ -242,8 +242,8 @@ def run_folder(tmp_path, monkeypatch):
 
 def written(folder: Path) -> list[str]:
     """What a run wrote: anything under results/ (checkpoints, images, results, logs)."""
-    return sorted(str(p.relative_to(folder)) for p in (folder / "results").rglob("*")) if (folder / "results").exists() \
-        else []
+    results = folder / "results"
+    return sorted(str(p.relative_to(folder)) for p in results.rglob("*")) if results.exists() else []
 
 
 @pytest.mark.parametrize(("make", "error", "message"), [row[1:] for row in ROWS], ids=[row[0] for row in ROWS])

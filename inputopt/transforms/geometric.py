@@ -77,8 +77,8 @@ class Jitter(AffineTransform):
 
     def output_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         if self.pixels >= min(image_shape[1:]):
-            raise ValueError(f"Jitter(pixels={self.pixels}) would shift the {image_shape[1]}x{image_shape[2]} images it "
-                             f"gets (after any padding) out of view; pixels must be < {min(image_shape[1:])}")
+            raise ValueError(f"Jitter(pixels={self.pixels}) would shift the {image_shape[1]}x{image_shape[2]} images "
+                             f"it gets (after any padding) out of view; pixels must be < {min(image_shape[1:])}")
         return image_shape
 
     def matrices(self, u: Tensor) -> Tensor:
