@@ -28,6 +28,16 @@ def _check_module(pl_module: LightningModule, who: str) -> InputOptimization:
     return pl_module
 
 
+def _check_display(display: str, nrow: int | None, scale: int) -> None:
+    """The display arguments of the image callbacks, checked when they are built (not at the end of a run)."""
+    if display not in ("std", "clamp"):
+        raise ValueError(f"display must be 'std' or 'clamp', got {display!r}")
+    if nrow is not None and (isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1):
+        raise ValueError(f"nrow must be an int >= 1 or None, got {nrow!r}")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be an int >= 1, got {scale!r}")
+
+
 class SaveImages(Callback):
     """At the end of a run, write ``grid.png``, one PNG per image and ``input.pt`` (the images as a tensor).
 
@@ -44,6 +54,7 @@ class SaveImages(Callback):
 
     def __init__(self, dirpath: str | os.PathLike | None = None, display: DisplayMode = "std",
                  nrow: int | None = None, scale: int = 1) -> None:
+        _check_display(display, nrow, scale)
         self.dirpath = dirpath
         self.display = display
         self.nrow = nrow
@@ -88,6 +99,7 @@ class LogImages(Callback):
                  scale: int = 1) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        _check_display(display, nrow, scale)
         self.every_n_steps = every_n_steps
         self.display = display
         self.nrow = nrow

@@ -23,7 +23,7 @@ from inputopt.params.pixel import PixelImage
 from inputopt.priors.base import Prior
 from inputopt.transforms.base import Transform, Transforms
 
-__all__ = ["InputOptimization", "check_max_steps", "check_precision", "frozen_network"]
+__all__ = ["InputOptimization", "check_max_steps", "check_precision", "frozen_network", "probe"]
 
 #: Precisions that would cast the input itself (and the priors' sums of squares) to half precision.
 REFUSED_PRECISIONS = ("16-true", "bf16-true")
@@ -68,6 +68,18 @@ def _load_images(init: Tensor | str | Path, channels: int | None = None) -> Tens
         raise ValueError(f"cannot read init file {str(path)!r} as an image (corrupt, truncated or not an "
                          f"image): {error}") from error
     return pil_to_tensor(image).float().div(255)
+
+
+def probe(path: LossPath, images: Tensor, network_name: str | None = None) -> dict[str, Tensor]:
+    """The shape probe: the evaluation forward of ``images`` up to the objective's layers, with an error that
+    says what the network takes when it cannot take them (instead of the failing layer's message alone)."""
+    try:
+        with torch.no_grad():
+            return path.activations(images)
+    except RuntimeError as error:
+        raise ValueError(f"the network cannot take images of shape (C, H, W) = {tuple(images.shape[1:])}: "
+                         f"{_expected_input(path.network, network_name)}; make image_shape (or init) fit it. "
+                         f"The network said: {error}") from error
 
 
 def _expected_input(network: nn.Module, name: str | None) -> str:
@@ -241,18 +253,8 @@ class InputOptimization(LightningModule):
     def _probe(self, images: Tensor) -> dict[str, Tensor]:
         """The shape probe: the evaluation forward of ``images`` up to the objective's layers, with an error
         that says what the network takes when it cannot take them."""
-        channels = images.shape[1]
-        if self.normalize is not None and self.normalize.mean.shape[1] != channels:
-            raise ValueError(f"mean and std have {self.normalize.mean.shape[1]} values, one per channel, but the "
-                             f"images have {channels} channel(s)")
         self.transforms.check(images.shape[1:])
-        try:
-            with torch.no_grad():
-                return self.path.activations(images)
-        except RuntimeError as error:
-            raise ValueError(f"the network cannot take images of shape (C, H, W) = {tuple(images.shape[1:])}: "
-                             f"{_expected_input(self.network, self.network_name)}; make image_shape (or init) fit "
-                             f"it. The network said: {error}") from error
+        return probe(self.path, images, self.network_name)
 
     def _resolve_objective(self, image_shape: Sequence[int]) -> None:
         """Let the objective fix shape-dependent targets (``units="all"``) with a one-image zero probe,

@@ -201,4 +201,7 @@ class Normalize(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.shape[1] != self.mean.shape[1]:
+            raise ValueError(f"mean and std have {self.mean.shape[1]} values, one per channel, but the images have "
+                             f"{x.shape[1]} channel(s)")
         return (x - self.mean) / self.std

@@ -32,7 +32,7 @@ from inputopt._config import build, instantiate
 from inputopt.functional.display import DisplayMode
 from inputopt.functional.init import row_seeds
 from inputopt.loss import LossPath, optimize
-from inputopt.module import InputOptimization, check_precision, frozen_network
+from inputopt.module import InputOptimization, check_precision, frozen_network, probe
 from inputopt.networks import Normalize, default_image_shape
 from inputopt.objectives.base import UnitsObjective
 from inputopt.params.base import ImageParam
@@ -212,7 +212,8 @@ class FeatureSweep(DatasetRunner):
 
         # "all" resolved and every unit checked against the real layer, with one zero image
         with torch.no_grad():
-            activations = self._path(objective).activations(torch.zeros(1, *self.image_shape))
+            activations = probe(self._path(objective), torch.zeros(1, *self.image_shape),
+                                network if isinstance(network, str) else None)
             objective.resolve(activations)
             objective.check_units(activations[objective.layer])
             objective.with_units(objective.units[:1]).default_targets(activations)  # its other checks, on one row

@@ -18,13 +18,15 @@ from torch import nn
 
 from inputopt import InputOptimization
 from inputopt.attacks import FGSM, FMN, PGD
+from inputopt.callbacks import LogImages, SaveImages, SphereCheck
 from inputopt.cli import main
 from inputopt.data import Digits, ImageFolder
 from inputopt.networks import build_network
-from inputopt.objectives import ChannelSum, NegativeCrossEntropy, UnitActivation
+from inputopt.objectives import ChannelSum, Margin, NegativeCrossEntropy, UnitActivation
 from inputopt.params import FourierImage, PixelImage
 from inputopt.priors import MultiScaleEdgeEnergy
 from inputopt.runner import AttackEvaluation
+from inputopt.sweep import FeatureSweep
 from inputopt.transforms import Jitter, Pad, RandomRotate, RandomScale
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -132,6 +134,13 @@ ROWS = [
      r"labels must be an int or a non-empty list of ints, got \[True, False\]"),
     ("class-out-of-range", lambda: module(objective=NegativeCrossEntropy(labels=11)), ValueError,
      r"class 11 is out of range.*valid classes are 0..9"),
+    ("position-three-numbers", lambda: UnitActivation("features.0", 1, position=(1, 2, 3)), ValueError,
+     r"position must be \(row, column\) ints, got \(1, 2, 3\)"),
+    ("margin-nan-confidence", lambda: Margin(labels=1, confidence=float("nan")), ValueError,
+     r"confidence must be a finite number or None, got nan"),
+    ("more-labels-than-images", lambda: module(objective=NegativeCrossEntropy(labels=[1, 2, 3]),
+                                               init=torch.rand(2, 1, 32, 32)), ValueError,
+     r"the objective targets 3 units, one per image, but init has 2 images"),
     ("tuple-output", lambda: InputOptimization(TupleNet(), unit(), image_shape=(3, 8, 8)), TypeError,
      r"layer '' of TupleNet returns a tuple, not a tensor.*pick a layer that returns one"),
     # -- input normalization
@@ -187,10 +196,35 @@ ROWS = [
      r"images must lie in the attack's bounds \(0.0, 1.0\), got values in \[.*, 2\d\d.*\]"),
     ("attack-images-channels", lambda: PGD("digits", steps=1)(digits_images.expand(4, 3, 32, 32), digits_labels),
      ValueError, r"cannot take images of shape \(C, H, W\) = \(3, 32, 32\)"),
+    ("attack-mean-std-length", lambda: PGD("digits", steps=1, mean=[0.5] * 3, std=[0.5] * 3)(digits_images,
+                                                                                              digits_labels),
+     ValueError, r"mean and std have 3 values, one per channel, but the images have 1 channel"),
+    ("attack-target-range", lambda: PGD("digits", steps=1)(digits_images, digits_labels, target=15), ValueError,
+     r"target must be class indices in 0..9 \(the network has 10 classes\), got 15"),
+    ("attack-bounds-reversed", lambda: PGD("digits", bounds=(1, 0)), ValueError,
+     r"bounds must be \(low, high\) finite numbers with low < high, got \(1, 0\)"),
+    ("attack-evaluation-sphere-points", lambda: AttackEvaluation(PGD("digits"), Digits(limit=4), sphere_points=-1),
+     ValueError, r"sphere_points must be an int >= 0, got -1"),
     ("attack-evaluation-batch-size", lambda: AttackEvaluation(PGD("digits"), Digits(limit=4), batch_size=0),
      ValueError, r"batch_size must be an int >= 1, got 0"),
     ("attack-evaluation-attack-name", lambda: AttackEvaluation("PGD", Digits(limit=4)), TypeError,
      r"attack must be an inputopt.attacks.Attack, got str"),
+    # -- sweeps
+    ("sweep-units-per-batch-0", lambda: FeatureSweep("digits", UnitActivation(None, unit=[1, 2]), units_per_batch=0),
+     ValueError, r"units_per_batch must be >= 1, got 0"),
+    ("sweep-objective-without-units", lambda: FeatureSweep("digits", NegativeCrossEntropy()), ValueError,
+     r"a sweep needs an objective with units.*got NegativeCrossEntropy"),
+    ("sweep-channels", lambda: FeatureSweep("digits", UnitActivation(None, unit=[1, 2]), image_shape=(3, 32, 32)),
+     ValueError, r"\(3, 32, 32\).*digits takes \(C, H, W\) = \(1, 32, 32\)"),
+    ("sweep-repeated-units", lambda: FeatureSweep("digits", UnitActivation(None, unit=[1, 1])), ValueError,
+     r"one image per unit, but units \[1, 1\] repeat"),
+    # -- callbacks
+    ("save-images-display", lambda: SaveImages(display="minmax"), ValueError,
+     r"display must be 'std' or 'clamp', got 'minmax'"),
+    ("save-images-scale-0", lambda: SaveImages(scale=0), ValueError, r"scale must be an int >= 1, got 0"),
+    ("log-images-nrow-0", lambda: LogImages(nrow=0), ValueError, r"nrow must be an int >= 1 or None, got 0"),
+    ("log-images-every-0", lambda: LogImages(every_n_steps=0), ValueError, r"every_n_steps must be >= 1, got 0"),
+    ("sphere-check-factor-0", lambda: SphereCheck(factor=0), ValueError, r"factor must be > 0.*got 0"),
     # -- data sources and files
     ("dataset-limit-0", lambda: Digits(limit=0), ValueError, r"limit must be an int >= 1 or None, got 0"),
     ("dataset-split", lambda: Digits("val"), ValueError, r"split must be 'train' or 'test', got 'val'"),
