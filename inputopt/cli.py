@@ -133,8 +133,11 @@ Run `inputopt <command> --help` for the options of a command.
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``inputopt`` command: ``inputopt fit ...`` (LightningCLI), or one of :data:`SUBCOMMANDS`."""
     import importlib
+    import warnings
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    # the subcommands hand their own arguments to LightningCLI, which would warn that sys.argv is set too
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
     if "" not in sys.path:  # as `python -m` does: the user's own objectives import from the current folder
         sys.path.insert(0, "")
     if not argv or argv[0] in ("-h", "--help"):

@@ -244,6 +244,8 @@ ROWS = [
      r"max_steps must be an int >= 1.*got 0"),
     ("cli-refused-precision", lambda: fit("--trainer.precision", "bf16-true"), ValueError,
      r"precision 'bf16-true' would cast the input itself.*use '16-mixed' or 'bf16-mixed'"),
+    ("cli-seed-everything-out-of-bounds", lambda: fit("--seed_everything", str(2**70)), ValueError,
+     r"1180591620717411303424 is not in bounds, numpy accepts from 0 to 4294967295"),
     ("cli-ckpt-last-none", lambda: fit("--ckpt_path", "last"), FileNotFoundError,
      r"--ckpt_path last: there is no last checkpoint.*results/digits/run/checkpoints"),
     ("cli-ckpt-corrupt", lambda: fit("--ckpt_path", write_file("run.ckpt", b"PK junk")), ValueError,
