@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
 from lightning.pytorch.utilities import rank_zero_info
 from torchvision.utils import save_image
 
@@ -20,14 +20,24 @@ from inputopt.loss import NonFiniteError
 from inputopt.module import InputOptimization
 from inputopt.results import adversarial_grid, image_grid, save_grid, save_images
 
-__all__ = ["CheckpointOnInterrupt", "LogImages", "PredictionTable", "QualityMetrics", "RunLock", "RunLockedError",
-           "SaveAttackResults", "SaveImages", "SphereCheck"]
+__all__ = ["CheckpointOnInterrupt", "InputSummary", "LogImages", "PredictionTable", "QualityMetrics", "RunLock",
+           "RunLockedError", "SaveAttackResults", "SaveImages", "SphereCheck"]
 
 
 def _check_module(pl_module: LightningModule, who: str) -> InputOptimization:
     if not isinstance(pl_module, InputOptimization):
         raise TypeError(f"{who} works with InputOptimization, not {type(pl_module).__name__}")
     return pl_module
+
+
+def _check_display(display: str, nrow: int | None, scale: int) -> None:
+    """The display arguments of the image callbacks, checked when they are built (not at the end of a run)."""
+    if display not in ("std", "clamp"):
+        raise ValueError(f"display must be 'std' or 'clamp', got {display!r}")
+    if nrow is not None and (isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1):
+        raise ValueError(f"nrow must be an int >= 1 or None, got {nrow!r}")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be an int >= 1, got {scale!r}")
 
 
 class SaveImages(Callback):
@@ -50,6 +60,7 @@ class SaveImages(Callback):
 
     def __init__(self, dirpath: str | os.PathLike | None = None, display: DisplayMode = "std",
                  nrow: int | None = None, scale: int = 1) -> None:
+        _check_display(display, nrow, scale)
         self.dirpath = dirpath
         self.display = display
         self.nrow = nrow
@@ -115,6 +126,7 @@ class LogImages(Callback):
                  scale: int = 1) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        _check_display(display, nrow, scale)
         self.every_n_steps = every_n_steps
         self.display = display
         self.nrow = nrow
@@ -567,3 +579,46 @@ class QualityMetrics(Callback):
         record = {**values, "high_frequency_cutoff": self.high_frequency_cutoff, "images": module.image_names()}
         self.path.write_text(json.dumps(record, indent=2) + "\n")
         rank_zero_info("Quality metrics:\n" + "\n".join(f"  {name}: {value:.4g}" for name, value in values.items()))
+
+
+class InputSummary(ModelSummary):
+    """The summary printed when a fit starts, which calls the input what it is: Lightning's table would call
+    the optimized pixels "Trainable params".
+
+    :class:`InputOptimization` puts it in place of the Trainer's ``ModelSummary`` (when the summary is on).
+    For other modules it prints Lightning's table.
+
+    Example:
+        >>> from inputopt.objectives import UnitActivation
+        >>> module = InputOptimization("digits", UnitActivation(None, unit=[3, 8]))
+        >>> print(InputSummary.describe(module))  # doctest: +NORMALIZE_WHITESPACE
+        Optimized input: 2 images of shape (1, 32, 32), PixelImage: 2.0 K trainable values
+        Network: digits (frozen, 89.6 K parameters, not optimized)
+        Objective: UnitActivation(layer=None, unit=[3, 8], position=None)
+        Priors: none
+        Transforms: none
+    """
+
+    @staticmethod
+    def describe(module: InputOptimization) -> str:
+        """The summary's lines for ``module``."""
+        from lightning.pytorch.utilities.model_summary.model_summary import get_human_readable_count
+
+        images = module.images()
+        values = sum(p.numel() for p in module.param.parameters())
+        weights = sum(p.numel() for p in module.network.parameters())
+        name = module.network_name or type(module.network).__name__
+        return "\n".join([
+            f"Optimized input: {images.shape[0]} images of shape {tuple(images.shape[1:])}, "
+            f"{type(module.param).__name__}: {get_human_readable_count(values)} trainable values",
+            f"Network: {name} (frozen, {get_human_readable_count(weights)} parameters, not optimized)",
+            f"Objective: {module.objective!r}",
+            f"Priors: {', '.join(repr(p) for p in module.priors) or 'none'}",
+            f"Transforms: {', '.join(repr(t) for t in module.transforms.transforms) or 'none'}",
+        ])
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not isinstance(pl_module, InputOptimization):
+            super().on_fit_start(trainer, pl_module)
+        elif self._max_depth:
+            rank_zero_info(self.describe(pl_module))

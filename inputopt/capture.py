@@ -72,7 +72,7 @@ def capture_activations(network: nn.Module, x: Tensor, layers: Iterable[str]) ->
     captured: dict[str, Tensor] = {}
     if wanted == [OUTPUT]:
         captured[OUTPUT] = network(x)
-        return captured
+        return _tensors(network, captured)
 
     def make_hook(name: str):
         def hook(_module: nn.Module, _inputs, output) -> None:
@@ -94,4 +94,14 @@ def capture_activations(network: nn.Module, x: Tensor, layers: Iterable[str]) ->
     missing = [name for name in wanted if name not in captured]
     if missing:
         raise RuntimeError(f"layers {missing} did not run in the forward pass of {type(network).__name__}")
+    return _tensors(network, captured)
+
+
+def _tensors(network: nn.Module, captured: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``captured``, once every output is checked to be a tensor (not a tuple, dict or named output)."""
+    for name, output in captured.items():
+        if not isinstance(output, Tensor):
+            raise TypeError(f"layer {name!r} of {type(network).__name__} returns a {type(output).__name__}, not a "
+                            f"tensor; objectives read one tensor per layer: pick a layer that returns one (`inputopt "
+                            f"layers` lists them), or wrap the network so that it returns its logits")
     return captured

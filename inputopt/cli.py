@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import sys
 import warnings
+import zipfile
+from pathlib import Path
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from inputopt.callbacks import RunLock
-from inputopt.module import InputOptimization
+from inputopt.module import InputOptimization, check_max_steps, check_precision
 
-__all__ = ["InputOptCLI", "cli", "main"]
+__all__ = ["InputOptCLI", "check_ckpt_file", "check_last_checkpoint", "cli", "main"]
 
 
 class _SaveConfigAtFirstStep(SaveConfigCallback):
@@ -50,6 +52,54 @@ class InputOptCLI(LightningCLI):
         with RunLock(self.trainer.log_dir or self.trainer.default_root_dir):
             self.trainer.fit(model, **kwargs)
 
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand:  # before Lightning reads the checkpoint's hyperparameters
+            check_ckpt_file(self.config[subcommand].get("ckpt_path"))
+
+    def before_fit(self) -> None:
+        # the trainer's arguments the module would refuse, refused before the run folder is touched
+        check_precision(self.trainer)
+        check_max_steps(self.trainer)
+        if self.config[self.subcommand].get("ckpt_path") == "last":
+            check_last_checkpoint(self.trainer)
+
+
+#: ``--ckpt_path`` values that are not files: Lightning resolves them.
+SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
+
+
+def check_ckpt_file(ckpt_path: str | None) -> None:
+    """Refuse a ``--ckpt_path`` file that does not exist or is not a checkpoint, naming it."""
+    if ckpt_path is None or ckpt_path in SPECIAL_CKPT_PATHS or str(ckpt_path).startswith("registry:"):
+        return
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"--ckpt_path {str(path)!r}: no such checkpoint file (or 'last' for the last one)")
+    if not zipfile.is_zipfile(path):  # what torch.save writes; a truncated file fails this too
+        raise ValueError(f"--ckpt_path {str(path)!r} is not a checkpoint (corrupt, truncated or another kind of "
+                         f"file)")
+
+
+def check_last_checkpoint(trainer: Trainer) -> None:
+    """Refuse ``--ckpt_path last`` when there is no last checkpoint: Lightning only warns, and starts over."""
+    from inputopt.callbacks import CheckpointOnInterrupt
+
+    found, places = [], []
+    for callback in trainer.callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            found += callback._find_last_checkpoints(trainer)  # how Lightning itself resolves "last"
+            places.append(str(callback.dirpath or Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"))
+        elif isinstance(callback, CheckpointOnInterrupt):
+            path = callback.path(trainer)
+            found += [str(path)] if path.is_file() else []
+            places.append(str(path.parent))
+    if not found:
+        where = ", ".join(dict.fromkeys(places)) or "nowhere: the run has no ModelCheckpoint(save_last=True)"
+        raise FileNotFoundError(f"--ckpt_path last: there is no last checkpoint to resume from (looked in {where}); "
+                                f"leave --ckpt_path out to start a new run, or give a checkpoint file")
+
 
 def cli(args: list[str] | None = None, run: bool = True) -> InputOptCLI:
     """Build (and by default run) the command line; ``args`` replace ``sys.argv[1:]``.
@@ -80,12 +130,12 @@ def layers_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="inputopt layers", description=layers_main.__doc__)
     parser.add_argument("network", help="zoo name, torchvision name or dotted import path")
     parser.add_argument("--image_shape", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
-                        help="input size (default 1 32 32 for the zoo, else 3 224 224)")
+                        help="input size (default: the network's own, e.g. 1 32 32 for the zoo, 3 224 224 for vgg16)")
     parser.add_argument("--state_dict", default=None, help="local state_dict file")
     args = parser.parse_args(argv)
-    from inputopt.networks import ZOO
+    from inputopt.networks import default_image_shape
 
-    shape = args.image_shape or ((1, 32, 32) if args.network in ZOO else (3, 224, 224))
+    shape = args.image_shape or default_image_shape(args.network) or (3, 224, 224)
     rows = [(name or "\"\" (output)", kind, out) for name, kind, out in
             layer_table(build_network(args.network, state_dict=args.state_dict), shape)]
     widths = [max(len(row[i]) for row in rows + [("name", "type", "output shape")]) for i in range(3)]
@@ -115,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     import importlib
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "" not in sys.path:  # as `python -m` does: the user's own objectives import from the current folder
+        sys.path.insert(0, "")
     if not argv or argv[0] in ("-h", "--help"):
         rows = {"fit": "optimize the input of a network: feature visualization or an attack on a few images"}
         rows.update({name: help_ for name, (_, help_) in SUBCOMMANDS.items()})

@@ -18,14 +18,14 @@ from torch.utils.data import DataLoader
 from inputopt._config import build
 from inputopt.functional.init import row_seeds
 from inputopt.loss import LossPath, NonFiniteError, _distinct, nonfinite_message, restore_rows_
-from inputopt.networks import Normalize, build_network, class_names, freeze
+from inputopt.networks import Normalize, build_network, class_names, default_image_shape, freeze
 from inputopt.objectives.base import InputObjective, Targets, map_targets
 from inputopt.params.base import ImageParam
 from inputopt.params.pixel import PixelImage
 from inputopt.priors.base import Prior
 from inputopt.transforms.base import Transform, Transforms
 
-__all__ = ["FINGERPRINT_FIELDS", "InputOptimization", "check_precision", "frozen_network"]
+__all__ = ["FINGERPRINT_FIELDS", "InputOptimization", "check_max_steps", "check_precision", "frozen_network", "probe"]
 
 #: Precisions that would cast the input itself (and the priors' sums of squares) to half precision.
 REFUSED_PRECISIONS = ("16-true", "bf16-true")
@@ -45,23 +45,76 @@ def _tensor_hash(tensors: Iterable[tuple[str, Tensor]]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _load_images(init: Tensor | str | Path) -> Tensor:
+def _float_images(images: Tensor, what: str) -> Tensor:
+    """Float images: uint8 is scaled by 1/255 like an image file; other integer or bool tensors are refused."""
+    if images.dtype == torch.uint8:
+        return images.float().div(255)
+    if not images.is_floating_point():
+        raise ValueError(f"{what} holds a {images.dtype} tensor; give float images in [0, 1], or uint8 (0..255, "
+                         f"scaled by 1/255 like an image file)")
+    return images.float()
+
+
+def _load_images(init: Tensor | str | Path, channels: int | None = None) -> Tensor:
+    """The starting images of ``init``: a tensor, a ``.pt`` file holding one, or an image file read in [0, 1]
+    as 1 channel (grayscale) when ``channels`` is 1, else RGB; with ``channels`` unknown, as stored."""
     if isinstance(init, Tensor):
-        return init.detach().float()
+        return _float_images(init.detach(), "init")
     path = Path(init).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"init file {str(path)!r} does not exist")
     if path.suffix in (".pt", ".pth"):
-        return torch.load(path, map_location="cpu", weights_only=True).float()
-    from PIL import Image
+        try:
+            images = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # pickle, zip and size errors alike: name the file
+            raise ValueError(f"cannot read init file {str(path)!r} (corrupt, truncated or not a torch.save "
+                             f"file): {error}") from error
+        if not isinstance(images, Tensor):
+            raise ValueError(f"init file {str(path)!r} must hold a tensor of images (B, C, H, W) or (C, H, W), "
+                             f"got a {type(images).__name__}")
+        return _float_images(images, f"init file {str(path)!r}")
+    from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.functional import pil_to_tensor
 
-    with Image.open(path) as image:
-        return pil_to_tensor(image.convert("RGB")).float().div(255)
+    try:
+        with Image.open(path) as image:
+            gray = channels == 1 or (channels is None and image.mode in ("1", "L", "I", "I;16", "F"))
+            image = image.convert("L" if gray else "RGB")
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"cannot read init file {str(path)!r} as an image (corrupt, truncated or not an "
+                         f"image): {error}") from error
+    return pil_to_tensor(image).float().div(255)
+
+
+def probe(path: LossPath, images: Tensor, network_name: str | None = None) -> dict[str, Tensor]:
+    """The shape probe: the evaluation forward of ``images`` up to the objective's layers, with an error that
+    says what the network takes when it cannot take them (instead of the failing layer's message alone)."""
+    try:
+        with torch.no_grad():
+            return path.activations(images)
+    except RuntimeError as error:
+        raise ValueError(f"the network cannot take images of shape (C, H, W) = {tuple(images.shape[1:])}: "
+                         f"{_expected_input(path.network, network_name)}; make image_shape (or init) fit it. "
+                         f"The network said: {error}") from error
+
+
+def _expected_input(network: nn.Module, name: str | None) -> str:
+    """What the network takes, for error messages: its known input shape, else its first layer's channels."""
+    shape = default_image_shape(name) if name is not None else None
+    if shape is not None:
+        return f"{name} takes (C, H, W) = {shape}"
+    first = next(((n, m) for n, m in network.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if first is not None:
+        return f"its first convolution {first[0]!r} takes {first[1].in_channels} channel(s)"
+    return "its input shape is unknown"
 
 
 def frozen_network(network: str | nn.Module, weights: str | None = None, state_dict: str | None = None,
                    seed: int = 0) -> nn.Module:
     """The frozen network of a run: built by name (random weights, when asked for, from ``seed`` only,
     without touching the global random state), or a module frozen in place."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an int in [0, 2**64) (it seeds torch's generator), got {seed!r}")
     if isinstance(network, str):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -79,6 +132,14 @@ def check_precision(trainer) -> None:
             f"precision {precision!r} would cast the input itself to half precision, so small updates "
             f"vanish and the priors' sums of squares lose accuracy; use '16-mixed' or 'bf16-mixed' "
             f"(the network runs in half precision, the images and priors stay float32)")
+
+
+def check_max_steps(trainer) -> None:
+    """Refuse a Trainer without a number of optimization steps (``max_steps`` unset, 0 or negative)."""
+    max_steps = trainer.max_steps
+    if max_steps is None or max_steps < 1:
+        raise ValueError(f"max_steps must be an int >= 1, the number of optimization steps (Trainer(max_steps=N), "
+                         f"--trainer.max_steps N), got {max_steps!r}")
 
 
 class InputOptimization(LightningModule):
@@ -104,7 +165,8 @@ class InputOptimization(LightningModule):
         priors: penalties on the images, each weighted by its ``weight``.
         param: the image parameterization (default ``PixelImage()``: pixels from ``N(0, 0.01²)``).
         transforms: robustness transforms of the loss forward, e.g. ``[Pad(4), Jitter(2), RandomRotate(5)]``.
-        image_shape: ``(C, H, W)`` of the images.
+        image_shape: ``(C, H, W)`` of the images (default: ``init``'s, else the named network's own input,
+            :func:`~inputopt.networks.default_image_shape`: 1×32×32 for the zoo, 3×224×224 for ``vgg16``).
         batch_size: number of images when neither the objective (one image per unit) nor ``init`` says.
         init: starting images instead of noise: a ``(B, C, H, W)`` or ``(C, H, W)`` tensor, or the path
             of a ``.pt`` tensor or an image file (read in [0, 1]). A path is saved in the hyperparameters;
@@ -146,7 +208,7 @@ class InputOptimization(LightningModule):
         priors: Sequence[Prior] | None = None,
         param: ImageParam | None = None,
         transforms: Sequence[Transform] | None = None,
-        image_shape: Sequence[int] = (3, 224, 224),
+        image_shape: Sequence[int] | None = None,
         batch_size: int | None = None,
         init: Tensor | str | None = None,
         weights: str | None = None,
@@ -160,7 +222,16 @@ class InputOptimization(LightningModule):
         allow_resume_mismatch: Sequence[str] = (),
     ) -> None:
         super().__init__()
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
+            raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
+        if optimizer is not None and not callable(optimizer):
+            raise TypeError(f"optimizer must build the optimizer from the parameters (e.g. "
+                            f"functools.partial(torch.optim.SGD, lr=0.1)), got {optimizer!r}")
         objective = build(objective)
+        if not isinstance(objective, InputObjective):
+            raise TypeError(f"objective must be an InputObjective or its {{class_path, init_args}} config, got "
+                            f"{objective!r}")
         priors = [build(p) for p in (priors or [])]
         param = PixelImage() if param is None else build(param)
         transforms = Transforms(transforms or [])
@@ -203,19 +274,27 @@ class InputOptimization(LightningModule):
         self.register_buffer("done", torch.zeros(self.param.batch_size, dtype=torch.bool))
         self.targets: Targets = None  # the rows' targets, set by prepare() from the starting images
         self._prepared = False
+        self.prepare()  # bad images, layers or units fail here, before any run
 
     # -- construction helpers -------------------------------------------------------------------
+    def _probe(self, images: Tensor) -> dict[str, Tensor]:
+        """The shape probe: the evaluation forward of ``images`` up to the objective's layers, with an error
+        that says what the network takes when it cannot take them."""
+        self.transforms.check(images.shape[1:])
+        return probe(self.path, images, self.network_name)
+
     def _resolve_objective(self, image_shape: Sequence[int]) -> None:
         """Let the objective fix shape-dependent targets (``units="all"``) with a one-image zero probe,
         which the capture stops at the objective's deepest layer."""
-        if self.objective.resolved:
-            return
-        with torch.no_grad():
-            self.objective.resolve(self.path.activations(torch.zeros(1, *image_shape)))
+        if not self.objective.resolved:
+            self.objective.resolve(self._probe(torch.zeros(1, *image_shape)))
 
     def _initialize_param(self, image_shape, batch_size, init, seed) -> None:
+        given = image_shape is not None
+        if not given and self.network_name is not None:
+            image_shape = default_image_shape(self.network_name)
         if init is not None:
-            images = _load_images(init)
+            images = _load_images(init, channels=image_shape[0] if image_shape else None)
             if not torch.isfinite(images).all():
                 count = int((~torch.isfinite(images)).sum())
                 raise ValueError(f"init has {count} non-finite values (NaN or Inf) of {images.numel()}")
@@ -224,6 +303,9 @@ class InputOptimization(LightningModule):
             if images.ndim != 4:
                 raise ValueError(f"init must be images of shape (B, C, H, W) or (C, H, W), got shape "
                                  f"{tuple(images.shape)}")
+            if given and tuple(images.shape[1:]) != tuple(image_shape):
+                raise ValueError(f"image_shape is {tuple(image_shape)} but init's images have shape "
+                                 f"{tuple(images.shape[1:])}; leave image_shape out (init sets it) or make them agree")
             self._resolve_objective(images.shape[1:])
             rows = self.objective.num_rows
             if rows is not None and images.shape[0] != rows:
@@ -233,7 +315,11 @@ class InputOptimization(LightningModule):
             self._init_hash = _tensor_hash([("init", images)])
             self.param.initialize_from(images)
             return
-        if len(image_shape) != 3 or not all(isinstance(s, int) and s > 0 for s in image_shape):
+        if image_shape is None:
+            raise ValueError(f"image_shape (C, H, W) is needed for a network given as a module "
+                             f"({_expected_input(self.network, None)})")
+        if len(image_shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
+                                            for s in image_shape):
             raise ValueError(f"image_shape must be (C, H, W) positive ints, got {tuple(image_shape)}")
         self._resolve_objective(image_shape)
         rows = self.objective.num_rows
@@ -295,9 +381,10 @@ class InputOptimization(LightningModule):
 
     # -- Lightning hooks ----------------------------------------------------------------------
     def prepare(self) -> None:
-        """Compute the rows' targets on the starting images (checking them against real shapes)."""
+        """Compute the rows' targets on the starting images with the shape probe, which checks the images,
+        layers and units against the real network (done at construction: bad input fails before a run)."""
         if not self._prepared:
-            self.targets = self.path.default_targets(self.start)
+            self.targets = self.objective.default_targets(self._probe(self.start))
             self._prepared = True
 
     def setup(self, stage: str) -> None:
@@ -318,9 +405,18 @@ class InputOptimization(LightningModule):
         # The data loader yields only step indices, so resuming mid-"epoch" loses nothing.
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
 
+    def configure_callbacks(self) -> list:
+        """Lightning's model summary, when on, replaced by :class:`~inputopt.callbacks.InputSummary`, which
+        calls the optimized pixels images, not "params"."""
+        from lightning.pytorch.callbacks import ModelSummary
+
+        from inputopt.callbacks import InputSummary
+
+        summary = next((c for c in self.trainer.callbacks if type(c) is ModelSummary), None)
+        return [InputSummary(max_depth=summary._max_depth)] if summary is not None else []
+
     def on_fit_start(self) -> None:
-        if self.trainer.max_steps is None or self.trainer.max_steps < 0:
-            raise ValueError("set the number of optimization steps with Trainer(max_steps=N)")
+        check_max_steps(self.trainer)
 
     def on_fit_end(self) -> None:
         for module, training in self._user_modes.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +14,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-__all__ = ["WeightsUnavailableError", "build_network", "class_names", "freeze", "Normalize", "ZOO"]
+__all__ = ["WeightsUnavailableError", "build_network", "class_names", "default_image_shape", "freeze", "Normalize",
+           "ZOO"]
 
 #: The project's own small trained models, available offline (see ``inputopt/zoo``).
 ZOO = {"digits": "a", "digits_b": "b"}
@@ -93,8 +95,40 @@ def build_network(name: str, weights: str | None = None, state_dict: str | os.Pa
         path = Path(state_dict).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"state_dict file {str(path)!r} does not exist")
-        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # pickle, zip and size errors alike: name the file
+            raise ValueError(f"cannot read state_dict file {str(path)!r} (corrupt, truncated or not a "
+                             f"torch.save file): {error}") from error
+        if not isinstance(state, dict):
+            raise ValueError(f"state_dict file {str(path)!r} must hold a dict of tensors (model.state_dict()), "
+                             f"got a {type(state).__name__}")
+        try:
+            network.load_state_dict(state)
+        except RuntimeError as error:
+            raise ValueError(f"state_dict file {str(path)!r} does not fit network {name!r}: {error}") from error
     return freeze(network)
+
+
+def default_image_shape(name: str) -> tuple[int, int, int] | None:
+    """The input shape ``(C, H, W)`` a named network was trained on, or ``None`` when unknown.
+
+    Zoo models take 1×32×32 digits; torchvision classifiers the crop size of their default weights'
+    preprocessing (3×224×224 for most, 3×299×299 for ``inception_v3``). Known offline.
+
+    Example:
+        >>> default_image_shape("digits"), default_image_shape("vgg16"), default_image_shape("inception_v3")
+        ((1, 32, 32), (3, 224, 224), (3, 299, 299))
+    """
+    if name in ZOO:
+        return (1, 32, 32)
+    if name in _torchvision_names():
+        try:
+            height, width = (list(torchvision.models.get_model_weights(name).DEFAULT.transforms().crop_size) * 2)[:2]
+        except (ValueError, KeyError, AttributeError, TypeError):
+            return (3, 224, 224)
+        return (3, height, width)
+    return None
 
 
 def _torchvision_network(name: str, weights: str | None) -> nn.Module:
@@ -159,10 +193,15 @@ class Normalize(nn.Module):
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
-        if len(mean) != len(std) or any(s <= 0 for s in std):
-            raise ValueError(f"mean and std need one value per channel and std > 0; got {mean}, {std}")
+        values = [*mean, *std]
+        if len(mean) != len(std) or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) \
+                or any(s <= 0 for s in std):
+            raise ValueError(f"mean and std need one finite value per channel and std > 0; got {mean}, {std}")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.shape[1] != self.mean.shape[1]:
+            raise ValueError(f"mean and std have {self.mean.shape[1]} values, one per channel, but the images have "
+                             f"{x.shape[1]} channel(s)")
         return (x - self.mean) / self.std

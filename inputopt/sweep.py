@@ -32,8 +32,8 @@ from inputopt._config import build, instantiate
 from inputopt.functional.display import DisplayMode
 from inputopt.functional.init import row_seeds
 from inputopt.loss import LossPath, optimize
-from inputopt.module import InputOptimization, check_precision, frozen_network
-from inputopt.networks import Normalize
+from inputopt.module import InputOptimization, check_precision, frozen_network, probe
+from inputopt.networks import Normalize, default_image_shape
 from inputopt.objectives.base import UnitsObjective
 from inputopt.params.base import ImageParam
 from inputopt.params.pixel import PixelImage
@@ -138,7 +138,7 @@ class FeatureSweep(DatasetRunner):
         priors: penalties on the images, each weighted by its ``weight``.
         param: the image parameterization (its options; default ``PixelImage()``).
         transforms: robustness transforms of the loss forward.
-        image_shape: ``(C, H, W)`` of the images.
+        image_shape: ``(C, H, W)`` of the images (default: the named network's own, as for ``InputOptimization``).
         weights: torchvision weights name for a named network (``None``: random weights, from ``seed``).
         state_dict: local state_dict file for a named network.
         mean: per-channel mean subtracted before the network (with ``std``).
@@ -171,7 +171,7 @@ class FeatureSweep(DatasetRunner):
         priors: Sequence[Prior] | None = None,
         param: ImageParam | None = None,
         transforms: Sequence[Transform] | None = None,
-        image_shape: Sequence[int] = (3, 224, 224),
+        image_shape: Sequence[int] | None = None,
         weights: str | None = None,
         state_dict: str | None = None,
         mean: Sequence[float] | None = None,
@@ -193,11 +193,15 @@ class FeatureSweep(DatasetRunner):
         if not isinstance(objective, UnitsObjective):
             raise ValueError(f"a sweep needs an objective with units (UnitActivation, ChannelSum, ...), got "
                              f"{type(objective).__name__}")
+        net = frozen_network(network, weights, state_dict, seed)
+        if image_shape is None:
+            image_shape = default_image_shape(network) if isinstance(network, str) else None
+            if image_shape is None:
+                raise ValueError("image_shape (C, H, W) is needed: the network's own input shape is not known")
         if len(image_shape) != 3 or not all(isinstance(s, int) and s > 0 for s in image_shape):
             raise ValueError(f"image_shape must be (C, H, W) positive ints, got {tuple(image_shape)}")
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std for input normalization, or neither")
-        net = frozen_network(network, weights, state_dict, seed)
         super().__init__(net, [], batch_size=units_per_batch)
         self.objective = objective
         self.priors = nn.ModuleList([build(p) for p in (priors or [])])
@@ -212,7 +216,8 @@ class FeatureSweep(DatasetRunner):
 
         # "all" resolved and every unit checked against the real layer, with one zero image
         with torch.no_grad():
-            activations = self._path(objective).activations(torch.zeros(1, *self.image_shape))
+            activations = probe(self._path(objective), torch.zeros(1, *self.image_shape),
+                                network if isinstance(network, str) else None)
             objective.resolve(activations)
             objective.check_units(activations[objective.layer])
             objective.with_units(objective.units[:1]).default_targets(activations)  # its other checks, on one row

@@ -81,3 +81,21 @@ def test_prediction_table_and_sphere_check(tmp_path, caplog):
     assert sphere.fractions.shape == (3,) and ((sphere.fractions >= 0) & (sphere.fractions <= 1)).all()
     again = SphereCheck(factor=2.0, num_points=200, seed=1).check(module)
     torch.testing.assert_close(again, sphere.fractions, equal_nan=True)  # reproducible with a seed
+
+
+def test_model_summary_calls_the_input_images(tmp_path, caplog):
+    """The summary at fit start says what is optimized (the images, their shape), not "Trainable params"."""
+    module = InputOptimization("digits", UnitActivation(None, unit=[3, 8]), [MultiScaleEdgeEnergy(0.1)])
+    trainer = Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      default_root_dir=tmp_path)
+    with caplog.at_level(logging.INFO):
+        trainer.fit(module)
+    assert "Optimized input: 2 images of shape (1, 32, 32), PixelImage: 2.0 K trainable values" in caplog.text
+    assert "Priors: MultiScaleEdgeEnergy(weight=0.1" in caplog.text
+    assert "Trainable params" not in caplog.text
+    quiet = Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, default_root_dir=tmp_path)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        quiet.fit(InputOptimization("digits", UnitActivation(None, unit=3)))
+    assert "Optimized input" not in caplog.text

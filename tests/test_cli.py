@@ -167,3 +167,23 @@ def test_command_line_run_does_not_warn_about_args(tmp_path, monkeypatch, recwar
     monkeypatch.setattr(sys, "argv", ["inputopt", *argv])
     main(argv)
     assert not [w for w in recwarn if "args parameter" in str(w.message)]
+
+
+def test_user_objective_from_the_current_folder(tmp_path, monkeypatch):
+    """`inputopt fit` imports a class_path from the current folder, as `python -m` would."""
+    from inputopt.cli import main
+
+    (tmp_path / "my_objectives.py").write_text(
+        "from inputopt.objectives import InputObjective\n\n\n"
+        "class MyObjective(InputObjective):\n"
+        "    def forward(self, activations):\n"
+        "        return activations[self.layer].flatten(1).mean(1)\n")
+    (tmp_path / "my.yaml").write_text(
+        "trainer: {max_steps: 1, logger: false, enable_checkpointing: false, enable_progress_bar: false}\n"
+        "model:\n  network: digits\n  objective:\n    class_path: my_objectives.MyObjective\n"
+        "    init_args: {layer: features.0}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "my_objectives", raising=False)
+    main(["fit", "--config", "my.yaml"])
+    assert Path(sys.modules["my_objectives"].__file__).resolve() == (tmp_path / "my_objectives.py").resolve()

@@ -335,3 +335,32 @@ def test_fourier_run_resumes_bit_identically(tiny_net, tmp_path):
     Trainer(max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False).fit(resumed, ckpt_path=str(tmp_path / "last.ckpt"))
     assert torch.equal(resumed.images(), whole.images())
+
+
+def test_image_shape_defaults_from_the_network():
+    """No image_shape: the zoo's 1×32×32, a torchvision network's own crop size, instead of a fixed 3×224×224."""
+    assert InputOptimization("digits", UnitActivation(None, unit=3)).images().shape == (1, 1, 32, 32)
+    assert InputOptimization("alexnet", UnitActivation("features.0", unit=0)).images().shape == (1, 3, 224, 224)
+
+
+def test_grayscale_file_for_a_one_channel_network(tmp_path):
+    """A grayscale image file starts a 1-channel network's images as stored (it used to become RGB, and fail)."""
+    from PIL import Image
+
+    pixels = torch.randint(0, 256, (32, 32), dtype=torch.uint8)
+    Image.fromarray(pixels.numpy(), mode="L").save(tmp_path / "digit.png")
+    images = InputOptimization("digits", UnitActivation(None, unit=3), init=str(tmp_path / "digit.png")).images()
+    torch.testing.assert_close(images, pixels.float().div(255).view(1, 1, 32, 32))
+
+
+def test_uint8_pt_init_is_scaled_like_an_image_file(tmp_path):
+    pixels = torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8)
+    torch.save(pixels, tmp_path / "digits.pt")
+    images = InputOptimization("digits", UnitActivation(None, unit=3), init=str(tmp_path / "digits.pt")).images()
+    torch.testing.assert_close(images, pixels.float() / 255)
+
+
+def test_targets_are_checked_at_construction():
+    """The shape probe runs in the constructor: the targets exist before any Trainer."""
+    module = InputOptimization("digits", NegativeCrossEntropy(labels=[4, 7]), init=torch.rand(2, 1, 32, 32))
+    assert module.targets.tolist() == [4, 7]

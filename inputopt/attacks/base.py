@@ -122,6 +122,13 @@ def _attack_mode(network: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+def _check_classes(classes: Tensor, num_classes: int, name: str) -> None:
+    bad = classes[(classes < 0) | (classes >= num_classes)]
+    if bad.numel():
+        raise ValueError(f"{name} must be class indices in 0..{num_classes - 1} (the network has {num_classes} "
+                         f"classes), got {bad[0].item()}")
+
+
 def _check_bounds(bounds: Sequence[float] | None) -> tuple[float, float] | None:
     if bounds is None:
         return None
@@ -226,6 +233,20 @@ class Attack(Configurable, ABC):
         noise = seeded_ball_noise(images.shape[1:], keys, self.seed, eps, self.norm)
         return images + noise.to(images)
 
+    def _num_classes(self, images: Tensor) -> int:
+        """The shape probe: the network's number of classes, from one image; a clear error when the network
+        cannot take the images."""
+        try:
+            with torch.no_grad():
+                logits = self.path(LOSSES[self.loss]()).activations(images[:1], [""])[""]
+        except RuntimeError as error:
+            raise ValueError(f"the network cannot take images of shape (C, H, W) = {tuple(images.shape[1:])}: "
+                             f"{error}") from error
+        if logits.ndim != 2:
+            raise ValueError(f"an attack needs a classifier's (B, num_classes) logits; the network returns shape "
+                             f"{tuple(logits.shape)} for one image")
+        return logits.shape[1]
+
     def predict(self, images: Tensor) -> Tensor:
         """The predicted class of each image (normalization included)."""
         with torch.no_grad(), _attack_mode(self.network):
@@ -260,13 +281,23 @@ class Attack(Configurable, ABC):
             raise ValueError(f"keys must have one entry per image ({batch}), got {len(keys)}")
         if start is not None and start.shape != images.shape:
             raise ValueError(f"start must have the shape of images {tuple(images.shape)}, got {tuple(start.shape)}")
+        if self.bounds is not None and images.numel() and not (
+                self.bounds[0] <= images.min().item() and images.max().item() <= self.bounds[1]):
+            raise ValueError(f"images must lie in the attack's bounds {self.bounds}, got values in "
+                             f"[{images.min().item():.4g}, {images.max().item():.4g}]; scale them (e.g. uint8 / 255) "
+                             f"or set bounds")
         with _attack_mode(self.network):
+            num_classes = self._num_classes(images)
             clean_predictions = self.predict(images) if measure or labels is None else None
-            labels = clean_predictions if labels is None else torch.as_tensor(labels).to(self.device).long()
-            if labels.shape != (batch,):
-                raise ValueError(f"labels must have shape ({batch},), got {tuple(labels.shape)}")
+            labels = clean_predictions if labels is None else torch.as_tensor(labels).to(self.device)
+            if labels.shape != (batch,) or labels.is_floating_point() or labels.dtype == torch.bool:
+                raise ValueError(f"labels must have shape ({batch},) and hold int class indices, got a {labels.dtype} "
+                                 f"tensor of shape {tuple(labels.shape)}")
+            _check_classes(labels.long(), num_classes, "labels")
+            labels = labels.long()
             if target is not None:
                 target = torch.as_tensor(target).to(self.device).long().expand(batch).clone()
+                _check_classes(target, num_classes, "target")
                 objective = LOSSES[self.loss](target=target.tolist())
             else:
                 objective = LOSSES[self.loss](labels=labels.tolist())

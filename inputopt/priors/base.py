@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from abc import abstractmethod
 
 import torch
@@ -22,7 +23,8 @@ class Prior(Term):
     where ``x`` are the images themselves (before any robustness transform).
 
     Args:
-        weight: the prior's weight in the loss (finite).
+        weight: the prior's weight in the loss (finite). A negative weight rewards what the prior
+            penalizes (e.g. sharper edges); it is allowed, with a warning, since it is more often a sign slip.
 
     Example:
         >>> class L2(Prior):
@@ -38,6 +40,9 @@ class Prior(Term):
         super().__init__()
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
             raise ValueError(f"a prior's weight must be a finite number, got {weight!r}")
+        if weight < 0:
+            warnings.warn(f"{type(self).__name__} has a negative weight ({weight}): the run rewards what it "
+                          f"penalizes; give a weight >= 0 to penalize it", UserWarning, stacklevel=3)
         self.weight = float(weight)
 
     @abstractmethod

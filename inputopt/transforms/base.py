@@ -40,6 +40,11 @@ class Transform(Configurable, nn.Module, ABC):
     def forward(self, x: Tensor, u: Tensor) -> Tensor:
         """Transform images ``x`` ``(B, C, H, W)`` with the random numbers ``u`` ``(B, num_random)``."""
 
+    def output_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The ``(C, H, W)`` of its output for images of ``image_shape``; raises ``ValueError`` for a size
+        it cannot sensibly take. Default: the same shape."""
+        return image_shape
+
 
 class AffineTransform(Transform):
     """A transform that is an affine map of pixel positions; consecutive ones are fused into one resampling.
@@ -84,6 +89,18 @@ class Transforms(nn.Module):
 
     def __len__(self) -> int:
         return len(self.transforms)
+
+    def check(self, image_shape: Sequence[int]) -> None:
+        """Raise ``ValueError`` when a transform cannot sensibly take the images it would get (e.g. a jitter
+        as large as the image).
+
+        Example:
+            >>> from inputopt.transforms import Jitter, Pad
+            >>> Transforms([Pad(4), Jitter(8)]).check((3, 16, 16))
+        """
+        shape = tuple(image_shape)
+        for transform in self.transforms:
+            shape = transform.output_shape(shape)
 
     def forward(self, x: Tensor, seeds: Sequence[int], step: int) -> Tensor:
         if len(seeds) != x.shape[0]:

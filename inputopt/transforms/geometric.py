@@ -47,6 +47,13 @@ class Pad(Transform):
             raise ValueError(f"mode must be 'constant', 'reflect' or 'replicate', got {mode!r}")
         self.width, self.mode, self.value = width, mode, float(value)
 
+    def output_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        channels, height, width = image_shape
+        if self.mode == "reflect" and self.width >= min(height, width):
+            raise ValueError(f"Pad(width={self.width}, mode='reflect') needs width < the image size "
+                             f"{height}x{width}; use a smaller width or mode='replicate'")
+        return channels, height + 2 * self.width, width + 2 * self.width
+
     def forward(self, x: Tensor, u: Tensor) -> Tensor:
         pad = (self.width,) * 4
         return F.pad(x, pad, mode=self.mode, value=self.value) if self.mode == "constant" else F.pad(x, pad, self.mode)
@@ -67,6 +74,12 @@ class Jitter(AffineTransform):
         if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 0:
             raise ValueError(f"pixels must be an int >= 0, got {pixels!r}")
         self.pixels = pixels
+
+    def output_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        if self.pixels >= min(image_shape[1:]):
+            raise ValueError(f"Jitter(pixels={self.pixels}) would shift the {image_shape[1]}x{image_shape[2]} images "
+                             f"it gets (after any padding) out of view; pixels must be < {min(image_shape[1:])}")
+        return image_shape
 
     def matrices(self, u: Tensor) -> Tensor:
         shift = (u * (2 * self.pixels + 1)).floor().clamp(max=2 * self.pixels) - self.pixels

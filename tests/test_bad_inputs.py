@@ -1,0 +1,310 @@
+"""Errors at the door: one table of bad inputs, each given the way a user gives it.
+
+Every row asserts the exception (or, for a negative prior weight, the warning), that the message names the
+bad value and says what is valid, and that nothing was written into the run folder. Constructor rows are
+cheap; the command-line rows run ``inputopt fit`` in-process on configs/digits.yaml, inside a tmp folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from inputopt import InputOptimization
+from inputopt.attacks import FGSM, FMN, PGD
+from inputopt.callbacks import LogImages, SaveImages, SphereCheck
+from inputopt.cli import main
+from inputopt.data import Digits, ImageFolder
+from inputopt.networks import build_network
+from inputopt.objectives import ChannelSum, Margin, NegativeCrossEntropy, UnitActivation
+from inputopt.params import FourierImage, PixelImage
+from inputopt.priors import MultiScaleEdgeEnergy
+from inputopt.runner import AttackEvaluation
+from inputopt.sweep import FeatureSweep
+from inputopt.transforms import Jitter, Pad, RandomRotate, RandomScale
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def unit() -> UnitActivation:
+    return UnitActivation(None, unit=3)
+
+
+def module(**kwargs) -> InputOptimization:
+    kwargs.setdefault("network", "digits")
+    kwargs.setdefault("objective", unit())
+    return InputOptimization(**kwargs)
+
+
+class TupleNet(nn.Module):
+    """A network whose forward returns (logits, features), like some detection or auxiliary-head models."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(3 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.head(x.flatten(1)), x
+
+
+def write_file(name: str, content) -> str:
+    """Write a file into the (tmp) current folder: bytes, a tensor or dict (torch.save) or a PIL image."""
+    path = Path(name)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, Image.Image):
+        content.save(path)
+    else:
+        torch.save(content, path)
+    return str(path)
+
+
+def fit(*args: str) -> None:
+    """``inputopt fit --config configs/digits.yaml ARGS`` in the current folder (2 steps, no progress bar)."""
+    main(["fit", "--config", "configs/digits.yaml", "--trainer.max_steps", "2", "--trainer.enable_progress_bar",
+          "false", *args])
+
+
+digits_images = torch.rand(4, 1, 32, 32)
+digits_labels = torch.tensor([0, 1, 2, 3])
+
+# (id, what the user does, expected exception, regex on the message: names the bad value and what is valid)
+ROWS = [
+    # -- images the network cannot take: the shape probe at construction
+    ("channels", lambda: module(image_shape=(3, 32, 32)), ValueError,
+     r"\(3, 32, 32\).*digits takes \(C, H, W\) = \(1, 32, 32\)"),
+    ("image-too-small", lambda: module(image_shape=(1, 4, 4)), ValueError,
+     r"\(1, 4, 4\).*digits takes \(C, H, W\) = \(1, 32, 32\)"),
+    ("init-channels", lambda: module(init=torch.rand(2, 3, 32, 32)), ValueError,
+     r"\(3, 32, 32\).*\(1, 32, 32\)"),
+    ("module-channels", lambda: InputOptimization(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()), unit(),
+                                                  image_shape=(1, 8, 8)), ValueError,
+     r"\(1, 8, 8\).*first convolution '0' takes 3 channel"),
+    ("module-no-image-shape", lambda: InputOptimization(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()), unit()),
+     ValueError, r"image_shape \(C, H, W\) is needed.*takes 3 channel"),
+    ("image-shape-2-numbers", lambda: module(image_shape=(32, 32)), ValueError,
+     r"image_shape must be \(C, H, W\) positive ints, got \(32, 32\)"),
+    ("image-shape-4-numbers", lambda: module(image_shape=(1, 1, 32, 32)), ValueError,
+     r"image_shape must be \(C, H, W\).*got \(1, 1, 32, 32\)"),
+    ("zero-size-image", lambda: module(image_shape=(1, 0, 32)), ValueError,
+     r"positive ints, got \(1, 0, 32\)"),
+    ("image-shape-vs-init", lambda: module(image_shape=(1, 32, 32), init=torch.rand(1, 1, 28, 28)), ValueError,
+     r"image_shape is \(1, 32, 32\) but init's images have shape \(1, 28, 28\)"),
+    ("init-2d", lambda: module(init=torch.rand(32, 32)), ValueError,
+     r"init must be images of shape \(B, C, H, W\) or \(C, H, W\), got shape \(32, 32\)"),
+    # -- counts, seeds, numbers
+    ("batch-size-0", lambda: module(image_shape=(1, 32, 32), batch_size=0), ValueError,
+     r"batch_size must be an int >= 1 or None, got 0"),
+    ("batch-size-negative", lambda: module(image_shape=(1, 32, 32), batch_size=-2), ValueError,
+     r"batch_size must be an int >= 1 or None, got -2"),
+    ("seed-over-64-bits", lambda: module(seed=2**64), ValueError,
+     r"seed must be an int in \[0, 2\*\*64\).*got 18446744073709551616"),
+    ("negative-prior-weight", lambda: MultiScaleEdgeEnergy(weight=-0.3), UserWarning,
+     r"negative weight \(-0.3\).*give a weight >= 0"),
+    ("nan-prior-weight", lambda: MultiScaleEdgeEnergy(weight=float("nan")), ValueError,
+     r"weight must be a finite number, got nan"),
+    ("optimizer-not-callable", lambda: module(optimizer="adam"), TypeError,
+     r"optimizer must build the optimizer.*got 'adam'"),
+    ("objective-not-objective", lambda: module(objective="UnitActivation"), TypeError,
+     r"objective must be an InputObjective.*got 'UnitActivation'"),
+    # -- networks, layers, units, classes
+    ("unknown-network", lambda: module(network="digitz"), ValueError,
+     r"unknown network 'digitz'; closest: digits"),
+    ("unknown-weights", lambda: build_network("alexnet", weights="IMAGENET"), ValueError,
+     r"unknown weights 'IMAGENET' for alexnet; valid: DEFAULT, IMAGENET1K_V1"),
+    ("network-import-path", lambda: build_network("mypackage.mynet"), ValueError,
+     r"cannot import network 'mypackage.mynet'"),
+    ("unknown-layer", lambda: module(objective=UnitActivation("feature.0", unit=3)), ValueError,
+     r"unknown layer 'feature.0'.*closest valid names: features.0"),
+    ("unit-out-of-range", lambda: module(objective=UnitActivation(None, unit=10)), ValueError,
+     r"unit 10 is out of range.*valid units are 0..9"),
+    ("channel-out-of-range", lambda: module(objective=ChannelSum("features.0", channel=[1, 99])), ValueError,
+     r"channel 99 is out of range for layer 'features.0'.*valid channels are 0..\d+"),
+    ("position-outside-map", lambda: module(objective=UnitActivation("features.0", 1, position=(40, 0))), ValueError,
+     r"position \(40, 0\) is outside layer 'features.0'"),
+    ("bool-unit", lambda: UnitActivation(None, unit=True), ValueError,
+     r"units must be an int, a non-empty list of ints or 'all', got True"),
+    ("bool-classes", lambda: NegativeCrossEntropy(labels=[True, False]), ValueError,
+     r"labels must be an int or a non-empty list of ints, got \[True, False\]"),
+    ("class-out-of-range", lambda: module(objective=NegativeCrossEntropy(labels=11)), ValueError,
+     r"class 11 is out of range.*valid classes are 0..9"),
+    ("position-three-numbers", lambda: UnitActivation("features.0", 1, position=(1, 2, 3)), ValueError,
+     r"position must be \(row, column\) ints, got \(1, 2, 3\)"),
+    ("margin-nan-confidence", lambda: Margin(labels=1, confidence=float("nan")), ValueError,
+     r"confidence must be a finite number or None, got nan"),
+    ("more-labels-than-images", lambda: module(objective=NegativeCrossEntropy(labels=[1, 2, 3]),
+                                               init=torch.rand(2, 1, 32, 32)), ValueError,
+     r"the objective targets 3 units, one per image, but init has 2 images"),
+    ("tuple-output", lambda: InputOptimization(TupleNet(), unit(), image_shape=(3, 8, 8)), TypeError,
+     r"layer '' of TupleNet returns a tuple, not a tensor.*pick a layer that returns one"),
+    # -- input normalization
+    ("mean-std-length", lambda: module(mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2]), ValueError,
+     r"mean and std have 3 values, one per channel, but the images have 1 channel"),
+    ("std-zero", lambda: module(mean=[0.5], std=[0.0]), ValueError, r"std > 0; got \[0.5\], \[0.0\]"),
+    ("mean-without-std", lambda: module(mean=[0.5]), ValueError, r"give both mean and std"),
+    # -- starting images from files
+    ("init-missing-file", lambda: module(init="nothing.png"), FileNotFoundError,
+     r"init file 'nothing.png' does not exist"),
+    ("init-corrupt-image", lambda: module(init=write_file("broken.png", b"\x89PNG not really")), ValueError,
+     r"cannot read init file 'broken.png' as an image"),
+    ("init-corrupt-pt", lambda: module(init=write_file("broken.pt", b"garbage")), ValueError,
+     r"cannot read init file 'broken.pt' \(corrupt, truncated"),
+    ("init-pt-dict", lambda: module(init=write_file("images.pt", {"images": torch.rand(1, 1, 32, 32)})),
+     ValueError, r"init file 'images.pt' must hold a tensor of images.*got a dict"),
+    ("init-pt-int64", lambda: module(init=write_file("ints.pt", torch.randint(0, 255, (1, 1, 32, 32)))),
+     ValueError, r"init file 'ints.pt' holds a torch.int64 tensor; give float images in \[0, 1\], or uint8"),
+    # -- parameterizations and transforms
+    ("param-unknown-argument", lambda: PixelImage(sigma=1), TypeError, r"unexpected keyword argument 'sigma'"),
+    ("param-negative-std", lambda: PixelImage(std=-1), ValueError, r"std must be >= 0, got -1"),
+    ("param-mean-length", lambda: module(param=PixelImage(mean=[0.1, 0.2])), ValueError,
+     r"mean has 2 values; give one, or one per channel \(1\)"),
+    ("decorrelate-gray", lambda: module(param=FourierImage(decorrelate=True)), ValueError,
+     r"decorrelate=True mixes RGB colours, but the images have 1 channel"),
+    ("fourier-decay", lambda: FourierImage(decay_power=-1), ValueError, r"decay_power must be a number >= 0, got -1"),
+    ("param-norm", lambda: PixelImage(eps=0.1, norm="L1"), ValueError, r"norm must be 'Linf' or 'L2', got 'L1'"),
+    ("jitter-larger-than-image", lambda: module(transforms=[Pad(2), Jitter(40)]), ValueError,
+     r"Jitter\(pixels=40\).*36x36.*pixels must be < 36"),
+    ("reflect-pad-larger-than-image", lambda: module(transforms=[Pad(40, mode="reflect")]), ValueError,
+     r"Pad\(width=40, mode='reflect'\) needs width < the image size 32x32"),
+    ("jitter-negative", lambda: Jitter(-1), ValueError, r"pixels must be an int >= 0, got -1"),
+    ("pad-negative", lambda: Pad(-2), ValueError, r"width must be an int >= 0, got -2"),
+    ("scale-negative", lambda: RandomScale(-1, 2), ValueError, r"scale factors must be > 0, got low=-1"),
+    ("rotate-reversed", lambda: RandomRotate((10, 5)), ValueError, r"degrees must have low <= high, got \(10, 5\)"),
+    # -- attacks
+    ("attack-negative-eps", lambda: PGD("digits", eps=-0.1), ValueError, r"eps must be finite numbers >= 0, got -0.1"),
+    ("attack-eps-list-negative", lambda: FGSM("digits", eps=[0.1, -0.1]), ValueError,
+     r"eps must be finite numbers >= 0, got \[0.1, -0.1\]"),
+    ("attack-unknown-norm", lambda: PGD("digits", norm="L3"), ValueError, r"norm must be 'Linf' or 'L2', got 'L3'"),
+    ("attack-steps-0", lambda: PGD("digits", steps=0), ValueError, r"steps must be an int >= 1, got 0"),
+    ("attack-unknown-loss", lambda: PGD("digits", loss="xent"), ValueError,
+     r"loss must be one of \['ce', 'margin'\], got 'xent'"),
+    ("attack-step-size-0", lambda: PGD("digits", alpha=0), ValueError, r"alpha must be a finite number > 0, got 0"),
+    ("fmn-gamma", lambda: FMN("digits", gamma=2), ValueError, r"gamma must be in \(0, 1\), got 2"),
+    ("attack-labels-length", lambda: PGD("digits", steps=1)(digits_images, digits_labels[:3]), ValueError,
+     r"labels must have shape \(4,\) and hold int class indices, got .* shape \(3,\)"),
+    ("attack-labels-range", lambda: PGD("digits", steps=1)(digits_images, torch.tensor([0, 1, 2, 12])), ValueError,
+     r"labels must be class indices in 0..9 \(the network has 10 classes\), got 12"),
+    ("attack-bool-labels", lambda: PGD("digits", steps=1)(digits_images, torch.tensor([True] * 4)), ValueError,
+     r"labels must have shape \(4,\) and hold int class indices, got a torch.bool"),
+    ("attack-images-0-255", lambda: PGD("digits", steps=1)(digits_images * 255, digits_labels), ValueError,
+     r"images must lie in the attack's bounds \(0.0, 1.0\), got values in \[.*, 2\d\d.*\]"),
+    ("attack-images-channels", lambda: PGD("digits", steps=1)(digits_images.expand(4, 3, 32, 32), digits_labels),
+     ValueError, r"cannot take images of shape \(C, H, W\) = \(3, 32, 32\)"),
+    ("attack-mean-std-length", lambda: PGD("digits", steps=1, mean=[0.5] * 3, std=[0.5] * 3)(digits_images,
+                                                                                              digits_labels),
+     ValueError, r"mean and std have 3 values, one per channel, but the images have 1 channel"),
+    ("attack-target-range", lambda: PGD("digits", steps=1)(digits_images, digits_labels, target=15), ValueError,
+     r"target must be class indices in 0..9 \(the network has 10 classes\), got 15"),
+    ("attack-bounds-reversed", lambda: PGD("digits", bounds=(1, 0)), ValueError,
+     r"bounds must be \(low, high\) finite numbers with low < high, got \(1, 0\)"),
+    ("attack-evaluation-sphere-points", lambda: AttackEvaluation(PGD("digits"), Digits(limit=4), sphere_points=-1),
+     ValueError, r"sphere_points must be an int >= 0, got -1"),
+    ("attack-evaluation-batch-size", lambda: AttackEvaluation(PGD("digits"), Digits(limit=4), batch_size=0),
+     ValueError, r"batch_size must be an int >= 1, got 0"),
+    ("attack-evaluation-attack-name", lambda: AttackEvaluation("PGD", Digits(limit=4)), TypeError,
+     r"attack must be an inputopt.attacks.Attack, got str"),
+    # -- sweeps
+    ("sweep-units-per-batch-0", lambda: FeatureSweep("digits", UnitActivation(None, unit=[1, 2]), units_per_batch=0),
+     ValueError, r"units_per_batch must be >= 1, got 0"),
+    ("sweep-objective-without-units", lambda: FeatureSweep("digits", NegativeCrossEntropy()), ValueError,
+     r"a sweep needs an objective with units.*got NegativeCrossEntropy"),
+    ("sweep-channels", lambda: FeatureSweep("digits", UnitActivation(None, unit=[1, 2]), image_shape=(3, 32, 32)),
+     ValueError, r"\(3, 32, 32\).*digits takes \(C, H, W\) = \(1, 32, 32\)"),
+    ("sweep-repeated-units", lambda: FeatureSweep("digits", UnitActivation(None, unit=[1, 1])), ValueError,
+     r"one image per unit, but units \[1, 1\] repeat"),
+    # -- callbacks
+    ("save-images-display", lambda: SaveImages(display="minmax"), ValueError,
+     r"display must be 'std' or 'clamp', got 'minmax'"),
+    ("save-images-scale-0", lambda: SaveImages(scale=0), ValueError, r"scale must be an int >= 1, got 0"),
+    ("log-images-nrow-0", lambda: LogImages(nrow=0), ValueError, r"nrow must be an int >= 1 or None, got 0"),
+    ("log-images-every-0", lambda: LogImages(every_n_steps=0), ValueError, r"every_n_steps must be >= 1, got 0"),
+    ("sphere-check-factor-0", lambda: SphereCheck(factor=0), ValueError, r"factor must be > 0.*got 0"),
+    # -- data sources and files
+    ("dataset-limit-0", lambda: Digits(limit=0), ValueError, r"limit must be an int >= 1 or None, got 0"),
+    ("dataset-split", lambda: Digits("val"), ValueError, r"split must be 'train' or 'test', got 'val'"),
+    ("image-folder-missing", lambda: ImageFolder("no_such_folder"), FileNotFoundError,
+     r"ImageFolder: no folder 'no_such_folder'"),
+    ("image-folder-channels", lambda: ImageFolder(".", image_shape=(2, 32, 32)), ValueError,
+     r"image_shape must be \(C, H, W\) with C 1 or 3, got \(2, 32, 32\)"),
+    ("state-dict-missing", lambda: build_network("digits", state_dict="weights.pt"), FileNotFoundError,
+     r"state_dict file 'weights.pt' does not exist"),
+    ("state-dict-corrupt", lambda: build_network("digits", state_dict=write_file("weights.pt", b"junk")), ValueError,
+     r"cannot read state_dict file 'weights.pt' \(corrupt"),
+    ("state-dict-other-network", lambda: build_network("digits", state_dict=write_file(
+        "weights.pt", build_network("alexnet").state_dict())), ValueError,
+     r"state_dict file 'weights.pt' does not fit network 'digits'"),
+    # -- the command line (in-process): what only the command line sees
+    ("cli-max-steps-0", lambda: fit("--trainer.max_steps", "0"), ValueError,
+     r"max_steps must be an int >= 1.*got 0"),
+    ("cli-refused-precision", lambda: fit("--trainer.precision", "bf16-true"), ValueError,
+     r"precision 'bf16-true' would cast the input itself.*use '16-mixed' or 'bf16-mixed'"),
+    ("cli-seed-everything-out-of-bounds", lambda: fit("--seed_everything", str(2**70)), ValueError,
+     r"1180591620717411303424 is not in bounds, numpy accepts from 0 to 4294967295"),
+    ("cli-ckpt-last-none", lambda: fit("--ckpt_path", "last"), FileNotFoundError,
+     r"--ckpt_path last: there is no last checkpoint.*results/digits/run/checkpoints"),
+    ("cli-ckpt-corrupt", lambda: fit("--ckpt_path", write_file("run.ckpt", b"PK junk")), ValueError,
+     r"--ckpt_path 'run.ckpt' is not a checkpoint \(corrupt, truncated"),
+    ("cli-ckpt-missing", lambda: fit("--ckpt_path", "old/last.ckpt"), FileNotFoundError,
+     r"--ckpt_path 'old/last.ckpt': no such checkpoint file"),
+    ("cli-image-shape-channels", lambda: fit("--model.image_shape", "[3, 32, 32]"), ValueError,
+     r"\(3, 32, 32\).*digits takes \(C, H, W\) = \(1, 32, 32\)"),
+    ("cli-unit-out-of-range", lambda: fit("--model.objective.init_args.unit", "[3, 12]"), ValueError,
+     r"unit 12 is out of range.*valid units are 0..9"),
+]
+
+# Rows where jsonargparse refuses the config: it exits with code 2 and prints what is wrong on stderr.
+PARSER_ROWS = [
+    ("cli-yaml-unknown-key", ["--config", "typo.yaml"], r"typo.yaml|max_step"),
+    ("cli-unknown-param-argument", ["--model.param.init_args.sigma", "1"], r"sigma"),
+    ("cli-max-steps-null", ["--trainer.max_steps", "null"], r"trainer.max_steps"),
+    ("cli-batch-size-text", ["--model.batch_size", "ten"], r"batch_size"),
+]
+
+
+@pytest.fixture
+def run_folder(tmp_path, monkeypatch):
+    """A tmp current folder holding configs/ (the CLI's relative run folder is results/ inside it)."""
+    shutil.copytree(CONFIGS, tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["inputopt"])  # the arguments are main()'s, not pytest's
+    return tmp_path
+
+
+def written(folder: Path) -> list[str]:
+    """What a run wrote: anything under results/ (checkpoints, images, results, logs)."""
+    results = folder / "results"
+    return sorted(str(p.relative_to(folder)) for p in results.rglob("*")) if results.exists() else []
+
+
+@pytest.mark.parametrize(("make", "error", "message"), [row[1:] for row in ROWS], ids=[row[0] for row in ROWS])
+def test_exception(run_folder, make, error, message):
+    if issubclass(error, Warning):
+        with pytest.warns(error, match=message):
+            make()
+    else:
+        with pytest.raises(error, match=message):
+            make()
+    assert written(run_folder) == []
+
+
+@pytest.mark.parametrize(("args", "message"), [row[1:] for row in PARSER_ROWS], ids=[row[0] for row in PARSER_ROWS])
+def test_exception_parser(run_folder, capsys, args, message):
+    (run_folder / "typo.yaml").write_text("trainer:\n  max_step: 5\n")
+    with pytest.raises(SystemExit) as info:
+        fit(*args)
+    assert info.value.code == 2
+    assert __import__("re").search(message, capsys.readouterr().err)
+    assert written(run_folder) == []
+
+
+def test_table_size():
+    """The issue's target: at least 40 distinct kinds of bad input, each a row."""
+    ids = [row[0] for row in ROWS] + [row[0] for row in PARSER_ROWS]
+    assert len(set(ids)) == len(ids) >= 40
+
