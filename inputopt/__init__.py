@@ -10,7 +10,7 @@ from inputopt.loss import LossPath, optimize
 from inputopt.module import InputOptimization
 from inputopt.networks import build_network
 from inputopt.objectives import ChannelSum, InputObjective, NegativeCrossEntropy, Sum, UnitActivation, UnitsObjective
-from inputopt.params import FourierImage, ImageParam, PixelImage
+from inputopt.params import FourierImage, ImageParam, MacoImage, PixelImage
 from inputopt.priors import MultiScaleEdgeEnergy, Prior
 from inputopt.transforms import Jitter, Pad, RandomRotate, RandomScale, Transform
 
@@ -24,6 +24,7 @@ __all__ = [
     "Jitter",
     "LogImages",
     "LossPath",
+    "MacoImage",
     "MultiScaleEdgeEnergy",
     "NegativeCrossEntropy",
     "Pad",

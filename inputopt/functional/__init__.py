@@ -4,9 +4,11 @@ from inputopt.functional.color import DEFAULT_COLOR_MATRIX, estimate_color_matri
 from inputopt.functional.display import DisplayMode, to_display
 from inputopt.functional.edge_energy import gaussian_kernel2d, multi_scale_edge_energy
 from inputopt.functional.init import row_seed, row_seeds, row_uniform, seeded_noise
+from inputopt.functional.magnitude import default_magnitude, estimate_magnitude, resize_magnitude
 from inputopt.functional.projection import lp_norms, project_lp_ball
 from inputopt.functional.sphere import random_sphere_points, sphere_check, sphere_label_change
 
-__all__ = ["DEFAULT_COLOR_MATRIX", "DisplayMode", "estimate_color_matrix", "gaussian_kernel2d", "lp_norms",
-           "multi_scale_edge_energy", "project_lp_ball", "random_sphere_points", "row_seed", "row_seeds",
-           "row_uniform", "seeded_noise", "sphere_check", "sphere_label_change", "to_display"]
+__all__ = ["DEFAULT_COLOR_MATRIX", "DisplayMode", "default_magnitude", "estimate_color_matrix", "estimate_magnitude",
+           "gaussian_kernel2d", "lp_norms", "multi_scale_edge_energy", "project_lp_ball", "random_sphere_points",
+           "resize_magnitude", "row_seed", "row_seeds", "row_uniform", "seeded_noise", "sphere_check",
+           "sphere_label_change", "to_display"]
