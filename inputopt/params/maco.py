@@ -214,10 +214,16 @@ class SaveImportance(Callback):
         total = self.importance.sum(1, keepdim=True)
         return total / total.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
 
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def _remove_hook(self) -> None:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._remove_hook()
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._remove_hook()
         out = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
         if not trainer.is_global_zero or self.importance.numel() == 0:
             return
