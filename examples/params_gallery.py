@@ -1,11 +1,13 @@
-"""Pixels, Fourier spectra, and Fourier spectra with transforms, side by side: a picture for the docs.
+"""Pixels, Fourier spectra, Fourier spectra with transforms, and MACO, side by side: a picture for the docs.
 
 Each figure has one row per method, optimized with the same objective, optimizer and number of steps,
 and one column per unit:
 
 1. pixel: ``PixelImage``, the images' pixels are the trainable tensor;
 2. Fourier: ``FourierImage``, the images' 1/f^p-scaled spectra are;
-3. Fourier + transforms: the same, each step scoring a randomly jittered, scaled and rotated copy.
+3. Fourier + transforms: the same, each step scoring a randomly jittered, scaled and rotated copy;
+4. MACO + transforms: ``MacoImage``, only the phases of the spectra are (their magnitude is the shipped
+   natural-image default), with the transforms of row 3.
 
 Figures (rows top to bottom in the order above):
 
@@ -37,6 +39,7 @@ from inputopt import (
     FourierImage,
     InputOptimization,
     Jitter,
+    MacoImage,
     MultiScaleEdgeEnergy,
     Pad,
     PixelImage,
@@ -58,12 +61,14 @@ def run(steps: int, lr: float, **kwargs) -> InputOptimization:
 
 
 def digits_methods() -> dict:
-    """(param, transforms) per method: the main job's pixels, configs/digits_fourier.yaml's spectra."""
+    """(param, transforms) per method: the main job's pixels, configs/digits_fourier.yaml's spectra,
+    configs/digits_maco.yaml's phases."""
     fourier = partial(FourierImage, decay_power=1.5, mean=0.5, std=0.01, clamp=(0, 1))
     return {
         "pixel": (PixelImage(mean=0.5, std=0.01), []),
         "Fourier": (fourier(), []),
         "Fourier + transforms": (fourier(), [Jitter(2), RandomScale(0.95, 1.05), RandomRotate(5)]),
+        "MACO + transforms": (MacoImage(), [Jitter(2), RandomScale(0.95, 1.05), RandomRotate(5)]),
     }
 
 
@@ -73,6 +78,7 @@ def vgg16_methods() -> dict:
         "pixel": (PixelImage(mean=0.5, clamp=(0, 1)), []),
         "Fourier": (fourier(), []),
         "Fourier + transforms": (fourier(), [Pad(8, value=0.5), Jitter(8), RandomScale(0.9, 1.1), RandomRotate(10)]),
+        "MACO + transforms": (MacoImage(), [Pad(8, value=0.5), Jitter(8), RandomScale(0.9, 1.1), RandomRotate(10)]),
     }
 
 

@@ -12,7 +12,7 @@ from inputopt.module import InputOptimization
 from inputopt.networks import build_network
 from inputopt.objectives import (Alignment, ChannelInteraction, ChannelSum, DeepDream, Direction, Diversity,
                                  InputObjective, NegativeCrossEntropy, Sum, UnitActivation, UnitsObjective)
-from inputopt.params import FourierImage, ImageParam, PixelImage
+from inputopt.params import FourierImage, ImageParam, MacoImage, PixelImage
 from inputopt.priors import BlurPenalty, LpNorm, MultiScaleEdgeEnergy, Prior, TotalVariation
 from inputopt.runner import AttackEvaluation, DatasetRunner
 from inputopt.sweep import FeatureSweep, SaveSweep
@@ -38,6 +38,7 @@ __all__ = [
     "LogImages",
     "LossPath",
     "LpNorm",
+    "MacoImage",
     "MultiScaleEdgeEnergy",
     "NegativeCrossEntropy",
     "Pad",

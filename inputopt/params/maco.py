@@ -1,0 +1,235 @@
+"""MACO: a fixed natural-image Fourier magnitude, an optimized phase (Fel et al. 2023); and its importance map."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+from torch.utils.hooks import RemovableHandle
+
+from inputopt.functional.init import row_seeds
+from inputopt.functional.magnitude import default_magnitude, estimate_magnitude, resize_magnitude
+from inputopt.params.base import ImageParam
+from inputopt.results import save_grid
+
+__all__ = ["MacoImage", "SaveImportance"]
+
+
+class MacoImage(ImageParam):
+    r"""MACO (MAgnitude Constrained Optimization): the images' Fourier magnitude is fixed to that of
+    natural images and only the phase is optimized (Fel et al. 2023, "Unlocking Feature Visualization
+    for Deeper Networks with MAgnitude Constrained Optimization").
+
+    The trainable tensor is the phase of every image's real FFT, ``(B, C, H, W // 2 + 1)`` (one phase per
+    image, channel and frequency); the magnitude is a fixed ``(C, H, W // 2 + 1)`` buffer. The images are
+    ``sigmoid(standardize(irfft2(magnitude · exp(i · phase))))``: standardized per image (zero mean, unit
+    standard deviation over all its pixels), then mapped into ``sigmoid=(low, high)``. On the
+    self-conjugate columns of the ``rfft2`` layout (the first, and the last for an even width), the phase
+    used is the odd part ``(φ(k) − φ(−k)) / 2``, so the spectrum is that of a real image and the
+    magnitude of the images before standardization is exactly the fixed one (the constant term and
+    the Nyquist terms keep phase 0).
+
+    The magnitude is, by ``magnitude``:
+
+    - ``None``: the shipped default (:func:`~inputopt.functional.magnitude.default_magnitude`), the mean
+      spectrum of six natural photographs, RGB for 3 channels and their grayscale for 1;
+    - a path to a ``.pt`` tensor ``(C, H, W // 2 + 1)`` (e.g. saved from
+      :func:`~inputopt.functional.estimate_magnitude`);
+    - a tensor: see :meth:`from_images`.
+
+    A magnitude of another size is resized with :func:`~inputopt.functional.resize_magnitude`.
+
+    The phases start uniform in ``[−π, π)``, row ``i`` from ``(seed, keys[i])``: images with a natural
+    spectrum and random structure. There is no ``clamp`` or ``eps``: a projection onto a box or a ball
+    does not keep the magnitude; the sigmoid keeps the images in range. :meth:`initialize_from` and
+    :meth:`set_images_` take the phase of the given images: the nearest images with the fixed magnitude
+    (the given images themselves when they have it, e.g. another :class:`MacoImage`'s).
+
+    Args:
+        magnitude: ``None`` (the default), a path to a ``.pt`` tensor, or a tensor.
+        sigmoid: ``(low, high)``: the images' range; ``None`` leaves them standardized.
+
+    Example:
+        >>> param = MacoImage().initialize((3, 16, 16), keys=[0, 1])
+        >>> param().shape, param.phase.shape, param.magnitude.shape
+        (torch.Size([2, 3, 16, 16]), torch.Size([2, 3, 16, 9]), torch.Size([3, 16, 9]))
+        >>> spectrum = torch.fft.rfft2(param.unstandardized(param.phase), norm="ortho")
+        >>> torch.allclose(spectrum.abs(), param.magnitude.expand_as(spectrum), atol=1e-5)
+        True
+    """
+
+    parameter_name = "phase"
+
+    def __init__(self, magnitude: str | os.PathLike | Tensor | None = None,
+                 sigmoid: Sequence[float] | None = (0.0, 1.0)) -> None:
+        super().__init__(sigmoid=sigmoid)
+        if isinstance(magnitude, (str, os.PathLike)):
+            path = Path(magnitude)
+            if not path.is_file():
+                raise FileNotFoundError(f"MacoImage: no magnitude file {str(path)!r} (a .pt tensor (C, H, W//2+1))")
+            magnitude = torch.load(path, weights_only=True, map_location="cpu")
+        if magnitude is not None:
+            if not isinstance(magnitude, Tensor) or magnitude.ndim != 3 or not torch.isfinite(magnitude).all() \
+                    or (magnitude < 0).any():
+                raise ValueError("magnitude must be a (C, H, W // 2 + 1) tensor of finite values >= 0, got "
+                                 f"{type(magnitude).__name__} {tuple(getattr(magnitude, 'shape', ()))}")
+            magnitude = magnitude.detach().float().cpu()
+        self._reference = magnitude
+        self.register_buffer("magnitude", torch.empty(0), persistent=False)
+        self.register_buffer("_odd_columns", torch.empty(0, dtype=torch.bool), persistent=False)
+        self._size: tuple[int, int] = (0, 0)
+
+    @classmethod
+    def from_images(cls, images: Tensor | Iterable | str | os.PathLike, size: int | Sequence[int],
+                    channels: int | None = None, sigmoid: Sequence[float] | None = (0.0, 1.0)) -> MacoImage:
+        """A :class:`MacoImage` whose magnitude is that of ``images`` (a tensor, a DataLoader or a folder).
+
+        See :func:`~inputopt.functional.estimate_magnitude` for ``images``, ``size`` and ``channels``.
+        For YAML, save the magnitude (``torch.save(estimate_magnitude(...), "magnitude.pt")``) and give
+        its path as ``magnitude``.
+
+        Example:
+            >>> images = torch.rand(8, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+            >>> param = MacoImage.from_images(images, 12).initialize((1, 12, 12), keys=[0])
+            >>> torch.equal(param.magnitude, estimate_magnitude(images, 12))
+            True
+        """
+        return cls(magnitude=estimate_magnitude(images, size, channels), sigmoid=sigmoid)
+
+    def build(self, image_shape: tuple[int, int, int]) -> None:
+        channels, height, width = image_shape
+        if self._reference is None:
+            magnitude = default_magnitude(channels, (height, width))
+        else:
+            if self._reference.shape[0] != channels:
+                raise ValueError(f"the magnitude has {self._reference.shape[0]} channel(s), the images {channels}")
+            magnitude = resize_magnitude(self._reference, (height, width))
+        # the columns whose coefficients pair k with -k (a real image's spectrum is conjugate there)
+        odd = torch.zeros(width // 2 + 1, dtype=torch.bool)
+        odd[0] = True
+        if width % 2 == 0:
+            odd[-1] = True
+        negative = (-torch.arange(height)) % height
+        magnitude[:, :, odd] = (magnitude[:, :, odd] + magnitude[:, negative][:, :, odd]) / 2
+        self._size = (height, width)
+        self.magnitude = magnitude.to(self.magnitude.device)
+        self._odd_columns = odd.to(self.magnitude.device)
+
+    def parameter_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, ...]:
+        channels, height, width = image_shape
+        return channels, height, width // 2 + 1
+
+    def initialize(self, image_shape: Sequence[int], keys: Sequence[int], seed: int = 0) -> MacoImage:
+        """Make the phases, uniform in ``[−π, π)``: ``len(keys)`` images, row ``i`` from ``(seed, keys[i])``.
+
+        Returns:
+            The parameterization itself.
+        """
+        shape = self._check_shape(image_shape)
+        if len(keys) == 0:
+            raise ValueError("initialize needs at least one key (one per image)")
+        rows = [torch.rand(self.parameter_shape(shape), generator=torch.Generator().manual_seed(s))
+                for s in row_seeds(keys, seed)]
+        self._set_tensor((torch.stack(rows) * 2 - 1) * math.pi)
+        with torch.no_grad():
+            self._start_at(self())
+        return self
+
+    def unstandardized(self, phase: Tensor) -> Tensor:
+        """``irfft2(magnitude · exp(i · phase))``: images whose spectrum's magnitude is the fixed one."""
+        height = self._size[0]
+        negative = (-torch.arange(height, device=phase.device)) % height
+        phase = torch.where(self._odd_columns, (phase - phase[..., negative, :]) / 2, phase)
+        return torch.fft.irfft2(torch.polar(self.magnitude.expand_as(phase), phase), s=self._size, norm="ortho")
+
+    def to_spatial(self, tensor: Tensor) -> Tensor:
+        x = self.unstandardized(tensor)
+        x = x - x.mean((1, 2, 3), keepdim=True)
+        return x / x.pow(2).mean((1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
+
+    def from_spatial(self, images: Tensor) -> Tensor:
+        # standardizing shifts the constant term and scales the rest: the phases are unchanged
+        return torch.fft.rfft2(images, norm="ortho").angle()
+
+
+class SaveImportance(Callback):
+    r"""Accumulate a MACO-style importance map and save it beside the images at the end of a run.
+
+    The importance of a pixel is :math:`\sum_t |\partial L_t / \partial x_t|`, the magnitude of the
+    gradient of the loss with respect to the parameterization's output images ``x = param()`` summed over
+    the optimization steps, per image and channel (Fel et al. 2023 use the objective's gradient with the
+    transforms undone; here it is the gradient of the whole loss, objective and priors, at the images
+    before the transforms). It works with any parameterization: a forward hook on ``param`` adds a
+    gradient hook to its output during training only.
+
+    At the end it writes ``importance.pt`` (``(B, C, H, W)``, the sums) and ``importance.png`` (a grid of
+    heat maps: the sum over channels, divided by each image's maximum; white is most important), in the
+    folder :class:`~inputopt.callbacks.SaveImages` writes to. A resumed run starts a new sum.
+
+    Args:
+        dirpath: where to write; default the trainer's log directory (or its root directory).
+        nrow: heat maps per grid row (default: a square-ish grid).
+        scale: integer upscaling of the PNG (nearest neighbour), for small images.
+
+    Attributes:
+        importance: the ``(B, C, H, W)`` sums so far (empty before the first step).
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(max_steps=100, callbacks=[SaveImportance("results/maco", scale=4)])
+    """
+
+    def __init__(self, dirpath: str | os.PathLike | None = None, nrow: int | None = None, scale: int = 1) -> None:
+        self.dirpath = dirpath
+        self.nrow = nrow
+        self.scale = scale
+        self.importance = torch.empty(0)
+        self.paths: list[Path] = []
+        self._handle: RemovableHandle | None = None
+
+    def _accumulate(self, grad: Tensor) -> None:
+        grad = grad.detach().abs().float()
+        self.importance = grad if self.importance.shape != grad.shape else self.importance + grad
+
+    def _hook(self, module, inputs, output: Tensor) -> None:
+        if output.requires_grad:
+            output.register_hook(self._accumulate)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        param = getattr(pl_module, "param", None)
+        if not isinstance(param, ImageParam):
+            raise TypeError(f"SaveImportance works with a module whose images come from an ImageParam `param`, "
+                            f"not {type(pl_module).__name__}")
+        self.importance = torch.empty(0)
+        self._handle = param.register_forward_hook(self._hook)
+
+    def heat_maps(self) -> Tensor:
+        """The ``(B, 1, H, W)`` heat maps in [0, 1]: the importance summed over channels, over each image's maximum."""
+        total = self.importance.sum(1, keepdim=True)
+        return total / total.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+
+    def _remove_hook(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._remove_hook()
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._remove_hook()
+        out = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
+        if not trainer.is_global_zero or self.importance.numel() == 0:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        importance = self.importance.cpu()
+        torch.save(importance, out / "importance.pt")
+        grid = save_grid(self.heat_maps().cpu(), out / "importance.png", "clamp", self.nrow, self.scale)
+        self.paths = [grid, out / "importance.pt"]
+        rank_zero_info(f"inputopt: wrote {grid} (importance maps of {importance.shape[0]} images)")
