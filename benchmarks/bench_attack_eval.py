@@ -35,7 +35,6 @@ import argparse
 import datetime
 import gc
 import os
-import platform
 import statistics
 import sys
 import time

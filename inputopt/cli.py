@@ -146,7 +146,7 @@ def layers_main(argv: list[str]) -> None:
 #: The subcommands that are not LightningCLI's: name -> ("module:function", one-line help). Imported only
 #: when called, so that ``inputopt layers`` does not pay for the others, and no module imports this one.
 SUBCOMMANDS = {
-    "attack": ("inputopt.attack_cli:attack_main", "evaluate an attack over a data set (robust accuracy, norms, ...)"),
+    "attack": ("inputopt.runner:attack_main", "evaluate an attack over a data set (robust accuracy, norms, ...)"),
     "examples": ("inputopt.dataset_examples:examples_main", "find the top-k natural images of every unit of a layer"),
     "sweep": ("inputopt.sweep:sweep_main", "visualize many units, chunk by chunk, resumable, on any devices"),
     "layers": ("inputopt.cli:layers_main", "list a network's layers: dotted names, types, output shapes"),

@@ -29,7 +29,7 @@ from inputopt.metrics.topk import TopKExamples, unit_scores
 from inputopt.module import check_precision, frozen_network
 from inputopt.networks import Normalize
 from inputopt.results import image_grid
-from inputopt.runner import DatasetRunner
+from inputopt.runner import DatasetRunner, runner_command
 
 __all__ = ["DatasetExamples", "SaveDatasetExamples", "crop_around", "examples_main"]
 
@@ -255,17 +255,5 @@ def examples_main(argv: Sequence[str]) -> DatasetExamples:
     Example:
         >>> examples_main(["--config", "configs/digits_examples.yaml"])  # doctest: +SKIP
     """
-    from lightning.pytorch.cli import LightningCLI
-
-    cli = LightningCLI(
-        DatasetExamples,
-        args=list(argv),
-        run=False,
-        trainer_defaults={"logger": False, "enable_model_summary": False},
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "inputopt examples", "description": "Find the top-k natural images of every unit "
-                       "of a layer over a data set (dataset examples)."},
-    )
-    cli.trainer.test(cli.model, verbose=False)
-    return cli.model
+    return runner_command(DatasetExamples, argv, "inputopt examples", "Find the top-k natural images of every unit "
+                        "of a layer over a data set (dataset examples).")

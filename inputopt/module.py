@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from inputopt._config import build
 from inputopt.functional.init import row_seeds
 from inputopt.loss import LossPath, NonFiniteError, _distinct, nonfinite_message, restore_rows_
-from inputopt.networks import Normalize, build_network, class_names, default_image_shape, freeze
+from inputopt.networks import Normalize, build_network, class_names, default_image_shape, freeze, load_torch_file
 from inputopt.objectives.base import InputObjective, Targets, map_targets
 from inputopt.params.base import ImageParam
 from inputopt.params.pixel import PixelImage
@@ -64,11 +64,7 @@ def _load_images(init: Tensor | str | Path, channels: int | None = None) -> Tens
     if not path.is_file():
         raise FileNotFoundError(f"init file {str(path)!r} does not exist")
     if path.suffix in (".pt", ".pth"):
-        try:
-            images = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # pickle, zip and size errors alike: name the file
-            raise ValueError(f"cannot read init file {str(path)!r} (corrupt, truncated or not a torch.save "
-                             f"file): {error}") from error
+        images = load_torch_file(path, "init file")
         if not isinstance(images, Tensor):
             raise ValueError(f"init file {str(path)!r} must hold a tensor of images (B, C, H, W) or (C, H, W), "
                              f"got a {type(images).__name__}")

@@ -14,8 +14,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-__all__ = ["WeightsUnavailableError", "build_network", "class_names", "default_image_shape", "freeze", "Normalize",
-           "ZOO"]
+__all__ = ["WeightsUnavailableError", "build_network", "class_names", "default_image_shape", "freeze", "load_torch_file",
+           "Normalize", "ZOO"]
 
 #: The project's own small trained models, available offline (see ``inputopt/zoo``).
 ZOO = {"digits": "a", "digits_b": "b"}
@@ -46,6 +46,25 @@ def _torchvision_names() -> list[str]:
 
 def _weights_file(weights_enum) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights_enum.url)
+
+
+def load_torch_file(path: str | os.PathLike, what: str) -> object:
+    """``torch.load`` (tensors only, on the CPU) with errors that name the file: ``what`` says which file it is.
+
+    Example:
+        >>> load_torch_file("missing.pt", "init file")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: init file 'missing.pt' does not exist
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and size errors alike: name the file
+        raise ValueError(f"cannot read {what} {str(path)!r} (corrupt, truncated or not a torch.save file): "
+                         f"{error}") from error
 
 
 def build_network(name: str, weights: str | None = None, state_dict: str | os.PathLike | None = None) -> nn.Module:
@@ -93,13 +112,7 @@ def build_network(name: str, weights: str | None = None, state_dict: str | os.Pa
         network = _torchvision_network(name, None if state_dict is not None else weights)
     if state_dict is not None:
         path = Path(state_dict).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"state_dict file {str(path)!r} does not exist")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # pickle, zip and size errors alike: name the file
-            raise ValueError(f"cannot read state_dict file {str(path)!r} (corrupt, truncated or not a "
-                             f"torch.save file): {error}") from error
+        state = load_torch_file(path, "state_dict file")
         if not isinstance(state, dict):
             raise ValueError(f"state_dict file {str(path)!r} must hold a dict of tensors (model.state_dict()), "
                              f"got a {type(state).__name__}")

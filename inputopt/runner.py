@@ -8,7 +8,7 @@ with a distributed sampler that never repeats a sample, so metrics and results e
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -23,7 +23,8 @@ from inputopt.functional.init import row_seed
 from inputopt.functional.sphere import sphere_label_changes
 from inputopt.metrics import AttackSuccessRate, PerturbationNorms, RobustAccuracy, SphereLabelChange
 
-__all__ = ["AttackEvaluation", "DatasetRunner", "IndexedDataset", "inner_optimization"]
+__all__ = ["AttackEvaluation", "DatasetRunner", "IndexedDataset", "attack_main", "inner_optimization",
+           "runner_command"]
 
 
 class IndexedDataset(Dataset):
@@ -228,3 +229,30 @@ class AttackEvaluation(DatasetRunner):
         self.log("clean_accuracy", clean, sync_dist=False)
         for metric in (self.clean_accuracy, self.robust_accuracy, self.success_rate, self.norms, self.sphere):
             metric.reset()
+
+
+def runner_command(runner: type[DatasetRunner], argv: Sequence[str], prog: str, description: str) -> DatasetRunner:
+    """The command line of a dataset runner: parse its config (``model:`` the runner's arguments,
+    ``trainer:`` devices, precision, logger, callbacks, as for ``inputopt fit``) and run ``trainer.test``.
+
+    Example:
+        >>> runner_command(AttackEvaluation, ["--config", "configs/digits_pgd.yaml"], "inputopt attack", "")  # doctest: +SKIP
+    """
+    from lightning.pytorch.cli import LightningCLI
+
+    cli = LightningCLI(runner, args=list(argv), run=False,
+                       trainer_defaults={"logger": False, "enable_model_summary": False},
+                       seed_everything_default=0, save_config_kwargs={"overwrite": True},
+                       parser_kwargs={"prog": prog, "description": description})
+    cli.trainer.test(cli.model, verbose=False)
+    return cli.model
+
+
+def attack_main(argv: Sequence[str]) -> AttackEvaluation:
+    """``inputopt attack --config configs/digits_pgd.yaml``: evaluate an attack over a data set.
+
+    Example:
+        >>> attack_main(["--config", "configs/digits_pgd.yaml", "--model.dataset.init_args.limit", "64"])  # doctest: +SKIP
+    """
+    return runner_command(AttackEvaluation, argv, "inputopt attack", "Evaluate an attack over a data set: clean and "
+                        "robust accuracy per eps, perturbation norms, the random-sphere check.")
