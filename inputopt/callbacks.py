@@ -294,8 +294,10 @@ class CheckpointOnInterrupt(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         checkpoint = trainer.checkpoint_callback
-        if self._stepped(trainer) and isinstance(checkpoint, ModelCheckpoint) and checkpoint.save_last and checkpoint.dirpath:
-            trainer.save_checkpoint(Path(checkpoint.dirpath) / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}")
+        if (self._stepped(trainer) and isinstance(checkpoint, ModelCheckpoint) and checkpoint.save_last
+                and checkpoint.dirpath):
+            last = Path(checkpoint.dirpath) / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}"
+            trainer.save_checkpoint(last, weights_only=False)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if not self._stepped(trainer):
@@ -304,7 +306,7 @@ class CheckpointOnInterrupt(Callback):
             return
         path = self.path(trainer)
         try:
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)
         except NonFiniteError as error:
             rank_zero_info(f"inputopt: run stopped at step {trainer.global_step}; {error}, so {path} is not "
                            f"overwritten")
