@@ -434,7 +434,7 @@ class SweepCLI(LightningCLI):
                 InputOptimization,
                 args=None if args is None else [a for a in args if a != "fit"],
                 run=False,
-                # the same defaults as `inputopt fit` (inputopt.cli.cli)
+                # the same defaults as `inputopt fit` (inputopt.fit_cli.cli)
                 trainer_defaults={"max_steps": 250, "log_every_n_steps": 1},
                 auto_configure_optimizers=False,
                 seed_everything_default=0,

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from inputopt import InputOptimization, SphereCheck
-from inputopt.cli import cli
+from inputopt.fit_cli import cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 VGG_CONFIGS = sorted(CONFIGS.glob("vgg16_*.yaml"))
@@ -187,3 +187,12 @@ def test_user_objective_from_the_current_folder(tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "my_objectives", raising=False)
     main(["fit", "--config", "my.yaml"])
     assert Path(sys.modules["my_objectives"].__file__).resolve() == (tmp_path / "my_objectives.py").resolve()
+
+
+def test_unknown_command_names_the_commands(capsys):
+    from inputopt.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["fti", "--config", "configs/digits.yaml"])
+    assert stop.value.code == 2
+    assert "unknown command 'fti'" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from inputopt import CheckpointOnInterrupt, InputOptimization, SaveImages, UnitActivation
 from inputopt.callbacks import RunLock, RunLockedError
-from inputopt.cli import cli
+from inputopt.fit_cli import cli
 from inputopt.loss import NonFiniteError
 from tests.conftest import make_tiny_net
 
