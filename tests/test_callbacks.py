@@ -99,3 +99,36 @@ def test_model_summary_calls_the_input_images(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         quiet.fit(InputOptimization("digits", UnitActivation(None, unit=3)))
     assert "Optimized input" not in caplog.text
+
+
+def test_progress_bar_counts_steps_out_of_max_steps_also_after_a_resume(tmp_path, capsys):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from inputopt.callbacks import StepProgressBar
+
+    def fit(steps: int, ckpt_path=None, bar: bool = True) -> Trainer:
+        module = InputOptimization(make_tiny_net(), ChannelSum("features.4", channel=[0, 1]), image_shape=(3, 16, 16))
+        trainer = quiet_trainer(steps, enable_progress_bar=bar, logger=CSVLogger(tmp_path, name="run", version=7),
+                                enable_checkpointing=True, callbacks=[ModelCheckpoint(tmp_path / "ckpt", save_last=True)])
+        trainer.fit(module, ckpt_path=ckpt_path)
+        return trainer
+
+    trainer = fit(4)
+    bar = trainer.progress_bar_callback
+    assert isinstance(bar, StepProgressBar)
+    assert (bar.train_progress_bar.n, bar.train_progress_bar.total) == (4, 4)
+    shown = [line.strip() for line in capsys.readouterr().out.split("\r") if line.strip()]
+    assert shown[0].startswith("steps:   0%") and " 0/4 " in shown[0]
+    assert shown[-1].startswith("steps: 100%") and "| 4/4 [" in shown[-1]
+    assert "loss=" in shown[-1] and "objective=" in shown[-1]
+    assert not [line for line in shown if "Epoch" in line or "v_num" in line or "/?" in line]
+
+    fit(6, ckpt_path=tmp_path / "ckpt" / "last.ckpt")  # the resumed bar starts at the checkpoint's step
+    shown = [line.strip() for line in capsys.readouterr().out.split("\r") if line.strip()]
+    steps = [line.split("|")[2].split()[0] for line in shown if line.startswith("steps:")]
+    assert steps[0] == "4/6" and steps[-1] == "6/6" and "5/6" in steps
+
+    trainer = fit(2, bar=False)  # no bar asked for: none added
+    assert trainer.progress_bar_callback is None
+    assert not [c for c in trainer.callbacks if isinstance(c, StepProgressBar)]
