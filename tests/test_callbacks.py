@@ -132,3 +132,36 @@ def test_progress_bar_counts_steps_out_of_max_steps_also_after_a_resume(tmp_path
     trainer = fit(2, bar=False)  # no bar asked for: none added
     assert trainer.progress_bar_callback is None
     assert not [c for c in trainer.callbacks if isinstance(c, StepProgressBar)]
+
+
+def test_prediction_table_is_compact_for_many_images(tmp_path, caplog):
+    torch.manual_seed(0)
+    module = InputOptimization(make_tiny_net(), NegativeCrossEntropy(), init=3 * torch.randn(12, 3, 32, 32),
+                               freeze_done=True, optimizer=lambda p: torch.optim.SGD(p, lr=10.0))
+    table = PredictionTable(max_rows=4)
+    with caplog.at_level(logging.INFO):
+        quiet_trainer(4, callbacks=[table]).fit(module)
+    start = module.targets
+    changed = [(p != start).float().mean().item() for p in table.predictions]
+    assert changed[0] == 0 and changed[-1] > 0  # the attack moved some labels, the table must show it
+    torch.testing.assert_close(table.changed(), torch.tensor(changed))
+    assert torch.equal(table.done[-1], module.done.cpu())
+    lines = table.table().splitlines()
+    assert lines[0].split() == ["step", "changed", "done"]
+    for line, step, fraction, done in zip(lines[1:6], table.steps, changed, table.done):
+        assert line.split() == [str(step), f"{fraction:.1%}", f"{done.float().mean().item():.1%}"]
+    assert lines[6] == "first 4 of 12 images: start -> end (changed at step)"
+    assert len(lines) == 11  # the header, 5 steps, the title, 4 example images
+    for i, line in enumerate(lines[7:]):
+        history = [int(p[i]) for p in table.predictions]
+        first = next((s for s, c in zip(table.steps, history) if c != history[0]), None)
+        assert line.split() == ["image", str(i), str(history[0]), "->", str(history[-1]),
+                                f"({first})" if first is not None else "(unchanged)"]
+    assert "\n".join(lines) in caplog.text  # the compact one is printed: 12 images > max_rows
+
+    full = table.table(compact=False).splitlines()  # forced: a column per image
+    assert full[0].split()[1:] == [w for i in range(12) for w in ("image", str(i))]
+    assert [line.split() for line in full[1:]] == [[str(s), *map(str, p.tolist())]
+                                                   for s, p in zip(table.steps, table.predictions)]
+    table.max_rows = 12  # 12 images, not more than max_rows: the full table by default
+    assert table.table().splitlines() == full
