@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from lightning.pytorch.cli import LightningCLI
 
+from inputopt._config import import_components
 from inputopt.runner import AttackEvaluation
 
 __all__ = ["attack_main"]
@@ -20,6 +21,7 @@ def attack_main(argv: Sequence[str]) -> AttackEvaluation:
     Example:
         >>> attack_main(["--config", "configs/digits_pgd.yaml", "--model.dataset.init_args.limit", "64"])  # doctest: +SKIP
     """
+    import_components()  # short class names in the config
     cli = LightningCLI(
         AttackEvaluation,
         args=list(argv),

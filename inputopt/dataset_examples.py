@@ -257,6 +257,9 @@ def examples_main(argv: Sequence[str]) -> DatasetExamples:
     """
     from lightning.pytorch.cli import LightningCLI
 
+    from inputopt._config import import_components
+
+    import_components()  # short class names in the config
     cli = LightningCLI(
         DatasetExamples,
         args=list(argv),

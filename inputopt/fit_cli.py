@@ -10,6 +10,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from inputopt._config import import_components
 from inputopt.callbacks import RunLock
 from inputopt.module import InputOptimization, check_max_steps, check_precision
 
@@ -105,6 +106,7 @@ def cli(args: list[str] | None = None, run: bool = True) -> InputOptCLI:
     Example:
         >>> cli(["fit", "--config", "configs/digits.yaml", "--trainer.max_steps", "5"])  # doctest: +SKIP
     """
+    import_components()  # short class names in the config
     return InputOptCLI(
         InputOptimization,
         args=args,

@@ -28,7 +28,7 @@ from lightning.pytorch.cli import LightningCLI, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from inputopt._config import build, instantiate
+from inputopt._config import build, import_components, instantiate
 from inputopt.functional.display import DisplayMode
 from inputopt.functional.init import row_seeds
 from inputopt.loss import LossPath, optimize
@@ -428,6 +428,7 @@ class SweepCLI(LightningCLI):
     """
 
     def __init__(self, args: Sequence[str] | None = None) -> None:
+        import_components()  # short class names in the config
         with warnings.catch_warnings():  # `inputopt sweep` passes its own arguments, the rest of sys.argv
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
             super().__init__(

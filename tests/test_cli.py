@@ -196,3 +196,16 @@ def test_unknown_command_names_the_commands(capsys):
         main(["fti", "--config", "configs/digits.yaml"])
     assert stop.value.code == 2
     assert "unknown command 'fti'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["fit", "--config", "configs/digits.yaml"],
+    ["sweep", "--config", "configs/digits.yaml"],
+    ["attack", "--config", "configs/digits_pgd.yaml", "--trainer.callbacks+=LogImages"],
+], ids=lambda argv: argv[0])
+def test_short_class_names_resolve_in_a_fresh_process(argv):
+    """The package imports its modules lazily; every command still resolves `class_path: LogImages` & co."""
+    code = f"from inputopt.cli import main; main({[*argv, '--print_config']!r})"
+    done = subprocess.run([sys.executable, "-c", code], cwd=CONFIGS.parent, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "class_path: inputopt.LogImages" in done.stdout
