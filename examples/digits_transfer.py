@@ -22,7 +22,7 @@ import warnings
 import torch
 from lightning.pytorch.cli import SaveConfigCallback
 
-from inputopt.cli import cli
+from inputopt.fit_cli import cli
 from inputopt.zoo import digits_cnn
 
 QUIET = ["--trainer.logger", "false", "--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false",

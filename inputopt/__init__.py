@@ -4,19 +4,26 @@ Example:
     >>> from inputopt import FourierImage, InputOptimization, Jitter, MultiScaleEdgeEnergy, UnitActivation
 """
 
-from inputopt.callbacks import (CheckpointOnInterrupt, LogImages, PredictionTable, SaveAttackResults, SaveImages,
-                                SphereCheck)
-from inputopt.capture import capture_activations
-from inputopt.loss import LossPath, optimize
-from inputopt.module import InputOptimization
-from inputopt.networks import build_network
-from inputopt.objectives import (Alignment, ChannelInteraction, ChannelSum, DeepDream, Direction, Diversity,
-                                 InputObjective, NegativeCrossEntropy, Sum, UnitActivation, UnitsObjective)
-from inputopt.params import FourierImage, ImageParam, MacoImage, PixelImage
-from inputopt.priors import BlurPenalty, LpNorm, MultiScaleEdgeEnergy, Prior, TotalVariation
-from inputopt.runner import AttackEvaluation, DatasetRunner
-from inputopt.sweep import FeatureSweep, SaveSweep
-from inputopt.transforms import Jitter, Pad, RandomRotate, RandomScale, Transform
+import importlib
+
+#: Where each public name lives. They are imported on first use (PEP 562), so that ``import inputopt.networks``
+#: or ``inputopt layers`` do not import Lightning and everything else.
+_EXPORTS = {
+    "inputopt.callbacks": ("CheckpointOnInterrupt", "LogImages", "PredictionTable", "SaveAttackResults", "SaveImages",
+                           "SphereCheck"),
+    "inputopt.capture": ("capture_activations",),
+    "inputopt.loss": ("LossPath", "optimize"),
+    "inputopt.module": ("InputOptimization",),
+    "inputopt.networks": ("build_network",),
+    "inputopt.objectives": ("Alignment", "ChannelInteraction", "ChannelSum", "DeepDream", "Direction", "Diversity",
+                            "InputObjective", "NegativeCrossEntropy", "Sum", "UnitActivation", "UnitsObjective"),
+    "inputopt.params": ("FourierImage", "ImageParam", "MacoImage", "PixelImage"),
+    "inputopt.priors": ("BlurPenalty", "LpNorm", "MultiScaleEdgeEnergy", "Prior", "TotalVariation"),
+    "inputopt.runner": ("AttackEvaluation", "DatasetRunner"),
+    "inputopt.sweep": ("FeatureSweep", "SaveSweep"),
+    "inputopt.transforms": ("Jitter", "Pad", "RandomRotate", "RandomScale", "Transform"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "Alignment",
@@ -61,3 +68,16 @@ __all__ = [
     "optimize",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'inputopt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # imported once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import warnings
 from collections.abc import Iterable, Sequence
 from functools import partial
@@ -130,6 +131,26 @@ def check_precision(trainer) -> None:
             f"(the network runs in half precision, the images and priors stay float32)")
 
 
+#: ``Trainer(log_every_n_steps=...)``'s default, which :class:`InputOptimization` replaces with 1.
+LIGHTNING_LOG_EVERY_N_STEPS = 50
+
+
+class _OwnCallbacksNotice(logging.Filter):
+    """Drops Lightning's notice that :meth:`InputOptimization.configure_callbacks` replaces the Trainer's model
+    summary and progress bar: that replacement is the point, and the notice came with every fit."""
+
+    NOTICE = "The following callbacks returned in `LightningModule.configure_callbacks` will override"
+    OWN = {"ModelSummary", "TQDMProgressBar"}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith(self.NOTICE) and set(message.rsplit(":", 1)[-1].replace(" ", "").split(","))
+                    <= self.OWN)
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_OwnCallbacksNotice())
+
+
 def check_max_steps(trainer) -> None:
     """Refuse a Trainer without a number of optimization steps (``max_steps`` unset, 0 or negative)."""
     max_steps = trainer.max_steps
@@ -152,7 +173,11 @@ class InputOptimization(LightningModule):
     The network is frozen, kept in eval mode whatever mode Lightning sets (BatchNorm statistics and
     Dropout untouched), and is neither in the optimizer nor in checkpoints: it is held outside the module
     tree and rebuilt from the hyperparameters. Devices, precision, logging, checkpoints and progress bars
-    come from the ``Trainer``; the number of steps is ``Trainer(max_steps=...)``.
+    come from the ``Trainer``; the number of steps is ``Trainer(max_steps=...)``. The scalars (objective,
+    loss, priors) are logged at every step: a Trainer left at Lightning's ``log_every_n_steps=50``, which
+    logs nothing in a run shorter than that, is set to 1 when the fit starts (any other value is kept, as the
+    ``inputopt`` command's own default of 1 is). The progress bar counts steps out of ``max_steps``
+    (:class:`~inputopt.callbacks.StepProgressBar`).
 
     Args:
         network: a network name for :func:`inputopt.networks.build_network` (zoo, torchvision, dotted
@@ -402,17 +427,26 @@ class InputOptimization(LightningModule):
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
 
     def configure_callbacks(self) -> list:
-        """Lightning's model summary, when on, replaced by :class:`~inputopt.callbacks.InputSummary`, which
-        calls the optimized pixels images, not "params"."""
-        from lightning.pytorch.callbacks import ModelSummary
+        """Lightning's model summary and progress bar, when on, replaced by
+        :class:`~inputopt.callbacks.InputSummary` (which calls the optimized pixels images, not "params") and
+        :class:`~inputopt.callbacks.StepProgressBar` (steps done out of ``max_steps``, not "Epoch 0")."""
+        from lightning.pytorch.callbacks import ModelSummary, TQDMProgressBar
 
-        from inputopt.callbacks import InputSummary
+        from inputopt.callbacks import InputSummary, StepProgressBar
 
+        callbacks = []
         summary = next((c for c in self.trainer.callbacks if type(c) is ModelSummary), None)
-        return [InputSummary(max_depth=summary._max_depth)] if summary is not None else []
+        if summary is not None:
+            callbacks.append(InputSummary(max_depth=summary._max_depth))
+        bar = self.trainer.progress_bar_callback
+        if type(bar) is TQDMProgressBar:
+            callbacks.append(StepProgressBar(bar.refresh_rate, bar.process_position))
+        return callbacks
 
     def on_fit_start(self) -> None:
         check_max_steps(self.trainer)
+        if self.trainer.log_every_n_steps == LIGHTNING_LOG_EVERY_N_STEPS:
+            self.trainer.log_every_n_steps = 1  # a run is a few hundred steps: the curve of every step is cheap
 
     def on_fit_end(self) -> None:
         for module, training in self._user_modes.items():

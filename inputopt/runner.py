@@ -240,6 +240,9 @@ def runner_command(runner: type[DatasetRunner], argv: Sequence[str], prog: str, 
     """
     from lightning.pytorch.cli import LightningCLI
 
+    from inputopt._config import import_components
+
+    import_components()  # short class names in the config
     cli = LightningCLI(runner, args=list(argv), run=False,
                        trainer_defaults={"logger": False, "enable_model_summary": False},
                        seed_everything_default=0, save_config_kwargs={"overwrite": True},

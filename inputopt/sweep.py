@@ -28,7 +28,7 @@ from lightning.pytorch.cli import LightningCLI, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from inputopt._config import build, instantiate
+from inputopt._config import build, import_components, instantiate
 from inputopt.functional.display import DisplayMode
 from inputopt.functional.init import row_seeds
 from inputopt.loss import LossPath, optimize
@@ -428,13 +428,14 @@ class SweepCLI(LightningCLI):
     """
 
     def __init__(self, args: Sequence[str] | None = None) -> None:
+        import_components()  # short class names in the config
         with warnings.catch_warnings():  # `inputopt sweep` passes its own arguments, the rest of sys.argv
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
             super().__init__(
                 InputOptimization,
                 args=None if args is None else [a for a in args if a != "fit"],
                 run=False,
-                # the same defaults as `inputopt fit` (inputopt.cli.cli)
+                # the same defaults as `inputopt fit` (inputopt.fit_cli.cli)
                 trainer_defaults={"max_steps": 250, "log_every_n_steps": 1},
                 auto_configure_optimizers=False,
                 seed_everything_default=0,

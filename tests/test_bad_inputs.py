@@ -18,7 +18,7 @@ from torch import nn
 
 from inputopt import InputOptimization
 from inputopt.attacks import FGSM, FMN, PGD
-from inputopt.callbacks import LogImages, SaveImages, SphereCheck
+from inputopt.callbacks import LogImages, PredictionTable, SaveImages, SphereCheck
 from inputopt.cli import main
 from inputopt.data import Digits, ImageFolder
 from inputopt.networks import build_network
@@ -225,6 +225,10 @@ ROWS = [
     ("log-images-nrow-0", lambda: LogImages(nrow=0), ValueError, r"nrow must be an int >= 1 or None, got 0"),
     ("log-images-every-0", lambda: LogImages(every_n_steps=0), ValueError, r"every_n_steps must be >= 1, got 0"),
     ("sphere-check-factor-0", lambda: SphereCheck(factor=0), ValueError, r"factor must be > 0.*got 0"),
+    ("prediction-table-max-rows-0", lambda: PredictionTable(max_rows=0), ValueError,
+     r"max_rows must be an int >= 1, got 0"),
+    ("prediction-table-compact-string", lambda: PredictionTable(compact="yes"), ValueError,
+     r"compact must be true, false or null.*got 'yes'"),
     # -- data sources and files
     ("dataset-limit-0", lambda: Digits(limit=0), ValueError, r"limit must be an int >= 1 or None, got 0"),
     ("dataset-split", lambda: Digits("val"), ValueError, r"split must be 'train' or 'test', got 'val'"),

@@ -99,3 +99,89 @@ def test_model_summary_calls_the_input_images(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         quiet.fit(InputOptimization("digits", UnitActivation(None, unit=3)))
     assert "Optimized input" not in caplog.text
+
+
+def test_no_notice_that_the_modules_own_summary_and_bar_replace_lightnings(tmp_path):
+    """Lightning announces every callback of configure_callbacks that replaces a Trainer callback; for the
+    module's own summary and bar, at every fit, that is noise: only that notice is dropped."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    try:
+        Trainer(max_steps=1, logger=False, enable_checkpointing=False, default_root_dir=tmp_path).fit(
+            InputOptimization("digits", UnitActivation(None, unit=3)))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    messages = [r.getMessage() for r in records]
+    assert not [m for m in messages if "configure_callbacks` will override" in m]
+    assert any("max_steps=1` reached" in m for m in messages)  # the other notices still come through
+
+
+def test_progress_bar_counts_steps_out_of_max_steps_also_after_a_resume(tmp_path, capsys):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from inputopt.callbacks import StepProgressBar
+
+    def fit(steps: int, ckpt_path=None, bar: bool = True) -> Trainer:
+        module = InputOptimization(make_tiny_net(), ChannelSum("features.4", channel=[0, 1]), image_shape=(3, 16, 16))
+        trainer = quiet_trainer(steps, enable_progress_bar=bar, logger=CSVLogger(tmp_path, name="run", version=7),
+                                enable_checkpointing=True, callbacks=[ModelCheckpoint(tmp_path / "ckpt", save_last=True)])
+        trainer.fit(module, ckpt_path=ckpt_path)
+        return trainer
+
+    trainer = fit(4)
+    bar = trainer.progress_bar_callback
+    assert isinstance(bar, StepProgressBar)
+    assert (bar.train_progress_bar.n, bar.train_progress_bar.total) == (4, 4)
+    shown = [line.strip() for line in capsys.readouterr().out.split("\r") if line.strip()]
+    assert shown[0].startswith("steps:   0%") and " 0/4 " in shown[0]
+    assert shown[-1].startswith("steps: 100%") and "| 4/4 [" in shown[-1]
+    assert "loss=" in shown[-1] and "objective=" in shown[-1]
+    assert not [line for line in shown if "Epoch" in line or "v_num" in line or "/?" in line]
+
+    fit(6, ckpt_path=tmp_path / "ckpt" / "last.ckpt")  # the resumed bar starts at the checkpoint's step
+    shown = [line.strip() for line in capsys.readouterr().out.split("\r") if line.strip()]
+    steps = [line.split("|")[2].split()[0] for line in shown if line.startswith("steps:")]
+    assert steps[0] == "4/6" and steps[-1] == "6/6" and "5/6" in steps
+
+    trainer = fit(2, bar=False)  # no bar asked for: none added
+    assert trainer.progress_bar_callback is None
+    assert not [c for c in trainer.callbacks if isinstance(c, StepProgressBar)]
+
+
+def test_prediction_table_is_compact_for_many_images(tmp_path, caplog):
+    torch.manual_seed(0)
+    module = InputOptimization(make_tiny_net(), NegativeCrossEntropy(), init=3 * torch.randn(12, 3, 32, 32),
+                               freeze_done=True, optimizer=lambda p: torch.optim.SGD(p, lr=10.0))
+    table = PredictionTable(max_rows=4)
+    with caplog.at_level(logging.INFO):
+        quiet_trainer(4, callbacks=[table]).fit(module)
+    start = module.targets
+    changed = [(p != start).float().mean().item() for p in table.predictions]
+    assert changed[0] == 0 and changed[-1] > 0  # the attack moved some labels, the table must show it
+    torch.testing.assert_close(table.changed(), torch.tensor(changed))
+    assert torch.equal(table.done[-1], module.done.cpu())
+    lines = table.table().splitlines()
+    assert lines[0].split() == ["step", "changed", "done"]
+    for line, step, fraction, done in zip(lines[1:6], table.steps, changed, table.done):
+        assert line.split() == [str(step), f"{fraction:.1%}", f"{done.float().mean().item():.1%}"]
+    assert lines[6] == "first 4 of 12 images: start -> end (changed at step)"
+    assert len(lines) == 11  # the header, 5 steps, the title, 4 example images
+    for i, line in enumerate(lines[7:]):
+        history = [int(p[i]) for p in table.predictions]
+        first = next((s for s, c in zip(table.steps, history) if c != history[0]), None)
+        assert line.split() == ["image", str(i), str(history[0]), "->", str(history[-1]),
+                                f"({first})" if first is not None else "(unchanged)"]
+    assert "\n".join(lines) in caplog.text  # the compact one is printed: 12 images > max_rows
+
+    full = table.table(compact=False).splitlines()  # forced: a column per image
+    assert full[0].split()[1:] == [w for i in range(12) for w in ("image", str(i))]
+    assert [line.split() for line in full[1:]] == [[str(s), *map(str, p.tolist())]
+                                                   for s, p in zip(table.steps, table.predictions)]
+    table.max_rows = 12  # 12 images, not more than max_rows: the full table by default
+    assert table.table().splitlines() == full

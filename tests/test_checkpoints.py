@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from inputopt.cli import cli
+from inputopt.fit_cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "vgg16_paper_towel.yaml"

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from inputopt import InputOptimization, SphereCheck
-from inputopt.cli import cli
+from inputopt.fit_cli import cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 VGG_CONFIGS = sorted(CONFIGS.glob("vgg16_*.yaml"))
@@ -187,3 +187,25 @@ def test_user_objective_from_the_current_folder(tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "my_objectives", raising=False)
     main(["fit", "--config", "my.yaml"])
     assert Path(sys.modules["my_objectives"].__file__).resolve() == (tmp_path / "my_objectives.py").resolve()
+
+
+def test_unknown_command_names_the_commands(capsys):
+    from inputopt.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["fti", "--config", "configs/digits.yaml"])
+    assert stop.value.code == 2
+    assert "unknown command 'fti'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["fit", "--config", "configs/digits.yaml"],
+    ["sweep", "--config", "configs/digits.yaml"],
+    ["attack", "--config", "configs/digits_pgd.yaml", "--trainer.callbacks+=LogImages"],
+], ids=lambda argv: argv[0])
+def test_short_class_names_resolve_in_a_fresh_process(argv):
+    """The package imports its modules lazily; every command still resolves `class_path: LogImages` & co."""
+    code = f"from inputopt.cli import main; main({[*argv, '--print_config']!r})"
+    done = subprocess.run([sys.executable, "-c", code], cwd=CONFIGS.parent, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "class_path: inputopt.LogImages" in done.stdout

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from pathlib import Path
 
 from inputopt.cli import main
 from inputopt.layers import layer_table
 from tests.conftest import make_tiny_net
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_layer_table_matches_named_modules_and_real_shapes():
@@ -28,3 +32,12 @@ def test_layers_command_prints_the_table(monkeypatch, capsys):
     assert out[0].split() == ["name", "type", "output", "shape"]
     assert any(line.split()[:2] == ["features.3", "Conv2d"] and "(1, 192, 7, 7)" in line for line in out)
     assert any(line.startswith('"" (output)') and "(1, 1000)" in line for line in out)
+
+
+def test_layers_command_does_not_import_lightning():
+    """`inputopt layers` starts fast: neither the package, nor the command line, nor the network imports Lightning."""
+    code = ("import sys; from inputopt.cli import main; main(['layers', 'digits']); "
+            "assert 'lightning' not in sys.modules, sorted(m for m in sys.modules if m.startswith('lightning'))[:5]")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert '"" (output)   DigitsCNN' in done.stdout

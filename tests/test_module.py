@@ -364,3 +364,22 @@ def test_targets_are_checked_at_construction():
     """The shape probe runs in the constructor: the targets exist before any Trainer."""
     module = InputOptimization("digits", NegativeCrossEntropy(labels=[4, 7]), init=torch.rand(2, 1, 32, 32))
     assert module.targets.tolist() == [4, 7]
+
+
+@pytest.mark.parametrize("every, rows", [(None, 5), (2, 2)])
+def test_scalars_are_logged_at_every_step_unless_the_trainer_says_otherwise(tiny_net, tmp_path, every, rows):
+    """From Python, a Trainer left at Lightning's log_every_n_steps=50 logs every step (like the command line);
+    another value is the user's and is kept."""
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    module = InputOptimization(tiny_net, ChannelSum("features.4", channel=[0, 1]), image_shape=(3, 16, 16))
+    kwargs = {} if every is None else {"log_every_n_steps": every}
+    trainer = Trainer(max_steps=5, logger=CSVLogger(tmp_path, name="run", version=0), enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", **kwargs)
+    trainer.fit(module)
+    with open(tmp_path / "run" / "version_0" / "metrics.csv") as handle:
+        logged = [row for row in csv.DictReader(handle) if row["loss"]]
+    assert len(logged) == rows
+    assert trainer.log_every_n_steps == (1 if every is None else every)

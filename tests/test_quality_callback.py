@@ -81,7 +81,7 @@ def test_bad_settings_fail_before_the_first_step(tmp_path):
 def test_added_to_a_config_from_the_command_line(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from inputopt.cli import cli
+    from inputopt.fit_cli import cli
 
     monkeypatch.chdir(tmp_path)
     config = Path(__file__).resolve().parents[1] / "configs" / "digits.yaml"

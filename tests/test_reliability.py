@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from inputopt import CheckpointOnInterrupt, InputOptimization, SaveImages, UnitActivation
 from inputopt.callbacks import RunLock, RunLockedError
-from inputopt.cli import cli
+from inputopt.fit_cli import cli
 from inputopt.loss import NonFiniteError
 from tests.conftest import make_tiny_net
 
@@ -318,3 +318,12 @@ def test_config_without_model_checkpoint_writes_no_checkpoint(tmp_path, monkeypa
     result = run("--trainer.max_steps", "3", config=tmp_path / "config.yaml")
     assert result.trainer.global_step == 3 and (tmp_path / RUN / "input.pt").exists()
     assert not list((tmp_path / "results").rglob("*.ckpt"))
+
+
+def test_explicit_enable_checkpointing_keeps_lightnings_default_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = yaml.safe_load(CONFIG.read_text())
+    config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if "ModelCheckpoint" not in c["class_path"]]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run("--trainer.max_steps", "3", "--trainer.enable_checkpointing", "true", config=tmp_path / "config.yaml")
+    assert [p.name for p in (tmp_path / "results").rglob("*.ckpt")] == ["epoch=0-step=3.ckpt"]

@@ -10,7 +10,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from inputopt import ChannelSum, InputOptimization, Jitter, MultiScaleEdgeEnergy, RandomRotate
-from inputopt.cli import cli
+from inputopt.fit_cli import cli
 from inputopt.functional.magnitude import default_magnitude, estimate_magnitude
 from inputopt.params import MacoImage, SaveImportance
 

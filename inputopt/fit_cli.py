@@ -1,0 +1,127 @@
+"""``inputopt fit``: Lightning's ``LightningCLI`` around :class:`~inputopt.module.InputOptimization`, with the
+checks that refuse a bad run before it touches its run folder."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+from inputopt._config import import_components
+from inputopt.callbacks import RunLock
+from inputopt.module import InputOptimization, check_max_steps, check_precision
+
+__all__ = ["InputOptCLI", "check_ckpt_file", "check_last_checkpoint", "cli", "fit_main"]
+
+
+class _SaveConfigAtFirstStep(SaveConfigCallback):
+    """Write ``config.yaml`` when the first step starts, not at setup: a run that fails before its first step
+    leaves the config of the run whose checkpoint and images sit next to it."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        pass
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().setup(trainer, pl_module, "fit")
+
+
+class InputOptCLI(LightningCLI):
+    """LightningCLI for :class:`InputOptimization`, with defaults that suit input optimization.
+
+    A fit holds its run folder (the logger's directory) with :class:`~inputopt.callbacks.RunLock`, and a
+    config without a ``ModelCheckpoint`` writes no checkpoint (Lightning would add its default one).
+    """
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}}
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        trainer = self._get(self.config_init, "trainer", default={})
+        callbacks = trainer.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        # Lightning's default ModelCheckpoint only where asked for (--trainer.enable_checkpointing true)
+        if trainer.get("enable_checkpointing") is None and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            kwargs["enable_checkpointing"] = False
+        return super().instantiate_trainer(**kwargs)
+
+    def fit(self, model: InputOptimization, **kwargs) -> None:
+        """``Trainer.fit`` while holding the run folder: a second run into it fails before writing anything."""
+        with RunLock(self.trainer.log_dir or self.trainer.default_root_dir):
+            self.trainer.fit(model, **kwargs)
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand:  # before Lightning reads the checkpoint's hyperparameters
+            check_ckpt_file(self.config[subcommand].get("ckpt_path"))
+
+    def before_fit(self) -> None:
+        # the trainer's arguments the module would refuse, refused before the run folder is touched
+        check_precision(self.trainer)
+        check_max_steps(self.trainer)
+        if self.config[self.subcommand].get("ckpt_path") == "last":
+            check_last_checkpoint(self.trainer)
+
+
+#: ``--ckpt_path`` values that are not files: Lightning resolves them.
+SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
+
+
+def check_ckpt_file(ckpt_path: str | None) -> None:
+    """Refuse a ``--ckpt_path`` file that does not exist or is not a checkpoint, naming it."""
+    if ckpt_path is None or ckpt_path in SPECIAL_CKPT_PATHS or str(ckpt_path).startswith("registry:"):
+        return
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"--ckpt_path {str(path)!r}: no such checkpoint file (or 'last' for the last one)")
+    if not zipfile.is_zipfile(path):  # what torch.save writes; a truncated file fails this too
+        raise ValueError(f"--ckpt_path {str(path)!r} is not a checkpoint (corrupt, truncated or another kind of "
+                         f"file)")
+
+
+def check_last_checkpoint(trainer: Trainer) -> None:
+    """Refuse ``--ckpt_path last`` when there is no last checkpoint: Lightning only warns, and starts over."""
+    from inputopt.callbacks import CheckpointOnInterrupt
+
+    found, places = [], []
+    for callback in trainer.callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            found += callback._find_last_checkpoints(trainer)  # how Lightning itself resolves "last"
+            places.append(str(callback.dirpath or Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"))
+        elif isinstance(callback, CheckpointOnInterrupt):
+            path = callback.path(trainer)
+            found += [str(path)] if path.is_file() else []
+            places.append(str(path.parent))
+    if not found:
+        where = ", ".join(dict.fromkeys(places)) or "nowhere: the run has no ModelCheckpoint(save_last=True)"
+        raise FileNotFoundError(f"--ckpt_path last: there is no last checkpoint to resume from (looked in {where}); "
+                                f"leave --ckpt_path out to start a new run, or give a checkpoint file")
+
+
+def cli(args: list[str] | None = None, run: bool = True) -> InputOptCLI:
+    """Build (and by default run) the command line; ``args`` replace ``sys.argv[1:]``.
+
+    Example:
+        >>> cli(["fit", "--config", "configs/digits.yaml", "--trainer.max_steps", "5"])  # doctest: +SKIP
+    """
+    import_components()  # short class names in the config
+    return InputOptCLI(
+        InputOptimization,
+        args=args,
+        run=run,
+        trainer_defaults={"max_steps": 250, "log_every_n_steps": 1},
+        auto_configure_optimizers=False,
+        seed_everything_default=0,
+        # configs write to fixed run directories, so that --ckpt_path last finds their checkpoints
+        save_config_callback=_SaveConfigAtFirstStep,
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+def fit_main(argv: list[str]) -> None:
+    """``inputopt fit ...``: run :func:`cli` on ``argv``, the arguments after ``fit``."""
+    cli(["fit", *argv])
