@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
@@ -419,7 +419,7 @@ class InputOptimization(LightningModule):
                 f"process optimizes its own chunks of units. For a few images, use one device (--trainer.devices 1).")
         # The network is outside the module tree, so Lightning's train()/eval() never reach it: put it in eval
         # mode here, before the targets' forward, whatever the user did to it; a user's module gets its own
-        # modes back at the end of the fit.
+        # modes back when the fit ends or fails.
         self._user_modes = {m: m.training for m in self._network.modules()}
         self._network.eval()
         self.prepare()
@@ -429,12 +429,14 @@ class InputOptimization(LightningModule):
     def configure_callbacks(self) -> list:
         """Lightning's model summary and progress bar, when on, replaced by
         :class:`~inputopt.callbacks.InputSummary` (which calls the optimized pixels images, not "params") and
-        :class:`~inputopt.callbacks.StepProgressBar` (steps done out of ``max_steps``, not "Epoch 0")."""
+        :class:`~inputopt.callbacks.StepProgressBar` (steps done out of ``max_steps``, not "Epoch 0"); and a
+        callback that gives the network its user's train/eval modes back when a fit fails (Lightning calls
+        no module hook then)."""
         from lightning.pytorch.callbacks import ModelSummary, TQDMProgressBar
 
         from inputopt.callbacks import InputSummary, StepProgressBar
 
-        callbacks = []
+        callbacks: list = [_GiveBackNetworkModes()]
         summary = next((c for c in self.trainer.callbacks if type(c) is ModelSummary), None)
         if summary is not None:
             callbacks.append(InputSummary(max_depth=summary._max_depth))
@@ -449,6 +451,9 @@ class InputOptimization(LightningModule):
             self.trainer.log_every_n_steps = 1  # a run is a few hundred steps: the curve of every step is cheap
 
     def on_fit_end(self) -> None:
+        self._give_back_network_modes()
+
+    def _give_back_network_modes(self) -> None:
         for module, training in self._user_modes.items():
             module.train(training)
         self._user_modes = {}
@@ -586,3 +591,11 @@ class InputOptimization(LightningModule):
             raise NonFiniteError(
                 f"the images went non-finite (NaN or Inf) at step {self.global_step + 1} in rows {', '.join(rows)} "
                 f"(a learning rate too large?); the images of step {self.global_step} are restored and kept")
+
+
+class _GiveBackNetworkModes(Callback):
+    """Gives the network of an :class:`InputOptimization` its user's train/eval modes back when a fit fails."""
+
+    def on_exception(self, trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if isinstance(pl_module, InputOptimization):
+            pl_module._give_back_network_modes()

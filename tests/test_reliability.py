@@ -309,6 +309,20 @@ def test_network_stays_in_eval_mode_during_every_step(switch_at, tmp_path):
     assert net.training and all(m.training for m in net.modules())  # the user's mode is given back
 
 
+def test_network_modes_are_given_back_when_the_fit_fails(tmp_path):
+    class Fail(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 1:
+                raise RuntimeError("boom")
+
+    net = make_tiny_net()
+    run_module = module(net=net)
+    net.train()
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer(tmp_path, 4, Fail()).fit(run_module)
+    assert all(m.training for m in net.modules())  # the user's mode, although the fit stopped at step 1
+
+
 # -- first hour: no default checkpoint where the config asked for none -----------------------------------------------
 def test_config_without_model_checkpoint_writes_no_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
