@@ -56,8 +56,8 @@ from inputopt.data import Digits
 from inputopt.runner import AttackEvaluation
 from inputopt.zoo import digits_cnn
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_attacks import cpu_name, inputopt_revision  # noqa: E402
+from _machine import cpu_name, inputopt_revision
+
 
 
 def run_torchattacks(network, dataset, args) -> float:

@@ -47,7 +47,6 @@ import gc
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -66,30 +65,9 @@ import inputopt
 from inputopt.attacks import PGD
 from inputopt.zoo import digits_cnn, load_digits_split
 
+from _machine import cpu_name, inputopt_revision
+
 EPS, ALPHA = 8 / 255, 2 / 255
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def inputopt_revision() -> str:
-    here = os.path.dirname(os.path.abspath(inputopt.__file__))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
-                                timeout=10, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--", "."], cwd=here,
-                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return f" (commit {commit}{', with uncommitted changes in inputopt/' if dirty else ''})" if commit else ""
 
 
 def make_case(name: str, args: argparse.Namespace) -> tuple[nn.Module, Tensor, Tensor, str]:

@@ -60,6 +60,8 @@ from inputopt.functional import multi_scale_edge_energy
 from inputopt.objectives import ChannelSum, UnitActivation
 from inputopt.priors import MultiScaleEdgeEnergy
 
+from _machine import cpu_name
+
 Stamp = tuple[float, float]  # (wall seconds, CPU seconds of this process)
 CLOCKS = ("wall", "cpu")
 
@@ -239,16 +241,7 @@ def print_table(rows: list[dict], clock: str, stat: str) -> None:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{name} (CPU, {os.cpu_count()} logical cores)"
+    return f"{cpu_name()} (CPU, {os.cpu_count()} logical cores)"
 
 
 def main() -> None:

@@ -69,7 +69,6 @@ import itertools
 import logging
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -109,6 +108,8 @@ from inputopt import (
     Transform,
     optimize,
 )
+
+from _machine import cpu_name, inputopt_revision
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -272,29 +273,6 @@ def variants(args: argparse.Namespace) -> list[tuple[str, str, Runner]]:
 
 
 # -- reporting --------------------------------------------------------------------------------------------
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def inputopt_revision() -> str:
-    here = os.path.dirname(os.path.abspath(inputopt.__file__))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
-                                timeout=10, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--", "."], cwd=here,
-                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return f" (commit {commit}{', with uncommitted changes in inputopt/' if dirty else ''})" if commit else ""
-
-
 def version(name: str) -> str:
     try:
         return importlib.metadata.version(name)

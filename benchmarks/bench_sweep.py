@@ -34,6 +34,8 @@ from lightning.pytorch import Trainer
 
 from inputopt import ChannelSum, InputOptimization, MultiScaleEdgeEnergy, PixelImage
 
+from _machine import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -72,16 +74,6 @@ def sweep_seconds(units: int, steps: int, devices: int, units_per_batch: int, wo
     out = workdir / "sweep"
     loop = max(p.stat().st_mtime for p in (out / "units").iterdir()) - (out / "sweep.yaml").stat().st_mtime
     return seconds, loop
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        import platform
-
-        return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
