@@ -13,8 +13,6 @@ positions over the best digit's) and high-frequency energy fraction, and the ima
 from __future__ import annotations
 
 import argparse
-import logging
-import warnings
 from functools import partial
 
 import torch
@@ -22,6 +20,7 @@ import torch.nn.functional as F
 from lightning.pytorch import Trainer
 from torchvision.utils import make_grid, save_image
 
+from _quiet import quiet_lightning
 from inputopt import ChannelSum, InputOptimization
 from inputopt.data import Digits
 from inputopt.dataset_examples import DatasetExamples
@@ -69,9 +68,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=3)
     parser.add_argument("--out", default="docs/images/digits_dataset_examples.png")
     args = parser.parse_args()
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning 2.6 on torch 2.14
+    quiet_lightning()
 
     module = visualize(args.channels, args.steps)
     optimized = module.images()

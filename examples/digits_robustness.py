@@ -16,7 +16,6 @@ Needs matplotlib and torchattacks (both in the ``dev`` extra). Prints every figu
 from __future__ import annotations
 
 import argparse
-import warnings
 from pathlib import Path
 
 import matplotlib
@@ -28,6 +27,7 @@ import torchattacks  # noqa: E402
 from lightning.pytorch import Trainer  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
+from _quiet import quiet_lightning  # noqa: E402
 from inputopt.attacks import FMN, PGD, GradientAscent  # noqa: E402
 from inputopt.data import Digits  # noqa: E402
 from inputopt.runner import AttackEvaluation  # noqa: E402
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--factors", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0, 4.0])
     parser.add_argument("--out", type=Path, default=Path("docs/images"))
     args = parser.parse_args()
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    quiet_lightning()
     network = digits_cnn("a").eval()
     dataset = Digits("test")
 

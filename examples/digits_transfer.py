@@ -15,13 +15,12 @@ docs/gallery.md collects its counts for every shipped digits config into one tab
 from __future__ import annotations
 
 import argparse
-import logging
 import time
-import warnings
 
 import torch
 from lightning.pytorch.cli import SaveConfigCallback
 
+from _quiet import quiet_lightning
 from inputopt.fit_cli import cli
 from inputopt.zoo import digits_cnn
 
@@ -47,10 +46,7 @@ def main() -> None:
     parser.add_argument("--config", default="configs/digits.yaml", help="a digits config (ten class logits)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     args, extra = parser.parse_known_args()
-    for name in ("lightning.pytorch", "lightning.fabric"):  # no "GPU available" / "Seed set" lines per run
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-    warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning 2.6 on torch 2.14
+    quiet_lightning()
     models = {"a": digits_cnn("a"), "b": digits_cnn("b")}
     print(f"{args.config} {' '.join(extra)}".rstrip())
     print("seed | prior: a   b  | no prior: a   b  | seconds per run")

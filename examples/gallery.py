@@ -34,9 +34,7 @@ Needs matplotlib (in the ``dev`` extra); imports params_gallery.py from this fol
 from __future__ import annotations
 
 import argparse
-import logging
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +46,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from lightning.pytorch import Trainer  # noqa: E402
+from _quiet import quiet_lightning  # noqa: E402
 from params_gallery import IMAGENET_MEAN, IMAGENET_STD, digits_methods, run, vgg16_methods  # noqa: E402
 
 from inputopt import ChannelSum, MultiScaleEdgeEnergy, UnitActivation  # noqa: E402
@@ -220,10 +219,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning 2.6 on torch 2.14
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    quiet_lightning()
     start = time.perf_counter()
     if args.only in (None, "digits"):
         print(f"digits: class logits 0-9 of digits_a, Adam lr 0.05, {args.digits_steps} steps")

@@ -25,15 +25,14 @@ Figures (rows top to bottom in the order above):
 from __future__ import annotations
 
 import argparse
-import logging
 import time
-import warnings
 from functools import partial
 from pathlib import Path
 
 import torch
 from lightning.pytorch import Trainer
 
+from _quiet import quiet_lightning
 from inputopt import (
     ChannelSum,
     FourierImage,
@@ -129,9 +128,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning 2.6 on torch 2.14
+    quiet_lightning()
     start = time.perf_counter()
     if args.only in (None, "digits"):
         digits_figure(args.out, args.digits_steps)
