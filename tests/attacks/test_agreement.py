@@ -23,7 +23,6 @@ from torch import nn
 
 from inputopt.attacks import BIM, FGSM, FMN, PGD
 from inputopt.networks import Normalize
-from inputopt.zoo import digits_cnn, load_digits_split
 
 NUM_IMAGES = 64
 
@@ -46,13 +45,8 @@ def fb():
 
 
 @pytest.fixture(scope="module")
-def net():
-    return digits_cnn("a").eval()
-
-
-@pytest.fixture(scope="module")
-def data():
-    images, labels = load_digits_split("test")
+def data(held_out):
+    images, labels = held_out
     return images[:NUM_IMAGES], labels[:NUM_IMAGES]
 
 

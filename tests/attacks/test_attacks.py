@@ -11,17 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from inputopt.attacks import BIM, FGSM, FMN, PGD, GradientAscent
-from inputopt.zoo import digits_cnn, load_digits_split
+from inputopt.zoo import digits_cnn
 
 
 @pytest.fixture(scope="module")
-def net():
-    return digits_cnn("a").eval()
-
-
-@pytest.fixture(scope="module")
-def data():
-    images, labels = load_digits_split("test")
+def data(held_out):
+    images, labels = held_out
     return images[:16], labels[:16]
 
 
