@@ -293,9 +293,9 @@ class InputOptimization(LightningModule):
         self._initialize_param(image_shape, batch_size, init, seed)
         self.row_seeds = row_seeds(self.row_keys, seed)  # each row's randomness: (seed, unit) only
         self.register_buffer("done", torch.zeros(self.param.batch_size, dtype=torch.bool))
-        self.targets: Targets = None  # the rows' targets, set by prepare() from the starting images
-        self._prepared = False
-        self.prepare()  # bad images, layers or units fail here, before any run
+        # the rows' targets, from the starting images through the shape probe: bad images, layers or units
+        # fail here, before any run
+        self.targets: Targets = self.objective.default_targets(self._probe(self.start))
 
     # -- construction helpers -------------------------------------------------------------------
     def _probe(self, images: Tensor) -> dict[str, Tensor]:
@@ -401,13 +401,6 @@ class InputOptimization(LightningModule):
         return class_names(self.network_name) if self.network_name else None
 
     # -- Lightning hooks ----------------------------------------------------------------------
-    def prepare(self) -> None:
-        """Compute the rows' targets on the starting images with the shape probe, which checks the images,
-        layers and units against the real network (done at construction: bad input fails before a run)."""
-        if not self._prepared:
-            self.targets = self.objective.default_targets(self._probe(self.start))
-            self._prepared = True
-
     def setup(self, stage: str) -> None:
         check_precision(self.trainer)
         world_size = self.trainer.world_size
@@ -417,12 +410,11 @@ class InputOptimization(LightningModule):
                 f"processes. For many units on several devices, use `inputopt sweep` (the same arguments as "
                 f"`inputopt fit`, plus --units_per_batch) or inputopt.sweep.FeatureSweep with Trainer.test: each "
                 f"process optimizes its own chunks of units. For a few images, use one device (--trainer.devices 1).")
-        # The network is outside the module tree, so Lightning's train()/eval() never reach it: put it in eval
-        # mode here, before the targets' forward, whatever the user did to it; a user's module gets its own
-        # modes back when the fit ends or fails.
+        # The network is outside the module tree, so Lightning's train()/eval() never reach it: put it back in
+        # eval mode here, whatever the user did to it since construction; a user's module gets its own modes
+        # back when the fit ends or fails.
         self._user_modes = {m: m.training for m in self._network.modules()}
         self._network.eval()
-        self.prepare()
         # The data loader yields only step indices, so resuming mid-"epoch" loses nothing.
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
 
@@ -532,11 +524,9 @@ class InputOptimization(LightningModule):
         Example:
             >>> from inputopt.objectives import ChannelSum
             >>> module = InputOptimization("digits", ChannelSum("features.0", channel="all"), image_shape=(1, 32, 32))
-            >>> module.prepare()
             >>> module.images().shape[0], module.compute_loss(module.param())["loss"].shape
             (16, torch.Size([16]))
         """
-        self.prepare()
         terms = self.path.terms(images, self.targets, self.row_seeds, step, done=self.freeze_done)
         done = terms.pop("done", None)
         if done is not None:

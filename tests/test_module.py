@@ -103,7 +103,6 @@ def test_loss_is_weighted_priors_minus_objective(tiny_net):
     prior = MultiScaleEdgeEnergy(weight=0.3)
     objective = UnitActivation(None, unit=[2, 9])
     module = InputOptimization(tiny_net, objective, [prior, MultiScaleEdgeEnergy(weight=2.0)], image_shape=SHAPE)
-    module.prepare()
     x = module.images()
     terms = module.compute_loss(x)
     score = tiny_net(x)[torch.arange(2), torch.tensor([2, 9])]
@@ -132,7 +131,6 @@ def test_init_from_images_and_input_normalization(tiny_net):
     assert torch.equal(module.images(), images)
     expected = tiny_net((images - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1))
     torch.testing.assert_close(module(), expected)
-    module.prepare()  # labels from the starting images
     assert torch.equal(module.targets, expected.argmax(1))
 
 
@@ -200,9 +198,9 @@ def test_bf16_mixed_runs_and_keeps_input_float32(tiny_net):
 
 def test_exception_messages(tiny_net):
     with pytest.raises(ValueError, match="closest valid names: features.4"):
-        InputOptimization(tiny_net, UnitActivation("feature.4", unit=1), image_shape=SHAPE).prepare()
+        InputOptimization(tiny_net, UnitActivation("feature.4", unit=1), image_shape=SHAPE)
     with pytest.raises(ValueError, match=r"valid units are 0\.\.7"):
-        InputOptimization(tiny_net, UnitActivation("features.4", unit=8), image_shape=SHAPE).prepare()
+        InputOptimization(tiny_net, UnitActivation("features.4", unit=8), image_shape=SHAPE)
     with pytest.raises(ValueError, match="smaller side is > 5"):
         module = InputOptimization(tiny_net, UnitActivation("features.0", unit=1), [MultiScaleEdgeEnergy()],
                                    image_shape=(3, 4, 32))
@@ -256,7 +254,6 @@ def test_load_from_checkpoint_with_labels_from_the_starting_images(tiny_net, tmp
     fit(module, 3, enable_checkpointing=True, callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)])
     init = module.start.clone()
     restored = InputOptimization.load_from_checkpoint(tmp_path / "last.ckpt", network=tiny_net, init=init)
-    restored.prepare()
     assert torch.equal(restored.targets, module.targets)
     assert torch.equal(restored.images(), module.images())
     assert restored.image_names() == ["row-0", "row-1", "row-2"]  # no units: named by row

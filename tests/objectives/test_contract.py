@@ -268,7 +268,6 @@ class TestObjectiveContract:
         restored = InputOptimization.load_from_checkpoint(tmp_path / "last.ckpt", network=net)
         assert type(restored.objective) is cls and restored.objective.config() == objective.config()
         assert torch.equal(restored.images(), module.images())
-        restored.prepare()
         expected = module.compute_loss(module.param())["loss"]
         torch.testing.assert_close(restored.compute_loss(restored.param())["loss"], expected)
 
