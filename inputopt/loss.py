@@ -11,13 +11,15 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from inputopt.capture import capture_activations
+from inputopt.capture import evaluate
+from inputopt.engine import restore_rows_
+from inputopt.networks import probe as probe_network
 from inputopt.objectives.base import InputObjective, Targets
 from inputopt.params.base import ImageParam
 from inputopt.priors.base import Prior
 from inputopt.transforms.base import Transforms
 
-__all__ = ["LossPath", "NonFiniteError", "nonfinite_message", "optimize", "prior_names", "restore_rows_"]
+__all__ = ["LossPath", "optimize", "prior_names", "probe"]
 
 
 def _distinct(names: list[str], sep: str) -> list[str]:
@@ -28,30 +30,6 @@ def _distinct(names: list[str], sep: str) -> list[str]:
 def prior_names(priors: Sequence[Prior]) -> list[str]:
     """A distinct name per prior: its class name, with its position when a class appears twice."""
     return _distinct([type(p).__name__ for p in priors], "_")
-
-
-class NonFiniteError(FloatingPointError):
-    """A loss, an image or a checkpoint went non-finite (NaN or Inf): the run stops instead of going on."""
-
-
-def nonfinite_message(terms: dict[str, Tensor], names: Sequence[str], step: int) -> str:
-    """Which terms and which rows of a loss forward are non-finite, for an error message.
-
-    Example:
-        >>> terms = {"objective": torch.tensor([1.0, float("nan")]), "TV": torch.ones(2),
-        ...          "loss": torch.tensor([0.0, float("nan")])}
-        >>> nonfinite_message(terms, ["a", "b"], step=3)
-        'non-finite loss (NaN or Inf) at step 3: objective in rows 1 (b)'
-    """
-    parts = []
-    for term, value in terms.items():
-        bad = ~torch.isfinite(value.detach())
-        if term != "loss" and bad.any():
-            parts.append(f"{term} in rows " + ", ".join(f"{i} ({names[i]})" for i in bad.nonzero().flatten().tolist()))
-    if not parts:  # finite terms whose weighted sum overflows
-        bad = (~torch.isfinite(terms["loss"].detach())).nonzero().flatten().tolist()
-        parts.append("the weighted sum of the terms in rows " + ", ".join(f"{i} ({names[i]})" for i in bad))
-    return f"non-finite loss (NaN or Inf) at step {step}: " + "; ".join(parts)
 
 
 class LossPath:
@@ -96,8 +74,7 @@ class LossPath:
 
     def activations(self, images: Tensor, layers: Iterable[str] | None = None) -> dict[str, Tensor]:
         """The evaluation forward: outputs of ``layers`` (default: the objective's) for ``images``, no transforms."""
-        x = images if self.normalize is None else self.normalize(images)
-        return capture_activations(self.network, x, self.objective.layers if layers is None else layers)
+        return evaluate(self.network, images, self.objective.layers if layers is None else layers, self.normalize)
 
     @torch.no_grad()
     def default_targets(self, images: Tensor) -> Targets:
@@ -138,13 +115,10 @@ class LossPath:
         return terms
 
 
-@torch.no_grad()
-def restore_rows_(tensors: Sequence[Tensor], before: Sequence[Tensor], rows: Tensor) -> None:
-    """Put back the values of ``rows`` (a bool ``(B,)`` mask) from ``before``: how done images stay
-    frozen under optimizers whose momentum moves rows with a zero gradient."""
-    if rows.any():
-        for tensor, old in zip(tensors, before):
-            tensor[rows] = old[rows]
+def probe(path: LossPath, images: Tensor, network_name: str | None = None) -> dict[str, Tensor]:
+    """The shape probe of a loss path (:func:`inputopt.networks.probe`): its evaluation forward of ``images`` up to
+    the objective's layers, with an error that says what the network takes when it cannot take them."""
+    return probe_network(path.network, images, path.objective.layers, path.normalize, network_name)
 
 
 def optimize(param: ImageParam, path: LossPath, steps: int,

@@ -14,7 +14,10 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-__all__ = ["WeightsUnavailableError", "build_network", "class_names", "default_image_shape", "freeze", "load_torch_file",
+from inputopt.capture import evaluate
+
+__all__ = ["WeightsUnavailableError", "build_network", "class_names", "default_image_shape", "freeze", "frozen_network",
+           "probe", "load_torch_file",
            "Normalize", "ZOO"]
 
 #: The project's own small trained models, available offline (see ``inputopt/zoo``).
@@ -218,3 +221,53 @@ class Normalize(nn.Module):
             raise ValueError(f"mean and std have {self.mean.shape[1]} values, one per channel, but the images have "
                              f"{x.shape[1]} channel(s)")
         return (x - self.mean) / self.std
+
+
+def frozen_network(network: str | nn.Module, weights: str | None = None, state_dict: str | None = None,
+                   seed: int = 0) -> nn.Module:
+    """The frozen network of a run: built by name (random weights, when asked for, from ``seed`` only,
+    without touching the global random state), or a module frozen in place.
+
+    Example:
+        >>> frozen_network("digits").training
+        False
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an int in [0, 2**64) (it seeds torch's generator), got {seed!r}")
+    if isinstance(network, str):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_network(network, weights=weights, state_dict=state_dict)
+    if weights is not None or state_dict is not None:
+        raise ValueError("weights and state_dict apply to a network given by name, not to a module")
+    return freeze(network)
+
+
+def probe(network: nn.Module, images: Tensor, layers: Sequence[str], normalize: nn.Module | None = None,
+          name: str | None = None) -> dict[str, Tensor]:
+    """The shape probe, written once: the evaluation forward of ``images`` up to ``layers``, without
+    gradients, with an error that says what the network takes when it cannot take them (instead of the
+    failing layer's message alone). ``name`` is the network's name, when it has one, for that message.
+
+    Example:
+        >>> probe(build_network("digits"), torch.zeros(1, 1, 32, 32), [""])[""].shape
+        torch.Size([1, 10])
+    """
+    try:
+        with torch.no_grad():
+            return evaluate(network, images, layers, normalize)
+    except RuntimeError as error:
+        raise ValueError(f"the network cannot take images of shape (C, H, W) = {tuple(images.shape[1:])}: "
+                         f"{_expected_input(network, name)}; make image_shape (or init) fit it. "
+                         f"The network said: {error}") from error
+
+
+def _expected_input(network: nn.Module, name: str | None) -> str:
+    """What the network takes, for error messages: its known input shape, else its first layer's channels."""
+    shape = default_image_shape(name) if name is not None else None
+    if shape is not None:
+        return f"{name} takes (C, H, W) = {shape}"
+    first = next(((n, m) for n, m in network.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if first is not None:
+        return f"its first convolution {first[0]!r} takes {first[1].in_channels} channel(s)"
+    return "its input shape is unknown"

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from inputopt import InputOptimization, SphereCheck
-from inputopt.fit_cli import cli
+from inputopt.commands.fit import cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 VGG_CONFIGS = sorted(CONFIGS.glob("vgg16_*.yaml"))

@@ -274,7 +274,8 @@ class CountForwards(torch.nn.Module):
 
 def test_transforms_reach_the_loss_forward_only(tiny_net, tmp_path):
     """Pad(4) makes transformed images 40x40: only the loss forward may see that size."""
-    from inputopt.callbacks import PredictionTable, SaveImages, SphereCheck
+    from inputopt.callbacks.images import SaveImages
+    from inputopt.callbacks.tables import PredictionTable, SphereCheck
 
     net = CountForwards(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(32), tiny_net))
     module = InputOptimization(net, NegativeCrossEntropy(), [MultiScaleEdgeEnergy(0.1)],

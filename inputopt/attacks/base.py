@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from inputopt._config import Configurable
+from inputopt.capture import OUTPUT, evaluate
 from inputopt.functional.init import seeded_ball_noise
 from inputopt.functional.projection import Norm, lp_norms
 from inputopt.functional.sphere import sphere_check
@@ -159,7 +160,7 @@ class Attack(Configurable, ABC):
         weights: torchvision weights name, for a named network.
         state_dict: local state_dict file, for a named network.
         seed: random starts of sample ``i`` depend only on ``(seed, keys[i])`` (its index by default,
-            its data-set index in :class:`~inputopt.runner.AttackEvaluation`).
+            its data-set index in :class:`~inputopt.runners.attack.AttackEvaluation`).
     """
 
     def __init__(self, model: str | nn.Module, eps: float | Sequence[float] | None = None, norm: Norm = "Linf",
@@ -250,8 +251,8 @@ class Attack(Configurable, ABC):
     def predict(self, images: Tensor) -> Tensor:
         """The predicted class of each image (normalization included)."""
         with torch.no_grad(), _attack_mode(self.network):
-            x = images if self.normalize is None else self.normalize.to(images.device)(images)
-            return self.network(x).argmax(1)
+            normalize = None if self.normalize is None else self.normalize.to(images.device)
+            return evaluate(self.network, images, [OUTPUT], normalize)[OUTPUT].argmax(1)
 
     def run(self, images: Tensor, labels: Tensor | None = None, target: Tensor | int | None = None,
             keys: Sequence[int] | None = None, start: Tensor | None = None,

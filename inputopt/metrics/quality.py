@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from inputopt.capture import OUTPUT, capture_activations
+from inputopt.capture import OUTPUT, evaluate
 from inputopt.metrics.topk import unit_scores
 
 __all__ = ["ActivationRatio", "Diversity", "HighFrequencyEnergy", "TransferAccuracy", "activation_ratio",
@@ -103,7 +103,7 @@ def diversity(features: Tensor) -> Tensor:
 
 # -- metrics ------------------------------------------------------------------------------------------
 def _networks(networks: str | nn.Module | Sequence[str | nn.Module], seed: int) -> list[nn.Module]:
-    from inputopt.module import frozen_network
+    from inputopt.networks import frozen_network
 
     items = [networks] if isinstance(networks, (str, nn.Module)) else list(networks)
     if not items:
@@ -135,10 +135,7 @@ class _NetworkMetric(Metric):
 
     @torch.no_grad()
     def _activations(self, network: nn.Module, images: Tensor, layer: str | None) -> Tensor:
-        x = images.float()
-        if self._normalize is not None:
-            x = self._normalize(x)
-        return capture_activations(network, x, [layer or OUTPUT])[layer or OUTPUT]
+        return evaluate(network, images.float(), [layer or OUTPUT], self._normalize)[layer or OUTPUT]
 
 
 class TransferAccuracy(_NetworkMetric):
