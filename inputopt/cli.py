@@ -43,6 +43,8 @@ SUBCOMMANDS = {
     "attack": ("inputopt.runner:attack_main", "evaluate an attack over a data set (robust accuracy, norms, ...)"),
     "examples": ("inputopt.dataset_examples:examples_main", "find the top-k natural images of every unit of a layer"),
     "sweep": ("inputopt.sweep:sweep_main", "visualize many units, chunk by chunk, resumable, on any devices"),
+    "atlas": ("inputopt.atlas.run:atlas_main", "a static web site of every unit of some layers: visualizations, "
+                                               "dataset examples, metrics"),
     "layers": ("inputopt.cli:layers_main", "list a network's layers: dotted names, types, output shapes"),
 }
 
