@@ -99,7 +99,7 @@ def layer_slug(name: str | None) -> str:
         >>> layer_slug("features.4")
         'features.4'
         >>> layer_slug("<script>")
-        'script-65f9f1ed'
+        'script-5b63e5b2'
     """
     if name is not None and _SAFE.match(name) and not name.startswith("output-"):
         return name
