@@ -86,6 +86,30 @@ def test_resume_gives_the_same_site(built_atlas, tmp_path):
     assert kept.stat().st_mtime_ns == kept_time  # done units are not recomputed
 
 
+def test_crash_then_resume_equals_one_run(built_atlas, tmp_path, monkeypatch):
+    """A run that crashes after its first chunk keeps that chunk; the rerun finishes it, and the atlas is
+    the one of an uninterrupted run, byte for byte."""
+    from lightning.pytorch import Callback
+
+    from inputopt.atlas import Atlas
+
+    class Crash(Callback):
+        def on_test_batch_end(self, *args, **kwargs) -> None:
+            raise RuntimeError("crash after the first chunk")
+
+    make_trainer = Atlas._trainer
+    monkeypatch.setattr(Atlas, "_trainer", lambda self, callbacks: make_trainer(self, [*callbacks, Crash()]))
+    folder = tmp_path / "atlas"
+    with pytest.raises(RuntimeError, match="crash after the first chunk"):
+        digits_atlas(folder).run()
+    assert sorted(p.name for p in (folder / "layers" / "features.4" / "seed-0" / "units").iterdir()) == [
+        "features.4-0.pt", "features.4-1.pt"]  # the first chunk (units_per_batch 2), complete
+    assert not (folder / "index.html").exists()
+    monkeypatch.undo()
+    digits_atlas(folder).run()
+    assert snapshot(folder) == snapshot(built_atlas)
+
+
 def test_site_rebuilt_from_files_alone(built_atlas, tmp_path):
     folder = tmp_path / "copy"
     shutil.copytree(built_atlas, folder)
