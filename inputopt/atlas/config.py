@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["AtlasExamples", "AtlasLayer", "AtlasMetrics", "AtlasVisualization", "full_class_path", "layer_slug"]
+__all__ = ["AtlasExamples", "AtlasLayer", "AtlasMetrics", "AtlasVisualization", "full_class_path", "layer_slug",
+           "resolve_unit_names"]
 
 
 @dataclass
@@ -24,12 +25,18 @@ class AtlasLayer:
             for a ``(B, F)`` layer): the side of the box marked on its dataset examples.
         context: the side in pixels of the crop shown around the box (``None``: twice ``crop_size``, at
             most the image).
+        display: how this layer's visualizations are shown (``None``: ``visualization.display``).
+        unit_names: a name per unit of the layer (the classes of the output, say), shown beside the unit
+            numbers: a list indexed by unit, or the dotted path of a function that returns one
+            (``inputopt.zoo.efficientnet.imagenet_classes``).
     """
 
     name: str | None
     units: list[int] | Literal["all"] = "all"
     crop_size: int | None = None
     context: int | None = None
+    display: Literal["std", "clamp"] | None = None
+    unit_names: list[str] | str | None = None
 
 
 @dataclass
@@ -131,3 +138,26 @@ def full_class_path(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not isinstance(cls, type):
         raise ValueError(f"class_path {path!r} names no class (give a dotted path, or a name of inputopt.__all__)")
     return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(config.get("init_args") or {})}
+
+
+def resolve_unit_names(names: list[str] | str | None, count: int) -> list[str] | None:
+    """The names of a layer's ``count`` units: ``names`` itself, or what the function at its dotted path
+    returns; checked to name every unit.
+
+    Example:
+        >>> resolve_unit_names(["zero", "one"], 2)
+        ['zero', 'one']
+    """
+    if names is None:
+        return None
+    if isinstance(names, str):
+        module_name, _, attr = names.rpartition(".")
+        try:
+            function = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError, ValueError) as error:
+            raise ValueError(f"unit_names {names!r}: cannot import it ({error})") from error
+        names = function()
+    names = [str(n) for n in names]
+    if len(names) != count:
+        raise ValueError(f"unit_names must name each of the layer's {count} units, got {len(names)} names")
+    return names

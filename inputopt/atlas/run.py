@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from inputopt.atlas.config import (
     AtlasVisualization,
     full_class_path,
     layer_slug,
+    resolve_unit_names,
 )
 
 __all__ = ["Atlas", "atlas_main", "RECORD"]
@@ -189,8 +191,13 @@ class Atlas:
         kind = "channel" if activation.ndim == 4 else "feature"
         crop = layer.crop_size if kind == "channel" else None
         context = None if crop is None else max(crop, layer.context or min(2 * crop, height, width))
+        display = layer.display or self.visualization.display
+        if display not in ("std", "clamp"):
+            raise ValueError(f"layer {layer.name!r}: display must be 'std' or 'clamp', got {display!r}")
+        names = resolve_unit_names(layer.unit_names, count)
         return {"name": layer.name, "slug": layer_slug(layer.name), "kind": kind,
-                "shape": list(activation.shape[1:]), "units": units, "crop_size": crop, "context": context}
+                "shape": list(activation.shape[1:]), "units": units, "crop_size": crop, "context": context,
+                "display": display, "unit_names": None if names is None else {u: names[u] for u in units}}
 
     def _objective(self, info: Mapping[str, Any], units: Any) -> dict[str, Any]:
         if info["kind"] == "channel":
@@ -218,7 +225,8 @@ class Atlas:
             "metrics": {"transfer_networks": list(self.metrics.transfer_networks),
                         "high_frequency_cutoff": self.metrics.high_frequency_cutoff},
             "layers": {info["slug"]: {"name": info["name"], "crop_size": info["crop_size"],
-                                      "context": info["context"]} for info in self.layers},
+                                      "context": info["context"], "display": info["display"]}
+                       for info in self.layers},
         }))
 
     def _open_folder(self) -> None:
@@ -260,7 +268,7 @@ class Atlas:
         if self.optimizer is not None:
             model["optimizer"] = self.optimizer
         callbacks = [{"class_path": "inputopt.callbacks.SaveImages",
-                      "init_args": {"dirpath": f"reproduced/{info['slug']}/seed-{seed}", "display": vis.display}}]
+                      "init_args": {"dirpath": f"reproduced/{info['slug']}/seed-{seed}", "display": info["display"]}}]
         return {"seed_everything": seed,
                 "trainer": {"max_steps": vis.steps, "logger": False, "enable_checkpointing": False,
                             "callbacks": callbacks},
@@ -271,11 +279,14 @@ class Atlas:
             folder = self.atlas_dir / "layers" / info["slug"]
             old = folder / "layer.json"
             units = info["units"]
+            names = info["unit_names"]
             if old.is_file():  # the units of every run into this folder
-                done = json.loads(old.read_text()).get("units", [])
+                before = json.loads(old.read_text())
+                done = before.get("units", [])
                 units = done + [u for u in units if u not in done]
+                names = {**{int(u): n for u, n in (before.get("unit_names") or {}).items()}, **(names or {})} or None
             _write_text(old, json.dumps({**info, "units": units, "seeds": list(self.visualization.seeds),
-                                         "network": self.name}, indent=1) + "\n")
+                                         "network": self.name, "unit_names": names}, indent=1) + "\n")
             for seed in self.visualization.seeds:
                 config = self.fit_config(info, seed)
                 if config is not None:
@@ -310,7 +321,7 @@ class Atlas:
                 if units.is_dir() and all((units / f"{n}.pt").is_file() for n in sweep.image_names) \
                         and (folder / "grid.png").is_file():
                     continue  # done: no Trainer (a second process would start for nothing)
-                saver = SaveSweep(folder, vis.display, progress=self.progress and _is_rank_zero())
+                saver = SaveSweep(folder, info["display"], progress=self.progress and _is_rank_zero())
                 self._trainer([saver]).test(sweep, verbose=False)
 
     def find_examples(self) -> None:
@@ -458,6 +469,14 @@ def marked_crop(image: Tensor, position: Sequence[int] | None, map_shape: Sequen
     return rgb[:, y:y + side, x:x + side]
 
 
+class _Chatter(logging.Filter):
+    """Leaves out what every one of the atlas' Trainers would say again (GPU/TPU available, tips)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (" available: " in message or "💡" in message)
+
+
 def _parser():
     from jsonargparse import ActionConfigFile, ArgumentParser
 
@@ -501,6 +520,8 @@ def atlas_main(argv: Sequence[str]) -> dict[str, float]:
     kwargs = {k: v for k, v in vars(init).items() if k not in ("config", "site_only")}
     for key in ("visualization", "examples", "metrics"):
         kwargs[key] = dataclasses.asdict(kwargs[key]) if dataclasses.is_dataclass(kwargs[key]) else kwargs[key]
+    chatter = _Chatter()
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(chatter)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*across ranks is zero.*")
@@ -508,6 +529,7 @@ def atlas_main(argv: Sequence[str]) -> dict[str, float]:
         units = sum(len(info["units"]) for info in atlas.layers)
         start = time.perf_counter()
         times = atlas.run()
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").removeFilter(chatter)
     if _is_rank_zero():
         total = time.perf_counter() - start
         print(f"inputopt atlas: {units} units of {len(atlas.layers)} layers, {len(atlas.visualization.seeds)} "

@@ -80,6 +80,7 @@ def load_atlas(atlas_dir: str | os.PathLike) -> dict[str, Any]:
             indices, values = rows.get(unit, ([], []))
             units.append({
                 "unit": unit,
+                "name": (info.get("unit_names") or {}).get(str(unit)),
                 "images": [(seed, _url("layers", slug, f"seed-{seed}", "images", name)) for seed in info["seeds"]
                            if name in images[seed]],
                 "examples": [{"path": _url("layers", slug, "examples", "crops", f"{unit}-{rank}.png"),

@@ -32,6 +32,7 @@ def test_smoke_folder_and_pages(built_atlas):
     assert features["shape"] == [32, 16, 16] and output["shape"] == [10]
     assert [u["unit"] for u in features["units"]] == [0, 1, 2, 3]
     assert all(len(u["images"]) == 1 and len(u["examples"]) == 3 for u in features["units"] + output["units"])
+    assert [u["name"] for u in output["units"]] == ["digit 0", "digit 1", "digit 2"]
     assert features["metrics"] == ["activation_ratio", "high_frequency_energy"]
     assert output["metrics"] == ["activation_ratio", "high_frequency_energy", "transfer/digits_b"]
     pages = sorted(p.relative_to(built_atlas).as_posix() for p in built_atlas.rglob("*.html"))
@@ -153,6 +154,7 @@ def test_escaping_hostile_names(built_hostile_atlas):
     text = "".join(p.read_text().replace('<script src="atlas.js"></script>', "") for p in pages)
     assert "<script" not in text and "<img src=x" not in text  # the pages hold no script at all
     assert "&lt;script&gt;" in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "<b>" not in text and "&lt;b&gt;bold&lt;/b&gt;" in text and "a &amp; b" in text  # unit names
     names = [layer["name"] for layer in load_atlas(built_hostile_atlas)["layers"]]
     assert names == [SCRIPT, IMG, None]
 

@@ -140,6 +140,9 @@ def test_hostile_names_shown_as_text(browser, built_hostile_atlas):
     page.check()
     names = page.page.eval_on_selector_all("a.layer-link", "links => links.map(a => a.textContent)")
     assert names == [SCRIPT, IMG, "output (classes)"]
+    page.open((built_hostile_atlas / "site" / f"{OUTPUT}.html").as_uri())
+    assert page.page.inner_text("#unit-0 .unit-name") == "<b>bold</b>"
+    page.check()
     for name in (SCRIPT, IMG):
         page.open((built_hostile_atlas / "site" / f"{layer_slug(name)}.html").as_uri())
         assert page.page.inner_text("h1") == name
