@@ -486,7 +486,9 @@ def _parser():
               visualization: AtlasVisualization = AtlasVisualization(), examples: AtlasExamples = AtlasExamples(),
               metrics: AtlasMetrics = AtlasMetrics(), trainer: dict[str, Any] | None = None,
               title: str | None = None, progress: bool = True) -> None:
-        """Args are those of :class:`Atlas`."""
+        pass
+
+    atlas.__doc__ = Atlas.__doc__  # the help of every argument
 
     parser = ArgumentParser(prog="inputopt atlas", description="Visualize every unit of some layers, find their "
                             "dataset examples and score them, and write a static web site (index.html) into "
