@@ -135,7 +135,7 @@ class Atlas:
                              f"accelerator, strategy, precision, num_nodes")
         self.progress = progress
         self.name = network if isinstance(network, str) else type(network).__name__
-        self.title = title or f"{self.name} atlas"
+        self.title = title  # None: the site names it after the network (as --site_only does)
         if image_shape is None:
             image_shape = default_image_shape(network) if isinstance(network, str) else None
             if image_shape is None:

@@ -128,7 +128,7 @@ def build_site(atlas_dir: str | os.PathLike, title: str | None = None) -> list[P
 
     Args:
         atlas_dir: the atlas folder (with ``atlas.yaml``).
-        title: the site's title (default: the network's name).
+        title: the site's title (default: the one given last, kept in ``site.json``, else after the network).
 
     Example:
         >>> build_site("results/digits_atlas")  # doctest: +SKIP
@@ -137,6 +137,11 @@ def build_site(atlas_dir: str | os.PathLike, title: str | None = None) -> list[P
     atlas = load_atlas(root)
     network = atlas["record"].get("network")
     name = network if isinstance(network, str) else (network or {}).get("module", "network")
+    settings = root / "site.json"  # a title given once is kept for the rebuilds (--site_only)
+    if title is not None:
+        _write(settings, json.dumps({"title": title}) + "\n")
+    elif settings.is_file():
+        title = json.loads(settings.read_text()).get("title")
     title = title or f"{name} atlas"
     env = _environment()
     site = root / "site"

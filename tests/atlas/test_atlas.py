@@ -200,9 +200,13 @@ progress: false
     assert list(times) == ["visualizations", "examples", "metrics", "site"]
     out = capsys.readouterr().out
     assert "2 units of 1 layers" in out and re.search(r"site\s+[0-9.]+ s", out)
+    index = (tmp_path / "out" / "index.html").read_text()
+    assert "<title>digits atlas</title>" in index
+    atlas_main(["--config", str(config), "--site_only", "--title", "Digits & co"])
+    assert "<title>Digits &amp; co</title>" in (tmp_path / "out" / "index.html").read_text()
     (tmp_path / "out" / "index.html").unlink()
-    atlas_main(["--config", str(config), "--site_only"])
-    assert (tmp_path / "out" / "index.html").is_file()
+    atlas_main(["--config", str(config), "--site_only"])  # the title given last is kept
+    assert "<title>Digits &amp; co</title>" in (tmp_path / "out" / "index.html").read_text()
 
 
 def test_marked_crop_box_and_context():
