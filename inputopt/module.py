@@ -61,6 +61,10 @@ def _load_images(init: Tensor | str | Path, channels: int | None = None) -> Tens
     as 1 channel (grayscale) when ``channels`` is 1, else RGB; with ``channels`` unknown, as stored."""
     if isinstance(init, Tensor):
         return _float_images(init.detach(), "init")
+    if isinstance(init, str) and init.startswith("photo:"):  # a packaged photo (inputopt.data.photos)
+        from inputopt.data.photos import photo
+
+        return photo(init[len("photo:"):])
     path = Path(init).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"init file {str(path)!r} does not exist")
@@ -190,7 +194,8 @@ class InputOptimization(LightningModule):
             :func:`~inputopt.networks.default_image_shape`: 1×32×32 for the zoo, 3×224×224 for ``vgg16``).
         batch_size: number of images when neither the objective (one image per unit) nor ``init`` says.
         init: starting images instead of noise: a ``(B, C, H, W)`` or ``(C, H, W)`` tensor, or the path
-            of a ``.pt`` tensor or an image file (read in [0, 1]). A path is saved in the hyperparameters;
+            of a ``.pt`` tensor or an image file (read in [0, 1]), or ``"photo:NAME"``, a photo of
+            :mod:`inputopt.data.photos` (``"photo:chelsea"``, 3×224×224). A path is saved in the hyperparameters;
             a tensor is not (pass it again to ``load_from_checkpoint``, like a network given as a module).
         weights: torchvision weights name for a named network (``None``: random weights).
         state_dict: local state_dict file for a named network.
