@@ -439,8 +439,9 @@ class Atlas:
 def marked_crop(image: Tensor, position: Sequence[int] | None, map_shape: Sequence[int] | None,
                 crop_size: int | None, context: int | None) -> Tensor:
     """An example as RGB: the ``context × context`` crop around a map position, with the ``crop_size ×
-    crop_size`` receptive field outlined in red (both shifted to stay inside the image); the whole image
-    when there is no position or no ``crop_size``.
+    crop_size`` receptive field outlined in red (both shifted to stay inside the image; the line is
+    ``context // 40`` pixels wide, at least 1); the whole image when there is no position or no
+    ``crop_size``.
 
     Example:
         >>> crop = marked_crop(torch.zeros(1, 8, 8), [0, 0], [4, 4], 2, 4)
@@ -457,14 +458,15 @@ def marked_crop(image: Tensor, position: Sequence[int] | None, map_shape: Sequen
     def corner(side: int) -> tuple[int, int]:
         return tuple(min(max(round(c - side / 2), 0), size - side) for c, size in zip(centre, (height, width)))
 
-    top, left = corner(crop_size)
-    bottom, right = top + crop_size - 1, left + crop_size - 1
-    red = torch.tensor([1.0, 0.0, 0.0]).view(3, 1)
-    rgb[:, top, left:right + 1] = red
-    rgb[:, bottom, left:right + 1] = red
-    rgb[:, top:bottom + 1, left] = red
-    rgb[:, top:bottom + 1, right] = red
     side = context or crop_size
+    top, left = corner(crop_size)
+    bottom, right = top + crop_size, left + crop_size
+    line = max(1, min(side // 40, crop_size // 4))  # 1 pixel for small crops, thicker for large ones
+    red = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
+    rgb[:, top:top + line, left:right] = red
+    rgb[:, bottom - line:bottom, left:right] = red
+    rgb[:, top:bottom, left:left + line] = red
+    rgb[:, top:bottom, right - line:right] = red
     y, x = corner(side)
     return rgb[:, y:y + side, x:x + side]
 

@@ -217,3 +217,5 @@ def test_marked_crop_box_and_context():
     rows, cols = red.nonzero(as_tuple=True)
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (8, 15, 8, 15)  # the 8x8 box at the corner
     assert marked_crop(image, None, None, None, None).shape == (3, 32, 32)
+    large = marked_crop(torch.zeros(3, 224, 224), [0, 0], [28, 28], 67, 112)  # a 2-pixel line
+    assert large[0, :2, :67].eq(1).all() and large[0, 2, 2:65].eq(0).all() and large[0, 66, :67].eq(1).all()
