@@ -29,7 +29,7 @@ LAYERS = [
     ("loss", ["inputopt.engine", "inputopt.loss"]),
     ("attacks and metrics", ["inputopt.attacks", "inputopt.metrics"]),
     ("lightning", ["inputopt.module", "inputopt.runners", "inputopt.callbacks"]),
-    ("commands", ["inputopt.commands", "inputopt.cli", "inputopt"]),
+    ("commands", ["inputopt.commands", "inputopt.atlas", "inputopt.cli", "inputopt"]),
 ]
 CORE_LAYERS = ("base", "terms", "loss", "attacks and metrics")
 
