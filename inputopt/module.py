@@ -17,17 +17,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from inputopt._config import build
-from inputopt.engine import NonFiniteError, check_precision, nonfinite_message, restore_rows_
+from inputopt.engine import NonFiniteError, StepEngine, check_precision
 from inputopt.functional.init import row_seeds
 from inputopt.loss import LossPath, _distinct, probe
-from inputopt.networks import (
-    Normalize,
-    _expected_input,
-    class_names,
-    default_image_shape,
-    frozen_network,
-    load_torch_file,
-)
+from inputopt.networks import (Normalize, _expected_input, class_names, default_image_shape, frozen_network,
+                               load_torch_file)
 from inputopt.objectives.base import InputObjective, Targets, map_targets
 from inputopt.params.base import ImageParam
 from inputopt.params.pixel import PixelImage
@@ -524,12 +518,15 @@ class InputOptimization(LightningModule):
             >>> module.images().shape[0], module.compute_loss(module.param())["loss"].shape
             (16, torch.Size([16]))
         """
-        terms = self.path.terms(images, self.targets, self.row_seeds, step, done=self.freeze_done)
-        done = terms.pop("done", None)
-        if done is not None:
-            self.done |= done
-            terms["loss"] = torch.where(self.done, torch.zeros_like(terms["loss"]), terms["loss"])
+        terms = self.engine().terms(step, images)
+        terms.pop("done", None)
         return terms
+
+    def engine(self) -> StepEngine:
+        """The step engine of this run: its loss forward, finiteness checks, done rows and update
+        (:class:`~inputopt.engine.StepEngine`). Built when asked for, on the module's current tensors."""
+        return StepEngine(self.param, self.path, self.targets, self.row_seeds, freeze_done=self.freeze_done,
+                          done=self.done)
 
     def training_step(self, batch: int, batch_idx: int) -> Tensor:
         """One step on every image: the sum of the images' losses (rows do not interact)."""
@@ -538,9 +535,7 @@ class InputOptimization(LightningModule):
             self._network.eval()
         images = self.param()
         terms = self.compute_loss(images, step=self.global_step)
-        if not torch.isfinite(terms["loss"].detach()).all():  # the images are finite: checked after every step
-            raise NonFiniteError(nonfinite_message(terms, self.image_names(), self.global_step)
-                                 + f"; the (finite) images of step {self.global_step} are kept")
+        self.engine().check_loss(terms, self.global_step)  # the images are finite: checked after every step
         batch_size = terms["loss"].shape[0]
         for name, value in terms.items():
             key = name if name in ("objective", "loss") else f"prior/{name}"
@@ -563,21 +558,10 @@ class InputOptimization(LightningModule):
         return optimizer
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
-        tensors = list(self.param.parameters())
-        before = [t.detach().clone() for t in tensors]  # the last finite state, and the rows a done image keeps
-        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        if self.freeze_done:
-            restore_rows_(tensors, before, self.done)
-        self.param.project_()
-        finite = torch.stack([torch.isfinite(t.detach().flatten(1)).all(1) for t in tensors]).all(0)
-        if not finite.all():
-            with torch.no_grad():
-                for tensor, old in zip(tensors, before):
-                    tensor.copy_(old)
-            rows = [f"{i} ({name})" for i, name in enumerate(self.image_names()) if not finite[i]]
-            raise NonFiniteError(
-                f"the images went non-finite (NaN or Inf) at step {self.global_step + 1} in rows {', '.join(rows)} "
-                f"(a learning rate too large?); the images of step {self.global_step} are restored and kept")
+        """Lightning's optimizer step (whose closure runs :meth:`training_step` and the backward) inside the step
+        engine's update: done rows restored, projection, and the last finite images kept on a non-finite one."""
+        step = partial(super().optimizer_step, epoch, batch_idx, optimizer, optimizer_closure)
+        self.engine().update(step, self.global_step)
 
 
 class _GiveBackNetworkModes(Callback):

@@ -14,8 +14,8 @@ import torch
 from lightning.pytorch import Trainer
 from torch.utils.data import TensorDataset
 
-from inputopt.capture import capture_activations
 from inputopt.callbacks.examples import SaveDatasetExamples
+from inputopt.capture import capture_activations
 from inputopt.runners.examples import DatasetExamples, crop_around
 from tests.conftest import make_tiny_net
 

@@ -303,7 +303,7 @@ def test_transform_draws_depend_on_unit_and_step_only(tiny_net):
 
 def test_a_plain_loop_gives_the_images_of_a_fit(tiny_net):
     """The loss path and projection are written once: `optimize` in a plain loop equals a Trainer fit."""
-    from inputopt.loss import optimize
+    from inputopt.engine import optimize
 
     def make():
         return InputOptimization(tiny_net, UnitActivation("features.4", unit=[1, 6]), [MultiScaleEdgeEnergy(0.1)],

@@ -10,16 +10,16 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger
 
+from inputopt.callbacks.examples import SaveDatasetExamples
 from inputopt.callbacks.quality import QualityMetrics
 from inputopt.capture import capture_activations
 from inputopt.data import Digits
-from inputopt.callbacks.examples import SaveDatasetExamples
-from inputopt.runners.examples import DatasetExamples
 from inputopt.metrics import diversity, high_frequency_energy
 from inputopt.module import InputOptimization
 from inputopt.networks import build_network
 from inputopt.objectives import ChannelSum, UnitActivation
 from inputopt.priors import MultiScaleEdgeEnergy
+from inputopt.runners.examples import DatasetExamples
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
 

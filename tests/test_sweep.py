@@ -12,11 +12,11 @@ import yaml
 from lightning.pytorch import Trainer
 from PIL import Image
 
+from inputopt.callbacks.sweep import SaveSweep
 from inputopt.commands.fit import cli
+from inputopt.commands.sweep import SweepCLI, run_sweep
 from inputopt.objectives import ChannelSum, UnitActivation
 from inputopt.priors import MultiScaleEdgeEnergy
-from inputopt.callbacks.sweep import SaveSweep
-from inputopt.commands.sweep import SweepCLI, run_sweep
 from inputopt.runners.sweep import FeatureSweep
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,10 +13,11 @@ from torch import Tensor, nn
 
 from inputopt._config import Configurable
 from inputopt.capture import OUTPUT, evaluate
+from inputopt.engine import optimize
 from inputopt.functional.init import seeded_ball_noise
 from inputopt.functional.projection import Norm, lp_norms
 from inputopt.functional.sphere import sphere_check
-from inputopt.loss import LossPath, optimize
+from inputopt.loss import LossPath
 from inputopt.networks import Normalize, build_network
 from inputopt.objectives.classification import LabelObjective, Margin, NegativeCrossEntropy
 from inputopt.params.pixel import PixelImage
@@ -145,7 +146,7 @@ class Attack(Configurable, ABC):
     Images live in pixel space (``bounds``, default ``[0, 1]``); give the network's input normalization
     as ``mean``/``std`` and the attack puts it in front of the network. Every attack runs on the shared
     loss path (:class:`~inputopt.loss.LossPath`) and projection (:meth:`~inputopt.params.ImageParam.project_`)
-    through :func:`~inputopt.loss.optimize`. :meth:`run` returns an :class:`AttackResult` per ε with the
+    through :func:`~inputopt.engine.optimize`. :meth:`run` returns an :class:`AttackResult` per ε with the
     per-sample success, perturbation norms and the step at which each sample first succeeded.
 
     Args:
@@ -387,7 +388,7 @@ class Tracker:
 def run_optimize(path: LossPath, param: PixelImage, targets: Tensor, steps: int, optimizer: Callable,
                  track: Tracker, freeze_done: bool = False, scheduler: Callable | None = None,
                  extra: Callable[[int, dict[str, Tensor]], None] | None = None) -> Tensor:
-    """Run :func:`~inputopt.loss.optimize` for an attack (tracking success) and return the final images."""
+    """Run :func:`~inputopt.engine.optimize` for an attack (tracking success) and return the final images."""
     def callback(step: int, terms: dict[str, Tensor]) -> None:
         track(step, terms, param().detach())
         if extra is not None:

@@ -1,6 +1,6 @@
 """Dataset runners: many input optimizations, one per batch of a data set, inside Lightning's test loop.
 
-Each test batch is optimized in an inner loop (:func:`~inputopt.loss.optimize`, with gradients enabled
+Each test batch is optimized in an inner loop (:func:`~inputopt.engine.optimize`, with gradients enabled
 inside the evaluation step), under the trainer's device and precision. Several devices split the *data*
 with a distributed sampler that never repeats a sample, so metrics and results equal a one-process run.
 :class:`DatasetRunner` is the base; :mod:`inputopt.runners.attack`, :mod:`inputopt.runners.sweep` and

@@ -2,7 +2,7 @@
 
 :class:`FeatureSweep` is a :class:`~inputopt.runners.base.DatasetRunner` whose data set is the units of an
 objective. Every test batch is a chunk of units, optimized for the configured number of steps in an inner
-loop (:func:`~inputopt.loss.optimize`, the loss path of a fit). Several devices give every process its own
+loop (:func:`~inputopt.engine.optimize`, the loss path of a fit). Several devices give every process its own
 chunks through the runner's distributed sampler. :class:`~inputopt.callbacks.sweep.SaveSweep` writes the results (one file per unit
 as it finishes, the grid and ``input.pt`` at the end), resumes from the files and refuses to mix in the
 results of another configuration. ``inputopt sweep`` (:func:`~inputopt.commands.sweep.sweep_main`) builds both from the arguments
@@ -25,9 +25,9 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from inputopt._config import build, instantiate
-from inputopt.engine import check_precision
+from inputopt.engine import check_precision, optimize
 from inputopt.functional.init import row_seeds
-from inputopt.loss import LossPath, optimize, probe
+from inputopt.loss import LossPath, probe
 from inputopt.networks import Normalize, default_image_shape, frozen_network
 from inputopt.objectives.base import UnitsObjective
 from inputopt.params.base import ImageParam
@@ -114,7 +114,7 @@ class FeatureSweep(DatasetRunner):
     """Visualize many units: the units are the data, each test batch a chunk optimized in an inner loop.
 
     The objective's units (``unit``/``channel``: a list or ``"all"``) are the data set. ``trainer.test``
-    runs every chunk of ``units_per_batch`` units through :func:`~inputopt.loss.optimize` for ``steps``
+    runs every chunk of ``units_per_batch`` units through :func:`~inputopt.engine.optimize` for ``steps``
     steps (the same loss path, projection and optimizer as a fit of :class:`~inputopt.InputOptimization`
     with the same arguments): the chunk's objective is this one with the chunk's units
     (:meth:`UnitsObjective.with_units`), its images a fresh parameterization from ``param``'s config.
