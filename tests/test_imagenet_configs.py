@@ -52,7 +52,7 @@ def test_fit_configs_run(tmp_path, monkeypatch, caplog):
 
 
 @pytest.mark.slow
-def test_sweep_examples_and_attack_configs_run(tmp_path, monkeypatch):
+def test_sweep_examples_and_attack_configs_run(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
     main(["sweep", "--config", str(CONFIGS / "imagenet_channels.yaml"), "--sweep_dir", "sweep", "--trainer.max_steps",
           "1", "--model.image_shape", "[3, 64, 64]", "--model.objective.init_args.channel", "[0, 79]", *QUIET])
@@ -62,7 +62,10 @@ def test_sweep_examples_and_attack_configs_run(tmp_path, monkeypatch):
     examples = json.loads((tmp_path / "results" / "imagenet_examples" / "examples.json").read_text())
     assert len(json.dumps(examples)) > 100
     for name in ("imagenet_pgd", "imagenet_fmn"):
-        main(["attack", "--config", str(CONFIGS / f"{name}.yaml"), "--model.attack.init_args.steps", "1",
-              "--model.dataset.init_args.size", "64", "--model.sphere_points", "2", *QUIET])
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            main(["attack", "--config", str(CONFIGS / f"{name}.yaml"), "--model.attack.init_args.steps", "1",
+                  "--model.dataset.init_args.size", "64", "--model.sphere_points", "2", *QUIET])
+        assert "Examples: label | clean prediction" in caplog.text and "Egyptian cat" in caplog.text  # class names
         results = json.loads((tmp_path / "results" / name / "results.json").read_text())
         assert results, name
