@@ -176,6 +176,7 @@ class Attack(Configurable, ABC):
             self.network = model
         else:
             raise TypeError(f"model must be an nn.Module or a network name, got {type(model).__name__}")
+        self.network_name = model if isinstance(model, str) else None  # for class names in results
         if norm not in ("Linf", "L2"):
             raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
         if loss not in LOSSES:

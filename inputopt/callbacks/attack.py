@@ -57,7 +57,32 @@ class SaveAttackResults(Callback):
             experiment = getattr(trainer.logger, "experiment", None)
             if hasattr(experiment, "add_image"):
                 experiment.add_image("examples", grid, 0)
-        rank_zero_info(format_results(rows) + f"\nResults in {out}")
+        from inputopt.networks import class_names
+
+        name = getattr(pl_module.attack, "network_name", None)
+        names = class_names(name) if name else None
+        table = format_example_predictions(examples, [r["eps"] for r in rows], names) if examples and names else ""
+        rank_zero_info(format_results(rows) + table + f"\nResults in {out}")
+
+
+def format_example_predictions(examples: dict, eps: list, names: list[str]) -> str:
+    """The kept examples' labels and predicted classes, clean and after the attack at each ε, by class name.
+
+    Example:
+        >>> import torch
+        >>> examples = {"labels": torch.tensor([0]), "clean_predictions": torch.tensor([0]),
+        ...             "predictions": torch.tensor([[1, 1]])}
+        >>> print(format_example_predictions(examples, [0.1, 0.2], ["cat", "dog"]))
+        <BLANKLINE>
+        Examples: label | clean prediction | prediction at eps 0.1, 0.2
+          0: cat | cat | dog, dog
+    """
+    header = f"\nExamples: label | clean prediction | prediction at eps {', '.join(_cell(e) for e in eps)}"
+    lines = [f"  {i}: {names[label]} | {names[clean]} | {', '.join(names[p] for p in adversarial)}"
+             for i, (label, clean, adversarial) in enumerate(zip(examples["labels"].tolist(),
+                                                                  examples["clean_predictions"].tolist(),
+                                                                  examples["predictions"].tolist()))]
+    return "\n".join([header, *lines])
 
 
 def format_results(rows: list[dict]) -> str:
