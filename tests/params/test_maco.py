@@ -47,7 +47,9 @@ def test_magnitude_is_fixed_and_only_the_phase_trains(tiny_net):
     torch.testing.assert_close(spectrum_magnitude(param), magnitude.expand(2, *magnitude.shape), rtol=1e-4, atol=1e-5)
     x = module.images()
     assert x.min() > 0 and x.max() < 1  # the sigmoid's range
-    standardized = torch.logit(x.double())  # the images before the sigmoid are standardized
+    assert param.decorrelate  # RGB: decorrelated colours by default, mixed into RGB before the sigmoid
+    mixed = torch.logit(x.double())
+    standardized = torch.einsum("cd,bdhw->bchw", torch.linalg.inv(param.color_matrix.double()), mixed)
     torch.testing.assert_close(standardized.mean((1, 2, 3)), torch.zeros(2, dtype=torch.double), atol=1e-4, rtol=0)
     torch.testing.assert_close(standardized.std((1, 2, 3), correction=0), torch.ones(2, dtype=torch.double),
                                atol=1e-4, rtol=0)
@@ -61,7 +63,7 @@ def test_odd_sizes_keep_the_magnitude_too():
 
 def test_initialize_from_takes_the_phase_of_the_images():
     images = torch.rand(2, *SHAPE, generator=torch.Generator().manual_seed(0))
-    param = MacoImage(sigmoid=None).initialize_from(images)  # no sigmoid to invert first
+    param = MacoImage(sigmoid=None, decorrelate=False).initialize_from(images)  # no sigmoid or colours to invert
     made, given = (torch.fft.rfft2(x, norm="ortho") for x in (param.unstandardized(param.phase.detach()), images))
     columns = slice(1, SHAPE[2] // 2)  # away from the self-conjugate columns, whose phase is made odd
     torch.testing.assert_close(made[..., columns].angle(), given[..., columns].angle(), rtol=0, atol=1e-4)
