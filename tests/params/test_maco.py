@@ -128,6 +128,22 @@ def test_importance_is_the_summed_gradient_magnitude_and_is_saved(tiny_net, tmp_
     assert (tmp_path / "importance.png").is_file()
 
 
+def test_importance_is_in_the_images_coordinates_with_the_transforms_undone(tmp_path):
+    """The objective reads one pixel of the *transformed* image (a quarter turn): the importance lands on the
+    pixel of the image itself that the transform moved there, not on the pixel the objective reads."""
+    from inputopt import PixelImage, UnitActivation
+
+    i, j = 1, 2  # the objective reads row 1, column 2 of the rotated 9x9 image, = pixel (2, 9 - 1 - 1) of the image
+    module = InputOptimization(torch.nn.Flatten(), UnitActivation(None, unit=[i * 9 + j]),
+                               param=PixelImage(mean=0.5), transforms=[RandomRotate((90, 90))], image_shape=(1, 9, 9))
+    callback = SaveImportance(tmp_path)
+    fit(module, 3, callbacks=[callback])
+    importance = callback.importance[0, 0]
+    assert importance[j, 9 - 1 - i] > 1
+    importance[j, 9 - 1 - i] = 0
+    assert importance.abs().max() < 1e-4  # nowhere else, in particular not at (i, j)
+
+
 def test_digits_maco_config_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ["fit", "--config", str(CONFIGS / "digits_maco.yaml"), "--trainer.max_steps", "3",
