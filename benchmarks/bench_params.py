@@ -21,13 +21,15 @@ Side by side in one process, on the **same VGG16 object** (torchvision, ``weight
 
   ``ChannelSum`` is the *sum* of the channel's map where Lucent takes the mean: the same gradient
   direction up to a constant factor, the same cost. No prior (Lucent has none). The forward stops after
-  the target layer. Jitter, scale and rotation are fused into one ``grid_sample``; the padded image
-  (``size + 24`` px) goes into the network as it is (Lucent's ``fixed_image_size`` resizes it back to
-  ``size``).
+  the target layer. Jitter, scale and rotation are fused into one ``grid_sample``, which also brings the
+  padded view back to ``size`` px (``Transforms(keep_size=True)``, the default since the figures in
+  benchmarks/README.md were measured: then the padded ``size + 24`` px image went into the network, as on
+  the Lucent side before its ``fixed_image_size`` resize).
 * ``pixel`` -- ``PixelImage()``, same objective and normalization, no transforms.
 * ``fourier+tf+resize`` (diagnostic) -- ``fourier+tf`` plus a final bilinear resize to ``size`` px
   (a ``Transform`` defined in this script, the same ``Upsample(align_corners=True)`` that Lucent's
-  ``fixed_image_size`` appends), so that the network sees the same input size as on the Lucent side.
+  ``fixed_image_size`` appends); with ``keep_size`` the images already have that size, so this row now
+  measures only the extra resize.
 
 The ``fourier+tf`` and ``pixel`` variants are timed two ways each: ``loop`` --
 ``inputopt.optimize(m.param, m.path, N, Adam, seeds=m.row_seeds)``, with a timestamp in its per-step

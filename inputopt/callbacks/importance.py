@@ -22,9 +22,11 @@ class SaveImportance(Callback):
 
     The importance of a pixel is :math:`\sum_t |\partial L_t / \partial x_t|`, the magnitude of the
     gradient of the loss with respect to the parameterization's output images ``x = param()`` summed over
-    the optimization steps, per image and channel (Fel et al. 2023 use the objective's gradient with the
-    transforms undone; here it is the gradient of the whole loss, objective and priors, at the images
-    before the transforms). It works with any parameterization: a forward hook on ``param`` adds a
+    the optimization steps, per image and channel. It is taken at the images *before* the robustness
+    transforms, so the transforms are undone: backpropagation through the jitter, scaling and rotation
+    carries each gradient back to the pixel of the image that the transform moved, as Fel et al. 2023 ask
+    (a test checks it with a quarter turn). It is the gradient of the whole loss, objective and priors
+    (MACO runs have no prior). It works with any parameterization: a forward hook on ``param`` adds a
     gradient hook to its output during training only.
 
     At the end it writes ``importance.pt`` (``(B, C, H, W)``, the sums) and ``importance.png`` (a grid of

@@ -7,12 +7,13 @@ from inputopt.functional.edge_energy import gaussian_kernel2d, multi_scale_edge_
 from inputopt.functional.init import row_seed, row_seeds, row_uniform, seeded_noise
 from inputopt.functional.lp_norm import lp_norm
 from inputopt.functional.magnitude import default_magnitude, estimate_magnitude, resize_magnitude
+from inputopt.functional.plausibility import plausibility_distance
 from inputopt.functional.projection import lp_norms, project_lp_ball
 from inputopt.functional.sphere import random_sphere_points, sphere_check, sphere_label_change, sphere_label_changes
 from inputopt.functional.total_variation import total_variation
 
 __all__ = ["DEFAULT_COLOR_MATRIX", "DisplayMode", "blur_penalty", "default_magnitude", "estimate_color_matrix",
            "estimate_magnitude", "gaussian_kernel2d", "lp_norm", "lp_norms", "multi_scale_edge_energy",
-           "normalized_blur", "project_lp_ball", "random_sphere_points", "resize_magnitude", "row_seed", "row_seeds",
+           "normalized_blur", "plausibility_distance", "project_lp_ball", "random_sphere_points", "resize_magnitude", "row_seed", "row_seeds",
            "row_uniform", "seeded_noise", "sphere_check", "sphere_label_change", "sphere_label_changes",
            "to_display", "total_variation"]

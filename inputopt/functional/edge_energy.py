@@ -36,7 +36,7 @@ def gaussian_kernel2d(size: int = 5, sigma: float = 1.0, *, dtype: torch.dtype =
     return k / k.sum()
 
 
-def multi_scale_edge_energy(x: Tensor, kernel_size: int = 5, sigma: float = 1.0) -> Tensor:
+def multi_scale_edge_energy(x: Tensor, kernel_size: int = 5, sigma: float = 1.0, reduction: str = "sum") -> Tensor:
     r"""Multi-scale edge energy :math:`h(x) = \sum_{s \ge 0} \| \delta^s(x) - g \circledast \delta^s(x) \|^2`.
 
     ``g`` is a normalized Gaussian (zero-padded, "same"-size convolution), ``δ`` halves the image by
@@ -48,6 +48,10 @@ def multi_scale_edge_energy(x: Tensor, kernel_size: int = 5, sigma: float = 1.0)
         x: images of shape ``(B, C, H, W)`` with ``min(H, W) > 5``.
         kernel_size: side of the Gaussian kernel.
         sigma: standard deviation of the Gaussian kernel, in pixels.
+        reduction: ``"sum"`` (the definition above) or ``"mean"``: the sum divided by ``C·H·W``, the number
+            of values of an image. The sum grows with the image's size and channels (an image with the same
+            texture at 4x the pixels has about 4x the energy), the mean does not, so one prior weight serves
+            every size: ``weight_mean = weight_sum · C·H·W``.
 
     Returns:
         Tensor of shape ``(B,)``: the energy of each image.
@@ -61,6 +65,8 @@ def multi_scale_edge_energy(x: Tensor, kernel_size: int = 5, sigma: float = 1.0)
     """
     if x.ndim != 4:
         raise ValueError(f"expected images of shape (B, C, H, W), got a tensor of shape {tuple(x.shape)}")
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     batch, channels, height, width = x.shape
     if min(height, width) <= MIN_SIDE:
         raise ValueError(
@@ -76,4 +82,5 @@ def multi_scale_edge_energy(x: Tensor, kernel_size: int = 5, sigma: float = 1.0)
             detail = u - F.conv2d(u, kernel, padding=kernel_size // 2)
             energy = energy + detail.pow(2).flatten(1).sum(1)
             u = F.avg_pool2d(u, kernel_size=2, padding=1)
-        return energy.view(batch, channels).sum(1)
+        energy = energy.view(batch, channels).sum(1)
+        return energy if reduction == "sum" else energy / (channels * height * width)

@@ -11,15 +11,17 @@ from inputopt.metrics.quality import (
     ActivationRatio,
     Diversity,
     HighFrequencyEnergy,
+    Plausibility,
     TransferAccuracy,
     activation_ratio,
     diversity,
     high_frequency_energy,
+    plausibility_distance,
     transfer_accuracy,
 )
 from inputopt.metrics.topk import TopKExamples, merge_top_k, unit_scores
 
 __all__ = ["ActivationRatio", "AttackSuccessRate", "Diversity", "HighFrequencyEnergy", "PerturbationNorms",
-           "RobustAccuracy", "SphereLabelChange", "TopKExamples", "TransferAccuracy", "activation_ratio",
-           "diversity", "high_frequency_energy", "merge_top_k", "robust_accuracy", "transfer_accuracy",
+           "Plausibility", "RobustAccuracy", "SphereLabelChange", "TopKExamples", "TransferAccuracy", "activation_ratio",
+           "diversity", "high_frequency_energy", "merge_top_k", "plausibility_distance", "robust_accuracy", "transfer_accuracy",
            "unit_scores"]

@@ -4,6 +4,7 @@
 - :class:`ActivationRatio`: what a visualization reaches on its unit, over the best natural image's.
 - :class:`HighFrequencyEnergy`: the fraction of spectral energy above a cutoff frequency.
 - :class:`Diversity`: the mean pairwise cosine distance of images in a layer's feature space.
+- :class:`Plausibility`: how far images lie from real photographs in a reference network's feature space.
 
 The metrics that run a network hold it outside their module tree (frozen, never in a state dict) and
 take the images in pixel space, with the same optional ``mean``/``std`` normalization as a run. Their
@@ -19,10 +20,11 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from inputopt.capture import OUTPUT, evaluate
+from inputopt.functional.plausibility import plausibility_distance
 from inputopt.metrics.topk import unit_scores
 
-__all__ = ["ActivationRatio", "Diversity", "HighFrequencyEnergy", "TransferAccuracy", "activation_ratio",
-           "diversity", "high_frequency_energy", "transfer_accuracy"]
+__all__ = ["ActivationRatio", "Diversity", "HighFrequencyEnergy", "Plausibility", "TransferAccuracy",
+           "activation_ratio", "diversity", "high_frequency_energy", "plausibility_distance", "transfer_accuracy"]
 
 
 # -- functional twins -------------------------------------------------------------------------------
@@ -311,3 +313,63 @@ class Diversity(_NetworkMetric):
         if n < 2:
             raise ValueError(f"Diversity needs at least 2 images, got {int(n)}")
         return (1 - (self.direction_sum.square().sum() - self.square_sum) / (n * (n - 1))).float()
+
+
+class Plausibility(_NetworkMetric):
+    """The mean :func:`~inputopt.functional.plausibility_distance` of images to real photographs in a reference
+    network's feature space: how much visualizations look like photographs *to a network* (lower is more
+    plausible).
+
+    Transfer accuracy misses what this catches: images that another network classifies as their class by
+    patterns no photograph has (streaks, saturated colour noise) lie far from every photograph in its
+    features. Use a network other than the one optimized (e.g. an independently trained one) and a layer
+    that summarizes the image (its global-pooled penultimate layer); the ``reference`` photographs should
+    be of the same size as the images. The reference features are computed once, at construction.
+
+    Args:
+        network: the reference network (a name or a module).
+        layer: dotted layer name whose output are the features (``None``: the output).
+        reference: ``(N, C, H, W)`` real photographs in pixel space.
+        k: how many nearest photographs each image's distance averages over.
+        mean: per-channel mean subtracted before the network (with ``std``).
+        std: per-channel standard deviation.
+
+    Example:
+        >>> from inputopt.data import Digits
+        >>> photos, _ = Digits("test", limit=50).tensors
+        >>> metric = Plausibility("digits_b", "features.4", photos[:40])
+        >>> metric.update(photos[40:])        # real digits the reference has not seen
+        >>> real = metric.compute()
+        >>> metric.reset()
+        >>> metric.update(torch.rand(10, 1, 32, 32, generator=torch.Generator().manual_seed(0)))  # noise
+        >>> bool(metric.compute() > real)
+        True
+    """
+
+    higher_is_better = False
+
+    def __init__(self, network: str | nn.Module, layer: str | None, reference: Tensor, k: int = 1,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None, **kwargs) -> None:
+        super().__init__(network, mean, std, **kwargs)
+        if not isinstance(reference, Tensor) or reference.ndim != 4 or reference.shape[0] < 1:
+            raise ValueError(f"reference must be photographs (N, C, H, W), got "
+                             f"{tuple(getattr(reference, 'shape', ())) or type(reference).__name__}")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= reference.shape[0]:
+            raise ValueError(f"k must be an int in [1, {reference.shape[0]}] (the number of reference photographs), "
+                             f"got {k!r}")
+        self.layer, self.k = layer, k
+        features = torch.cat([self._activations(self._networks[0], chunk, layer).flatten(1)
+                              for chunk in reference.split(64)])
+        self.register_buffer("reference_features", features, persistent=False)
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, images: Tensor) -> None:
+        """``images``: ``(B, C, H, W)`` in pixel space."""
+        features = self._activations(self._networks[0], images, self.layer).flatten(1)
+        self.total += plausibility_distance(features, self.reference_features, self.k).double().sum()
+        self.count += images.shape[0]
+
+    def compute(self) -> Tensor:
+        """The mean distance over the images seen."""
+        return (self.total / self.count).float()

@@ -31,10 +31,19 @@ class MacoImage(ImageParam):
     magnitude of the images before standardization is exactly the fixed one (the constant term and
     the Nyquist terms keep phase 0).
 
+    Colours: with ``decorrelate`` (the default ``None`` means true for RGB images, false otherwise) the
+    three channels are decorrelated colours, standardized together and mixed into RGB by the colour
+    matrix, as in the paper (and as :class:`FourierImage` with ``decorrelate=True``): the fixed magnitude
+    is then that of natural photographs' decorrelated channels, and the images get their colour
+    statistics. Without it, each RGB channel's phase is free, and the colours drift into saturated
+    rainbows.
+
     The magnitude is, by ``magnitude``:
 
     - ``None``: the shipped default (:func:`~inputopt.functional.magnitude.default_magnitude`), the mean
-      spectrum of six natural photographs, RGB for 3 channels and their grayscale for 1;
+      Hann-windowed spectrum of crops of six natural photographs (no axis streaks from their borders):
+      of their decorrelated colour channels with ``decorrelate``, else RGB for 3 channels and their
+      grayscale for 1;
     - a path to a ``.pt`` tensor ``(C, H, W // 2 + 1)`` (e.g. saved from
       :func:`~inputopt.functional.estimate_magnitude`);
     - a tensor: see :meth:`from_images`.
@@ -50,6 +59,8 @@ class MacoImage(ImageParam):
     Args:
         magnitude: ``None`` (the default), a path to a ``.pt`` tensor, or a tensor.
         sigmoid: ``(low, high)``: the images' range; ``None`` leaves them standardized.
+        decorrelate: mix decorrelated colour channels into RGB (``None``: for RGB images).
+        color_matrix: the ``3 × 3`` colour matrix (``None``: the default, see :class:`ImageParam`).
 
     Example:
         >>> param = MacoImage().initialize((3, 16, 16), keys=[0, 1])
@@ -63,8 +74,12 @@ class MacoImage(ImageParam):
     parameter_name = "phase"
 
     def __init__(self, magnitude: str | os.PathLike | Tensor | None = None,
-                 sigmoid: Sequence[float] | None = (0.0, 1.0)) -> None:
-        super().__init__(sigmoid=sigmoid)
+                 sigmoid: Sequence[float] | None = (0.0, 1.0), decorrelate: bool | None = None,
+                 color_matrix: Sequence[Sequence[float]] | None = None) -> None:
+        super().__init__(sigmoid=sigmoid, decorrelate=bool(decorrelate), color_matrix=color_matrix)
+        if decorrelate is not None and not isinstance(decorrelate, bool):
+            raise ValueError(f"decorrelate must be true, false or null (RGB images only), got {decorrelate!r}")
+        self._auto_decorrelate = decorrelate is None
         if isinstance(magnitude, (str, os.PathLike)):
             path = Path(magnitude)
             if not path.is_file():
@@ -83,12 +98,14 @@ class MacoImage(ImageParam):
 
     @classmethod
     def from_images(cls, images: Tensor | Iterable | str | os.PathLike, size: int | Sequence[int],
-                    channels: int | None = None, sigmoid: Sequence[float] | None = (0.0, 1.0)) -> MacoImage:
+                    channels: int | None = None, sigmoid: Sequence[float] | None = (0.0, 1.0),
+                    decorrelate: bool = False) -> MacoImage:
         """A :class:`MacoImage` whose magnitude is that of ``images`` (a tensor, a DataLoader or a folder).
 
-        See :func:`~inputopt.functional.estimate_magnitude` for ``images``, ``size`` and ``channels``.
-        For YAML, save the magnitude (``torch.save(estimate_magnitude(...), "magnitude.pt")``) and give
-        its path as ``magnitude``.
+        See :func:`~inputopt.functional.estimate_magnitude` for ``images``, ``size`` and ``channels``
+        (Hann-windowed). With ``decorrelate=True`` (RGB) the magnitude is that of the images' decorrelated
+        colour channels, which the parameterization mixes into RGB. For YAML, save the magnitude
+        (``torch.save(estimate_magnitude(...), "magnitude.pt")``) and give its path as ``magnitude``.
 
         Example:
             >>> images = torch.rand(8, 1, 12, 12, generator=torch.Generator().manual_seed(0))
@@ -96,12 +113,21 @@ class MacoImage(ImageParam):
             >>> torch.equal(param.magnitude, estimate_magnitude(images, 12))
             True
         """
-        return cls(magnitude=estimate_magnitude(images, size, channels), sigmoid=sigmoid)
+        from inputopt.functional.color import DEFAULT_COLOR_MATRIX
+
+        matrix = DEFAULT_COLOR_MATRIX if decorrelate else None
+        return cls(magnitude=estimate_magnitude(images, size, channels, color_matrix=matrix), sigmoid=sigmoid,
+                   decorrelate=decorrelate)
+
+    def _check_shape(self, image_shape: Sequence[int]) -> tuple[int, int, int]:
+        if self._auto_decorrelate and len(image_shape) == 3:
+            self.decorrelate = image_shape[0] == 3
+        return super()._check_shape(image_shape)
 
     def build(self, image_shape: tuple[int, int, int]) -> None:
         channels, height, width = image_shape
         if self._reference is None:
-            magnitude = default_magnitude(channels, (height, width))
+            magnitude = default_magnitude(channels, (height, width), decorrelated=self.decorrelate)
         else:
             if self._reference.shape[0] != channels:
                 raise ValueError(f"the magnitude has {self._reference.shape[0]} channel(s), the images {channels}")

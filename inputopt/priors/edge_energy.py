@@ -15,10 +15,18 @@ class MultiScaleEdgeEnergy(Prior):
 
     See :func:`inputopt.functional.multi_scale_edge_energy` for the exact definition.
 
+    The energy is a sum over pixels and channels, so with ``reduction="sum"`` (the default, the
+    definition) the weight that balances it against an objective depends on the image size: the same
+    texture on ``k`` times the pixels has ``k`` times the energy. ``reduction="mean"`` divides by
+    ``C·H·W``, so one weight serves every size and channel count: ``weight`` with ``"mean"`` equals
+    ``weight / (C·H·W)`` with ``"sum"`` (0.3 at 1x32x32 with ``"sum"`` is 307 with ``"mean"``). To move a
+    ``"sum"`` weight to another size, multiply it by ``(C·H·W)_old / (C·H·W)_new``.
+
     Args:
         weight: the prior's weight in the loss.
         kernel_size: side of the Gaussian kernel ``g``.
         sigma: its standard deviation in pixels.
+        reduction: ``"sum"`` or ``"mean"`` (see above).
 
     Example:
         >>> import torch
@@ -27,10 +35,13 @@ class MultiScaleEdgeEnergy(Prior):
         tensor([0., 0.])
     """
 
-    def __init__(self, weight: float = 1.0, kernel_size: int = 5, sigma: float = 1.0) -> None:
+    def __init__(self, weight: float = 1.0, kernel_size: int = 5, sigma: float = 1.0, reduction: str = "sum") -> None:
         super().__init__(weight)
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
         self.kernel_size = kernel_size
         self.sigma = sigma
+        self.reduction = reduction
 
     def forward(self, x: Tensor) -> Tensor:
-        return multi_scale_edge_energy(x, self.kernel_size, self.sigma)
+        return multi_scale_edge_energy(x, self.kernel_size, self.sigma, self.reduction)

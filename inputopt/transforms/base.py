@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inputopt._config import Configurable, build
@@ -69,18 +70,29 @@ class Transforms(nn.Module):
     one matrix per row and applied with a single ``grid_sample``, so jitter, scale and rotation cost one
     resampling of the batch, not one per transform.
 
+    The network sees images of the configured size: with ``keep_size=True`` (the default), a result that
+    a transform made larger (:class:`~inputopt.transforms.Pad`) is resized back to the input's size in
+    that same ``grid_sample`` (the padded field of view, shrunk; a bilinear resize when the last
+    transform is not affine). Padding then costs no extra pixels in the network, and a padded run's
+    step costs what an unpadded one does. ``keep_size=False`` passes the larger images on, as Lucent's
+    transforms do.
+
     Args:
         transforms: the transforms (or their ``{"class_path", "init_args"}`` configs).
+        keep_size: resize the result to the input's ``(H, W)``.
 
     Example:
         >>> from inputopt.transforms import Jitter, Pad, RandomRotate
         >>> transforms = Transforms([Pad(4), Jitter(2), RandomRotate(10)])
         >>> transforms(torch.zeros(2, 3, 16, 16), seeds=[11, 12], step=0).shape
+        torch.Size([2, 3, 16, 16])
+        >>> Transforms([Pad(4), Jitter(2)], keep_size=False)(torch.zeros(2, 3, 16, 16), [11, 12], 0).shape
         torch.Size([2, 3, 24, 24])
     """
 
-    def __init__(self, transforms: Sequence[Transform]) -> None:
+    def __init__(self, transforms: Sequence[Transform], keep_size: bool = True) -> None:
         super().__init__()
+        self.keep_size = bool(keep_size)
         built = [build(t) for t in transforms]
         bad = [t for t in built if not isinstance(t, Transform)]
         if bad:
@@ -105,6 +117,7 @@ class Transforms(nn.Module):
     def forward(self, x: Tensor, seeds: Sequence[int], step: int) -> Tensor:
         if len(seeds) != x.shape[0]:
             raise ValueError(f"{x.shape[0]} images but {len(seeds)} row seeds")
+        size = tuple(x.shape[-2:]) if self.keep_size else None
         total = sum(t.num_random for t in self.transforms)
         u = row_uniform(seeds, step, total).to(x.device)
         offset = 0
@@ -119,4 +132,8 @@ class Transforms(nn.Module):
             if pending is not None:
                 x, pending = affine_sample(x, pending), None
             x = transform(x, draws)
-        return x if pending is None else affine_sample(x, pending)
+        if pending is not None:
+            return affine_sample(x, pending, size=size)
+        if size is not None and tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return x

@@ -240,3 +240,17 @@ class TestMultiScaleEdgeEnergy:
     def test_exception_rank(self, shape):
         with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
             multi_scale_edge_energy(torch.randn(shape))
+
+
+def test_mean_reduction_is_the_sum_over_the_number_of_values_and_serves_every_size():
+    """One weight for every size: a texture on 4x the pixels (tiled 2x2) has about 4x the summed energy
+    and about the same mean; 'mean' is the sum over C*H*W exactly."""
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(multi_scale_edge_energy(x, reduction="mean"), multi_scale_edge_energy(x) / (3 * 32 * 32))
+    tiled = x.repeat(1, 1, 2, 2)
+    sum_ratio = multi_scale_edge_energy(tiled) / multi_scale_edge_energy(x)
+    mean_ratio = multi_scale_edge_energy(tiled, reduction="mean") / multi_scale_edge_energy(x, reduction="mean")
+    assert torch.allclose(sum_ratio, torch.full((2,), 4.0), rtol=0.05), sum_ratio
+    assert torch.allclose(mean_ratio, torch.ones(2), rtol=0.05), mean_ratio
+    with pytest.raises(ValueError, match="reduction must be 'sum' or 'mean'"):
+        multi_scale_edge_energy(x, reduction="max")

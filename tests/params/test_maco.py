@@ -48,7 +48,9 @@ def test_magnitude_is_fixed_and_only_the_phase_trains(tiny_net):
     torch.testing.assert_close(spectrum_magnitude(param), magnitude.expand(2, *magnitude.shape), rtol=1e-4, atol=1e-5)
     x = module.images()
     assert x.min() > 0 and x.max() < 1  # the sigmoid's range
-    standardized = torch.logit(x.double())  # the images before the sigmoid are standardized
+    assert param.decorrelate  # RGB: decorrelated colours by default, mixed into RGB before the sigmoid
+    mixed = torch.logit(x.double())
+    standardized = torch.einsum("cd,bdhw->bchw", torch.linalg.inv(param.color_matrix.double()), mixed)
     torch.testing.assert_close(standardized.mean((1, 2, 3)), torch.zeros(2, dtype=torch.double), atol=1e-4, rtol=0)
     torch.testing.assert_close(standardized.std((1, 2, 3), correction=0), torch.ones(2, dtype=torch.double),
                                atol=1e-4, rtol=0)
@@ -62,7 +64,7 @@ def test_odd_sizes_keep_the_magnitude_too():
 
 def test_initialize_from_takes_the_phase_of_the_images():
     images = torch.rand(2, *SHAPE, generator=torch.Generator().manual_seed(0))
-    param = MacoImage(sigmoid=None).initialize_from(images)  # no sigmoid to invert first
+    param = MacoImage(sigmoid=None, decorrelate=False).initialize_from(images)  # no sigmoid or colours to invert
     made, given = (torch.fft.rfft2(x, norm="ortho") for x in (param.unstandardized(param.phase.detach()), images))
     columns = slice(1, SHAPE[2] // 2)  # away from the self-conjugate columns, whose phase is made odd
     torch.testing.assert_close(made[..., columns].angle(), given[..., columns].angle(), rtol=0, atol=1e-4)
@@ -125,6 +127,22 @@ def test_importance_is_the_summed_gradient_magnitude_and_is_saved(tiny_net, tmp_
     heat = callback.heat_maps()
     assert heat.shape == (2, 1, 32, 32) and torch.equal(heat.flatten(1).amax(1), torch.ones(2))
     assert (tmp_path / "importance.png").is_file()
+
+
+def test_importance_is_in_the_images_coordinates_with_the_transforms_undone(tmp_path):
+    """The objective reads one pixel of the *transformed* image (a quarter turn): the importance lands on the
+    pixel of the image itself that the transform moved there, not on the pixel the objective reads."""
+    from inputopt import PixelImage, UnitActivation
+
+    i, j = 1, 2  # the objective reads row 1, column 2 of the rotated 9x9 image, = pixel (2, 9 - 1 - 1) of the image
+    module = InputOptimization(torch.nn.Flatten(), UnitActivation(None, unit=[i * 9 + j]),
+                               param=PixelImage(mean=0.5), transforms=[RandomRotate((90, 90))], image_shape=(1, 9, 9))
+    callback = SaveImportance(tmp_path)
+    fit(module, 3, callbacks=[callback])
+    importance = callback.importance[0, 0]
+    assert importance[j, 9 - 1 - i] > 1
+    importance[j, 9 - 1 - i] = 0
+    assert importance.abs().max() < 1e-4  # nowhere else, in particular not at (i, j)
 
 
 def test_digits_maco_config_runs(tmp_path, monkeypatch):

@@ -102,7 +102,7 @@ class TestTransforms:
         transforms = Transforms(self.LIST)
         x = _images()
         out = transforms(x, [11, 12, 13], step=5)
-        assert out.shape == (3, 2, 20, 18)
+        assert out.shape == (3, 2, 12, 10)  # the input's size: the network sees the configured size
         torch.testing.assert_close(transforms(x[1:2], [12], step=5), out[1:2])  # another batch, same row
         torch.testing.assert_close(transforms(x[[2, 1]], [13, 12], step=5), out[[2, 1]])
         assert not torch.allclose(transforms(x, [11, 12, 13], step=6), out)
@@ -123,6 +123,24 @@ class TestTransforms:
         fused = affine_sample(x, a @ b, "zeros")
         sequential = affine_sample(affine_sample(x, a, "zeros"), b, "zeros")
         torch.testing.assert_close(fused[..., 3:-3, 3:-3], sequential[..., 3:-3, 3:-3], rtol=0, atol=1e-6)
+
+    def test_output_has_the_input_size(self):
+        """Pad + jitter + scale + rotate: the network gets images of the configured size, in one resampling,
+        whatever transform comes last; keep_size=False keeps the padded size."""
+        x = _images()
+        for transforms in (self.LIST, [Pad(4)], [Jitter(2), Pad(3)], [Pad(2), Jitter(1), Pad(2)]):
+            assert Transforms(transforms)(x, [1, 2, 3], step=0).shape == x.shape
+        assert Transforms(self.LIST, keep_size=False)(x, [1, 2, 3], step=0).shape == (3, 2, 20, 18)
+
+    def test_kept_size_is_the_padded_view_resized(self):
+        """Resizing happens in the same grid_sample: equal to padding, sampling at the padded size, then
+        resizing bilinearly (for an exact 2x factor, where a bilinear resize is a 2x2 average)."""
+        x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+        out = Transforms([Pad(4, value=0.5), RandomScale(1.0, 1.0)])(x, [1, 2], step=0)
+        padded = F.pad(x, (4, 4, 4, 4), value=0.5)
+        torch.testing.assert_close(out, F.avg_pool2d(padded, 2), rtol=0, atol=1e-6)
+        assert torch.equal(Transforms([Pad(4, value=0.5)])(x, [1, 2], step=0),
+                           F.interpolate(padded, size=(8, 8), mode="bilinear", align_corners=False, antialias=True))
 
     def test_exception_seed_count(self):
         with pytest.raises(ValueError, match="3 images but 2 row seeds"):
