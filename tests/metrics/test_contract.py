@@ -16,9 +16,10 @@ from torchmetrics import Metric
 
 import inputopt.metrics
 from inputopt.capture import evaluate
-from inputopt.metrics import (ActivationRatio, AttackSuccessRate, Diversity, HighFrequencyEnergy, PerturbationNorms,
-                              RobustAccuracy, SphereLabelChange, TopKExamples, TransferAccuracy, activation_ratio,
-                              diversity, high_frequency_energy, robust_accuracy, transfer_accuracy, unit_scores)
+from inputopt.metrics import (ActivationRatio, AttackSuccessRate, Diversity, HighFrequencyEnergy, Plausibility,
+                              PerturbationNorms, RobustAccuracy, SphereLabelChange, TopKExamples, TransferAccuracy,
+                              activation_ratio, diversity, high_frequency_energy, plausibility_distance,
+                              robust_accuracy, transfer_accuracy, unit_scores)
 from inputopt.networks import build_network
 from inputopt.zoo import load_digits_split
 from tests.conftest import concrete_subclasses
@@ -36,6 +37,7 @@ def cases() -> dict[str, tuple]:
     process builds the same table."""
     g = torch.Generator().manual_seed(0)
     images, labels = (t[:12] for t in load_digits_split("test"))
+    reference = load_digits_split("test")[0][12:20]  # real digits that are not among the images
     predictions = torch.randint(0, 10, (2, 12), generator=g)
     success = torch.rand(2, 12, generator=g) > 0.4
     mask = torch.rand(12, generator=g) > 0.3
@@ -80,6 +82,10 @@ def cases() -> dict[str, tuple]:
         "Diversity/zero features": (lambda: Diversity(nn.Flatten(), None), _batches(zero_images),
                                     lambda: diversity(zero_images.flatten(1))),
         "TopKExamples": (lambda: TopKExamples(3, k=4), _batches(scores, torch.arange(12), positions), top_k),
+        "Plausibility": (lambda: Plausibility(digits, "features.4", reference, k=2), _batches(images),
+                         lambda: plausibility_distance(evaluate(digits, images, ["features.4"])["features.4"],
+                                                       evaluate(digits, reference, ["features.4"])["features.4"],
+                                                       k=2).mean()),
     }
 
 
