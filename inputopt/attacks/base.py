@@ -17,13 +17,13 @@ from inputopt.functional.projection import Norm, lp_norms
 from inputopt.functional.sphere import sphere_check
 from inputopt.loss import LossPath, optimize
 from inputopt.networks import Normalize, build_network
-from inputopt.objectives.classification import LabelObjective, Margin, NegativeCrossEntropy
+from inputopt.objectives.classification import LOSSES, LabelObjective
 from inputopt.params.pixel import PixelImage
 
 __all__ = ["Attack", "AttackResult", "LOSSES", "Tracker", "run_optimize"]
 
-#: The adversarial losses by name: ``"ce"`` (cross-entropy) and ``"margin"`` (the CW logit margin).
-LOSSES: dict[str, type[LabelObjective]] = {"ce": NegativeCrossEntropy, "margin": Margin}
+# LOSSES: the adversarial losses by name (``"ce"``, ``"margin"``, ``"dlr"``, ...). A new loss is a subclass
+# ``class MyLoss(LabelObjective, loss="my")``: declaring it registers it, no table to edit.
 
 
 @dataclass
@@ -152,7 +152,9 @@ class Attack(Configurable, ABC):
             network name for :func:`~inputopt.networks.build_network` (zoo, torchvision, dotted path).
         eps: the budget, or several (one result per ε, as Foolbox does).
         norm: ``"Linf"`` or ``"L2"``.
-        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (the CW logit margin).
+        loss: a name in :data:`~inputopt.objectives.classification.LOSSES`: ``"ce"`` (cross-entropy),
+            ``"margin"`` (the CW logit margin), ``"dlr"`` (Croce and Hein's difference-of-logits ratio), or
+            any :class:`~inputopt.objectives.LabelObjective` subclass declared with ``loss="name"``.
         bounds: ``(low, high)`` box of valid images (``None``: no box).
         mean: per-channel mean of the input normalization in front of the network.
         std: per-channel standard deviation of the normalization.
