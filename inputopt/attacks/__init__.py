@@ -18,6 +18,7 @@ _EXPORTS = {
     "inputopt.attacks.apgd": ("APGD", "APGDT", "APGDSchedule", "APGDStep"),
     "inputopt.attacks.square": ("Square",),
     "inputopt.attacks.autoattack": ("AutoAttack", "AutoAttackReport"),
+    "inputopt.attacks.checks": ("CheckResult", "QuantizedInput", "checks_table", "evaluation_checks"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -152,7 +152,9 @@ class APGDSchedule:
             self.first = torch.where((self.first < 0) & done, step, self.first) if self.first is not None \
                 else torch.where(done, step, -1)
         if self.best is None:
-            self.best, self.previous = value.clone(), value.clone()
+            # the first step's rise is counted against 0, not against the start's value: what the reference
+            # implementation (Croce and Hein's, and torchattacks') does, whose loss history starts at zeros
+            self.best, self.previous = value.clone(), torch.zeros_like(value)
             self.best_images, self.best_grad = tensor.detach().clone(), tensor.grad.clone()
             self.rises = torch.zeros_like(value)
             self.best_at_check = value.clone()
