@@ -333,7 +333,7 @@ class APGDT(APGD):
     def __init__(self, model: str | nn.Module, eps: float | Sequence[float] = 8 / 255, steps: int = 100,
                  norm: Norm = "Linf", target_classes: int = 9, restarts: int = 1, rho: float = 0.75,
                  **kwargs: Any) -> None:
-        if "loss" in kwargs:
+        if kwargs.pop("loss", None) is not None:  # (a config gives the base's default, None)
             raise ValueError("APGDT's loss is the targeted DLR loss; it takes no loss argument")
         super().__init__(model, eps=eps, steps=steps, norm=norm, loss="ce", restarts=restarts, rho=rho, **kwargs)
         self.target_classes = _positive_int(target_classes, "target_classes")

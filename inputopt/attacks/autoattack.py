@@ -93,7 +93,7 @@ class AutoAttack(Attack):
     def __init__(self, model: str | nn.Module, eps: float | Sequence[float] = 8 / 255, norm: Norm = "Linf",
                  version: str = "standard", steps: int = 100, target_classes: int = 9, queries: int = 5000,
                  **kwargs: Any) -> None:
-        if "loss" in kwargs:
+        if kwargs.pop("loss", None) is not None:  # (a config gives the base's default, None)
             raise ValueError("AutoAttack's members choose their losses; it takes no loss argument")
         if version not in VERSIONS:
             raise ValueError(f"version must be one of {sorted(VERSIONS)}, got {version!r}")

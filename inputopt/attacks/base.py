@@ -154,7 +154,8 @@ class Attack(Configurable, ABC):
         norm: ``"Linf"`` or ``"L2"``.
         loss: a name in :data:`~inputopt.objectives.classification.LOSSES`: ``"ce"`` (cross-entropy),
             ``"margin"`` (the CW logit margin), ``"dlr"`` (Croce and Hein's difference-of-logits ratio), or
-            any :class:`~inputopt.objectives.LabelObjective` subclass declared with ``loss="name"``.
+            any :class:`~inputopt.objectives.LabelObjective` subclass declared with ``loss="name"``;
+            ``None``: the attack's :attr:`default_loss`.
         bounds: ``(low, high)`` box of valid images (``None``: no box).
         mean: per-channel mean of the input normalization in front of the network.
         std: per-channel standard deviation of the normalization.
@@ -165,7 +166,7 @@ class Attack(Configurable, ABC):
     """
 
     def __init__(self, model: str | nn.Module, eps: float | Sequence[float] | None = None, norm: Norm = "Linf",
-                 loss: str = "ce", bounds: Sequence[float] | None = (0.0, 1.0), mean: Sequence[float] | None = None,
+                 loss: str | None = None, bounds: Sequence[float] | None = (0.0, 1.0), mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, weights: str | None = None, state_dict: str | None = None,
                  seed: int = 0) -> None:
         if isinstance(model, str):
@@ -178,6 +179,7 @@ class Attack(Configurable, ABC):
             raise TypeError(f"model must be an nn.Module or a network name, got {type(model).__name__}")
         if norm not in ("Linf", "L2"):
             raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
+        loss = type(self).default_loss if loss is None else loss
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
         epsilons = [] if eps is None else [eps] if isinstance(eps, (int, float)) else list(eps)
@@ -193,6 +195,9 @@ class Attack(Configurable, ABC):
             raise ValueError("give both mean and std for input normalization, or neither")
         self.normalize = Normalize(mean, std) if mean is not None else None
         self.seed = seed
+
+    #: The loss when none is given (``loss=None``).
+    default_loss: str = "ce"
 
     #: Whether the attack looks for the smallest perturbation (one run serves every ε) rather than
     #: working within a budget.
