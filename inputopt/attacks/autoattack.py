@@ -148,17 +148,20 @@ class AutoAttack(Attack):
         track.first = cost.to(images.device)  # -1: robust; 0: a clean mistake; else the member's steps or queries
         track.seen = 0
         self._reports.append(AutoAttackReport(tuple(self.members), broken_by.cpu(), cost.cpu()))
+        self.report = self._reports[-1]
         return adversarial
+
+    def __call__(self, images: Tensor, labels: Tensor | None = None, target: Tensor | int | None = None) -> Tensor:
+        self._reports = []
+        return super().__call__(images, labels, target)
 
     def run(self, images: Tensor, labels: Tensor | None = None, target: Tensor | int | None = None,
             keys: Sequence[int] | None = None, start: Tensor | None = None,
             history: bool = False) -> list[AttackResult]:
         """:meth:`Attack.run`; afterwards :attr:`report` holds the last ε's :class:`AutoAttackReport` and
-        :attr:`reports` one per ε."""
+        :attr:`reports` one per ε (calling the attack sets them too)."""
         self._reports = []
-        results = super().run(images, labels, target, keys, start, history)
-        self.report = self._reports[-1] if self._reports else None
-        return results
+        return super().run(images, labels, target, keys, start, history)
 
     @property
     def reports(self) -> list[AutoAttackReport]:
