@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -43,7 +44,7 @@ class EvaluationChecks(Callback):
     """
 
     def __init__(self, num_samples: int = 200, dirpath: str | os.PathLike | None = None, verbose: bool = True,
-                 **options) -> None:
+                 **options: Any) -> None:
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
         self.num_samples = num_samples

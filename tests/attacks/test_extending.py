@@ -38,3 +38,13 @@ def test_a_declared_loss_is_registered(section, net, held_out):
     x, y = (t[:8] for t in held_out)
     assert PGD(net, eps=0.05, steps=3, loss="logit-gap")(x, y).shape == x.shape
     del LOSSES["logit-gap"]  # leave the registry as the package made it
+
+
+def test_a_loss_name_is_taken_once():
+    from inputopt.objectives import LabelObjective
+
+    with pytest.raises(ValueError, match="'ce' is taken"):
+        class Other(LabelObjective, loss="ce"):
+            def score(self, logits, y):
+                return logits[:, 0]
+    assert LOSSES["ce"].__name__ == "NegativeCrossEntropy"
