@@ -32,7 +32,7 @@ def square_fraction(query: int, queries: int, p_init: float = 0.8) -> float:
 
     Example:
         >>> square_fraction(0, 5000), square_fraction(4999, 5000)
-        (0.8, 0.003125)
+        (0.8, 0.0015625)
     """
     it = int(query / queries * 10000)
     divisor = 512
