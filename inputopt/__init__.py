@@ -9,6 +9,7 @@ import importlib
 #: Where each public name lives. They are imported on first use (PEP 562), so that ``import inputopt.networks``
 #: or ``inputopt layers`` do not import Lightning and everything else.
 _EXPORTS = {
+    "inputopt.attack_checks": ("EvaluationChecks",),
     "inputopt.callbacks": ("CheckpointOnInterrupt", "LogImages", "PredictionTable", "SaveAttackResults", "SaveImages",
                            "SphereCheck"),
     "inputopt.capture": ("capture_activations",),
@@ -36,6 +37,7 @@ __all__ = [
     "DeepDream",
     "Direction",
     "Diversity",
+    "EvaluationChecks",
     "FeatureSweep",
     "FourierImage",
     "ImageParam",
