@@ -36,9 +36,18 @@ class Configurable:
             arguments.pop(next(iter(inspect.signature(cls.__init__).parameters)), None)  # self
         except TypeError:  # let __init__ report the bad call
             arguments = {}
-        arguments = {k: v for k, v in arguments.items()
-                     if inspect.signature(cls.__init__).parameters[k].kind not in (inspect.Parameter.VAR_POSITIONAL,
-                                                                                    inspect.Parameter.VAR_KEYWORD)}
+        # ``**kwargs`` a subclass passes on to its base (an attack's ``mean``, ``std``, ``bounds``, ``seed``) are
+        # constructor arguments too: recorded by name, so the config rebuilds them. ``*args`` have no name and
+        # cannot be given back by keyword: they are left out.
+        parameters = inspect.signature(cls.__init__).parameters
+        recorded: dict[str, Any] = {}
+        for k, v in arguments.items():
+            kind = parameters[k].kind
+            if kind == inspect.Parameter.VAR_KEYWORD:
+                recorded.update(v)
+            elif kind != inspect.Parameter.VAR_POSITIONAL:
+                recorded[k] = v
+        arguments = recorded
         object.__setattr__(obj, "_init_args", arguments)
         return obj
 

@@ -19,13 +19,13 @@ from inputopt.functional.projection import Norm, lp_norms
 from inputopt.functional.sphere import sphere_check
 from inputopt.loss import LossPath
 from inputopt.networks import Normalize, build_network
-from inputopt.objectives.classification import LabelObjective, Margin, NegativeCrossEntropy
+from inputopt.objectives.classification import LOSSES, LabelObjective
 from inputopt.params.pixel import PixelImage
 
 __all__ = ["Attack", "AttackResult", "LOSSES", "Tracker", "run_optimize"]
 
-#: The adversarial losses by name: ``"ce"`` (cross-entropy) and ``"margin"`` (the CW logit margin).
-LOSSES: dict[str, type[LabelObjective]] = {"ce": NegativeCrossEntropy, "margin": Margin}
+# LOSSES: the adversarial losses by name (``"ce"``, ``"margin"``, ``"dlr"``, ...). A new loss is a subclass
+# ``class MyLoss(LabelObjective, loss="my")``: declaring it registers it, no table to edit.
 
 
 @dataclass
@@ -154,7 +154,10 @@ class Attack(Configurable, ABC):
             network name for :func:`~inputopt.networks.build_network` (zoo, torchvision, dotted path).
         eps: the budget, or several (one result per ε, as Foolbox does).
         norm: ``"Linf"`` or ``"L2"``.
-        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (the CW logit margin).
+        loss: a name in :data:`~inputopt.objectives.classification.LOSSES`: ``"ce"`` (cross-entropy),
+            ``"margin"`` (the CW logit margin), ``"dlr"`` (Croce and Hein's difference-of-logits ratio), or
+            any :class:`~inputopt.objectives.LabelObjective` subclass declared with ``loss="name"``;
+            ``None``: the attack's :attr:`default_loss`.
         bounds: ``(low, high)`` box of valid images (``None``: no box).
         mean: per-channel mean of the input normalization in front of the network.
         std: per-channel standard deviation of the normalization.
@@ -165,7 +168,7 @@ class Attack(Configurable, ABC):
     """
 
     def __init__(self, model: str | nn.Module, eps: float | Sequence[float] | None = None, norm: Norm = "Linf",
-                 loss: str = "ce", bounds: Sequence[float] | None = (0.0, 1.0), mean: Sequence[float] | None = None,
+                 loss: str | None = None, bounds: Sequence[float] | None = (0.0, 1.0), mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, weights: str | None = None, state_dict: str | None = None,
                  seed: int = 0) -> None:
         if isinstance(model, str):
@@ -179,6 +182,7 @@ class Attack(Configurable, ABC):
         self.network_name = model if isinstance(model, str) else None  # for class names in results
         if norm not in ("Linf", "L2"):
             raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
+        loss = type(self).default_loss if loss is None else loss
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
         epsilons = [] if eps is None else [eps] if isinstance(eps, (int, float)) else list(eps)
@@ -194,6 +198,9 @@ class Attack(Configurable, ABC):
             raise ValueError("give both mean and std for input normalization, or neither")
         self.normalize = Normalize(mean, std) if mean is not None else None
         self.seed = seed
+
+    #: The loss when none is given (``loss=None``).
+    default_loss: str = "ce"
 
     #: Whether the attack looks for the smallest perturbation (one run serves every ε) rather than
     #: working within a budget.

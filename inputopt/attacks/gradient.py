@@ -3,12 +3,13 @@ plain gradient ascent."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.optim import Optimizer
 
 from inputopt.attacks.base import Attack, Tracker, run_optimize
 from inputopt.functional.projection import Norm
@@ -74,13 +75,18 @@ class PGD(Attack):
         """The length of every step: ``alpha``."""
         return self.alpha
 
+    def optimizer(self, eps: float | None) -> Callable[[list[Tensor]], Optimizer]:
+        """The step rule, as an optimizer factory over the image tensor: the gradient's sign (L∞) or the
+        L2-normalized gradient, of length :meth:`step_size`. A subclass changes the step here (MI-FGSM:
+        momentum, see docs/extending.md) and keeps the rest: start, projection, tracking."""
+        return partial(SignGradient if self.norm == "Linf" else NormalizedGradient, lr=self.step_size(eps))
+
     def attack(self, path: LossPath, images: Tensor, targets: Tensor, eps: float | None, keys: Sequence[int],
                start: Tensor | None, track: Tracker) -> Tensor:
         if start is None and self.random_start and eps:
             start = self.random_start_images(images, eps, keys)
         param = self.param(images, eps, start)
-        step = partial(SignGradient if self.norm == "Linf" else NormalizedGradient, lr=self.step_size(eps))
-        return run_optimize(path, param, targets, self.steps, step, track, freeze_done=self.early_stop)
+        return run_optimize(path, param, targets, self.steps, self.optimizer(eps), track, freeze_done=self.early_stop)
 
 
 class BIM(PGD):

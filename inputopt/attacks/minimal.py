@@ -53,7 +53,7 @@ class FMN(Attack):
     def __init__(self, model: str | nn.Module, norm: Norm = "L2", steps: int = 100, max_stepsize: float = 1.0,
                  min_stepsize: float | None = None, gamma: float = 0.05, eps: float | Sequence[float] | None = None,
                  **kwargs: Any) -> None:
-        if "loss" in kwargs:
+        if kwargs.pop("loss", None) is not None:  # (a config gives the base's default, None)
             raise ValueError("FMN works on the logit margin; it takes no loss argument")
         super().__init__(model, eps=eps, norm=norm, loss="margin", **kwargs)
         self.steps = _positive_int(steps, "steps")

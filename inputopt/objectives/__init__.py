@@ -2,10 +2,10 @@
 
 from inputopt.objectives.activation import ChannelInteraction, ChannelSum, DeepDream, UnitActivation
 from inputopt.objectives.base import InputObjective, UnitsObjective
-from inputopt.objectives.classification import LabelObjective, Margin, NegativeCrossEntropy
+from inputopt.objectives.classification import DLR, LabelObjective, Margin, NegativeCrossEntropy, TargetedDLR
 from inputopt.objectives.combine import Sum
 from inputopt.objectives.coupled import Alignment, Diversity
 from inputopt.objectives.direction import Direction
 
 __all__ = ["Alignment", "ChannelInteraction", "ChannelSum", "DeepDream", "Direction", "Diversity", "InputObjective",
-           "LabelObjective", "Margin", "NegativeCrossEntropy", "Sum", "UnitActivation", "UnitsObjective"]
+           "DLR", "LabelObjective", "Margin", "TargetedDLR", "NegativeCrossEntropy", "Sum", "UnitActivation", "UnitsObjective"]

@@ -18,8 +18,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 import inputopt.objectives
 from inputopt import InputOptimization
 from inputopt.capture import capture_activations, resolve_layer
-from inputopt.objectives import (Alignment, ChannelInteraction, ChannelSum, DeepDream, Direction, Diversity,
-                                 InputObjective, Margin, NegativeCrossEntropy, Sum, UnitActivation)
+from inputopt.objectives import (DLR, Alignment, ChannelInteraction, ChannelSum, DeepDream, Direction, Diversity,
+                                 InputObjective, Margin, NegativeCrossEntropy, Sum, TargetedDLR, UnitActivation)
 from inputopt.objectives.base import select_rows
 from tests.conftest import concrete_subclasses, make_tiny_net
 
@@ -48,6 +48,15 @@ EXAMPLES: dict[type, list[dict]] = {
         dict(),
         dict(labels=[1, 2, 3], confidence=5.0),
         dict(target=[4, 5, 6]),
+    ],
+    DLR: [  # (a label ranked third would have a constant DLR of 1, hence no gradient)
+        dict(),
+        dict(labels=[0, 5, 9]),
+        dict(target=[4, 5, 6]),
+    ],
+    TargetedDLR: [
+        dict(labels=[1, 2, 3], target=[4, 5, 6]),
+        dict(labels=0, target=[7, 8, 9]),
     ],
     Sum: [
         dict(terms=[UnitActivation("features.4", unit=[1, 5, 7]), ChannelSum("features.0", channel=2)],

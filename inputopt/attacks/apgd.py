@@ -1,0 +1,370 @@
+"""Auto-PGD (Croce and Hein 2020): PGD with momentum and a step size that adapts per image, without tuning.
+
+APGD runs on the shared step engine (:func:`~inputopt.engine.optimize`): the step rule is an optimizer
+with per-row state (:class:`APGDStep`: per-image step size, previous point, momentum) and the schedule is
+a callback (:class:`APGDSchedule`) that, after each backward, keeps each image's best point and, at the
+checkpoints, halves the step size of the images whose loss stalled and moves them back to their best point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from inputopt.attacks.base import Attack, Tracker
+from inputopt.attacks.gradient import _positive_int
+from inputopt.functional.init import row_seed
+from inputopt.functional.projection import Norm, project_lp_ball
+from inputopt.engine import optimize
+from inputopt.loss import LossPath
+from inputopt.objectives.classification import TargetedDLR
+
+__all__ = ["APGD", "APGDSchedule", "APGDStep", "APGDT", "apgd_checkpoints", "apgd_start"]
+
+
+def _rows(t: Tensor, ndim: int) -> Tensor:
+    return t.view(-1, *[1] * (ndim - 1))
+
+
+class APGDStep(Optimizer):
+    """The APGD step with momentum, per row: ``z = P(x + η·d(∇))``, ``x ← P(x + α(z − x) + (1 − α)(x − x_prev))``.
+
+    ``d`` is the gradient's sign (L∞) or the L2-normalized gradient (L2); ``P`` the projection onto the
+    ε-ball and the box; ``α`` is 1 at the first step and ``momentum`` (0.75 in the paper) after. Every row
+    has its own step size ``η`` (:attr:`lr`, a ``(B,)`` tensor a schedule may change) and its own previous
+    point. Like every ``torch.optim`` optimizer it descends: the loss path's loss is ``−objective``.
+
+    Args:
+        params: one tensor of images ``(B, C, H, W)`` (pixels).
+        lr: the initial step size, a number or ``(B,)``.
+        project: the projection ``P`` (images → images).
+        norm: ``"Linf"`` or ``"L2"``.
+        momentum: ``α`` after the first step.
+
+    Example:
+        >>> x = torch.nn.Parameter(torch.zeros(2, 1, 1, 2))
+        >>> opt = APGDStep([x], lr=torch.tensor([0.1, 0.2]), project=lambda v: v.clamp(-1, 1))
+        >>> x.grad = torch.tensor([[[[1.0, -1.0]]], [[[-3.0, 0.0]]]])
+        >>> opt.step()
+        >>> x.data.flatten(1)
+        tensor([[-0.1000,  0.1000],
+                [ 0.2000,  0.0000]])
+    """
+
+    def __init__(self, params: Iterable[Tensor], lr: float | Tensor, project: Callable[[Tensor], Tensor],
+                 norm: Norm = "Linf", momentum: float = 0.75) -> None:
+        params = list(params)
+        if len(params) != 1:
+            raise ValueError(f"APGDStep optimizes one tensor of images, got {len(params)}")
+        if norm not in ("Linf", "L2"):
+            raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+        super().__init__(params, {})
+        rows = params[0].shape[0]
+        lr = torch.as_tensor(lr, dtype=torch.float32, device=params[0].device)
+        self.lr = (lr.expand(rows) if lr.ndim == 0 else lr).clone()
+        if self.lr.shape != (rows,) or not torch.isfinite(self.lr).all() or (self.lr < 0).any():
+            raise ValueError(f"lr must be finite numbers >= 0, one or one per row ({rows}), got {lr!r}")
+        self.project = project
+        self.norm = norm
+        self.momentum = float(momentum)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        p = self.param_groups[0]["params"][0]
+        if p.grad is None:
+            return None
+        state = self.state[p]
+        x = p.detach().clone()
+        grad = p.grad
+        # descend the loss: move against the gradient
+        if self.norm == "Linf":
+            direction = -grad.sign()
+        else:
+            direction = -grad / _rows(grad.flatten(1).norm(dim=1), grad.ndim).clamp_min(1e-12)
+        z = self.project(x + _rows(self.lr.to(x), x.ndim) * direction)
+        if "previous" in state:
+            a = self.momentum
+            z = self.project(x + a * (z - x) + (1 - a) * (x - state["previous"]))
+        state["previous"] = x
+        p.copy_(z)
+        return None
+
+
+def apgd_checkpoints(steps: int) -> tuple[int, int, int]:
+    """``(first, decrease, minimum)``: the first checkpoint comes after ``first`` steps, each next one
+    ``decrease`` steps sooner than the last, but never less than ``minimum`` apart (22 %, 3 % and 6 % of
+    ``steps`` in the paper).
+
+    Example:
+        >>> apgd_checkpoints(100)
+        (22, 3, 6)
+    """
+    return max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+
+
+class APGDSchedule:
+    """The APGD step-size schedule as a step-engine callback: best points, checkpoints, restarts from the best.
+
+    Called after each backward with the terms of the images ``param()`` holds (the engine's contract), it
+    keeps, per image, the point of highest objective and its gradient. At each checkpoint, an image
+    whose objective rose in at most ``rho`` of the steps since the last checkpoint, or whose best did not
+    improve since the last checkpoint while its step size was not just halved, gets its step size halved
+    and goes back to its best point (with the gradient there).
+
+    Args:
+        param: the image parameterization being optimized.
+        step: its :class:`APGDStep` (the per-row step sizes live there).
+        steps: the number of steps of the run.
+        rho: the fraction of rising steps below which a step size is halved (0.75).
+    """
+
+    def __init__(self, param: nn.Module, step: APGDStep, steps: int, rho: float = 0.75) -> None:
+        self.param = param
+        self.step = step
+        self.rho = rho
+        self.period, self.decrease, self.minimum = apgd_checkpoints(steps)
+        self.since = 0  # steps since the last checkpoint
+        self.best: Tensor | None = None
+        self.best_images: Tensor | None = None
+        self.best_grad: Tensor | None = None
+        self.rises: Tensor | None = None
+        self.previous: Tensor | None = None
+        self.best_at_check: Tensor | None = None
+        self.reduced: Tensor | None = None
+        self.done: Tensor | None = None  # images adversarial at some step (the engine freezes them)
+        self.first: Tensor | None = None  # the step at which each image was first adversarial, or -1
+        self.seen = 0  # steps scored
+
+    @torch.no_grad()
+    def __call__(self, step: int, terms: dict[str, Tensor]) -> None:
+        self.seen = step + 1
+        value = terms["objective"].float()
+        tensor = self.param.tensor
+        done = terms.get("done")
+        if done is not None:  # adversarial images stop: they are never sent back to their best point
+            self.done = done.clone() if self.done is None else self.done | done
+            self.first = torch.where((self.first < 0) & done, step, self.first) if self.first is not None \
+                else torch.where(done, step, -1)
+        if self.best is None:
+            # the first step's rise is counted against 0, not against the start's value: what the reference
+            # implementation (Croce and Hein's, and torchattacks') does, whose loss history starts at zeros
+            self.best, self.previous = value.clone(), torch.zeros_like(value)
+            self.best_images, self.best_grad = tensor.detach().clone(), tensor.grad.clone()
+            self.rises = torch.zeros_like(value)
+            self.best_at_check = value.clone()
+            self.reduced = torch.ones_like(value, dtype=torch.bool)
+            return
+        better = value > self.best
+        self.best = torch.where(better, value, self.best)
+        self.best_images[better] = tensor.detach()[better]
+        self.best_grad[better] = tensor.grad[better]
+        self.rises += (value > self.previous).float()
+        self.previous = value.clone()
+        self.since += 1
+        if self.since < self.period:
+            return
+        halve = (self.rises <= self.period * self.rho) | (~self.reduced & (self.best_at_check >= self.best))
+        self.reduced = halve
+        if self.done is not None:
+            halve = halve & ~self.done
+        self.best_at_check = self.best.clone()
+        if halve.any():
+            self.step.lr[halve] /= 2
+            tensor.data[halve] = self.best_images[halve]
+            tensor.grad[halve] = self.best_grad[halve]
+        self.since = 0
+        self.rises.zero_()
+        self.period = max(self.period - self.decrease, self.minimum)
+
+
+def apgd_start(images: Tensor, eps: float, norm: Norm, keys: Sequence[int], seed: int) -> Tensor:
+    """APGD's random start, seeded per image by ``(seed, key)``: a random point on the sphere of the ε-ball
+    (L∞: uniform noise scaled so that its largest element is ±ε; L2: a random direction of length ε).
+
+    Example:
+        >>> start = apgd_start(torch.zeros(2, 1, 4, 4), 0.1, "Linf", keys=[0, 1], seed=0)
+        >>> start.flatten(1).abs().amax(1)
+        tensor([0.1000, 0.1000])
+    """
+    rows = []
+    for key in keys:
+        generator = torch.Generator().manual_seed(row_seed(seed, key))
+        if norm == "Linf":
+            t = torch.rand(images.shape[1:], generator=generator) * 2 - 1
+            rows.append(t / t.abs().amax().clamp_min(1e-12))
+        else:
+            t = torch.randn(images.shape[1:], generator=generator)
+            rows.append(t / t.norm().clamp_min(1e-12))
+    return images + eps * torch.stack(rows).to(images)
+
+
+class APGD(Attack):
+    """Auto-PGD (Croce and Hein 2020): PGD with momentum and a per-image step size that halves at checkpoints.
+
+    From a random point on the ε-sphere, ``steps`` steps of :class:`APGDStep` (initial step size 2ε,
+    momentum 0.75) under the :class:`APGDSchedule`. Each image keeps its first adversarial point (it then
+    stops moving), else its point of highest loss. With ``restarts`` > 1, the images still robust are
+    attacked again from another random start (seeded by ``(seed, restart, key)``).
+
+    Args:
+        model: the classifier (an ``nn.Module`` or a network name).
+        eps: the budget, or a list of budgets (one result per ε).
+        steps: the number of steps per restart.
+        norm: ``"Linf"`` or ``"L2"``.
+        loss: ``"ce"`` (APGD-CE), ``"dlr"`` (APGD-DLR) or any registered loss.
+        restarts: the number of random starts.
+        rho: the fraction of rising steps below which a checkpoint halves the step size.
+        **kwargs: ``bounds``, ``mean``, ``std``, ``weights``, ``state_dict``, ``seed`` of :class:`Attack`.
+
+    Example:
+        >>> from inputopt.zoo import load_digits_split
+        >>> images, labels = (t[:8] for t in load_digits_split("test"))
+        >>> result = APGD("digits", eps=0.1, steps=10).run(images, labels)[0]
+        >>> bool((result.norms <= 0.1 + 1e-6).all()), result.success.shape
+        (True, torch.Size([8]))
+    """
+
+    def __init__(self, model: str | nn.Module, eps: float | Sequence[float] = 8 / 255, steps: int = 100,
+                 norm: Norm = "Linf", loss: str = "ce", restarts: int = 1, rho: float = 0.75,
+                 **kwargs: Any) -> None:
+        super().__init__(model, eps=eps, norm=norm, loss=loss, **kwargs)
+        if not self.epsilons:
+            raise ValueError("APGD needs a budget eps")
+        self.steps = _positive_int(steps, "steps")
+        self.restarts = _positive_int(restarts, "restarts")
+        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho < 1:
+            raise ValueError(f"rho must be a number in (0, 1), got {rho!r}")
+        self.rho = float(rho)
+
+    def attack(self, path: LossPath, images: Tensor, targets: Tensor, eps: float | None, keys: Sequence[int],
+               start: Tensor | None, track: Tracker) -> Tensor:
+        adversarial = images.clone() if start is None else self.param(images, eps, start)().detach()
+        with torch.no_grad():
+            robust = ~path.objective.is_done(path.activations(adversarial, [""]), targets)
+        for restart in range(self.restarts):
+            rows = robust.nonzero().flatten()
+            if not len(rows):
+                break
+            first = start[rows] if (start is not None and restart == 0) else None
+            found, broken = self.single_run(path, images[rows], targets[rows], eps,
+                                            [keys[i] for i in rows.tolist()], restart, first)
+            keep = broken | (restart == 0)  # the first run's best point stands in for images no run broke
+            adversarial[rows[keep]] = found[keep]
+            robust[rows[broken]] = False
+            self._record(track, rows[broken], self.last_steps[broken] + restart * self.steps)
+        track.seen = self.steps * self.restarts
+        return adversarial
+
+    @staticmethod
+    def _record(track: Tracker, rows: Tensor, steps: Tensor) -> None:
+        """Tell the tracker after how many steps (all runs counted) ``rows`` became adversarial."""
+        if track.first is None:
+            track.first = torch.full((track.batch_size,), -1, dtype=torch.long, device=rows.device)
+        track.first[rows] = steps.to(track.first)
+
+    def single_run(self, path: LossPath, images: Tensor, targets: Tensor, eps: float, keys: Sequence[int],
+                   restart: int, start: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """One run of APGD on ``images`` (all rows attacked); the final images and whether each is adversarial."""
+        if start is None:
+            start = apgd_start(images, eps, self.norm, keys, row_seed(self.seed, restart))
+        param = self.param(images, eps, start)
+
+        def project(x: Tensor) -> Tensor:
+            x = project_lp_ball(x, param.start, param.radius, self.norm)
+            return x if self.bounds is None else x.clamp(*self.bounds)
+
+        step: list[APGDStep] = []
+
+        def make_step(tensors: list[Tensor]) -> APGDStep:
+            step.append(APGDStep(tensors, lr=2 * eps, project=project, norm=self.norm))
+            return step[0]
+
+        schedule: list[APGDSchedule] = []
+
+        def callback(i: int, terms: dict[str, Tensor]) -> None:
+            if not schedule:
+                schedule.append(APGDSchedule(param, step[0], self.steps, self.rho))
+            schedule[0](i, terms)
+
+        optimize(param, path, self.steps + 1, make_step, targets, callback=callback, freeze_done=True)
+        final = param().detach()
+        with torch.no_grad():
+            broken = path.objective.is_done(path.activations(final, [""]), targets)
+        best = schedule[0].best_images if schedule else final
+        first = schedule[0].first if schedule and schedule[0].first is not None else None
+        seen = schedule[0].seen if schedule else 0
+        first = torch.full_like(broken, -1, dtype=torch.long) if first is None else first.clone()
+        first[broken & (first < 0)] = seen  # broken at the step the engine stopped on, or after the last
+        self.last_steps = first
+        return torch.where(_rows(broken, final.ndim), final, best), broken
+
+
+class APGDT(APGD):
+    """APGD-T (Croce and Hein 2020): targeted APGD with the targeted DLR loss, over the top classes.
+
+    For each of the ``target_classes`` classes ranked highest after the true one on the clean image
+    (second, third, …), the images still robust are attacked with :class:`APGD` towards that class
+    (loss :class:`~inputopt.objectives.TargetedDLR`); an image counts as broken once it is misclassified
+    into any class. The result is untargeted: its labels are the true labels.
+
+    Args:
+        model: the classifier.
+        eps: the budget, or a list of budgets.
+        steps: the number of steps per target class and restart.
+        norm: ``"Linf"`` or ``"L2"``.
+        target_classes: how many target classes to try (9 in AutoAttack for 10 classes).
+        restarts: random starts per target class.
+        rho: see :class:`APGD`.
+        **kwargs: ``bounds``, ``mean``, ``std``, ``weights``, ``state_dict``, ``seed`` of :class:`Attack`.
+
+    Example:
+        >>> from inputopt.zoo import load_digits_split
+        >>> images, labels = (t[:4] for t in load_digits_split("test"))
+        >>> APGDT("digits", eps=0.1, steps=5, target_classes=2)(images, labels).shape
+        torch.Size([4, 1, 32, 32])
+    """
+
+    def __init__(self, model: str | nn.Module, eps: float | Sequence[float] = 8 / 255, steps: int = 100,
+                 norm: Norm = "Linf", target_classes: int = 9, restarts: int = 1, rho: float = 0.75,
+                 **kwargs: Any) -> None:
+        if kwargs.pop("loss", None) is not None:  # (a config gives the base's default, None)
+            raise ValueError("APGDT's loss is the targeted DLR loss; it takes no loss argument")
+        super().__init__(model, eps=eps, steps=steps, norm=norm, loss="ce", restarts=restarts, rho=rho, **kwargs)
+        self.target_classes = _positive_int(target_classes, "target_classes")
+
+    def attack(self, path: LossPath, images: Tensor, targets: Tensor, eps: float | None, keys: Sequence[int],
+               start: Tensor | None, track: Tracker) -> Tensor:
+        if path.objective.targeted:
+            raise ValueError("APGDT chooses its own target classes: call it without target")
+        with torch.no_grad():
+            logits = path.activations(images, [""])[""]
+        if self.target_classes > logits.shape[1] - 1:
+            raise ValueError(f"target_classes must be at most the number of classes - 1 = {logits.shape[1] - 1}, "
+                             f"got {self.target_classes}")
+        ranked = logits.argsort(dim=1)
+        adversarial = images.clone()
+        robust = logits.argmax(1) == targets
+        for rank in range(2, self.target_classes + 2):
+            for restart in range(self.restarts):
+                rows = robust.nonzero().flatten()
+                if not len(rows):
+                    break
+                aim = ranked[rows, -rank]
+                objective = TargetedDLR(labels=targets[rows].tolist(), target=aim.tolist())
+                targeted = LossPath(path.network, objective, normalize=path.normalize)
+                pairs = torch.stack([targets[rows], aim], 1)
+                found, broken = self.single_run(targeted, images[rows], pairs, eps, [keys[i] for i in rows.tolist()],
+                                                restart + self.restarts * rank)
+                adversarial[rows[broken]] = found[broken]
+                robust[rows[broken]] = False
+                runs = (rank - 2) * self.restarts + restart
+                self._record(track, rows[broken], self.last_steps[broken] + runs * self.steps)
+        track.seen = self.steps * self.restarts * self.target_classes
+        return adversarial

@@ -1,0 +1,74 @@
+"""The evaluation checks of :mod:`inputopt.attacks.checks` as a callback of :class:`~inputopt.runners.attack.AttackEvaluation`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from inputopt.attacks.checks import checks_table, evaluation_checks
+
+__all__ = ["EvaluationChecks"]
+
+
+class EvaluationChecks(Callback):
+    """After an attack evaluation, run the checks of Carlini et al. (2019) on its attack and first samples.
+
+    Writes ``checks.md`` (the pass/fail table) and ``checks.json`` (the numbers) and prints the table.
+    From the command line: ``inputopt attack --config configs/digits_autoattack.yaml
+    --trainer.callbacks+=inputopt.callbacks.checks.EvaluationChecks``.
+
+    Args:
+        num_samples: how many samples of the data set the checks use (the first ones).
+        dirpath: where to write; default the trainer's log directory (or its root directory).
+        **options: keyword arguments of :func:`~inputopt.attacks.checks.evaluation_checks` (``queries``,
+            ``restarts``, ``tolerance``, ...).
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> from inputopt.attacks import APGD
+        >>> from inputopt.data import Digits
+        >>> from inputopt.runners.attack import AttackEvaluation
+        >>> import tempfile
+        >>> runner = AttackEvaluation(APGD("digits", eps=0.1, steps=5), Digits(limit=8), sphere_points=0)
+        >>> checks = EvaluationChecks(num_samples=8, dirpath=tempfile.mkdtemp(), eps_factors=(1, 2), restarts=2,
+        ...                           queries=10, minimal_steps=5, sphere_points=5, verbose=False)
+        >>> _ = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+        ...             callbacks=[checks]).test(runner, verbose=False)
+        >>> [r.name for r in checks.results][:2]
+        ['unbounded', 'eps curve']
+    """
+
+    def __init__(self, num_samples: int = 200, dirpath: str | os.PathLike | None = None, verbose: bool = True,
+                 **options: Any) -> None:
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
+        self.num_samples = num_samples
+        self.dirpath = dirpath
+        self.verbose = verbose
+        self.options = options
+        self.results: list = []
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.global_rank != 0:
+            return
+        data = pl_module.dataset
+        count = min(self.num_samples, len(data))
+        samples = [data[i] for i in range(count)]
+        with torch.inference_mode(False), torch.enable_grad():  # Lightning ends a test under inference mode
+            images = torch.stack([torch.as_tensor(s[0]).clone() for s in samples]).float().to(pl_module.device)
+            labels = torch.tensor([int(s[1]) for s in samples], device=pl_module.device)
+            self.results = evaluation_checks(pl_module.attack, images, labels, keys=list(range(count)), **self.options)
+        table = checks_table(self.results)
+        out = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "checks.md").write_text(table + "\n")
+        (out / "checks.json").write_text(json.dumps(
+            [{"name": r.name, "passed": r.passed, "detail": r.detail, "values": r.values} for r in self.results],
+            indent=2, default=float))
+        if self.verbose:
+            print(table)
