@@ -1,16 +1,22 @@
-"""Start-up of ``inputopt layers digits``: the package at one commit against the working tree, side by side.
+"""Start-up times side by side: ``import torch`` against ``from inputopt.attacks import PGD`` and ``inputopt layers
+digits``, each in a fresh interpreter.
 
 Run from the repository root (about a minute on 2 CPU cores):
 
-    python benchmarks/bench_startup.py --old 7482fa3 --reps 7
+    python benchmarks/bench_startup.py --reps 7
 
-The old side is ``git archive OLD inputopt`` unpacked into a temporary folder; the new side is this working
-tree's ``inputopt``. Each run is a fresh interpreter, ``python -c "from inputopt.cli import main;
-main(['layers', 'digits'])"`` started in the side's folder (so that its ``inputopt`` is the one imported,
-which the run checks), with the interpreter that runs this script. After one untimed warm-up run per side
-(the file cache), the sides alternate A B, B A, A B, ... for ``--reps`` repetitions each; the script prints
-the median and the minimum of the wall time and of the CPU time (user + system, from the child's resource
-usage), the new/old ratio of the medians, and whether each side imported Lightning.
+Each case is a fresh ``python -c ...`` with the interpreter that runs this script, started in the repository
+root (so that its ``inputopt`` is this working tree's, which the run checks):
+
+- ``torch``: ``import torch``, the floor any inputopt command pays;
+- ``attacks``: ``from inputopt.attacks import PGD``, the core (it must not import Lightning);
+- ``layers``: ``from inputopt.cli import main; main(['layers', 'digits'])``, the ``inputopt layers digits`` command.
+
+After one untimed warm-up run per case (the file cache), the cases alternate in rotating order for ``--reps``
+repetitions each; the script prints the median and the minimum of the wall time and of the CPU time (user +
+system, from the child's resource usage), each case's ratio to ``torch`` (medians), and whether each case
+imported Lightning. ``--old COMMIT`` adds the two inputopt cases of ``git archive COMMIT inputopt`` unpacked into
+a temporary folder, for a before/after comparison.
 """
 
 from __future__ import annotations
@@ -27,57 +33,66 @@ from io import BytesIO
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CODE = ("import sys; from inputopt.cli import main; main(['layers', 'digits']); import inputopt; "
-        "print('INPUTOPT', inputopt.__file__, 'lightning' in sys.modules, file=sys.stderr)")
+REPORT = "; import sys; print('LIGHTNING', 'lightning' in sys.modules, file=sys.stderr)"
+INPUTOPT = "; import inputopt; print('INPUTOPT', inputopt.__file__, file=sys.stderr)"
+CASES = {
+    "torch": "import torch" + REPORT,
+    "attacks": "from inputopt.attacks import PGD" + REPORT + INPUTOPT,
+    "layers": "from inputopt.cli import main; main(['layers', 'digits'])" + REPORT + INPUTOPT,
+}
 
 
-def run(folder: Path) -> tuple[float, float, str, bool]:
-    """One run in ``folder``: wall seconds, CPU seconds, the ``inputopt`` imported, whether Lightning was."""
+def run(code: str, folder: Path) -> tuple[float, float, dict[str, str]]:
+    """One fresh interpreter running ``code`` in ``folder``: wall seconds, CPU seconds, what it reported."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", CODE], cwd=folder, capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True, text=True, check=True,
+                          env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    _, path, lightning = done.stderr.strip().splitlines()[-1].split()
-    return wall, cpu, path, lightning == "True"
+    report = dict(line.split(" ", 1) for line in done.stderr.splitlines() if line.startswith(("LIGHTNING", "INPUTOPT")))
+    return wall, cpu, report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--old", required=True, help="the commit of the old side")
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--old", default=None, help="also time the inputopt cases at this commit")
     args = parser.parse_args()
-    old_commit = subprocess.run(["git", "rev-parse", "--short", args.old], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
-    new_commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip()
     with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(["git", "archive", args.old, "inputopt"], cwd=ROOT, capture_output=True,
-                                 check=True).stdout
-        tarfile.open(fileobj=BytesIO(archive)).extractall(tmp, filter="data")
-        sides = {f"old ({old_commit})": Path(tmp), f"new ({new_commit})": ROOT}
-        times: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
-        lightning: dict[str, bool] = {}
-        for name, folder in sides.items():  # warm-up, and the check that each side imports its own package
-            _, _, path, lightning[name] = run(folder)
-            if not Path(path).resolve().is_relative_to(folder.resolve()):
-                raise RuntimeError(f"{name} imported {path}, not the package in {folder}")
-        names = list(sides)
+        cases = {name: (code, ROOT) for name, code in CASES.items()}
+        if args.old is not None:
+            archive = subprocess.run(["git", "archive", args.old, "inputopt"], cwd=ROOT, capture_output=True,
+                                     check=True).stdout
+            tarfile.open(fileobj=BytesIO(archive)).extractall(tmp, filter="data")
+            cases.update({f"{name} @{args.old}": (CASES[name], Path(tmp)) for name in ("attacks", "layers")})
+        lightning = {}
+        for name, (code, folder) in cases.items():  # warm-up, and the check that each imports its own package
+            _, _, report = run(code, folder)
+            lightning[name] = report["LIGHTNING"] == "True"
+            if "INPUTOPT" in report and not Path(report["INPUTOPT"]).resolve().is_relative_to(folder.resolve()):
+                raise RuntimeError(f"{name} imported {report['INPUTOPT']}, not the package in {folder}")
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
+        names = list(cases)
         for rep in range(args.reps):
-            for name in names if rep % 2 == 0 else names[::-1]:
-                wall, cpu, _, _ = run(sides[name])
+            order = names[rep % len(names):] + names[:rep % len(names)]
+            for name in order if rep % 2 == 0 else order[::-1]:
+                wall, cpu, _ = run(*cases[name])
                 times[name].append((wall, cpu))
-    print(f"inputopt layers digits, {args.reps} runs per side, interleaved; python {sys.version.split()[0]}")
-    print(f"{'side':<24} {'wall median':>12} {'wall min':>9} {'CPU median':>11} {'CPU min':>8}  imports lightning")
-    medians = {}
+    print(f"start-up, {args.reps} fresh interpreters per case, interleaved; inputopt {commit}; "
+          f"python {sys.version.split()[0]}")
+    print(f"{'case':<20} {'wall median':>12} {'wall min':>9} {'CPU median':>11} {'CPU min':>8} {'wall/torch':>11} "
+          f"{'CPU/torch':>10}  imports lightning")
+    medians = {name: (statistics.median(w for w, _ in rows), statistics.median(c for _, c in rows))
+               for name, rows in times.items()}
     for name, rows in times.items():
-        walls, cpus = [w for w, _ in rows], [c for _, c in rows]
-        medians[name] = statistics.median(walls), statistics.median(cpus)
-        print(f"{name:<24} {medians[name][0]:>11.2f}s {min(walls):>8.2f}s {medians[name][1]:>10.2f}s "
-              f"{min(cpus):>7.2f}s  {lightning[name]}")
-    (old_wall, old_cpu), (new_wall, new_cpu) = medians.values()
-    print(f"new/old: wall {new_wall / old_wall:.2f}, CPU {new_cpu / old_cpu:.2f}")
+        wall, cpu = medians[name]
+        print(f"{name:<20} {wall:>11.2f}s {min(w for w, _ in rows):>8.2f}s {cpu:>10.2f}s "
+              f"{min(c for _, c in rows):>7.2f}s {wall / medians['torch'][0]:>11.2f} {cpu / medians['torch'][1]:>10.2f}"
+              f"  {lightning[name]}")
 
 
 if __name__ == "__main__":

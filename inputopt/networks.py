@@ -11,7 +11,6 @@ from pathlib import Path
 from urllib.error import URLError
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
 from inputopt.capture import evaluate
@@ -47,6 +46,8 @@ def _import_object(path: str):
 
 
 def _torchvision_names() -> list[str]:
+    import torchvision  # imported when a torchvision model is asked for: the zoo and the core start without it
+
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
@@ -198,6 +199,8 @@ def default_image_shape(name: str) -> tuple[int, int, int] | None:
     if name in IMAGENET_ZOO:
         return (3, 224, 224)
     if name in _torchvision_names():
+        import torchvision
+
         try:
             height, width = (list(torchvision.models.get_model_weights(name).DEFAULT.transforms().crop_size) * 2)[:2]
         except (ValueError, KeyError, AttributeError, TypeError):
@@ -207,6 +210,8 @@ def default_image_shape(name: str) -> tuple[int, int, int] | None:
 
 
 def _torchvision_network(name: str, weights: str | None) -> nn.Module:
+    import torchvision
+
     names = _torchvision_names()
     if name not in names:
         close = difflib.get_close_matches(name, names + list(ZOO) + list(IMAGENET_ZOO), n=5)
@@ -251,6 +256,8 @@ def class_names(name: str, num_classes: int | None = None) -> list[str] | None:
 
         names = imagenet_classes()
     elif name in _torchvision_names():
+        import torchvision
+
         try:
             names = list(torchvision.models.get_model_weights(name).DEFAULT.meta["categories"])
         except (ValueError, KeyError, AttributeError):

@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms.v2 import functional as TF
 
 __all__ = ["DEFAULT_MAGNITUDE_FILE", "DEFAULT_MAGNITUDE_SIZE", "default_magnitude", "estimate_default_magnitudes",
            "estimate_magnitude", "multiscale_crops", "resize_magnitude"]
@@ -101,6 +100,7 @@ def estimate_magnitude(images: Tensor | Iterable | str | os.PathLike, size: int 
         >>> m.shape, torch.allclose(m[0, 0, 0], images.mean((1, 2, 3)).mean() * 8)  # DC: mean · √(H·W)
         (torch.Size([1, 8, 5]), True)
     """
+    from torchvision.transforms.v2 import functional as TF  # torchvision only when estimating
     height, width = _size(size)
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
