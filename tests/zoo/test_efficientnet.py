@@ -127,3 +127,12 @@ def test_missing_extra_names_the_install_command(monkeypatch, missing):
 def test_weights_argument_refused():
     with pytest.raises(ValueError, match="ships its weights"):
         build_network("efficientnet_lite0", weights="DEFAULT")
+
+
+def test_layers_command_lists_dotted_names_and_shapes(capsys):
+    from inputopt.cli import layers_main
+
+    layers_main(["efficientnet_lite0"])
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "(1, 80, 14, 14)" in rows["blocks.3"] and "(1, 1000)" in rows["classifier"]
+    assert "(1, 3, 224, 224)" in rows["normalize"]  # the default image shape
