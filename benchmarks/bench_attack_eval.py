@@ -53,7 +53,7 @@ from lightning.pytorch import Trainer
 import inputopt
 from inputopt.attacks import PGD
 from inputopt.data import Digits
-from inputopt.runner import AttackEvaluation
+from inputopt.runners.attack import AttackEvaluation
 from inputopt.zoo import digits_cnn
 
 from _machine import cpu_name, inputopt_revision

@@ -47,7 +47,8 @@ import torch  # noqa: E402
 
 from inputopt import ChannelSum, FourierImage, Jitter, Pad, RandomRotate, RandomScale  # noqa: E402
 from inputopt.functional.init import row_seeds  # noqa: E402
-from inputopt.loss import LossPath, optimize  # noqa: E402
+from inputopt.engine import optimize  # noqa: E402
+from inputopt.loss import LossPath  # noqa: E402
 from inputopt.networks import Normalize, freeze  # noqa: E402
 from inputopt.transforms import Transforms  # noqa: E402
 

@@ -23,7 +23,7 @@ from torchvision.utils import make_grid, save_image
 from _quiet import quiet_lightning
 from inputopt import ChannelSum, InputOptimization
 from inputopt.data import Digits
-from inputopt.dataset_examples import DatasetExamples
+from inputopt.runners.examples import DatasetExamples
 from inputopt.functional.display import to_display
 from inputopt.metrics import Diversity, activation_ratio, high_frequency_energy, unit_scores
 from inputopt.params import PixelImage

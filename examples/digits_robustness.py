@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from _quiet import quiet_lightning  # noqa: E402
 from inputopt.attacks import FMN, PGD, GradientAscent  # noqa: E402
 from inputopt.data import Digits  # noqa: E402
-from inputopt.runner import AttackEvaluation  # noqa: E402
+from inputopt.runners.attack import AttackEvaluation  # noqa: E402
 from inputopt.zoo import digits_cnn  # noqa: E402
 
 EPSILONS = [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.125, 0.15]

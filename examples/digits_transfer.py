@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.cli import SaveConfigCallback
 
 from _quiet import quiet_lightning
-from inputopt.fit_cli import cli
+from inputopt.commands.fit import cli
 from inputopt.zoo import digits_cnn
 
 QUIET = ["--trainer.logger", "false", "--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false",

@@ -51,7 +51,7 @@ from params_gallery import IMAGENET_MEAN, IMAGENET_STD, digits_methods, run, vgg
 
 from inputopt import ChannelSum, MultiScaleEdgeEnergy, UnitActivation  # noqa: E402
 from inputopt.data import Digits  # noqa: E402
-from inputopt.dataset_examples import DatasetExamples  # noqa: E402
+from inputopt.runners.examples import DatasetExamples  # noqa: E402
 from inputopt.functional.color import natural_photographs  # noqa: E402
 from inputopt.metrics import (  # noqa: E402
     activation_ratio, diversity, high_frequency_energy, transfer_accuracy, unit_scores)

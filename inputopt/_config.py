@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Configurable", "build", "import_components", "instantiate"]
+__all__ = ["Configurable", "build", "instantiate"]
 
 
 def _plain(value: Any) -> Any:
@@ -82,20 +82,3 @@ def build(value: Any) -> Any:
         PixelImage(mean=0.0, std=0.1, decorrelate=False, color_matrix=None, sigmoid=None, clamp=None, eps=None, norm='Linf')
     """
     return instantiate(value) if isinstance(value, Mapping) else value
-
-
-def import_components() -> None:
-    """Import every module of the names in :data:`inputopt.__all__`, so that a config can name any of its
-    classes by its short name (``class_path: SaveImages``): the command lines resolve a short name among the
-    classes already imported, and the package itself imports its modules only when first used.
-
-    Example:
-        >>> import sys
-        >>> import_components()
-        >>> "inputopt.callbacks" in sys.modules
-        True
-    """
-    import inputopt
-
-    for module in inputopt._EXPORTS:
-        importlib.import_module(module)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from torch import Tensor, nn
 
-__all__ = ["OUTPUT", "capture_activations", "resolve_layer"]
+__all__ = ["OUTPUT", "capture_activations", "evaluate", "resolve_layer"]
 
 #: Layer name of the network itself: its output (the empty name, as in ``named_modules()``).
 OUTPUT = ""
@@ -95,6 +95,21 @@ def capture_activations(network: nn.Module, x: Tensor, layers: Iterable[str]) ->
     if missing:
         raise RuntimeError(f"layers {missing} did not run in the forward pass of {type(network).__name__}")
     return _tensors(network, captured)
+
+
+def evaluate(network: nn.Module, images: Tensor, layers: Iterable[str] = (OUTPUT,),
+             normalize: nn.Module | None = None) -> dict[str, Tensor]:
+    """The evaluation forward, written once: ``normalize`` (when given), then the network stopped after the
+    deepest of ``layers``; no transforms. Loss paths, runners, metrics and attacks read images through it.
+
+    Example:
+        >>> import torch
+        >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+        >>> evaluate(net, torch.randn(5, 4))[OUTPUT].shape
+        torch.Size([5, 2])
+    """
+    x = images if normalize is None else normalize(images)
+    return capture_activations(network, x, layers)
 
 
 def _tensors(network: nn.Module, captured: dict[str, Tensor]) -> dict[str, Tensor]:

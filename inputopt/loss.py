@@ -1,23 +1,24 @@
 """The loss path, written once: images → transforms → normalization → capture → objective and priors → loss.
 
-Pure tensor code (no Lightning): :class:`~inputopt.InputOptimization` calls it from ``training_step``,
-and :func:`optimize` from a plain loop, e.g. inside the evaluation step of a dataset runner.
+Pure tensor code (no Lightning): the step engine (:class:`~inputopt.engine.StepEngine`) runs it, for
+:class:`~inputopt.InputOptimization`'s ``training_step`` and for :func:`~inputopt.engine.optimize`, the plain
+loop inside the evaluation step of a dataset runner or an attack.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from inputopt.capture import capture_activations
+from inputopt.capture import evaluate
+from inputopt.networks import probe as probe_network
 from inputopt.objectives.base import InputObjective, Targets
-from inputopt.params.base import ImageParam
 from inputopt.priors.base import Prior
 from inputopt.transforms.base import Transforms
 
-__all__ = ["LossPath", "NonFiniteError", "nonfinite_message", "optimize", "prior_names", "restore_rows_"]
+__all__ = ["LossPath", "prior_names", "probe"]
 
 
 def _distinct(names: list[str], sep: str) -> list[str]:
@@ -28,30 +29,6 @@ def _distinct(names: list[str], sep: str) -> list[str]:
 def prior_names(priors: Sequence[Prior]) -> list[str]:
     """A distinct name per prior: its class name, with its position when a class appears twice."""
     return _distinct([type(p).__name__ for p in priors], "_")
-
-
-class NonFiniteError(FloatingPointError):
-    """A loss, an image or a checkpoint went non-finite (NaN or Inf): the run stops instead of going on."""
-
-
-def nonfinite_message(terms: dict[str, Tensor], names: Sequence[str], step: int) -> str:
-    """Which terms and which rows of a loss forward are non-finite, for an error message.
-
-    Example:
-        >>> terms = {"objective": torch.tensor([1.0, float("nan")]), "TV": torch.ones(2),
-        ...          "loss": torch.tensor([0.0, float("nan")])}
-        >>> nonfinite_message(terms, ["a", "b"], step=3)
-        'non-finite loss (NaN or Inf) at step 3: objective in rows 1 (b)'
-    """
-    parts = []
-    for term, value in terms.items():
-        bad = ~torch.isfinite(value.detach())
-        if term != "loss" and bad.any():
-            parts.append(f"{term} in rows " + ", ".join(f"{i} ({names[i]})" for i in bad.nonzero().flatten().tolist()))
-    if not parts:  # finite terms whose weighted sum overflows
-        bad = (~torch.isfinite(terms["loss"].detach())).nonzero().flatten().tolist()
-        parts.append("the weighted sum of the terms in rows " + ", ".join(f"{i} ({names[i]})" for i in bad))
-    return f"non-finite loss (NaN or Inf) at step {step}: " + "; ".join(parts)
 
 
 class LossPath:
@@ -96,8 +73,7 @@ class LossPath:
 
     def activations(self, images: Tensor, layers: Iterable[str] | None = None) -> dict[str, Tensor]:
         """The evaluation forward: outputs of ``layers`` (default: the objective's) for ``images``, no transforms."""
-        x = images if self.normalize is None else self.normalize(images)
-        return capture_activations(self.network, x, self.objective.layers if layers is None else layers)
+        return evaluate(self.network, images, self.objective.layers if layers is None else layers, self.normalize)
 
     @torch.no_grad()
     def default_targets(self, images: Tensor) -> Targets:
@@ -138,80 +114,7 @@ class LossPath:
         return terms
 
 
-@torch.no_grad()
-def restore_rows_(tensors: Sequence[Tensor], before: Sequence[Tensor], rows: Tensor) -> None:
-    """Put back the values of ``rows`` (a bool ``(B,)`` mask) from ``before``: how done images stay
-    frozen under optimizers whose momentum moves rows with a zero gradient."""
-    if rows.any():
-        for tensor, old in zip(tensors, before):
-            tensor[rows] = old[rows]
-
-
-def optimize(param: ImageParam, path: LossPath, steps: int,
-             optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
-             targets: Targets = None, seeds: Sequence[int] | None = None,
-             callback: Callable[[int, dict[str, Tensor]], None] | None = None,
-             scheduler: Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler] | None = None,
-             track_done: bool = False, freeze_done: bool = False) -> ImageParam:
-    """Optimize ``param`` for ``steps`` steps in a plain loop: the same loss path and projection as a fit.
-
-    For inner loops (a batch of a data set, a chunk of units, an attack) where a Lightning ``fit`` per
-    batch would be too heavy. Each step: ``path.terms(param(), ...)`` → ``loss.sum().backward()`` →
-    ``callback`` → optimizer step → ``param.project_()`` → scheduler step.
-
-    Args:
-        param: an initialized image parameterization.
-        path: the loss path.
-        steps: number of optimizer steps.
-        optimizer: builds the optimizer from the parameters (default Adam, lr 0.1).
-        targets: the rows' targets (default: the objective's, on the starting images).
-        seeds: one seed per row for the transforms.
-        callback: called at every step after the gradient is computed and before the optimizer step,
-            with the step index and the (detached) terms of the images ``param()`` holds at that moment
-            (with ``"done"`` when tracked). It may read ``param.tensor.grad`` or change the projection
-            (``param.radius``) that follows the step.
-        scheduler: builds a learning-rate scheduler from the optimizer, stepped after every step.
-        track_done: add the objective's ``is_done`` flags to the terms as ``"done"``.
-        freeze_done: stop updating an image once it is done (implies ``track_done``); the loop ends
-            early when every image is done.
-
-    Returns:
-        ``param``, optimized in place.
-
-    Example:
-        >>> from inputopt.networks import build_network
-        >>> from inputopt.objectives import UnitActivation
-        >>> from inputopt.params import PixelImage
-        >>> param = PixelImage(mean=0.5).initialize((1, 32, 32), keys=[3])
-        >>> path = LossPath(build_network("digits"), UnitActivation(None, unit=3))
-        >>> before = path.terms(param(), None)["objective"].item()
-        >>> after = path.terms(optimize(param, path, steps=5)(), None)["objective"].item()
-        >>> after > before
-        True
-    """
-    tensors = list(param.parameters())
-    opt = (optimizer or (lambda p: torch.optim.Adam(p, lr=0.1)))(tensors)
-    schedule = scheduler(opt) if scheduler is not None else None
-    if targets is None:
-        targets = path.default_targets(param())
-    done = torch.zeros(param.batch_size, dtype=torch.bool, device=param.tensor.device)
-    for step in range(steps):
-        opt.zero_grad(set_to_none=True)
-        terms = path.terms(param(), targets, seeds, step, done=track_done or freeze_done)
-        loss = terms["loss"]
-        if freeze_done and "done" in terms:
-            done |= terms["done"]
-            if done.all():
-                break
-            loss = torch.where(done, torch.zeros_like(loss), loss)
-        loss.sum().backward()
-        if callback is not None:
-            callback(step, {name: value.detach() for name, value in terms.items()})
-        before = [t.detach().clone() for t in tensors] if done.any() else None
-        opt.step()
-        if before is not None:
-            restore_rows_(tensors, before, done)
-        param.project_()
-        if schedule is not None:
-            schedule.step()
-    return param
+def probe(path: LossPath, images: Tensor, network_name: str | None = None) -> dict[str, Tensor]:
+    """The shape probe of a loss path (:func:`inputopt.networks.probe`): its evaluation forward of ``images`` up to
+    the objective's layers, with an error that says what the network takes when it cannot take them."""
+    return probe_network(path.network, images, path.objective.layers, path.normalize, network_name)

@@ -17,19 +17,18 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from inputopt._config import build
+from inputopt.engine import NonFiniteError, StepEngine, check_precision
 from inputopt.functional.init import row_seeds
-from inputopt.loss import LossPath, NonFiniteError, _distinct, nonfinite_message, restore_rows_
-from inputopt.networks import Normalize, build_network, class_names, default_image_shape, freeze, load_torch_file
+from inputopt.loss import LossPath, _distinct, probe
+from inputopt.networks import (Normalize, _expected_input, class_names, default_image_shape, frozen_network,
+                               load_torch_file)
 from inputopt.objectives.base import InputObjective, Targets, map_targets
 from inputopt.params.base import ImageParam
 from inputopt.params.pixel import PixelImage
 from inputopt.priors.base import Prior
 from inputopt.transforms.base import Transform, Transforms
 
-__all__ = ["FINGERPRINT_FIELDS", "InputOptimization", "check_max_steps", "check_precision", "frozen_network", "probe"]
-
-#: Precisions that would cast the input itself (and the priors' sums of squares) to half precision.
-REFUSED_PRECISIONS = ("16-true", "bf16-true")
+__all__ = ["FINGERPRINT_FIELDS", "InputOptimization", "check_max_steps"]
 
 #: What defines a run's result: stored in its checkpoints and compared when a fit resumes from one.
 FINGERPRINT_FIELDS = ("network", "network_weights", "normalization", "objective", "priors", "param", "transforms",
@@ -61,6 +60,10 @@ def _load_images(init: Tensor | str | Path, channels: int | None = None) -> Tens
     as 1 channel (grayscale) when ``channels`` is 1, else RGB; with ``channels`` unknown, as stored."""
     if isinstance(init, Tensor):
         return _float_images(init.detach(), "init")
+    if isinstance(init, str) and init.startswith("photo:"):  # a packaged photo (inputopt.data.photos)
+        from inputopt.data.photos import photo
+
+        return photo(init[len("photo:"):])
     path = Path(init).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"init file {str(path)!r} does not exist")
@@ -83,54 +86,6 @@ def _load_images(init: Tensor | str | Path, channels: int | None = None) -> Tens
     return pil_to_tensor(image).float().div(255)
 
 
-def probe(path: LossPath, images: Tensor, network_name: str | None = None) -> dict[str, Tensor]:
-    """The shape probe: the evaluation forward of ``images`` up to the objective's layers, with an error that
-    says what the network takes when it cannot take them (instead of the failing layer's message alone)."""
-    try:
-        with torch.no_grad():
-            return path.activations(images)
-    except RuntimeError as error:
-        raise ValueError(f"the network cannot take images of shape (C, H, W) = {tuple(images.shape[1:])}: "
-                         f"{_expected_input(path.network, network_name)}; make image_shape (or init) fit it. "
-                         f"The network said: {error}") from error
-
-
-def _expected_input(network: nn.Module, name: str | None) -> str:
-    """What the network takes, for error messages: its known input shape, else its first layer's channels."""
-    shape = default_image_shape(name) if name is not None else None
-    if shape is not None:
-        return f"{name} takes (C, H, W) = {shape}"
-    first = next(((n, m) for n, m in network.named_modules() if isinstance(m, nn.Conv2d)), None)
-    if first is not None:
-        return f"its first convolution {first[0]!r} takes {first[1].in_channels} channel(s)"
-    return "its input shape is unknown"
-
-
-def frozen_network(network: str | nn.Module, weights: str | None = None, state_dict: str | None = None,
-                   seed: int = 0) -> nn.Module:
-    """The frozen network of a run: built by name (random weights, when asked for, from ``seed`` only,
-    without touching the global random state), or a module frozen in place."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be an int in [0, 2**64) (it seeds torch's generator), got {seed!r}")
-    if isinstance(network, str):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return build_network(network, weights=weights, state_dict=state_dict)
-    if weights is not None or state_dict is not None:
-        raise ValueError("weights and state_dict apply to a network given by name, not to a module")
-    return freeze(network)
-
-
-def check_precision(trainer) -> None:
-    """Refuse the precisions that would cast the images themselves to half precision."""
-    precision = str(getattr(trainer, "precision", ""))
-    if precision in REFUSED_PRECISIONS:
-        raise ValueError(
-            f"precision {precision!r} would cast the input itself to half precision, so small updates "
-            f"vanish and the priors' sums of squares lose accuracy; use '16-mixed' or 'bf16-mixed' "
-            f"(the network runs in half precision, the images and priors stay float32)")
-
-
 #: ``Trainer(log_every_n_steps=...)``'s default, which :class:`InputOptimization` replaces with 1.
 LIGHTNING_LOG_EVERY_N_STEPS = 50
 
@@ -140,7 +95,7 @@ class _OwnCallbacksNotice(logging.Filter):
     summary and progress bar: that replacement is the point, and the notice came with every fit."""
 
     NOTICE = "The following callbacks returned in `LightningModule.configure_callbacks` will override"
-    OWN = {"ModelSummary", "TQDMProgressBar"}
+    OWN = {"ModelSummary", "TQDMProgressBar", "RichModelSummary", "RichProgressBar"}
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -177,7 +132,7 @@ class InputOptimization(LightningModule):
     loss, priors) are logged at every step: a Trainer left at Lightning's ``log_every_n_steps=50``, which
     logs nothing in a run shorter than that, is set to 1 when the fit starts (any other value is kept, as the
     ``inputopt`` command's own default of 1 is). The progress bar counts steps out of ``max_steps``
-    (:class:`~inputopt.callbacks.StepProgressBar`).
+    (:class:`~inputopt.callbacks.progress.StepProgressBar`).
 
     Args:
         network: a network name for :func:`inputopt.networks.build_network` (zoo, torchvision, dotted
@@ -190,7 +145,8 @@ class InputOptimization(LightningModule):
             :func:`~inputopt.networks.default_image_shape`: 1×32×32 for the zoo, 3×224×224 for ``vgg16``).
         batch_size: number of images when neither the objective (one image per unit) nor ``init`` says.
         init: starting images instead of noise: a ``(B, C, H, W)`` or ``(C, H, W)`` tensor, or the path
-            of a ``.pt`` tensor or an image file (read in [0, 1]). A path is saved in the hyperparameters;
+            of a ``.pt`` tensor or an image file (read in [0, 1]), or ``"photo:NAME"``, a photo of
+            :mod:`inputopt.data.photos` (``"photo:chelsea"``, 3×224×224). A path is saved in the hyperparameters;
             a tensor is not (pass it again to ``load_from_checkpoint``, like a network given as a module).
         weights: torchvision weights name for a named network (``None``: random weights).
         state_dict: local state_dict file for a named network.
@@ -400,6 +356,34 @@ class InputOptimization(LightningModule):
         """The network's class names, when known."""
         return class_names(self.network_name) if self.network_name else None
 
+    def summary(self) -> str:
+        """What :class:`~inputopt.callbacks.progress.InputSummary` prints when a fit starts.
+
+        Example:
+            >>> from inputopt.objectives import UnitActivation
+            >>> module = InputOptimization("digits", UnitActivation(None, unit=[3, 8]))
+            >>> print(module.summary())  # doctest: +NORMALIZE_WHITESPACE
+            Optimized input: 2 images of shape (1, 32, 32), PixelImage: 2.0 K trainable values
+            Network: digits (frozen, 89.6 K parameters, not optimized)
+            Objective: UnitActivation(layer=None, unit=[3, 8], position=None)
+            Priors: none
+            Transforms: none
+        """
+        from lightning.pytorch.utilities.model_summary.model_summary import get_human_readable_count
+
+        images = self.images()
+        values = sum(p.numel() for p in self.param.parameters())
+        weights = sum(p.numel() for p in self.network.parameters())
+        name = self.network_name or type(self.network).__name__
+        return "\n".join([
+            f"Optimized input: {images.shape[0]} images of shape {tuple(images.shape[1:])}, "
+            f"{type(self.param).__name__}: {get_human_readable_count(values)} trainable values",
+            f"Network: {name} (frozen, {get_human_readable_count(weights)} parameters, not optimized)",
+            f"Objective: {self.objective!r}",
+            f"Priors: {', '.join(repr(p) for p in self.priors) or 'none'}",
+            f"Transforms: {', '.join(repr(t) for t in self.transforms.transforms) or 'none'}",
+        ])
+
     # -- Lightning hooks ----------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         check_precision(self.trainer)
@@ -408,7 +392,7 @@ class InputOptimization(LightningModule):
             raise ValueError(
                 f"InputOptimization optimizes its images on one device, but this Trainer runs {world_size} "
                 f"processes. For many units on several devices, use `inputopt sweep` (the same arguments as "
-                f"`inputopt fit`, plus --units_per_batch) or inputopt.sweep.FeatureSweep with Trainer.test: each "
+                f"`inputopt fit`, plus --units_per_batch) or inputopt.runners.sweep.FeatureSweep with Trainer.test: each "
                 f"process optimizes its own chunks of units. For a few images, use one device (--trainer.devices 1).")
         # The network is outside the module tree, so Lightning's train()/eval() never reach it: put it back in
         # eval mode here, whatever the user did to it since construction; a user's module gets its own modes
@@ -420,21 +404,28 @@ class InputOptimization(LightningModule):
 
     def configure_callbacks(self) -> list:
         """Lightning's model summary and progress bar, when on, replaced by
-        :class:`~inputopt.callbacks.InputSummary` (which calls the optimized pixels images, not "params") and
-        :class:`~inputopt.callbacks.StepProgressBar` (steps done out of ``max_steps``, not "Epoch 0"); and a
+        :class:`~inputopt.callbacks.progress.InputSummary` (which calls the optimized pixels images, not "params") and
+        :class:`~inputopt.callbacks.progress.StepProgressBar` (steps done out of ``max_steps``, not "Epoch 0"); and a
         callback that gives the network its user's train/eval modes back when a fit fails (Lightning calls
         no module hook then)."""
-        from lightning.pytorch.callbacks import ModelSummary, TQDMProgressBar
+        from lightning.pytorch.callbacks import ModelSummary, RichModelSummary, RichProgressBar, TQDMProgressBar
 
-        from inputopt.callbacks import InputSummary, StepProgressBar
+        from inputopt.callbacks.progress import InputSummary, StepProgressBar
 
         callbacks: list = [_GiveBackNetworkModes()]
-        summary = next((c for c in self.trainer.callbacks if type(c) is ModelSummary), None)
+        summary = next((c for c in self.trainer.callbacks if type(c) in (ModelSummary, RichModelSummary)), None)
         if summary is not None:
             callbacks.append(InputSummary(max_depth=summary._max_depth))
         bar = self.trainer.progress_bar_callback
         if type(bar) is TQDMProgressBar:
             callbacks.append(StepProgressBar(bar.refresh_rate, bar.process_position))
+        elif type(bar) is RichProgressBar:  # its refresh rate is per second, not per step
+            callbacks.append(StepProgressBar())
+        # Lightning's defaults are the Rich ones when rich is installed; Lightning replaces a Trainer callback
+        # only by one of its own class or a subclass, so those two are taken out here
+        rich = [c for c in (summary, bar) if type(c) in (RichModelSummary, RichProgressBar)]
+        if rich:
+            self.trainer.callbacks = [c for c in self.trainer.callbacks if not any(c is r for r in rich)]
         return callbacks
 
     def on_fit_start(self) -> None:
@@ -527,12 +518,15 @@ class InputOptimization(LightningModule):
             >>> module.images().shape[0], module.compute_loss(module.param())["loss"].shape
             (16, torch.Size([16]))
         """
-        terms = self.path.terms(images, self.targets, self.row_seeds, step, done=self.freeze_done)
-        done = terms.pop("done", None)
-        if done is not None:
-            self.done |= done
-            terms["loss"] = torch.where(self.done, torch.zeros_like(terms["loss"]), terms["loss"])
+        terms = self.engine().terms(step, images)
+        terms.pop("done", None)
         return terms
+
+    def engine(self) -> StepEngine:
+        """The step engine of this run: its loss forward, finiteness checks, done rows and update
+        (:class:`~inputopt.engine.StepEngine`). Built when asked for, on the module's current tensors."""
+        return StepEngine(self.param, self.path, self.targets, self.row_seeds, freeze_done=self.freeze_done,
+                          done=self.done)
 
     def training_step(self, batch: int, batch_idx: int) -> Tensor:
         """One step on every image: the sum of the images' losses (rows do not interact)."""
@@ -541,9 +535,7 @@ class InputOptimization(LightningModule):
             self._network.eval()
         images = self.param()
         terms = self.compute_loss(images, step=self.global_step)
-        if not torch.isfinite(terms["loss"].detach()).all():  # the images are finite: checked after every step
-            raise NonFiniteError(nonfinite_message(terms, self.image_names(), self.global_step)
-                                 + f"; the (finite) images of step {self.global_step} are kept")
+        self.engine().check_loss(terms, self.global_step)  # the images are finite: checked after every step
         batch_size = terms["loss"].shape[0]
         for name, value in terms.items():
             key = name if name in ("objective", "loss") else f"prior/{name}"
@@ -566,21 +558,10 @@ class InputOptimization(LightningModule):
         return optimizer
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
-        tensors = list(self.param.parameters())
-        before = [t.detach().clone() for t in tensors]  # the last finite state, and the rows a done image keeps
-        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        if self.freeze_done:
-            restore_rows_(tensors, before, self.done)
-        self.param.project_()
-        finite = torch.stack([torch.isfinite(t.detach().flatten(1)).all(1) for t in tensors]).all(0)
-        if not finite.all():
-            with torch.no_grad():
-                for tensor, old in zip(tensors, before):
-                    tensor.copy_(old)
-            rows = [f"{i} ({name})" for i, name in enumerate(self.image_names()) if not finite[i]]
-            raise NonFiniteError(
-                f"the images went non-finite (NaN or Inf) at step {self.global_step + 1} in rows {', '.join(rows)} "
-                f"(a learning rate too large?); the images of step {self.global_step} are restored and kept")
+        """Lightning's optimizer step (whose closure runs :meth:`training_step` and the backward) inside the step
+        engine's update: done rows restored, projection, and the last finite images kept on a non-finite one."""
+        step = partial(super().optimizer_step, epoch, batch_idx, optimizer, optimizer_closure)
+        self.engine().update(step, self.global_step)
 
 
 class _GiveBackNetworkModes(Callback):

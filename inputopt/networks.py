@@ -14,11 +14,17 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-__all__ = ["WeightsUnavailableError", "build_network", "class_names", "default_image_shape", "freeze", "load_torch_file",
-           "Normalize", "ZOO"]
+from inputopt.capture import evaluate
+
+__all__ = ["IMAGENET_ZOO", "WeightsUnavailableError", "build_network", "class_names", "default_image_shape", "freeze",
+           "frozen_network", "load_state_dict_file", "load_torch_file", "probe", "Normalize", "ZOO"]
 
 #: The project's own small trained models, available offline (see ``inputopt/zoo``).
 ZOO = {"digits": "a", "digits_b": "b"}
+
+#: Real pretrained ImageNet classifiers that install offline with the ``imagenet`` extra
+#: (:mod:`inputopt.zoo.efficientnet`); they take [0, 1] RGB images, the ImageNet normalization built in.
+IMAGENET_ZOO = ("efficientnet_lite0", "efficientnet_lite1")
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -73,13 +79,16 @@ def build_network(name: str, weights: str | None = None, state_dict: str | os.Pa
     ``name`` is one of:
 
     - a zoo model of this project (``"digits"``, ``"digits_b"``), trained weights included;
+    - a pretrained ImageNet network of the ``imagenet`` extra (``"efficientnet_lite0"``,
+      ``"efficientnet_lite1"``): weights included, [0, 1] RGB input (the normalization is its first step);
     - a torchvision classifier (``"vgg16"``, ``"alexnet"``, ...) with ``weights`` the name of a member
       of its weights enum (``"IMAGENET1K_V1"``, ``"DEFAULT"``) or ``None`` for random weights. Weights go
       through torchvision's own API: downloaded once when online, read from the torch hub cache after;
     - a dotted path ``"package.module.factory"`` to a class or function called with no arguments.
 
     ``state_dict`` is a local file saved with ``torch.save(model.state_dict(), path)``, loaded with
-    ``weights_only=True`` into the architecture built with random weights.
+    ``weights_only=True`` into the architecture built with random weights (see
+    :func:`load_state_dict_file`: ``{"state_dict": ...}`` wrappers and ``module.`` prefixes are accepted).
 
     Args:
         name: the network's name (see above).
@@ -90,6 +99,8 @@ def build_network(name: str, weights: str | None = None, state_dict: str | os.Pa
         ValueError: unknown name or weights; the message lists valid choices.
         WeightsUnavailableError: weights cannot be downloaded and are not cached; the message says
             which file to put where.
+        ImportError: an EfficientNet-Lite without the ``imagenet`` extra; the message names the command
+            that installs it.
 
     Example:
         >>> net = build_network("alexnet")  # random weights, no download
@@ -104,6 +115,12 @@ def build_network(name: str, weights: str | None = None, state_dict: str | os.Pa
         if weights is not None:
             raise ValueError(f"zoo model {name!r} ships its weights; use state_dict for other weights")
         network = digits_cnn(ZOO[name], pretrained=state_dict is None)
+    elif name in IMAGENET_ZOO:
+        from inputopt.zoo.efficientnet import efficientnet_lite
+
+        if weights is not None:
+            raise ValueError(f"{name!r} ships its weights (the imagenet extra); use state_dict for other weights")
+        network = efficientnet_lite(name, pretrained=state_dict is None)
     elif "." in name:
         network = _import_object(name)()
         if weights is not None:
@@ -111,16 +128,59 @@ def build_network(name: str, weights: str | None = None, state_dict: str | os.Pa
     else:
         network = _torchvision_network(name, None if state_dict is not None else weights)
     if state_dict is not None:
-        path = Path(state_dict).expanduser()
-        state = load_torch_file(path, "state_dict file")
-        if not isinstance(state, dict):
-            raise ValueError(f"state_dict file {str(path)!r} must hold a dict of tensors (model.state_dict()), "
-                             f"got a {type(state).__name__}")
-        try:
-            network.load_state_dict(state)
-        except RuntimeError as error:
-            raise ValueError(f"state_dict file {str(path)!r} does not fit network {name!r}: {error}") from error
+        load_state_dict_file(network, state_dict, name)
     return freeze(network)
+
+
+def _unwrap_state_dict(state: object, path: str) -> dict:
+    """The tensors of a checkpoint: ``{"state_dict": ...}`` (Lightning and many scripts) and ``{"model": ...}``
+    wrappers unwrapped, the ``module.`` prefix of ``nn.DataParallel``/DDP removed."""
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not state or not all(isinstance(k, str) for k in state):
+        raise ValueError(f"state_dict file {path!r} must hold a dict of tensors (model.state_dict(), possibly "
+                         f"inside {{'state_dict': ...}}), got {type(state).__name__ if state else 'an empty dict'}")
+    if all(key.startswith("module.") for key in state):
+        state = {key[len("module."):]: value for key, value in state.items()}
+    return state
+
+
+def load_state_dict_file(network: nn.Module, path: str | os.PathLike, name: str = "the network") -> nn.Module:
+    """Load a local checkpoint into ``network`` (strictly: every key must fit), returning it.
+
+    The file is read with ``weights_only=True``. It may hold ``model.state_dict()`` itself, or wrapped as
+    ``{"state_dict": ...}`` (a Lightning checkpoint of a module whose only weights are the network's) or
+    ``{"model": ...}``; keys prefixed with ``module.`` (``nn.DataParallel``) are accepted. An
+    EfficientNet-Lite also takes the layout of the reference code that its weights packages ship.
+
+    Args:
+        network: the architecture, built with random weights.
+        path: the file.
+        name: the network's name, for error messages.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a checkpoint, or its keys or shapes do not fit ``network``.
+
+    Example:
+        >>> import tempfile
+        >>> net, path = nn.Linear(2, 1), Path(tempfile.mkdtemp()) / "wrapped.pt"
+        >>> torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, path)
+        >>> load_state_dict_file(nn.Linear(2, 1), path).weight.equal(net.weight)
+        True
+    """
+    path = Path(path).expanduser()
+    state = _unwrap_state_dict(load_torch_file(path, "state_dict file"), str(path))
+    if name in IMAGENET_ZOO:
+        from inputopt.zoo.efficientnet import convert_reference_state_dict
+
+        state = convert_reference_state_dict(state, network)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"state_dict file {str(path)!r} does not fit network {name!r}: {error}") from error
+    return network
 
 
 def default_image_shape(name: str) -> tuple[int, int, int] | None:
@@ -135,6 +195,8 @@ def default_image_shape(name: str) -> tuple[int, int, int] | None:
     """
     if name in ZOO:
         return (1, 32, 32)
+    if name in IMAGENET_ZOO:
+        return (3, 224, 224)
     if name in _torchvision_names():
         try:
             height, width = (list(torchvision.models.get_model_weights(name).DEFAULT.transforms().crop_size) * 2)[:2]
@@ -147,9 +209,10 @@ def default_image_shape(name: str) -> tuple[int, int, int] | None:
 def _torchvision_network(name: str, weights: str | None) -> nn.Module:
     names = _torchvision_names()
     if name not in names:
-        close = difflib.get_close_matches(name, names + list(ZOO), n=5)
+        close = difflib.get_close_matches(name, names + list(ZOO) + list(IMAGENET_ZOO), n=5)
         raise ValueError(f"unknown network {name!r}; closest: {', '.join(close) or 'none'}. Valid names: "
-                         f"the zoo ({', '.join(ZOO)}), torchvision classifiers "
+                         f"the zoo ({', '.join(ZOO)}), the imagenet extra ({', '.join(IMAGENET_ZOO)}), "
+                         f"torchvision classifiers "
                          f"(torchvision.models.list_models()), or a dotted import path")
     if weights is None:
         return torchvision.models.get_model(name, weights=None)
@@ -183,6 +246,10 @@ def class_names(name: str, num_classes: int | None = None) -> list[str] | None:
         from inputopt.zoo.digits import DIGITS_CLASSES
 
         names = list(DIGITS_CLASSES)
+    elif name in IMAGENET_ZOO:
+        from inputopt.zoo.efficientnet import imagenet_classes
+
+        names = imagenet_classes()
     elif name in _torchvision_names():
         try:
             names = list(torchvision.models.get_model_weights(name).DEFAULT.meta["categories"])
@@ -218,3 +285,53 @@ class Normalize(nn.Module):
             raise ValueError(f"mean and std have {self.mean.shape[1]} values, one per channel, but the images have "
                              f"{x.shape[1]} channel(s)")
         return (x - self.mean) / self.std
+
+
+def frozen_network(network: str | nn.Module, weights: str | None = None, state_dict: str | None = None,
+                   seed: int = 0) -> nn.Module:
+    """The frozen network of a run: built by name (random weights, when asked for, from ``seed`` only,
+    without touching the global random state), or a module frozen in place.
+
+    Example:
+        >>> frozen_network("digits").training
+        False
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an int in [0, 2**64) (it seeds torch's generator), got {seed!r}")
+    if isinstance(network, str):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_network(network, weights=weights, state_dict=state_dict)
+    if weights is not None or state_dict is not None:
+        raise ValueError("weights and state_dict apply to a network given by name, not to a module")
+    return freeze(network)
+
+
+def probe(network: nn.Module, images: Tensor, layers: Sequence[str], normalize: nn.Module | None = None,
+          name: str | None = None) -> dict[str, Tensor]:
+    """The shape probe, written once: the evaluation forward of ``images`` up to ``layers``, without
+    gradients, with an error that says what the network takes when it cannot take them (instead of the
+    failing layer's message alone). ``name`` is the network's name, when it has one, for that message.
+
+    Example:
+        >>> probe(build_network("digits"), torch.zeros(1, 1, 32, 32), [""])[""].shape
+        torch.Size([1, 10])
+    """
+    try:
+        with torch.no_grad():
+            return evaluate(network, images, layers, normalize)
+    except RuntimeError as error:
+        raise ValueError(f"the network cannot take images of shape (C, H, W) = {tuple(images.shape[1:])}: "
+                         f"{_expected_input(network, name)}; make image_shape (or init) fit it. "
+                         f"The network said: {error}") from error
+
+
+def _expected_input(network: nn.Module, name: str | None) -> str:
+    """What the network takes, for error messages: its known input shape, else its first layer's channels."""
+    shape = default_image_shape(name) if name is not None else None
+    if shape is not None:
+        return f"{name} takes (C, H, W) = {shape}"
+    first = next(((n, m) for n, m in network.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if first is not None:
+        return f"its first convolution {first[0]!r} takes {first[1].in_channels} channel(s)"
+    return "its input shape is unknown"

@@ -18,15 +18,16 @@ from torch import nn
 
 from inputopt import InputOptimization
 from inputopt.attacks import FGSM, FMN, PGD
-from inputopt.callbacks import LogImages, PredictionTable, SaveImages, SphereCheck
+from inputopt.callbacks.images import LogImages, SaveImages
+from inputopt.callbacks.tables import PredictionTable, SphereCheck
 from inputopt.cli import main
 from inputopt.data import Digits, ImageFolder
 from inputopt.networks import build_network
 from inputopt.objectives import ChannelSum, Margin, NegativeCrossEntropy, UnitActivation
 from inputopt.params import FourierImage, PixelImage
 from inputopt.priors import MultiScaleEdgeEnergy
-from inputopt.runner import AttackEvaluation
-from inputopt.sweep import FeatureSweep
+from inputopt.runners.attack import AttackEvaluation
+from inputopt.runners.sweep import FeatureSweep
 from inputopt.transforms import Jitter, Pad, RandomRotate, RandomScale
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -12,7 +12,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torchvision.utils import make_grid
 
 from inputopt import ChannelSum, InputOptimization, MultiScaleEdgeEnergy, NegativeCrossEntropy, UnitActivation
-from inputopt.callbacks import LogImages, PredictionTable, SaveImages, SphereCheck
+from inputopt.callbacks.images import LogImages, SaveImages
+from inputopt.callbacks.tables import PredictionTable, SphereCheck
 from inputopt.functional import to_display
 from tests.conftest import make_tiny_net
 
@@ -125,7 +126,7 @@ def test_progress_bar_counts_steps_out_of_max_steps_also_after_a_resume(tmp_path
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from inputopt.callbacks import StepProgressBar
+    from inputopt.callbacks.progress import StepProgressBar
 
     def fit(steps: int, ckpt_path=None, bar: bool = True) -> Trainer:
         module = InputOptimization(make_tiny_net(), ChannelSum("features.4", channel=[0, 1]), image_shape=(3, 16, 16))

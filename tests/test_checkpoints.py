@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from inputopt.fit_cli import cli
+from inputopt.commands.fit import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "vgg16_paper_towel.yaml"
@@ -78,7 +78,7 @@ def test_exception_leaves_a_checkpoint(tmp_path):
     from lightning.pytorch import Callback, Trainer
 
     from inputopt import InputOptimization, UnitActivation
-    from inputopt.callbacks import CheckpointOnInterrupt
+    from inputopt.callbacks.checkpoints import CheckpointOnInterrupt
     from tests.conftest import make_tiny_net
 
     class Crash(Callback):

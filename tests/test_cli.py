@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from inputopt import InputOptimization, SphereCheck
-from inputopt.fit_cli import cli
+from inputopt.cli import SUBCOMMANDS
+from inputopt.commands.fit import cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 VGG_CONFIGS = sorted(CONFIGS.glob("vgg16_*.yaml"))
@@ -209,3 +210,35 @@ def test_short_class_names_resolve_in_a_fresh_process(argv):
     done = subprocess.run([sys.executable, "-c", code], cwd=CONFIGS.parent, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "class_path: inputopt.LogImages" in done.stdout
+
+
+def _subcommand_of(config: Path) -> str:
+    """The subcommand a shipped config is for: the one its header names (``inputopt attack --config ...``)."""
+    for line in config.read_text().splitlines():
+        if line.startswith("#") and "inputopt " in line and "--config" in line:
+            return line.split("inputopt ", 1)[1].split()[0]
+    return "fit"
+
+
+@pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
+def test_every_subcommand_answers_help(name, capsys):
+    """Walks the subcommand table: each command's `--help` works and says how to call it."""
+    from inputopt.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([name, "--help"])
+    assert exit_.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_config_parses_for_its_subcommand(config, capsys, monkeypatch):
+    from inputopt.cli import main
+
+    monkeypatch.chdir(CONFIGS.parent)
+    command = _subcommand_of(config)
+    assert command in SUBCOMMANDS, f"{config.name} names an unknown command {command!r}"
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--config", str(config), "--print_config"])
+    assert exit_.value.code in (0, None)
+    assert "class_path" in capsys.readouterr().out

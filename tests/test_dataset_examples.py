@@ -14,8 +14,9 @@ import torch
 from lightning.pytorch import Trainer
 from torch.utils.data import TensorDataset
 
+from inputopt.callbacks.examples import SaveDatasetExamples
 from inputopt.capture import capture_activations
-from inputopt.dataset_examples import DatasetExamples, SaveDatasetExamples, crop_around
+from inputopt.runners.examples import DatasetExamples, crop_around
 from tests.conftest import make_tiny_net
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +123,7 @@ def test_examples_command_on_two_processes_equals_one(tmp_path):
         extra = ["--trainer.devices", str(devices)] + (["--trainer.strategy", "ddp"] if devices > 1 else [])
         out = tmp_path / f"devices{devices}"
         done = subprocess.run([*base, *extra, "--trainer.callbacks", json.dumps(
-            [{"class_path": "inputopt.dataset_examples.SaveDatasetExamples", "init_args": {"dirpath": str(out)}}])],
+            [{"class_path": "inputopt.callbacks.examples.SaveDatasetExamples", "init_args": {"dirpath": str(out)}}])],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
         assert done.returncode == 0, done.stderr[-3000:]
         runs[devices] = json.loads((out / "examples.json").read_text())

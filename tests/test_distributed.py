@@ -14,8 +14,8 @@ import yaml
 from lightning.pytorch import Trainer
 
 from inputopt import InputOptimization
+from inputopt.commands.sweep import run_sweep
 from inputopt.objectives import UnitActivation
-from inputopt.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "digits.yaml"

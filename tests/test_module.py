@@ -274,7 +274,8 @@ class CountForwards(torch.nn.Module):
 
 def test_transforms_reach_the_loss_forward_only(tiny_net, tmp_path):
     """Pad(4) makes transformed images 40x40: only the loss forward may see that size."""
-    from inputopt.callbacks import PredictionTable, SaveImages, SphereCheck
+    from inputopt.callbacks.images import SaveImages
+    from inputopt.callbacks.tables import PredictionTable, SphereCheck
 
     net = CountForwards(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(32), tiny_net))
     module = InputOptimization(net, NegativeCrossEntropy(), [MultiScaleEdgeEnergy(0.1)],
@@ -302,7 +303,7 @@ def test_transform_draws_depend_on_unit_and_step_only(tiny_net):
 
 def test_a_plain_loop_gives_the_images_of_a_fit(tiny_net):
     """The loss path and projection are written once: `optimize` in a plain loop equals a Trainer fit."""
-    from inputopt.loss import optimize
+    from inputopt.engine import optimize
 
     def make():
         return InputOptimization(tiny_net, UnitActivation("features.4", unit=[1, 6]), [MultiScaleEdgeEnergy(0.1)],

@@ -130,6 +130,24 @@ class TestBuildNetwork:
         assert_same_tensors(net, state)
         assert_frozen(net)
 
+    @pytest.mark.parametrize("layout", ["wrapped", "prefixed", "wrapped_prefixed", "model"])
+    def test_state_dict_file_common_layouts(self, tmp_path, layout):
+        """Lightning-style {"state_dict": ...}, {"model": ...} and DataParallel's "module." prefix."""
+        state = make_tiny_net(seed=7).state_dict()
+        if "prefixed" in layout:
+            state = {f"module.{k}": v for k, v in state.items()}
+        saved = {"state_dict": state, "epoch": 1} if "wrapped" in layout else {"model": state} if layout == "model" \
+            else state
+        torch.save(saved, tmp_path / "ckpt.pt")
+        net = build_network("tests.conftest.TinyConvNet", state_dict=tmp_path / "ckpt.pt")
+        assert_same_tensors(net, make_tiny_net(seed=7).state_dict())
+
+    @pytest.mark.parametrize("content", [[1, 2], {}])
+    def test_exception_state_dict_not_a_dict(self, tmp_path, content):
+        torch.save(content, tmp_path / "bad.pt")
+        with pytest.raises(ValueError, match=r"bad.pt' must hold a dict of tensors"):
+            build_network("tests.conftest.TinyConvNet", state_dict=tmp_path / "bad.pt")
+
     def test_exception_state_dict_missing(self, tmp_path):
         missing = tmp_path / "nope.pth"
         with pytest.raises(FileNotFoundError, match="nope.pth"):

@@ -7,7 +7,8 @@ from functools import partial
 import pytest
 import torch
 
-from inputopt.loss import LossPath, optimize
+from inputopt.engine import optimize
+from inputopt.loss import LossPath
 from inputopt.objectives import NegativeCrossEntropy
 from inputopt.optim import NormalizedGradient, SignGradient
 from inputopt.params import PixelImage

@@ -3,7 +3,7 @@
 - projections: ``project_lp_ball`` and ``ImageParam.project_`` land in the ε-ball and the box, are the
   nearest such point, apply the ball before the box, and leave points already inside where they are;
 - batch independence: a unit's optimized image does not depend on the batch it is optimized in, nor on
-  its position there (random transforms included), through :func:`inputopt.loss.optimize` and through a
+  its position there (random transforms included), through :func:`inputopt.engine.optimize` and through a
   Lightning fit of :class:`~inputopt.InputOptimization`;
 - the multi-scale edge energy is a quadratic form: ``h(a·x) = a²·h(x)``, and, because its blur pads with
   zeros, adding a constant is *not* free: ``h(x + c) = h(x) + c·⟨∇h(x), 1⟩ + c²·h(1)`` with ``h(1) > 0``;
@@ -28,8 +28,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from inputopt.engine import optimize
 from inputopt.functional import lp_norms, multi_scale_edge_energy, project_lp_ball, random_sphere_points, row_seeds
-from inputopt.loss import LossPath, optimize
+from inputopt.loss import LossPath
 from inputopt.module import InputOptimization
 from inputopt.networks import build_network
 from inputopt.objectives import UnitActivation
@@ -234,7 +235,7 @@ def unit_batches(draw, max_units: int = 4):
 
 
 def _optimize_units(case: dict, units: list[int]) -> torch.Tensor:
-    """Optimize ``units`` together in one batch with inputopt.loss.optimize; their images, in that order."""
+    """Optimize ``units`` together in one batch with inputopt.engine.optimize; their images, in that order."""
     param = case["param_cls"](**case["param_options"]).initialize(case["shape"], units, case["seed"])
     path = LossPath(float64_network(case["network"]), UnitActivation(case["layer"], unit=list(units)),
                     [MultiScaleEdgeEnergy(0.05)] if case["prior"] else [],

@@ -10,15 +10,16 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger
 
-from inputopt.callbacks import QualityMetrics
+from inputopt.callbacks.examples import SaveDatasetExamples
+from inputopt.callbacks.quality import QualityMetrics
 from inputopt.capture import capture_activations
 from inputopt.data import Digits
-from inputopt.dataset_examples import DatasetExamples, SaveDatasetExamples
 from inputopt.metrics import diversity, high_frequency_energy
 from inputopt.module import InputOptimization
 from inputopt.networks import build_network
 from inputopt.objectives import ChannelSum, UnitActivation
 from inputopt.priors import MultiScaleEdgeEnergy
+from inputopt.runners.examples import DatasetExamples
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
 
@@ -81,7 +82,7 @@ def test_bad_settings_fail_before_the_first_step(tmp_path):
 def test_added_to_a_config_from_the_command_line(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from inputopt.fit_cli import cli
+    from inputopt.commands.fit import cli
 
     monkeypatch.chdir(tmp_path)
     config = Path(__file__).resolve().parents[1] / "configs" / "digits.yaml"

@@ -16,9 +16,9 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from inputopt import CheckpointOnInterrupt, InputOptimization, SaveImages, UnitActivation
-from inputopt.callbacks import RunLock, RunLockedError
-from inputopt.fit_cli import cli
-from inputopt.loss import NonFiniteError
+from inputopt.callbacks.checkpoints import RunLock, RunLockedError
+from inputopt.commands.fit import cli
+from inputopt.engine import NonFiniteError
 from tests.conftest import make_tiny_net
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,11 +13,11 @@ import torch
 from lightning.pytorch import Trainer
 
 from inputopt.attacks import FMN, PGD
-from inputopt.callbacks import SaveAttackResults
+from inputopt.callbacks.attack import SaveAttackResults
 from inputopt.data import Digits, ImageFolder
 from inputopt.functional.init import row_seed
 from inputopt.functional.sphere import sphere_label_change
-from inputopt.runner import AttackEvaluation
+from inputopt.runners.attack import AttackEvaluation
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = dict(logger=False, enable_progress_bar=False, enable_model_summary=False)
@@ -128,7 +128,7 @@ def test_attack_command_on_two_processes_equals_one(tmp_path):
         extra = ["--trainer.devices", str(devices)] + (["--trainer.strategy", "ddp"] if devices > 1 else [])
         out = tmp_path / f"devices{devices}"
         done = subprocess.run([*base, *extra, "--trainer.callbacks", json.dumps(
-            [{"class_path": "inputopt.callbacks.SaveAttackResults", "init_args": {"dirpath": str(out)}}])],
+            [{"class_path": "inputopt.callbacks.attack.SaveAttackResults", "init_args": {"dirpath": str(out)}}])],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
         assert done.returncode == 0, done.stderr[-3000:]
         runs[devices] = json.loads((out / "results.json").read_text())

@@ -12,10 +12,12 @@ import yaml
 from lightning.pytorch import Trainer
 from PIL import Image
 
-from inputopt.fit_cli import cli
+from inputopt.callbacks.sweep import SaveSweep
+from inputopt.commands.fit import cli
+from inputopt.commands.sweep import SweepCLI, run_sweep
 from inputopt.objectives import ChannelSum, UnitActivation
 from inputopt.priors import MultiScaleEdgeEnergy
-from inputopt.sweep import FeatureSweep, SaveSweep, SweepCLI, run_sweep
+from inputopt.runners.sweep import FeatureSweep
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "digits.yaml"
@@ -135,14 +137,14 @@ def test_exception_sweep_needs_units(tmp_path, monkeypatch):
 
 
 def test_sweep_cli_parses_what_fit_parses_without_importing_it():
-    """`inputopt sweep` takes the arguments of `inputopt fit`, with its defaults, and inputopt.sweep does not
-    import the command line (inputopt.cli dispatches to it; inputopt.fit_cli is `inputopt fit`)."""
+    """`inputopt sweep` takes the arguments of `inputopt fit`, with its defaults, and the sweep's command line does
+    not import the others (inputopt.cli dispatches to it; inputopt.commands.fit is `inputopt fit`)."""
     sweep = SweepCLI([*ARGS, *ALL])
     fit = cli([*ARGS, *ALL], run=False)
     assert sweep.config["model"] == fit.config["model"]
     assert sweep.config["trainer"]["max_steps"] == fit.config["trainer"]["max_steps"] == 4
     assert sweep.parser.get_defaults()["trainer"]["max_steps"] == fit.parser.get_defaults()["trainer"]["max_steps"]
-    tree = ast.parse((ROOT / "inputopt" / "sweep.py").read_text())
+    tree = ast.parse((ROOT / "inputopt" / "commands" / "sweep.py").read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert not imported & {"inputopt.cli", "inputopt.fit_cli"}
+    assert not imported & {"inputopt.cli", "inputopt.commands.fit"}

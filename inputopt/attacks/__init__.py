@@ -1,7 +1,7 @@
 """Adversarial attacks, callable in one line: ``PGD(model, eps=8/255)(images, labels) -> adversarial images``.
 
 Every attack runs on the loss path and projection of the rest of the library
-(:func:`~inputopt.loss.optimize`); :meth:`Attack.run` returns an :class:`AttackResult` per ε with
+(:func:`~inputopt.engine.optimize`); :meth:`Attack.run` returns an :class:`AttackResult` per ε with
 per-sample success, norms and the step at which each sample first succeeded.
 """
 

@@ -12,10 +12,12 @@ import torch
 from torch import Tensor, nn
 
 from inputopt._config import Configurable
+from inputopt.capture import OUTPUT, evaluate
+from inputopt.engine import optimize
 from inputopt.functional.init import seeded_ball_noise
 from inputopt.functional.projection import Norm, lp_norms
 from inputopt.functional.sphere import sphere_check
-from inputopt.loss import LossPath, optimize
+from inputopt.loss import LossPath
 from inputopt.networks import Normalize, build_network
 from inputopt.objectives.classification import LabelObjective, Margin, NegativeCrossEntropy
 from inputopt.params.pixel import PixelImage
@@ -144,7 +146,7 @@ class Attack(Configurable, ABC):
     Images live in pixel space (``bounds``, default ``[0, 1]``); give the network's input normalization
     as ``mean``/``std`` and the attack puts it in front of the network. Every attack runs on the shared
     loss path (:class:`~inputopt.loss.LossPath`) and projection (:meth:`~inputopt.params.ImageParam.project_`)
-    through :func:`~inputopt.loss.optimize`. :meth:`run` returns an :class:`AttackResult` per ε with the
+    through :func:`~inputopt.engine.optimize`. :meth:`run` returns an :class:`AttackResult` per ε with the
     per-sample success, perturbation norms and the step at which each sample first succeeded.
 
     Args:
@@ -159,7 +161,7 @@ class Attack(Configurable, ABC):
         weights: torchvision weights name, for a named network.
         state_dict: local state_dict file, for a named network.
         seed: random starts of sample ``i`` depend only on ``(seed, keys[i])`` (its index by default,
-            its data-set index in :class:`~inputopt.runner.AttackEvaluation`).
+            its data-set index in :class:`~inputopt.runners.attack.AttackEvaluation`).
     """
 
     def __init__(self, model: str | nn.Module, eps: float | Sequence[float] | None = None, norm: Norm = "Linf",
@@ -174,6 +176,7 @@ class Attack(Configurable, ABC):
             self.network = model
         else:
             raise TypeError(f"model must be an nn.Module or a network name, got {type(model).__name__}")
+        self.network_name = model if isinstance(model, str) else None  # for class names in results
         if norm not in ("Linf", "L2"):
             raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
         if loss not in LOSSES:
@@ -250,8 +253,8 @@ class Attack(Configurable, ABC):
     def predict(self, images: Tensor) -> Tensor:
         """The predicted class of each image (normalization included)."""
         with torch.no_grad(), _attack_mode(self.network):
-            x = images if self.normalize is None else self.normalize.to(images.device)(images)
-            return self.network(x).argmax(1)
+            normalize = None if self.normalize is None else self.normalize.to(images.device)
+            return evaluate(self.network, images, [OUTPUT], normalize)[OUTPUT].argmax(1)
 
     def run(self, images: Tensor, labels: Tensor | None = None, target: Tensor | int | None = None,
             keys: Sequence[int] | None = None, start: Tensor | None = None,
@@ -386,7 +389,7 @@ class Tracker:
 def run_optimize(path: LossPath, param: PixelImage, targets: Tensor, steps: int, optimizer: Callable,
                  track: Tracker, freeze_done: bool = False, scheduler: Callable | None = None,
                  extra: Callable[[int, dict[str, Tensor]], None] | None = None) -> Tensor:
-    """Run :func:`~inputopt.loss.optimize` for an attack (tracking success) and return the final images."""
+    """Run :func:`~inputopt.engine.optimize` for an attack (tracking success) and return the final images."""
     def callback(step: int, terms: dict[str, Tensor]) -> None:
         track(step, terms, param().detach())
         if extra is not None:

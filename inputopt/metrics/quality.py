@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from inputopt.capture import OUTPUT, capture_activations
+from inputopt.capture import OUTPUT, evaluate
 from inputopt.functional.plausibility import plausibility_distance
 from inputopt.metrics.topk import unit_scores
 
@@ -105,7 +105,7 @@ def diversity(features: Tensor) -> Tensor:
 
 # -- metrics ------------------------------------------------------------------------------------------
 def _networks(networks: str | nn.Module | Sequence[str | nn.Module], seed: int) -> list[nn.Module]:
-    from inputopt.module import frozen_network
+    from inputopt.networks import frozen_network
 
     items = [networks] if isinstance(networks, (str, nn.Module)) else list(networks)
     if not items:
@@ -137,10 +137,7 @@ class _NetworkMetric(Metric):
 
     @torch.no_grad()
     def _activations(self, network: nn.Module, images: Tensor, layer: str | None) -> Tensor:
-        x = images.float()
-        if self._normalize is not None:
-            x = self._normalize(x)
-        return capture_activations(network, x, [layer or OUTPUT])[layer or OUTPUT]
+        return evaluate(network, images.float(), [layer or OUTPUT], self._normalize)[layer or OUTPUT]
 
 
 class TransferAccuracy(_NetworkMetric):
@@ -273,9 +270,11 @@ class Diversity(_NetworkMetric):
     """The mean pairwise cosine distance of all the images seen, in a layer's feature space: the
     :func:`diversity` of their flattened features.
 
-    The state is the sum of the unit-norm feature vectors ``s = Σ u_i`` and their count ``n``: since
-    ``Σ_{i≠j} cos(f_i, f_j) = ‖s‖² − n``, the mean over pairs is ``1 − (‖s‖² − n) / (n(n − 1))``. Both sum
-    across processes, so the memory does not grow with the number of images.
+    The state is the sum of the unit-norm feature vectors ``s = Σ u_i``, the sum of their squared norms
+    ``q = Σ ‖u_i‖²`` and their count ``n``: since ``Σ_{i≠j} cos(f_i, f_j) = ‖s‖² − q``, the mean over pairs is
+    ``1 − (‖s‖² − q) / (n(n − 1))``. ``q`` is ``n`` but for features that are all zero (a dead ReLU layer), whose
+    cosine with anything is 0, as in :func:`diversity`. All three sum across processes, so the memory does not
+    grow with the number of images.
 
     Args:
         network: the network (a name or a module).
@@ -297,13 +296,15 @@ class Diversity(_NetworkMetric):
         super().__init__(network, mean, std, **kwargs)
         self.layer = layer
         self.add_state("direction_sum", torch.zeros(0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("square_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, images: Tensor) -> None:
         """``images``: ``(B, C, H, W)`` in pixel space."""
         features = self._activations(self._networks[0], images, self.layer).flatten(1).double()
-        unit = nn.functional.normalize(features, dim=1).sum(0)
-        self.direction_sum = unit if self.direction_sum.numel() == 0 else self.direction_sum + unit
+        units = nn.functional.normalize(features, dim=1)
+        self.direction_sum = units.sum(0) if self.direction_sum.numel() == 0 else self.direction_sum + units.sum(0)
+        self.square_sum += units.square().sum()
         self.count += features.shape[0]
 
     def compute(self) -> Tensor:
@@ -311,7 +312,7 @@ class Diversity(_NetworkMetric):
         n = self.count
         if n < 2:
             raise ValueError(f"Diversity needs at least 2 images, got {int(n)}")
-        return (1 - (self.direction_sum.square().sum() - n) / (n * (n - 1))).float()
+        return (1 - (self.direction_sum.square().sum() - self.square_sum) / (n * (n - 1))).float()
 
 
 class Plausibility(_NetworkMetric):

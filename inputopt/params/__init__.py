@@ -2,7 +2,7 @@
 
 from inputopt.params.base import ImageParam
 from inputopt.params.fourier import FourierImage
-from inputopt.params.maco import MacoImage, SaveImportance
+from inputopt.params.maco import MacoImage
 from inputopt.params.pixel import PixelImage
 
 __all__ = ["FourierImage", "ImageParam", "MacoImage", "PixelImage", "SaveImportance"]

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from inputopt.capture import capture_activations
-from inputopt.loss import LossPath, optimize
+from inputopt.engine import optimize
+from inputopt.loss import LossPath
 from inputopt.objectives import ChannelInteraction, ChannelSum, DeepDream, UnitActivation, UnitsObjective
-from inputopt.params import PixelImage
 from inputopt.objectives.base import select_rows
+from inputopt.params import PixelImage
 
 
 def _acts(shape, seed=0):

@@ -8,7 +8,8 @@ import torch
 
 from inputopt import InputOptimization
 from inputopt.capture import capture_activations
-from inputopt.loss import LossPath, optimize
+from inputopt.engine import optimize
+from inputopt.loss import LossPath
 from inputopt.objectives import Alignment, ChannelSum, Diversity, Sum, UnitActivation
 from inputopt.objectives.base import select_rows
 from inputopt.params import PixelImage
@@ -188,7 +189,7 @@ def test_digits_diversity_config_runs(tmp_path, monkeypatch):
     """configs/digits_diversity.yaml from the command line: 8 images, 4 copies of each of two channels."""
     from pathlib import Path
 
-    from inputopt.fit_cli import cli
+    from inputopt.commands.fit import cli
 
     config = Path(__file__).resolve().parents[2] / "configs" / "digits_diversity.yaml"
     monkeypatch.chdir(tmp_path)

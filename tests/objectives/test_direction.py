@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from inputopt._config import instantiate
 from inputopt.capture import capture_activations
-from inputopt.loss import LossPath, optimize
+from inputopt.engine import optimize
+from inputopt.loss import LossPath
 from inputopt.objectives import Direction
 from inputopt.objectives.base import select_rows
 from inputopt.params import PixelImage

@@ -10,9 +10,10 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from inputopt import ChannelSum, InputOptimization, Jitter, MultiScaleEdgeEnergy, RandomRotate
-from inputopt.fit_cli import cli
+from inputopt.callbacks.importance import SaveImportance
+from inputopt.commands.fit import cli
 from inputopt.functional.magnitude import default_magnitude, estimate_magnitude
-from inputopt.params import MacoImage, SaveImportance
+from inputopt.params import MacoImage
 
 SHAPE = (3, 32, 32)
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

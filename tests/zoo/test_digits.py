@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from lightning.pytorch import Trainer
 
 from inputopt import InputOptimization, NegativeCrossEntropy
-from inputopt.fit_cli import cli
+from inputopt.commands.fit import cli
 from inputopt.functional import sphere_check
 from inputopt.zoo import DIGITS_CLASSES, digits_cnn, load_digits_split
 

@@ -1,106 +1,21 @@
-"""Dataset runners: many input optimizations, one per batch of a data set, inside Lightning's test loop.
-
-Each test batch is optimized in an inner loop (:func:`~inputopt.loss.optimize`, with gradients enabled
-inside the evaluation step), under the trainer's device and precision. Several devices split the *data*
-with a distributed sampler that never repeats a sample, so metrics and results equal a one-process run.
-"""
+"""Evaluate an attack over a data set: :class:`AttackEvaluation`, a dataset runner."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningModule
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch import Tensor
+from torch.utils.data import Dataset
 from torchmetrics import MeanMetric
 
 from inputopt.attacks.base import Attack, AttackResult
 from inputopt.functional.init import row_seed
 from inputopt.functional.sphere import sphere_label_changes
 from inputopt.metrics import AttackSuccessRate, PerturbationNorms, RobustAccuracy, SphereLabelChange
+from inputopt.runners.base import DatasetRunner, inner_optimization
 
-__all__ = ["AttackEvaluation", "DatasetRunner", "IndexedDataset", "attack_main", "inner_optimization",
-           "runner_command"]
-
-
-class IndexedDataset(Dataset):
-    """``(index, *sample)`` for every sample of ``dataset``: the index seeds the sample's randomness.
-
-    Example:
-        >>> IndexedDataset([("a", 0), ("b", 1)])[1]
-        (1, 'b', 1)
-    """
-
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> tuple:
-        sample = self.dataset[index]
-        return (index, *sample) if isinstance(sample, (tuple, list)) else (index, sample)
-
-
-@contextlib.contextmanager
-def inner_optimization() -> Iterator[None]:
-    """Gradients on inside an evaluation step (Lightning runs those under ``inference_mode``/``no_grad``).
-
-    Clone the batch's tensors inside this context: tensors made under inference mode cannot be saved
-    for backward.
-    """
-    with torch.inference_mode(False), torch.enable_grad():
-        yield
-
-
-class DatasetRunner(LightningModule):
-    """Base of the runners: a frozen network outside the module tree, and the data of the test loop.
-
-    A subclass implements ``test_step`` (each batch starts with the samples' data-set indices) and its
-    metrics. ``trainer.test(runner)`` runs it over :attr:`dataset`, on any number of devices.
-
-    Args:
-        network: the frozen network (kept in eval mode, moved with the runner, never checkpointed).
-        dataset: the samples (anything with ``__len__`` and ``__getitem__``).
-        batch_size: samples per batch.
-        num_workers: data-loading worker processes.
-    """
-
-    def __init__(self, network: nn.Module, dataset: Any, batch_size: int = 64, num_workers: int = 0) -> None:
-        super().__init__()
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
-        if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-            raise TypeError(f"dataset must be a map-style data set (with __len__ and __getitem__), got "
-                            f"{type(dataset).__name__}")
-        object.__setattr__(self, "_network", network)  # outside the module tree: not saved or mode-switched
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-
-    @property
-    def network(self) -> nn.Module:
-        return self._network
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        self._network._apply(fn, *args, **kwargs)
-        return self
-
-    def test_dataloader(self) -> DataLoader:
-        data = IndexedDataset(self.dataset)
-        trainer = self._trainer
-        sampler = None
-        if trainer is not None and trainer.world_size > 1:  # each sample exactly once, on one process
-            sampler = UnrepeatedDistributedSampler(data, num_replicas=trainer.world_size, rank=trainer.global_rank,
-                                                   shuffle=False)
-        return DataLoader(data, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
+__all__ = ["AttackEvaluation"]
 
 
 class AttackEvaluation(DatasetRunner):
@@ -116,7 +31,7 @@ class AttackEvaluation(DatasetRunner):
       ``sphere_factor·‖δ‖₂`` around the clean image whose label differs from the clean label.
 
     They are logged at the end of the run (``robust_accuracy/eps=0.1``, ...) and kept in :attr:`results`
-    (one row per ε); :class:`~inputopt.callbacks.SaveAttackResults` writes them with example images. A
+    (one row per ε); :class:`~inputopt.callbacks.attack.SaveAttackResults` writes them with example images. A
     sample's random start and sphere points depend only on ``(seed, its index in the data set)``, so
     several devices (which split the data) give the metrics of one.
 
@@ -229,33 +144,3 @@ class AttackEvaluation(DatasetRunner):
         self.log("clean_accuracy", clean, sync_dist=False)
         for metric in (self.clean_accuracy, self.robust_accuracy, self.success_rate, self.norms, self.sphere):
             metric.reset()
-
-
-def runner_command(runner: type[DatasetRunner], argv: Sequence[str], prog: str, description: str) -> DatasetRunner:
-    """The command line of a dataset runner: parse its config (``model:`` the runner's arguments,
-    ``trainer:`` devices, precision, logger, callbacks, as for ``inputopt fit``) and run ``trainer.test``.
-
-    Example:
-        >>> runner_command(AttackEvaluation, ["--config", "configs/digits_pgd.yaml"], "inputopt attack", "")  # doctest: +SKIP
-    """
-    from lightning.pytorch.cli import LightningCLI
-
-    from inputopt._config import import_components
-
-    import_components()  # short class names in the config
-    cli = LightningCLI(runner, args=list(argv), run=False,
-                       trainer_defaults={"logger": False, "enable_model_summary": False},
-                       seed_everything_default=0, save_config_kwargs={"overwrite": True},
-                       parser_kwargs={"prog": prog, "description": description})
-    cli.trainer.test(cli.model, verbose=False)
-    return cli.model
-
-
-def attack_main(argv: Sequence[str]) -> AttackEvaluation:
-    """``inputopt attack --config configs/digits_pgd.yaml``: evaluate an attack over a data set.
-
-    Example:
-        >>> attack_main(["--config", "configs/digits_pgd.yaml", "--model.dataset.init_args.limit", "64"])  # doctest: +SKIP
-    """
-    return runner_command(AttackEvaluation, argv, "inputopt attack", "Evaluate an attack over a data set: clean and "
-                        "robust accuracy per eps, perturbation norms, the random-sphere check.")

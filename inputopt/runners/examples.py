@@ -1,37 +1,29 @@
 """Dataset examples: the natural images that drive each unit most, found in one pass over a data set.
 
-:class:`DatasetExamples` is a :class:`~inputopt.runner.DatasetRunner`: every test batch goes through the
+:class:`DatasetExamples` is a :class:`~inputopt.runners.base.DatasetRunner`: every test batch goes through the
 frozen network up to one layer, and a :class:`~inputopt.metrics.TopKExamples` state keeps, for every
 unit, the ``k`` best scores with their data-set indices and maximal positions. Several devices split the
 data with the runner's distributed sampler; the states are all-gathered and merged at the end, so the
-result equals one process. :class:`SaveDatasetExamples` writes ``examples.json`` and ``examples.png``.
+result equals one process. :class:`~inputopt.callbacks.examples.SaveDatasetExamples` writes ``examples.json`` and ``examples.png``.
 ``inputopt examples --config configs/digits_examples.yaml`` runs both (:func:`examples_main`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.utils.data import Dataset
-from torchvision.utils import save_image
 
-from inputopt.capture import OUTPUT, capture_activations
-from inputopt.functional.display import DisplayMode
+from inputopt.capture import OUTPUT, evaluate
+from inputopt.engine import check_precision
 from inputopt.metrics.topk import TopKExamples, unit_scores
-from inputopt.module import check_precision, frozen_network
-from inputopt.networks import Normalize
-from inputopt.results import image_grid
-from inputopt.runner import DatasetRunner, runner_command
+from inputopt.networks import Normalize, frozen_network, probe
+from inputopt.runners.base import DatasetRunner
 
-__all__ = ["DatasetExamples", "SaveDatasetExamples", "crop_around", "examples_main"]
+__all__ = ["DatasetExamples", "crop_around"]
 
 
 def crop_around(image: Tensor, position: int, map_shape: Sequence[int], size: int) -> Tensor:
@@ -130,8 +122,10 @@ class DatasetExamples(DatasetRunner):
         self.layer = layer
         self.normalize = Normalize(mean, std) if mean is not None else None
         self.crop_size = crop_size
-        probe = self._activations(self._image(0).unsqueeze(0))  # checks the layer, gives the units and the map
-        count = probe.shape[1]
+        layer_out = [layer or OUTPUT]  # checks the layer, gives the units and the map
+        probe_ = probe(self.network, self._image(0).unsqueeze(0).float(), layer_out, self.normalize,
+                       self.network_name)[layer or OUTPUT]
+        count = probe_.shape[1]
         if units == "all":
             units = list(range(count))
         units = [units] if isinstance(units, int) and not isinstance(units, bool) else list(units)
@@ -139,7 +133,7 @@ class DatasetExamples(DatasetRunner):
             raise ValueError(f"units must be ints in [0, {count}) for layer {layer!r} ({count} channels/features), "
                              f"or 'all'; got {units!r}")
         self.units = units
-        self.map_shape = list(probe.shape[-2:]) if probe.ndim == 4 else None
+        self.map_shape = list(probe_.shape[-2:]) if probe_.ndim == 4 else None
         if crop_size is not None and crop_size > min(self._image(0).shape[-2:]):
             raise ValueError(f"crop_size {crop_size} is larger than the images {tuple(self._image(0).shape)}")
         self.k = k
@@ -156,10 +150,7 @@ class DatasetExamples(DatasetRunner):
 
     @torch.no_grad()
     def _activations(self, images: Tensor) -> Tensor:
-        x = images.float()
-        if self.normalize is not None:
-            x = self.normalize(x)
-        return capture_activations(self.network, x, [self.layer or OUTPUT])[self.layer or OUTPUT]
+        return evaluate(self.network, images.float(), [self.layer or OUTPUT], self.normalize)[self.layer or OUTPUT]
 
     def setup(self, stage: str) -> None:
         check_precision(self.trainer)
@@ -204,56 +195,3 @@ class DatasetExamples(DatasetRunner):
                 row.append(image.float())
             rows.append(torch.stack(row))
         return torch.stack(rows)
-
-
-class SaveDatasetExamples(Callback):
-    """At the end of a :class:`DatasetExamples` run, write ``examples.json`` (its :attr:`~DatasetExamples.results`)
-    and ``examples.png`` (one row per unit, its ``k`` examples best first), and log the picture to
-    TensorBoard (tag ``dataset_examples``). Only rank 0 writes.
-
-    Args:
-        dirpath: where to write; default the trainer's log directory (or its root directory).
-        display: ``"clamp"`` (pixel space, the default) or ``"std"``.
-        scale: integer upscaling of the picture (nearest neighbour), for small images.
-
-    Example:
-        >>> from lightning.pytorch import Trainer
-        >>> trainer = Trainer(callbacks=[SaveDatasetExamples("results/digits_examples", scale=2)])
-    """
-
-    def __init__(self, dirpath: str | os.PathLike | None = None, display: DisplayMode = "clamp", scale: int = 1) -> None:
-        self.dirpath = dirpath
-        self.display = display
-        self.scale = scale
-        self.paths: list[Path] = []
-
-    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not isinstance(pl_module, DatasetExamples):
-            raise TypeError(f"SaveDatasetExamples works with DatasetExamples, not {type(pl_module).__name__}")
-        out = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)  # log_dir: a collective
-        if not trainer.is_global_zero:
-            return
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "examples.json").write_text(json.dumps(pl_module.results, indent=1) + "\n")
-        images = pl_module.example_images()
-        grid = image_grid(images.flatten(0, 1), self.display, nrow=images.shape[1], scale=self.scale)
-        save_image(grid, out / "examples.png")
-        self.paths = [out / "examples.json", out / "examples.png"]
-        experiment = getattr(trainer.logger, "experiment", None)
-        if hasattr(experiment, "add_image"):
-            experiment.add_image("dataset_examples", grid, 0)
-        rank_zero_info(f"inputopt: top-{pl_module.k} examples of {len(pl_module.units)} units of "
-                       f"{pl_module.layer!r} in {out}")
-
-
-def examples_main(argv: Sequence[str]) -> DatasetExamples:
-    """``inputopt examples --config ...``: parse a :class:`DatasetExamples` config and run ``trainer.test``.
-
-    The config has ``model:`` (``network``, ``layer``, ``units``, ``dataset``, ``k``, ``crop_size``, ...)
-    and ``trainer:`` (devices, logger, callbacks such as :class:`SaveDatasetExamples`).
-
-    Example:
-        >>> examples_main(["--config", "configs/digits_examples.yaml"])  # doctest: +SKIP
-    """
-    return runner_command(DatasetExamples, argv, "inputopt examples", "Find the top-k natural images of every unit "
-                        "of a layer over a data set (dataset examples).")

@@ -1,4 +1,9 @@
-"""Data sets that work offline, for dataset runners (``inputopt attack``): samples are ``(image, label)``."""
+"""Data sets that work offline, for dataset runners (``inputopt attack``): samples are ``(image, label)``.
+
+:class:`Digits` (the zoo's digits), :class:`ImageFolder` (your own images), and real photographs
+(:mod:`inputopt.data.photos`): :class:`Photos` (labelled 224 px photos) and :class:`PhotoCrops` (many
+224 px crops of them).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ from collections.abc import Sequence
 from torch.utils.data import TensorDataset
 from torchvision import datasets, transforms
 
-__all__ = ["Digits", "ImageFolder"]
+from inputopt.data.photos import PhotoCrops, Photos, photo
+
+__all__ = ["Digits", "ImageFolder", "PhotoCrops", "Photos", "photo"]
 
 
 class Digits(TensorDataset):

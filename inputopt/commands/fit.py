@@ -10,9 +10,10 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from inputopt._config import import_components
-from inputopt.callbacks import RunLock
-from inputopt.module import InputOptimization, check_max_steps, check_precision
+from inputopt.callbacks.checkpoints import RunLock
+from inputopt.commands.common import import_components
+from inputopt.engine import check_precision
+from inputopt.module import InputOptimization, check_max_steps
 
 __all__ = ["InputOptCLI", "check_ckpt_file", "check_last_checkpoint", "cli", "fit_main"]
 
@@ -31,7 +32,7 @@ class _SaveConfigAtFirstStep(SaveConfigCallback):
 class InputOptCLI(LightningCLI):
     """LightningCLI for :class:`InputOptimization`, with defaults that suit input optimization.
 
-    A fit holds its run folder (the logger's directory) with :class:`~inputopt.callbacks.RunLock`, and a
+    A fit holds its run folder (the logger's directory) with :class:`~inputopt.callbacks.checkpoints.RunLock`, and a
     config without a ``ModelCheckpoint`` writes no checkpoint (Lightning would add its default one).
     """
 
@@ -85,7 +86,7 @@ def check_ckpt_file(ckpt_path: str | None) -> None:
 
 def check_last_checkpoint(trainer: Trainer) -> None:
     """Refuse ``--ckpt_path last`` when there is no last checkpoint: Lightning only warns, and starts over."""
-    from inputopt.callbacks import CheckpointOnInterrupt
+    from inputopt.callbacks.checkpoints import CheckpointOnInterrupt
 
     found, places = [], []
     for callback in trainer.callbacks:

@@ -1,0 +1,163 @@
+"""What an atlas is made of: its settings as dataclasses (what ``inputopt atlas --config`` parses), the
+layer folders' names, and the record that a second atlas into the same folder is checked against."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["AtlasExamples", "AtlasLayer", "AtlasMetrics", "AtlasVisualization", "full_class_path", "layer_slug",
+           "resolve_unit_names"]
+
+
+@dataclass
+class AtlasLayer:
+    """One layer of the atlas.
+
+    Args:
+        name: dotted layer name from ``named_modules()`` (``None``: the network's output, the classes).
+        units: channel/feature indices, or ``"all"``.
+        crop_size: the receptive field in pixels of a unit of this layer (``None``: whole images, as
+            for a ``(B, F)`` layer): the side of the box marked on its dataset examples.
+        context: the side in pixels of the crop shown around the box (``None``: twice ``crop_size``, at
+            most the image).
+        display: how this layer's visualizations are shown (``None``: ``visualization.display``).
+        unit_names: a name per unit of the layer (the classes of the output, say), shown beside the unit
+            numbers: a list indexed by unit, or the dotted path of a function that returns one
+            (``inputopt.zoo.efficientnet.imagenet_classes``).
+    """
+
+    name: str | None
+    units: list[int] | Literal["all"] = "all"
+    crop_size: int | None = None
+    context: int | None = None
+    display: Literal["std", "clamp"] | None = None
+    unit_names: list[str] | str | None = None
+
+
+@dataclass
+class AtlasVisualization:
+    """How every unit is visualized: the options of ``inputopt sweep`` (one sweep per layer and seed).
+
+    Args:
+        param: the image parameterization (``{"class_path", "init_args"}``; default ``PixelImage()``).
+        priors: penalties on the images.
+        transforms: robustness transforms of the loss forward.
+        optimizer: ``{"class_path", "init_args"}`` (default Adam with lr 0.1).
+        steps: optimization steps of every unit.
+        seeds: one image per unit and seed (a unit's starting noise and transforms come from the seed).
+        units_per_batch: units optimized together.
+        display: ``"std"`` or ``"clamp"``: how the images are shown.
+    """
+
+    param: dict[str, Any] | None = None
+    priors: list[dict[str, Any]] = field(default_factory=list)
+    transforms: list[dict[str, Any]] = field(default_factory=list)
+    optimizer: dict[str, Any] | None = None
+    steps: int = 250
+    seeds: list[int] = field(default_factory=lambda: [0])
+    units_per_batch: int = 64
+    display: Literal["std", "clamp"] = "std"
+
+
+@dataclass
+class AtlasExamples:
+    """The dataset examples of every unit (``inputopt examples``, one pass over the data per layer).
+
+    Args:
+        dataset: the data set (``{"class_path", "init_args"}``), samples ``(image, ...)`` in pixel space.
+        k: examples per unit.
+        batch_size: images per batch.
+        num_workers: data-loading worker processes.
+    """
+
+    dataset: dict[str, Any] = field(default_factory=lambda: {"class_path": "inputopt.data.Digits"})
+    k: int = 8
+    batch_size: int = 64
+    num_workers: int = 0
+
+
+@dataclass
+class AtlasMetrics:
+    """The quality metrics of every unit's images.
+
+    Args:
+        transfer_networks: independent networks; for the output layer's units (the classes), whether each
+            network classifies the unit's visualization as its class.
+        high_frequency_cutoff: cutoff of the high-frequency energy, in cycles per pixel.
+    """
+
+    transfer_networks: list[str] = field(default_factory=list)
+    high_frequency_cutoff: float = 0.25
+
+
+_SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def layer_slug(name: str | None) -> str:
+    """The folder (and page) name of a layer: the name itself when it is made of safe characters, else a
+    cleaned name with a hash of the exact name; the output (``None``) is ``output-<hash>``.
+
+    Example:
+        >>> layer_slug("features.4")
+        'features.4'
+        >>> layer_slug("<script>")
+        'script-5b63e5b2'
+    """
+    if name is not None and _SAFE.match(name) and not name.startswith("output-"):
+        return name
+    text = "output" if name is None else (re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "layer")[:40]
+    digest = hashlib.sha256(("\0" if name is None else name).encode()).hexdigest()[:8]
+    return f"{text}-{digest}"
+
+
+def full_class_path(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A component config with its ``class_path`` written in full (``PixelImage`` ->
+    ``inputopt.params.pixel.PixelImage``), so that it is the same record however it was spelt.
+
+    Example:
+        >>> full_class_path({"class_path": "PixelImage", "init_args": {"std": 0.01}})
+        {'class_path': 'inputopt.params.pixel.PixelImage', 'init_args': {'std': 0.01}}
+    """
+    if config is None:
+        return None
+    if not isinstance(config, Mapping) or "class_path" not in config:
+        raise ValueError(f"a component config needs a 'class_path', got {config!r}")
+    path = str(config["class_path"])
+    module_name, _, name = path.rpartition(".")
+    if module_name:
+        cls = getattr(importlib.import_module(module_name), name, None)
+    else:
+        import inputopt
+
+        cls = getattr(inputopt, name, None) if name in inputopt.__all__ else None
+    if not isinstance(cls, type):
+        raise ValueError(f"class_path {path!r} names no class (give a dotted path, or a name of inputopt.__all__)")
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(config.get("init_args") or {})}
+
+
+def resolve_unit_names(names: list[str] | str | None, count: int) -> list[str] | None:
+    """The names of a layer's ``count`` units: ``names`` itself, or what the function at its dotted path
+    returns; checked to name every unit.
+
+    Example:
+        >>> resolve_unit_names(["zero", "one"], 2)
+        ['zero', 'one']
+    """
+    if names is None:
+        return None
+    if isinstance(names, str):
+        module_name, _, attr = names.rpartition(".")
+        try:
+            function = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError, ValueError) as error:
+            raise ValueError(f"unit_names {names!r}: cannot import it ({error})") from error
+        names = function()
+    names = [str(n) for n in names]
+    if len(names) != count:
+        raise ValueError(f"unit_names must name each of the layer's {count} units, got {len(names)} names")
+    return names

@@ -1,0 +1,544 @@
+"""``inputopt atlas``: every unit of some layers, visualized (sweeps), with its dataset examples and quality
+metrics, as a static web site in one folder. Resumable: every piece is a file, computed only when missing.
+
+The folder (``atlas_dir``)::
+
+    atlas.yaml                         what defines the results (refused if another atlas wrote it)
+    index.html, site/                  the web site (rebuilt from the files below at every run)
+    layers/<slug>/layer.json           the layer's name, shape, kind and units
+    layers/<slug>/seed-<s>/            the sweep of the layer's units with seed s (inputopt sweep's folder)
+    layers/<slug>/fit-seed-<s>.yaml    the inputopt fit config that reproduces any of its units
+    layers/<slug>/examples/            examples.json (inputopt examples) and crops/<unit>-<rank>.png
+    layers/<slug>/metrics.json         activation ratio, high-frequency energy, transfer, per unit
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import Tensor, nn
+
+from inputopt.atlas.config import (
+    AtlasExamples,
+    AtlasLayer,
+    AtlasMetrics,
+    AtlasVisualization,
+    full_class_path,
+    layer_slug,
+    resolve_unit_names,
+)
+
+__all__ = ["Atlas", "atlas_main", "RECORD"]
+
+#: The file of an atlas folder that records what defines its results.
+RECORD = "atlas.yaml"
+
+_QUIET = dict(logger=False, enable_model_summary=False, enable_checkpointing=False, enable_progress_bar=False)
+
+
+def _as(cls: type, value: Any) -> Any:
+    return cls(**value) if isinstance(value, Mapping) else value
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so that the file exists only complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def _is_rank_zero() -> bool:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+class Atlas:
+    """An atlas of a network: for every unit of ``layers``, its visualization(s), its top-``k`` dataset
+    examples (crops with the receptive field marked) and its quality metrics, and a static web site
+    (``index.html``) that opens from the file system.
+
+    :meth:`run` computes what is missing (a sweep per layer and seed through :class:`~inputopt.FeatureSweep`
+    and :class:`~inputopt.SaveSweep`, the examples through
+    :class:`~inputopt.runners.examples.DatasetExamples`, the metrics through the functional twins of
+    :mod:`inputopt.metrics`) and rebuilds the site from the files. An interrupted atlas resumes: run it
+    again. A folder that holds another atlas configuration is refused, naming the differences.
+
+    Args:
+        network: a network name (zoo, torchvision, dotted path) or an ``nn.Module`` (then no fit command
+            reproduces its units).
+        layers: the layers (:class:`AtlasLayer` or its fields as a dict).
+        atlas_dir: the folder of the atlas.
+        image_shape: ``(C, H, W)`` of the images (default: the named network's own).
+        weights: torchvision weights name for a named network.
+        state_dict: local state_dict file for a named network.
+        mean: per-channel mean subtracted before the network (with ``std``).
+        std: per-channel standard deviation.
+        visualization: how the units are visualized (:class:`AtlasVisualization`).
+        examples: the data set of the dataset examples (:class:`AtlasExamples`).
+        metrics: the quality metrics' settings (:class:`AtlasMetrics`).
+        trainer: ``lightning.pytorch.Trainer`` arguments of the sweeps and examples (``accelerator``,
+            ``devices``, ``strategy``, ``precision``).
+        title: the site's title (default: the network's name).
+        progress: progress bars of the sweeps.
+
+    Example:
+        >>> atlas = Atlas("digits", [AtlasLayer(None, units=[0, 1])], "results/atlas_doc",
+        ...               visualization=AtlasVisualization(steps=5),
+        ...               examples=AtlasExamples({"class_path": "inputopt.data.Digits",
+        ...                                       "init_args": {"limit": 50}}, k=3))
+        >>> times = atlas.run()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        network: str | nn.Module,
+        layers: Sequence[AtlasLayer | Mapping[str, Any]],
+        atlas_dir: str = "results/atlas",
+        image_shape: Sequence[int] | None = None,
+        weights: str | None = None,
+        state_dict: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        visualization: AtlasVisualization | Mapping[str, Any] = AtlasVisualization(),
+        examples: AtlasExamples | Mapping[str, Any] = AtlasExamples(),
+        metrics: AtlasMetrics | Mapping[str, Any] = AtlasMetrics(),
+        trainer: Mapping[str, Any] | None = None,
+        title: str | None = None,
+        progress: bool = True,
+    ) -> None:
+        from inputopt.networks import frozen_network
+        from inputopt.networks import Normalize, default_image_shape
+
+        self.network = network
+        self.atlas_dir = Path(atlas_dir)
+        self.weights, self.state_dict = weights, state_dict
+        self.mean, self.std = (list(mean) if mean is not None else None), (list(std) if std is not None else None)
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std for input normalization, or neither")
+        self.visualization = _as(AtlasVisualization, visualization)
+        self.examples = _as(AtlasExamples, examples)
+        self.metrics = _as(AtlasMetrics, metrics)
+        self.trainer = dict(trainer or {})
+        bad = sorted(set(self.trainer) & {"logger", "callbacks", "max_steps", "default_root_dir"})
+        if bad:
+            raise ValueError(f"trainer options {bad} are set by the atlas itself; the ones that apply are devices, "
+                             f"accelerator, strategy, precision, num_nodes")
+        self.progress = progress
+        self.name = network if isinstance(network, str) else type(network).__name__
+        self.title = title  # None: the site names it after the network (as --site_only does)
+        if image_shape is None:
+            image_shape = default_image_shape(network) if isinstance(network, str) else None
+            if image_shape is None:
+                raise ValueError("image_shape (C, H, W) is needed: the network's own input shape is not known")
+        self.image_shape = [int(s) for s in image_shape]
+        vis = self.visualization
+        if not vis.seeds or len(set(vis.seeds)) != len(vis.seeds):
+            raise ValueError(f"visualization.seeds must be distinct seeds, at least one, got {vis.seeds!r}")
+        self.param = full_class_path(vis.param or {"class_path": "inputopt.params.pixel.PixelImage"})
+        self.priors = [full_class_path(p) for p in vis.priors]
+        self.transforms = [full_class_path(t) for t in vis.transforms]
+        self.optimizer = full_class_path(vis.optimizer) if vis.optimizer else None
+        self.dataset = full_class_path(self.examples.dataset)
+
+        self._net = frozen_network(network, weights, state_dict, vis.seeds[0])
+        self._normalize = Normalize(self.mean, self.std) if self.mean is not None else None
+        self.layers = [self._layer_info(_as(AtlasLayer, layer)) for layer in layers]
+        if not self.layers:
+            raise ValueError("give at least one layer")
+        slugs = [info["slug"] for info in self.layers]
+        if len(set(slugs)) != len(slugs):
+            raise ValueError(f"layers {[info['name'] for info in self.layers]} repeat a layer")
+
+    # -- the layers ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _activations(self, images: Tensor, layer: str | None, network: nn.Module | None = None) -> Tensor:
+        from inputopt.capture import OUTPUT, capture_activations
+
+        x = images.float()
+        if self._normalize is not None:
+            x = self._normalize(x)
+        key = OUTPUT if layer is None else layer
+        return capture_activations(network or self._net, x, [key])[key]
+
+    def _layer_info(self, layer: AtlasLayer) -> dict[str, Any]:
+        if layer.name is not None and ("/" in layer.name or "\\" in layer.name):
+            raise ValueError(f"layer {layer.name!r}: a name with '/' or '\\' cannot name the sweep's files")
+        activation = self._activations(torch.zeros(1, *self.image_shape), layer.name)
+        if activation.ndim not in (2, 4):
+            raise ValueError(f"layer {layer.name!r} outputs {tuple(activation.shape)}; an atlas needs (B, C, H, W) "
+                             f"(a unit is a channel) or (B, F) (a unit is a feature)")
+        count = activation.shape[1]
+        units = list(range(count)) if layer.units == "all" else list(layer.units)
+        if not units or not all(isinstance(u, int) and not isinstance(u, bool) and 0 <= u < count for u in units):
+            raise ValueError(f"layer {layer.name!r}: units must be ints in [0, {count}) or 'all', got {layer.units!r}")
+        if len(set(units)) != len(units):
+            raise ValueError(f"layer {layer.name!r}: units {units} repeat some")
+        height, width = self.image_shape[1:]
+        for what, value in (("crop_size", layer.crop_size), ("context", layer.context)):
+            if value is not None and not 1 <= value <= min(height, width):
+                raise ValueError(f"layer {layer.name!r}: {what} must be in [1, {min(height, width)}] pixels, "
+                                 f"got {value}")
+        kind = "channel" if activation.ndim == 4 else "feature"
+        crop = layer.crop_size if kind == "channel" else None
+        context = None if crop is None else max(crop, layer.context or min(2 * crop, height, width))
+        display = layer.display or self.visualization.display
+        if display not in ("std", "clamp"):
+            raise ValueError(f"layer {layer.name!r}: display must be 'std' or 'clamp', got {display!r}")
+        names = resolve_unit_names(layer.unit_names, count)
+        return {"name": layer.name, "slug": layer_slug(layer.name), "kind": kind,
+                "shape": list(activation.shape[1:]), "units": units, "crop_size": crop, "context": context,
+                "display": display, "unit_names": None if names is None else {u: names[u] for u in units}}
+
+    def _objective(self, info: Mapping[str, Any], units: Any) -> dict[str, Any]:
+        if info["kind"] == "channel":
+            return {"class_path": "inputopt.objectives.activation.ChannelSum",
+                    "init_args": {"layer": info["name"], "channel": units}}
+        return {"class_path": "inputopt.objectives.activation.UnitActivation",
+                "init_args": {"layer": info["name"], "unit": units}}
+
+    # -- the record -----------------------------------------------------------------------------------
+    def record(self) -> dict[str, Any]:
+        """Everything that defines the atlas' results but its layers' units, as plain data (``atlas.yaml``)."""
+        from inputopt.runners.sweep import _fingerprint
+
+        network = ({"network": self.network, "weights": self.weights, "state_dict": self.state_dict}
+                   if isinstance(self.network, str) else
+                   {"network": {"module": f"{type(self.network).__module__}.{type(self.network).__qualname__}",
+                                "sha256": _fingerprint(self._net)}})
+        vis = self.visualization
+        return json.loads(json.dumps({
+            **network, "image_shape": self.image_shape, "mean": self.mean, "std": self.std,
+            "visualization": {"param": self.param, "priors": self.priors, "transforms": self.transforms,
+                              "optimizer": self.optimizer, "steps": vis.steps, "seeds": list(vis.seeds),
+                              "display": vis.display},
+            "examples": {"dataset": self.dataset, "k": self.examples.k},
+            "metrics": {"transfer_networks": list(self.metrics.transfer_networks),
+                        "high_frequency_cutoff": self.metrics.high_frequency_cutoff},
+            "layers": {info["slug"]: {"name": info["name"], "crop_size": info["crop_size"],
+                                      "context": info["context"], "display": info["display"]}
+                       for info in self.layers},
+        }))
+
+    def _open_folder(self) -> None:
+        """Check (or start) the folder's record: refuse another configuration; new layers are added."""
+        from inputopt.runners.sweep import record_differences
+
+        path = self.atlas_dir / RECORD
+        record = self.record()
+        if path.is_file():
+            old = yaml.safe_load(path.read_text()) or {}
+            old_layers = old.pop("layers", {}) or {}
+            new_layers = record.pop("layers")
+            differences = record_differences(old, record) + record_differences(
+                {f"layers.{k}": v for k, v in old_layers.items() if k in new_layers},
+                {f"layers.{k}": v for k, v in new_layers.items() if k in old_layers})
+            if differences:
+                raise ValueError(f"{self.atlas_dir} holds another atlas configuration; this one differs in\n  "
+                                 + "\n  ".join(differences) + f"\n(values: recorded in {path} -> this run). Use "
+                                 f"another atlas_dir, or the configuration of {path}.")
+            record["layers"] = {**old_layers, **new_layers}
+            if record["layers"] == old_layers:
+                return
+        elif (self.atlas_dir / "layers").is_dir() and any((self.atlas_dir / "layers").iterdir()):
+            raise ValueError(f"{self.atlas_dir / 'layers'} holds results but {path} is missing, so their "
+                             f"configuration is unknown; use another atlas_dir")
+        _write_text(path, "# What defines this atlas' results (inputopt atlas); its layers' units may grow\n"
+                    + yaml.safe_dump(record, sort_keys=False))
+
+    def fit_config(self, info: Mapping[str, Any], seed: int) -> dict[str, Any] | None:
+        """The ``inputopt fit`` config that reproduces the units of a layer with ``seed`` (``None`` for a
+        network given as a module)."""
+        if not isinstance(self.network, str):
+            return None
+        vis = self.visualization
+        model = {"network": self.network, "image_shape": self.image_shape, "weights": self.weights,
+                 "state_dict": self.state_dict, "mean": self.mean, "std": self.std, "seed": seed,
+                 "objective": self._objective(info, "all"), "param": self.param, "priors": self.priors,
+                 "transforms": self.transforms}
+        if self.optimizer is not None:
+            model["optimizer"] = self.optimizer
+        callbacks = [{"class_path": "inputopt.callbacks.images.SaveImages",
+                      "init_args": {"dirpath": f"reproduced/{info['slug']}/seed-{seed}", "display": info["display"]}}]
+        return {"seed_everything": seed,
+                "trainer": {"max_steps": vis.steps, "logger": False, "enable_checkpointing": False,
+                            "callbacks": callbacks},
+                "model": {k: v for k, v in model.items() if v is not None}}
+
+    def _write_layer_files(self) -> None:
+        for info in self.layers:
+            folder = self.atlas_dir / "layers" / info["slug"]
+            old = folder / "layer.json"
+            units = info["units"]
+            names = info["unit_names"]
+            if old.is_file():  # the units of every run into this folder
+                before = json.loads(old.read_text())
+                done = before.get("units", [])
+                units = done + [u for u in units if u not in done]
+                names = {**{int(u): n for u, n in (before.get("unit_names") or {}).items()}, **(names or {})} or None
+            _write_text(old, json.dumps({**info, "units": units, "seeds": list(self.visualization.seeds),
+                                         "network": self.name, "unit_names": names}, indent=1) + "\n")
+            for seed in self.visualization.seeds:
+                config = self.fit_config(info, seed)
+                if config is not None:
+                    argument = "channel" if info["kind"] == "channel" else "unit"
+                    _write_text(folder / f"fit-seed-{seed}.yaml",
+                                f"# Reproduces the units of layer {info['name']!r} of the atlas, seed {seed}: from "
+                                f"the atlas folder,\n#   inputopt fit --config layers/{info['slug']}/fit-seed-{seed}"
+                                f".yaml --model.objective.init_args.{argument} '[UNIT]'\n"
+                                + yaml.safe_dump(config, sort_keys=False))
+
+    # -- the steps ------------------------------------------------------------------------------------
+    def _trainer(self, callbacks: list) -> Any:
+        from lightning.pytorch import Trainer
+
+        return Trainer(**{**self.trainer, **_QUIET, "callbacks": callbacks})
+
+    def visualize(self) -> None:
+        """Run the sweep of every layer and seed (the units with a file are skipped)."""
+        from inputopt import FeatureSweep, SaveSweep
+        from inputopt._config import instantiate
+
+        vis = self.visualization
+        for info in self.layers:
+            for seed in vis.seeds:
+                sweep = FeatureSweep(self.network, instantiate(self._objective(info, info["units"])),
+                                     [instantiate(p) for p in self.priors], instantiate(self.param),
+                                     [instantiate(t) for t in self.transforms], self.image_shape, self.weights,
+                                     self.state_dict, self.mean, self.std, self.optimizer, vis.steps, seed,
+                                     vis.units_per_batch)
+                folder = self.atlas_dir / "layers" / info["slug"] / f"seed-{seed}"
+                units = folder / "units"
+                if units.is_dir() and all((units / f"{n}.pt").is_file() for n in sweep.image_names) \
+                        and (folder / "grid.png").is_file():
+                    continue  # done: no Trainer (a second process would start for nothing)
+                saver = SaveSweep(folder, info["display"], progress=self.progress and _is_rank_zero())
+                self._trainer([saver]).test(sweep, verbose=False)
+
+    def find_examples(self) -> None:
+        """Find the top-k dataset examples of every layer's units (a layer whose ``examples.json`` covers its
+        units is skipped) and write their crops."""
+        from inputopt._config import instantiate
+        from inputopt import DatasetExamples, SaveDatasetExamples
+
+        dataset = None
+        for info in self.layers:
+            folder = self.atlas_dir / "layers" / info["slug"] / "examples"
+            path = folder / "examples.json"
+            results = json.loads(path.read_text()) if path.is_file() else None
+            if results is None or not set(info["units"]) <= set(results["units"]) or results["k"] != self.examples.k:
+                dataset = dataset or instantiate(self.dataset)
+                units = info["units"] if results is None else sorted(set(results["units"]) | set(info["units"]))
+                runner = DatasetExamples(self.network, info["name"], units, dataset, self.examples.k, None,
+                                         self.examples.batch_size, self.examples.num_workers, self.weights,
+                                         self.state_dict, self.mean, self.std, self.visualization.seeds[0])
+                self._trainer([SaveDatasetExamples(folder)]).test(runner, verbose=False)
+                results = json.loads(path.read_text()) if path.is_file() else runner.results
+            if _is_rank_zero():
+                dataset = self._write_crops(info, results, folder / "crops", dataset)
+
+    def _write_crops(self, info: Mapping[str, Any], results: Mapping[str, Any], folder: Path, dataset: Any) -> Any:
+        from PIL import Image
+
+        from inputopt._config import instantiate
+
+        rows = dict(zip(results["units"], zip(results["indices"], results["positions"])))
+        todo = [(u, r) for u in info["units"] for r, index in enumerate(rows[u][0])
+                if index >= 0 and not (folder / f"{u}-{r}.png").is_file()]
+        if not todo:
+            return dataset
+        dataset = dataset or instantiate(self.dataset)
+        folder.mkdir(parents=True, exist_ok=True)
+        for unit, rank in todo:
+            index, position = rows[unit][0][rank], rows[unit][1][rank]
+            sample = dataset[index]
+            image = (sample[0] if isinstance(sample, (tuple, list)) else sample).float()
+            crop = marked_crop(image, position, results["map_shape"], info["crop_size"], info["context"])
+            array = (crop.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+            partial = folder / f"{unit}-{rank}.png.partial"
+            Image.fromarray(array).save(partial, format="PNG")
+            partial.replace(folder / f"{unit}-{rank}.png")
+        return dataset
+
+    @torch.no_grad()
+    def score(self) -> None:
+        """Write every layer's ``metrics.json`` (per unit, the mean over seeds): the activation ratio, the
+        high-frequency energy and, for the output layer with ``transfer_networks``, the transfer."""
+        from inputopt.metrics import activation_ratio, high_frequency_energy, unit_scores
+        from inputopt.networks import frozen_network
+
+        transfer = [(name, frozen_network(name)) for name in self.metrics.transfer_networks]
+        for info in self.layers:
+            layer_dir = self.atlas_dir / "layers" / info["slug"]
+            path = layer_dir / "metrics.json"
+            old = json.loads(path.read_text()) if path.is_file() else {"units": {}}
+            units = [u for u in info["units"] if str(u) not in old["units"]]
+            if not units:
+                continue
+            examples = json.loads((layer_dir / "examples" / "examples.json").read_text())
+            maxima = dict(zip(examples["units"], (row[0] for row in examples["values"])))
+            prefix = info["name"] or "output"
+            sums: dict[int, dict[str, float]] = {u: {} for u in units}
+            for seed in self.visualization.seeds:
+                files = layer_dir / f"seed-{seed}" / "units"
+                images = torch.stack([torch.load(files / f"{prefix}-{u}.pt", weights_only=True) for u in units])
+                scores = unit_scores(self._activations(images, info["name"]), units)[0].diagonal()
+                best = torch.tensor([maxima[u] for u in units])
+                values = {"activation_ratio": torch.where(best > 0, activation_ratio(scores, best.clamp_min(1e-12)),
+                                                          torch.full_like(scores, float("nan"))),
+                          "high_frequency_energy": high_frequency_energy(images, self.metrics.high_frequency_cutoff)}
+                if info["name"] is None:
+                    for name, network in transfer:
+                        predicted = self._activations(images, None, network).argmax(1)
+                        values[f"transfer/{name}"] = (predicted == torch.tensor(units)).float()
+                for key, column in values.items():
+                    for unit, value in zip(units, column.tolist()):
+                        sums[unit][key] = sums[unit].get(key, 0.0) + value
+            seeds = len(self.visualization.seeds)
+            for unit in units:
+                old["units"][str(unit)] = {key: (None if value != value else value / seeds)
+                                           for key, value in sums[unit].items()}
+            old["high_frequency_cutoff"] = self.metrics.high_frequency_cutoff
+            _write_text(path, json.dumps(old, indent=1) + "\n")
+
+    def run(self) -> dict[str, float]:
+        """Compute what is missing and rebuild the site; returns the seconds spent per step
+        (``visualizations``, ``examples``, ``metrics``, ``site``)."""
+        from inputopt.atlas.site import build_site
+
+        if _is_rank_zero():
+            self._open_folder()
+            self._write_layer_files()
+        times = {}
+        start = time.perf_counter()
+        self.visualize()
+        times["visualizations"] = time.perf_counter() - start
+        start = time.perf_counter()
+        self.find_examples()
+        times["examples"] = time.perf_counter() - start
+        if not _is_rank_zero():
+            return times
+        start = time.perf_counter()
+        self.score()
+        times["metrics"] = time.perf_counter() - start
+        start = time.perf_counter()
+        build_site(self.atlas_dir, title=self.title)
+        times["site"] = time.perf_counter() - start
+        return times
+
+
+def marked_crop(image: Tensor, position: Sequence[int] | None, map_shape: Sequence[int] | None,
+                crop_size: int | None, context: int | None) -> Tensor:
+    """An example as RGB: the ``context × context`` crop around a map position, with the ``crop_size ×
+    crop_size`` receptive field outlined in red (both shifted to stay inside the image; the line is
+    ``context // 40`` pixels wide, at least 1); the whole image when there is no position or no
+    ``crop_size``.
+
+    Example:
+        >>> crop = marked_crop(torch.zeros(1, 8, 8), [0, 0], [4, 4], 2, 4)
+        >>> crop.shape, crop[:, 0, 0].tolist()   # the top-left cell's box, in red
+        (torch.Size([3, 4, 4]), [1.0, 0.0, 0.0])
+    """
+    rgb = image[:3] if image.shape[0] >= 3 else image[:1].expand(3, -1, -1)
+    rgb = rgb.clamp(0, 1).clone()
+    if position is None or map_shape is None or crop_size is None:
+        return rgb
+    height, width = image.shape[-2:]
+    centre = [(p + 0.5) * size / cells for p, size, cells in zip(position, (height, width), map_shape)]
+
+    def corner(side: int) -> tuple[int, int]:
+        return tuple(min(max(round(c - side / 2), 0), size - side) for c, size in zip(centre, (height, width)))
+
+    side = context or crop_size
+    top, left = corner(crop_size)
+    bottom, right = top + crop_size, left + crop_size
+    line = max(1, min(side // 40, crop_size // 4))  # 1 pixel for small crops, thicker for large ones
+    red = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
+    rgb[:, top:top + line, left:right] = red
+    rgb[:, bottom - line:bottom, left:right] = red
+    rgb[:, top:bottom, left:left + line] = red
+    rgb[:, top:bottom, right - line:right] = red
+    y, x = corner(side)
+    return rgb[:, y:y + side, x:x + side]
+
+
+class _Chatter(logging.Filter):
+    """Leaves out what every one of the atlas' Trainers would say again (GPU/TPU available, tips)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (" available: " in message or "💡" in message)
+
+
+def _parser():
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    def atlas(network: str, layers: list[AtlasLayer], atlas_dir: str = "results/atlas",
+              image_shape: list[int] | None = None, weights: str | None = None, state_dict: str | None = None,
+              mean: list[float] | None = None, std: list[float] | None = None,
+              visualization: AtlasVisualization = AtlasVisualization(), examples: AtlasExamples = AtlasExamples(),
+              metrics: AtlasMetrics = AtlasMetrics(), trainer: dict[str, Any] | None = None,
+              title: str | None = None, progress: bool = True) -> None:
+        pass
+
+    atlas.__doc__ = Atlas.__doc__  # the help of every argument
+
+    parser = ArgumentParser(prog="inputopt atlas", description="Visualize every unit of some layers, find their "
+                            "dataset examples and score them, and write a static web site (index.html) into "
+                            "atlas_dir. Resumable: run the same command again.")
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML config (configs/digits_atlas.yaml)")
+    parser.add_argument("--site_only", action="store_true", help="only rebuild the site from the files on disk")
+    parser.add_function_arguments(atlas, fail_untyped=False)
+    return parser
+
+
+def atlas_main(argv: Sequence[str]) -> dict[str, float]:
+    """``inputopt atlas --config configs/digits_atlas.yaml``: run an :class:`Atlas`; prints where the time
+    went (visualizations, examples, metrics, site).
+
+    Example:
+        >>> atlas_main(["--config", "configs/digits_atlas.yaml"])  # doctest: +SKIP
+    """
+    import warnings
+
+    from inputopt.atlas.site import build_site
+
+    parser = _parser()
+    config = parser.parse_args(list(argv))
+    if config.site_only:
+        start = time.perf_counter()
+        pages = build_site(config.atlas_dir, title=config.title)
+        print(f"inputopt atlas: rebuilt {len(pages)} pages in {time.perf_counter() - start:.2f} s: "
+              f"{Path(config.atlas_dir) / 'index.html'}")
+        return {"site": time.perf_counter() - start}
+    init = parser.instantiate(config)
+    kwargs = {k: v for k, v in vars(init).items() if k not in ("config", "site_only")}
+    for key in ("visualization", "examples", "metrics"):
+        kwargs[key] = dataclasses.asdict(kwargs[key]) if dataclasses.is_dataclass(kwargs[key]) else kwargs[key]
+    chatter = _Chatter()
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(chatter)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*across ranks is zero.*")
+        atlas = Atlas(**kwargs)
+        units = sum(len(info["units"]) for info in atlas.layers)
+        start = time.perf_counter()
+        times = atlas.run()
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").removeFilter(chatter)
+    if _is_rank_zero():
+        total = time.perf_counter() - start
+        print(f"inputopt atlas: {units} units of {len(atlas.layers)} layers, {len(atlas.visualization.seeds)} "
+              f"image(s) per unit, in {total:.1f} s")
+        for step, seconds in times.items():
+            print(f"  {step:<15}{seconds:8.2f} s  {100 * seconds / max(total, 1e-9):5.1f} %")
+        print(f"open {atlas.atlas_dir / 'index.html'}")
+    return times

@@ -1,0 +1,171 @@
+"""The atlas' static web site, written from the files of an atlas folder alone (Jinja2 templates, every name
+escaped): ``index.html`` (the layers), ``site/<layer>.html`` (a card per unit: its visualizations, dataset
+examples and metrics; sorting and filtering in a few lines of JavaScript) and ``site/<layer>/<unit>.html``
+(large images, metrics, the command that reproduces the unit, previous and next unit).
+
+The pages open from the file system (``file://``): no server, nothing fetched from the network, every
+image a file of the folder referenced by a relative link. The same files give the same site, byte for
+byte, so the site can be deleted and rebuilt at any time (:func:`build_site`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import yaml
+
+__all__ = ["METRIC_LABELS", "build_site", "load_atlas"]
+
+#: How the metrics are named on the pages (others are shown by their key).
+METRIC_LABELS = {"activation_ratio": "activation ratio", "high_frequency_energy": "high-frequency energy"}
+_THUMBNAILS = 16
+_PACKAGE = Path(__file__).parent
+
+
+def _label(key: str) -> str:
+    if key.startswith("transfer/"):
+        return f"transfer: {key.split('/', 1)[1]}"
+    return METRIC_LABELS.get(key, key)
+
+
+def _files(folder: Path) -> set[str]:
+    try:
+        return set(os.listdir(folder))
+    except FileNotFoundError:
+        return set()
+
+
+def _url(*parts: str) -> str:
+    return "/".join(quote(part, safe="") for part in parts)
+
+
+def load_atlas(atlas_dir: str | os.PathLike) -> dict[str, Any]:
+    """Everything the pages show, read from the files of an atlas folder (what is missing is left out).
+
+    Returns ``{"record", "layers"}``; each layer has its ``name``, ``slug``, ``kind``, ``shape``,
+    ``seeds``, ``metrics`` (the keys, in order) and ``units``: per unit its ``unit``, ``images`` (paths
+    relative to the folder, one per seed present), ``examples`` (``path``, ``value``, ``index``),
+    ``metrics`` and ``fit`` (the fit config's path and text, or ``None``).
+    """
+    root = Path(atlas_dir)
+    record_path = root / "atlas.yaml"
+    if not record_path.is_file():
+        raise FileNotFoundError(f"{root} is not an atlas folder: no atlas.yaml (run `inputopt atlas` first)")
+    record = yaml.safe_load(record_path.read_text()) or {}
+    layers = []
+    for slug in record.get("layers", {}):
+        folder = root / "layers" / slug
+        if not (folder / "layer.json").is_file():
+            continue
+        info = json.loads((folder / "layer.json").read_text())
+        prefix = info["name"] or "output"
+        images = {seed: _files(folder / f"seed-{seed}" / "images") for seed in info["seeds"]}
+        examples_path = folder / "examples" / "examples.json"
+        examples = json.loads(examples_path.read_text()) if examples_path.is_file() else None
+        rows = dict(zip(examples["units"], zip(examples["indices"], examples["values"]))) if examples else {}
+        crops = _files(folder / "examples" / "crops")
+        metrics_path = folder / "metrics.json"
+        metrics = json.loads(metrics_path.read_text())["units"] if metrics_path.is_file() else {}
+        keys = list(dict.fromkeys(k for values in metrics.values() for k in values))
+        fits = {seed: (folder / f"fit-seed-{seed}.yaml") for seed in info["seeds"]}
+        fits = {seed: (f"layers/{slug}/{path.name}", path.read_text()) for seed, path in fits.items() if path.is_file()}
+        units = []
+        for unit in info["units"]:
+            name = f"{prefix}-{unit}.png"
+            indices, values = rows.get(unit, ([], []))
+            units.append({
+                "unit": unit,
+                "name": (info.get("unit_names") or {}).get(str(unit)),
+                "images": [(seed, _url("layers", slug, f"seed-{seed}", "images", name)) for seed in info["seeds"]
+                           if name in images[seed]],
+                "examples": [{"path": _url("layers", slug, "examples", "crops", f"{unit}-{rank}.png"),
+                              "value": value, "index": index}
+                             for rank, (index, value) in enumerate(zip(indices, values))
+                             if f"{unit}-{rank}.png" in crops],
+                "metrics": metrics.get(str(unit), {}),
+            })
+        layers.append({**info, "units": units, "metrics": keys, "fits": fits,
+                       "argument": "channel" if info["kind"] == "channel" else "unit",
+                       "label": "output (classes)" if info["name"] is None else info["name"]})
+    return {"record": record, "layers": layers}
+
+
+def _environment():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(str(_PACKAGE / "templates")), autoescape=select_autoescape(
+        enabled_extensions=("html", "j2"), default_for_string=True, default=True), undefined=StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+    def number(value: Any) -> str:
+        if value is None:
+            return "–"
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+        return str(value)
+
+    env.filters["number"] = number
+    env.filters["label"] = _label
+    env.filters["url"] = lambda text: quote(str(text), safe="")
+    env.filters["sortvalue"] = lambda value: "" if value is None else repr(float(value))
+    return env
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+
+
+def build_site(atlas_dir: str | os.PathLike, title: str | None = None) -> list[Path]:
+    """Write the web site of an atlas folder from its files: ``index.html``, ``site/atlas.css``,
+    ``site/atlas.js``, a page per layer and per unit. Returns the pages' paths.
+
+    Args:
+        atlas_dir: the atlas folder (with ``atlas.yaml``).
+        title: the site's title (default: the one given last, kept in ``site.json``, else after the network).
+
+    Example:
+        >>> build_site("results/digits_atlas")  # doctest: +SKIP
+    """
+    root = Path(atlas_dir)
+    atlas = load_atlas(root)
+    network = atlas["record"].get("network")
+    name = network if isinstance(network, str) else (network or {}).get("module", "network")
+    settings = root / "site.json"  # a title given once is kept for the rebuilds (--site_only)
+    if title is not None:
+        _write(settings, json.dumps({"title": title}) + "\n")
+    elif settings.is_file():
+        title = json.loads(settings.read_text()).get("title")
+    title = title or f"{name} atlas"
+    env = _environment()
+    site = root / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    for static in ("atlas.css", "atlas.js"):
+        shutil.copyfile(_PACKAGE / "templates" / static, site / static)
+    common = {"title": title, "network": name, "record": atlas["record"]}
+    pages = []
+    index = root / "index.html"
+    _write(index, env.get_template("index.html.j2").render(**common, layers=atlas["layers"], base="",
+                                                           thumbnails=_THUMBNAILS))
+    pages.append(index)
+    layer_template, unit_template = env.get_template("layer.html.j2"), env.get_template("unit.html.j2")
+    for layer in atlas["layers"]:
+        path = site / f"{layer['slug']}.html"
+        _write(path, layer_template.render(**common, layer=layer, base="../"))
+        pages.append(path)
+        units = layer["units"]
+        for i, unit in enumerate(units):
+            path = site / layer["slug"] / f"{unit['unit']}.html"
+            _write(path, unit_template.render(
+                **common, layer=layer, unit=unit, base="../../",
+                previous=units[i - 1]["unit"] if i > 0 else None,
+                next=units[i + 1]["unit"] if i + 1 < len(units) else None))
+            pages.append(path)
+    return pages
+

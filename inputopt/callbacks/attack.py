@@ -1,0 +1,107 @@
+"""The results of an attack evaluation: ``results.json``, a table and example pictures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
+from torchvision.utils import save_image
+
+from inputopt.results import adversarial_grid
+
+
+class SaveAttackResults(Callback):
+    """At the end of an :class:`~inputopt.runners.attack.AttackEvaluation`, write ``results.json`` and
+    ``results.csv`` (one row per ε) and ``examples.png`` (clean | adversarial | magnified perturbation per
+    ε, for the first examples), print the table, and log the picture to TensorBoard.
+
+    Args:
+        dirpath: where to write; default the trainer's log directory (or its root directory).
+        scale: integer upscaling of the picture (nearest neighbour), for small images.
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(callbacks=[SaveAttackResults("results/digits_pgd", scale=3)])
+    """
+
+    def __init__(self, dirpath: str | os.PathLike | None = None, scale: int = 1) -> None:
+        self.dirpath = dirpath
+        self.scale = scale
+        self.paths: list[Path] = []
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        from inputopt.runners.attack import AttackEvaluation
+
+        if not isinstance(pl_module, AttackEvaluation):
+            raise TypeError(f"SaveAttackResults works with AttackEvaluation, not {type(pl_module).__name__}")
+        out = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
+        if not trainer.is_global_zero:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        rows = pl_module.results
+        (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+        with open(out / "results.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        self.paths = [out / "results.json", out / "results.csv"]
+        examples = pl_module.examples
+        if examples:
+            grid = adversarial_grid(examples["clean"], examples["adversarial"], self.scale)
+            save_image(grid, out / "examples.png")
+            self.paths.append(out / "examples.png")
+            experiment = getattr(trainer.logger, "experiment", None)
+            if hasattr(experiment, "add_image"):
+                experiment.add_image("examples", grid, 0)
+        from inputopt.networks import class_names
+
+        name = getattr(pl_module.attack, "network_name", None)
+        names = class_names(name) if name else None
+        table = format_example_predictions(examples, [r["eps"] for r in rows], names) if examples and names else ""
+        rank_zero_info(format_results(rows) + table + f"\nResults in {out}")
+
+
+def format_example_predictions(examples: dict, eps: list, names: list[str]) -> str:
+    """The kept examples' labels and predicted classes, clean and after the attack at each ε, by class name.
+
+    Example:
+        >>> import torch
+        >>> examples = {"labels": torch.tensor([0]), "clean_predictions": torch.tensor([0]),
+        ...             "predictions": torch.tensor([[1, 1]])}
+        >>> print(format_example_predictions(examples, [0.1, 0.2], ["cat", "dog"]))
+        <BLANKLINE>
+        Examples: label | clean prediction | prediction at eps 0.1, 0.2
+          0: cat | cat | dog, dog
+    """
+    header = f"\nExamples: label | clean prediction | prediction at eps {', '.join(_cell(e) for e in eps)}"
+    lines = [f"  {i}: {names[label]} | {names[clean]} | {', '.join(names[p] for p in adversarial)}"
+             for i, (label, clean, adversarial) in enumerate(zip(examples["labels"].tolist(),
+                                                                  examples["clean_predictions"].tolist(),
+                                                                  examples["predictions"].tolist()))]
+    return "\n".join([header, *lines])
+
+
+def format_results(rows: list[dict]) -> str:
+    """The results of an attack evaluation as an aligned text table (one row per ε).
+
+    Example:
+        >>> print(format_results([{"eps": 0.1, "robust_accuracy": 0.5}]))
+        eps  robust_accuracy
+        0.1  0.5
+    """
+    if not rows:
+        return "(no results)"
+    names = list(rows[0])
+    cells = [[name for name in names]] + [[_cell(row[name]) for name in names] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(names))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

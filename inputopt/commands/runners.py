@@ -1,0 +1,54 @@
+"""The command lines of the dataset runners: ``inputopt attack`` and ``inputopt examples``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from inputopt.runners.attack import AttackEvaluation
+from inputopt.runners.base import DatasetRunner
+from inputopt.runners.examples import DatasetExamples
+
+__all__ = ["attack_main", "examples_main", "runner_command"]
+
+
+def runner_command(runner: type[DatasetRunner], argv: Sequence[str], prog: str, description: str) -> DatasetRunner:
+    """The command line of a dataset runner: parse its config (``model:`` the runner's arguments,
+    ``trainer:`` devices, precision, logger, callbacks, as for ``inputopt fit``) and run ``trainer.test``.
+
+    Example:
+        >>> runner_command(AttackEvaluation, ["--config", "configs/digits_pgd.yaml"], "inputopt attack", "")  # doctest: +SKIP
+    """
+    from lightning.pytorch.cli import LightningCLI
+
+    from inputopt.commands.common import import_components
+
+    import_components()  # short class names in the config
+    cli = LightningCLI(runner, args=list(argv), run=False,
+                       trainer_defaults={"logger": False, "enable_model_summary": False},
+                       seed_everything_default=0, save_config_kwargs={"overwrite": True},
+                       parser_kwargs={"prog": prog, "description": description})
+    cli.trainer.test(cli.model, verbose=False)
+    return cli.model
+
+
+def attack_main(argv: Sequence[str]) -> AttackEvaluation:
+    """``inputopt attack --config configs/digits_pgd.yaml``: evaluate an attack over a data set.
+
+    Example:
+        >>> attack_main(["--config", "configs/digits_pgd.yaml", "--model.dataset.init_args.limit", "64"])  # doctest: +SKIP
+    """
+    return runner_command(AttackEvaluation, argv, "inputopt attack", "Evaluate an attack over a data set: clean and "
+                        "robust accuracy per eps, perturbation norms, the random-sphere check.")
+
+
+def examples_main(argv: Sequence[str]) -> DatasetExamples:
+    """``inputopt examples --config ...``: parse a :class:`DatasetExamples` config and run ``trainer.test``.
+
+    The config has ``model:`` (``network``, ``layer``, ``units``, ``dataset``, ``k``, ``crop_size``, ...)
+    and ``trainer:`` (devices, logger, callbacks such as :class:`SaveDatasetExamples`).
+
+    Example:
+        >>> examples_main(["--config", "configs/digits_examples.yaml"])  # doctest: +SKIP
+    """
+    return runner_command(DatasetExamples, argv, "inputopt examples", "Find the top-k natural images of every unit "
+                        "of a layer over a data set (dataset examples).")

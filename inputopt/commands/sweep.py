@@ -1,0 +1,111 @@
+"""``inputopt sweep``: the arguments of ``inputopt fit``, plus ``--units_per_batch`` and ``--sweep_dir``, run as a
+:class:`~inputopt.runners.sweep.FeatureSweep` with its :class:`~inputopt.callbacks.sweep.SaveSweep`."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from lightning.pytorch.cli import LightningCLI
+
+from inputopt.callbacks.sweep import SaveSweep
+from inputopt.commands.common import import_components
+from inputopt.module import InputOptimization
+from inputopt.runners.sweep import FeatureSweep
+
+__all__ = ["SweepCLI", "run_sweep", "sweep_main"]
+
+
+class SweepCLI(LightningCLI):
+    """``inputopt sweep``: the arguments of ``inputopt fit`` (config and overrides), plus ``--units_per_batch``
+    and ``--sweep_dir``; builds a :class:`~inputopt.runners.sweep.FeatureSweep` and its :class:`~inputopt.callbacks.sweep.SaveSweep` (``run=False``: call
+    ``cli.trainer.test(cli.model)``).
+
+    From the config: ``model.*`` as for a fit (``init`` is refused: a sweep starts from seeded noise;
+    ``batch_size``, ``freeze_done`` and ``log_per_image`` do not apply), ``trainer.max_steps`` the steps per
+    chunk, ``SaveImages``' ``display``/``nrow``/``scale`` how the PNGs and the grid look, and any Trainer
+    setting (devices, strategy, precision). The sweep logs nothing and checkpoints nothing: the per-unit
+    files are its checkpoints, so the config's logger and its fit callbacks (``inputopt.callbacks``,
+    ``ModelCheckpoint``) are left out.
+    """
+
+    def __init__(self, args: Sequence[str] | None = None) -> None:
+        import_components()  # short class names in the config
+        with warnings.catch_warnings():  # `inputopt sweep` passes its own arguments, the rest of sys.argv
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+            super().__init__(
+                InputOptimization,
+                args=None if args is None else [a for a in args if a != "fit"],
+                run=False,
+                # the same defaults as `inputopt fit` (inputopt.commands.fit.cli)
+                trainer_defaults={"max_steps": 250, "log_every_n_steps": 1},
+                auto_configure_optimizers=False,
+                seed_everything_default=0,
+                save_config_callback=None,
+                parser_kwargs={"prog": "inputopt sweep", "description": "Visualize many units, chunk by chunk, "
+                               "resumable, on any number of devices: the arguments of `inputopt fit`, plus "
+                               "--units_per_batch and --sweep_dir."},
+            )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--units_per_batch", type=int, default=64, help="units optimized together (default 64)")
+        parser.add_argument("--sweep_dir", type=str, default="results/sweep",
+                            help="the sweep folder: per-unit files, grid, input.pt (default results/sweep)")
+
+    def instantiate_classes(self) -> None:
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        from inputopt.callbacks.images import SaveImages
+
+        # components (objective, priors, param, callbacks) are built; InputOptimization itself is not
+        self.config_init = self.parser.instantiate(self.config, instantiate_groups=False)
+        model, trainer = self.config_init["model"], self.config_init["trainer"]
+        if model["init"] is not None:
+            raise ValueError("a sweep starts every unit from seeded noise; model.init does not apply")
+        steps = self.config["trainer"]["max_steps"]
+        if steps is None or steps < 0:
+            raise ValueError("set the number of optimization steps per chunk with --trainer.max_steps N")
+        optimizer = self.config["model"]["optimizer"]
+        self.model = FeatureSweep(
+            model["network"], model["objective"], model["priors"], model["param"], model["transforms"],
+            model["image_shape"], model["weights"], model["state_dict"], model["mean"], model["std"],
+            optimizer=None if optimizer is None else optimizer.as_dict(), steps=steps, seed=model["seed"],
+            units_per_batch=self.config["units_per_batch"])
+        callbacks = trainer["callbacks"] or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        saver = next((c for c in callbacks if isinstance(c, SaveImages)), SaveImages())
+        kept = [c for c in callbacks
+                if not isinstance(c, ModelCheckpoint) and not type(c).__module__.startswith("inputopt.callbacks.")]
+        progress = self.config["trainer"]["enable_progress_bar"] is not False
+        self.saver = SaveSweep(self.config["sweep_dir"], saver.display, saver.nrow, saver.scale, progress=progress)
+        self.trainer = self.instantiate_trainer(callbacks=[*kept, self.saver], logger=False, enable_progress_bar=False,
+                                                enable_model_summary=False, enable_checkpointing=False)
+
+
+def run_sweep(args: Sequence[str], units_per_batch: int = 64, sweep_dir: str | Path = "results/sweep",
+              progress: bool = True) -> list[list[int]]:
+    """``inputopt sweep`` from Python: returns the chunks of units this process computed.
+
+    Args:
+        args: ``inputopt fit`` arguments, e.g. ``["--config", "configs/digits.yaml"]``.
+        units_per_batch: units optimized together in one batch.
+        sweep_dir: the sweep folder.
+        progress: show the progress bar of units.
+
+    Example:
+        >>> run_sweep(["--config", "configs/digits.yaml", "--model.objective.init_args.unit", "all"],
+        ...           units_per_batch=4)  # doctest: +SKIP
+    """
+    argv = [*args, "--units_per_batch", str(units_per_batch), "--sweep_dir", str(sweep_dir)]
+    if not progress:
+        argv += ["--trainer.enable_progress_bar", "false"]
+    cli = SweepCLI(argv)
+    cli.trainer.test(cli.model, verbose=False)
+    return cli.saver.chunks
+
+
+def sweep_main(argv: Sequence[str]) -> None:
+    """``inputopt sweep [--units_per_batch N] [--sweep_dir DIR] <inputopt fit arguments>``."""
+    cli = SweepCLI(list(argv))
+    cli.trainer.test(cli.model, verbose=False)

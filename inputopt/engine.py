@@ -1,0 +1,241 @@
+"""The step engine: one optimization step of an input, written once (:class:`StepEngine`), the plain loop
+built on it (:func:`optimize`), and what a step refuses (:class:`NonFiniteError`, half-precision inputs).
+
+Pure tensor code (no Lightning): :class:`~inputopt.module.InputOptimization` and :func:`optimize` (the sweeps,
+the attacks, the dataset runners) all step through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from inputopt.loss import LossPath, _distinct
+from inputopt.objectives.base import Targets
+from inputopt.params.base import ImageParam
+
+__all__ = ["REFUSED_PRECISIONS", "NonFiniteError", "StepEngine", "check_precision", "nonfinite_message", "optimize",
+           "restore_rows_"]
+
+#: Precisions that would cast the input itself (and the priors' sums of squares) to half precision.
+REFUSED_PRECISIONS = ("16-true", "bf16-true")
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss, an image or a checkpoint went non-finite (NaN or Inf): the run stops instead of going on."""
+
+
+def nonfinite_message(terms: dict[str, Tensor], names: Sequence[str], step: int) -> str:
+    """Which terms and which rows of a loss forward are non-finite, for an error message.
+
+    Example:
+        >>> terms = {"objective": torch.tensor([1.0, float("nan")]), "TV": torch.ones(2),
+        ...          "loss": torch.tensor([0.0, float("nan")])}
+        >>> nonfinite_message(terms, ["a", "b"], step=3)
+        'non-finite loss (NaN or Inf) at step 3: objective in rows 1 (b)'
+    """
+    parts = []
+    for term, value in terms.items():
+        bad = ~torch.isfinite(value.detach())
+        if term != "loss" and bad.any():
+            parts.append(f"{term} in rows " + ", ".join(f"{i} ({names[i]})" for i in bad.nonzero().flatten().tolist()))
+    if not parts:  # finite terms whose weighted sum overflows
+        bad = (~torch.isfinite(terms["loss"].detach())).nonzero().flatten().tolist()
+        parts.append("the weighted sum of the terms in rows " + ", ".join(f"{i} ({names[i]})" for i in bad))
+    return f"non-finite loss (NaN or Inf) at step {step}: " + "; ".join(parts)
+
+
+@torch.no_grad()
+def restore_rows_(tensors: Sequence[Tensor], before: Sequence[Tensor], rows: Tensor) -> None:
+    """Put back the values of ``rows`` (a bool ``(B,)`` mask) from ``before``: how done images stay
+    frozen under optimizers whose momentum moves rows with a zero gradient."""
+    if rows.any():
+        for tensor, old in zip(tensors, before):
+            tensor[rows] = old[rows]
+
+
+def check_precision(trainer) -> None:
+    """Refuse the precisions that would cast the images themselves to half precision (``trainer``: anything
+    with a ``precision``, such as a Lightning ``Trainer``)."""
+    precision = str(getattr(trainer, "precision", ""))
+    if precision in REFUSED_PRECISIONS:
+        raise ValueError(
+            f"precision {precision!r} would cast the input itself to half precision, so small updates "
+            f"vanish and the priors' sums of squares lose accuracy; use '16-mixed' or 'bf16-mixed' "
+            f"(the network runs in half precision, the images and priors stay float32)")
+
+
+class StepEngine:
+    """One optimization step of the images an :class:`~inputopt.params.ImageParam` holds, written once.
+
+    Every run steps through it: :class:`~inputopt.module.InputOptimization` (Lightning does the backward and
+    calls the optimizer: :meth:`terms`, :meth:`check_loss` and :meth:`update`), and :func:`optimize`, the plain
+    loop of the sweeps, the attacks and the dataset runners (:meth:`step`). A step is:
+
+    1. the loss forward of :class:`~inputopt.loss.LossPath` on ``param()``; with ``freeze_done``, the rows the
+       objective says are done (:meth:`~inputopt.objectives.InputObjective.is_done`) join :attr:`done` and
+       score a zero loss;
+    2. the finiteness of the loss: a non-finite row stops the run (:class:`NonFiniteError` naming the term,
+       the rows and the step) before any update, so the images of that step are kept;
+    3. ``loss.sum().backward()`` (then the optional callback);
+    4. the optimizer step, the done rows put back as they were (optimizers with momentum move rows whose
+       gradient is zero), the projection (:meth:`~inputopt.params.ImageParam.project_`);
+    5. the finiteness of the new tensors: a non-finite row puts every tensor back to its last finite state and
+       raises :class:`NonFiniteError`;
+    6. the scheduler step (plain loop; Lightning steps a fit's schedulers).
+
+    Row-wise optimizers (:mod:`inputopt.optim`) keep their state per row and take per-row step sizes, so
+    attacks such as MI-FGSM or APGD run through this same step.
+
+    Args:
+        param: the image parameterization (initialized).
+        path: the loss path.
+        targets: the rows' targets (default: the objective's, on the starting images).
+        seeds: one seed per row for the transforms.
+        track_done: add the objective's ``is_done`` flags to the terms as ``"done"``.
+        freeze_done: stop updating an image once it is done (implies ``track_done``).
+        done: the ``(B,)`` bool tensor of done rows, updated in place (default: a new one, all False).
+        names: the rows' names for error messages (default: the objective's row names, as a fit's files).
+
+    Example:
+        >>> from inputopt.networks import build_network
+        >>> from inputopt.objectives import UnitActivation
+        >>> from inputopt.params import PixelImage
+        >>> param = PixelImage(mean=0.5).initialize((1, 32, 32), keys=[3])
+        >>> engine = StepEngine(param, LossPath(build_network("digits"), UnitActivation(None, unit=3)))
+        >>> optimizer = torch.optim.SGD(param.parameters(), lr=1e38)
+        >>> engine.step(optimizer, 0)["objective"].shape
+        torch.Size([1])
+        >>> engine.step(optimizer, 1)
+        Traceback (most recent call last):
+        ...
+        inputopt.engine.NonFiniteError: non-finite loss (NaN or Inf) at step 1: objective in rows 0 (output-3); the (finite) images of step 1 are kept
+    """
+
+    def __init__(self, param: ImageParam, path: LossPath, targets: Targets = None, seeds: Sequence[int] | None = None,
+                 track_done: bool = False, freeze_done: bool = False, done: Tensor | None = None,
+                 names: Sequence[str] | None = None) -> None:
+        self.param = param
+        self.path = path
+        self.targets = path.default_targets(param()) if targets is None else targets
+        self.seeds = seeds
+        self.freeze_done = freeze_done
+        self.track_done = track_done or freeze_done
+        self.done = (torch.zeros(param.batch_size, dtype=torch.bool, device=param.tensor.device)
+                     if done is None else done)
+        self._names = None if names is None else list(names)
+
+    @property
+    def names(self) -> list[str]:
+        """The rows' names in error messages."""
+        if self._names is None:
+            self._names = _distinct(self.path.objective.row_names(self.param.batch_size), "-")
+        return self._names
+
+    def terms(self, step: int, images: Tensor | None = None) -> dict[str, Tensor]:
+        """The loss forward of ``images`` (default ``param()``): ``objective``, each prior, ``loss`` (zero on the
+        done rows under ``freeze_done``) and, when tracked, ``"done"``."""
+        images = self.param() if images is None else images
+        terms = self.path.terms(images, self.targets, self.seeds, step, done=self.track_done)
+        if self.freeze_done and "done" in terms:
+            self.done |= terms["done"]
+            terms["loss"] = torch.where(self.done, torch.zeros_like(terms["loss"]), terms["loss"])
+        return terms
+
+    def check_loss(self, terms: dict[str, Tensor], step: int) -> None:
+        """Raise :class:`NonFiniteError` when a row's loss is non-finite (the images, finite, are kept)."""
+        if not torch.isfinite(terms["loss"].detach()).all():
+            raise NonFiniteError(nonfinite_message(terms, self.names, step)
+                                 + f"; the (finite) images of step {step} are kept")
+
+    def update(self, optimizer_step: Callable[[], object], step: int) -> None:
+        """The update after the backward of ``step``: ``optimizer_step()``, the done rows put back, the
+        projection, and the finiteness of the result (else the last finite tensors come back and
+        :class:`NonFiniteError` names the rows)."""
+        tensors = list(self.param.parameters())
+        before = [t.detach().clone() for t in tensors]  # the last finite state, and the rows a done image keeps
+        optimizer_step()
+        if self.freeze_done:
+            restore_rows_(tensors, before, self.done)
+        self.param.project_()
+        finite = torch.stack([torch.isfinite(t.detach().flatten(1)).all(1) for t in tensors]).all(0)
+        if not finite.all():
+            with torch.no_grad():
+                for tensor, old in zip(tensors, before):
+                    tensor.copy_(old)
+            rows = [f"{i} ({name})" for i, name in enumerate(self.names) if not finite[i]]
+            raise NonFiniteError(
+                f"the images went non-finite (NaN or Inf) at step {step + 1} in rows {', '.join(rows)} "
+                f"(a learning rate too large?); the images of step {step} are restored and kept")
+
+    def step(self, optimizer: torch.optim.Optimizer, step: int,
+             callback: Callable[[int, dict[str, Tensor]], None] | None = None) -> dict[str, Tensor] | None:
+        """One whole step in a plain loop: zero the gradients, :meth:`terms`, :meth:`check_loss`, backward,
+        ``callback(step, detached terms)``, :meth:`update`. Returns the terms, or ``None`` when every row is
+        done under ``freeze_done`` (nothing left to optimize)."""
+        optimizer.zero_grad(set_to_none=True)
+        terms = self.terms(step)
+        if self.freeze_done and "done" in terms and self.done.all():
+            return None
+        self.check_loss(terms, step)
+        terms["loss"].sum().backward()
+        if callback is not None:
+            callback(step, {name: value.detach() for name, value in terms.items()})
+        self.update(optimizer.step, step)
+        return terms
+
+
+def optimize(param: ImageParam, path: LossPath, steps: int,
+             optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
+             targets: Targets = None, seeds: Sequence[int] | None = None,
+             callback: Callable[[int, dict[str, Tensor]], None] | None = None,
+             scheduler: Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler] | None = None,
+             track_done: bool = False, freeze_done: bool = False) -> ImageParam:
+    """Optimize ``param`` for ``steps`` steps in a plain loop: the step of a fit (:class:`StepEngine`).
+
+    For inner loops (a batch of a data set, a chunk of units, an attack) where a Lightning ``fit`` per
+    batch would be too heavy. Each step: ``path.terms(param(), ...)`` → finiteness → ``loss.sum().backward()``
+    → ``callback`` → optimizer step → done rows restored → ``param.project_()`` → finiteness → scheduler step.
+    A non-finite loss or image raises :class:`NonFiniteError` and keeps the last finite images in ``param``.
+
+    Args:
+        param: an initialized image parameterization.
+        path: the loss path.
+        steps: number of optimizer steps.
+        optimizer: builds the optimizer from the parameters (default Adam, lr 0.1).
+        targets: the rows' targets (default: the objective's, on the starting images).
+        seeds: one seed per row for the transforms.
+        callback: called at every step after the gradient is computed and before the optimizer step,
+            with the step index and the (detached) terms of the images ``param()`` holds at that moment
+            (with ``"done"`` when tracked). It may read or change ``param.tensor`` and its ``.grad`` rows in
+            place, or change the projection (``param.radius``) that follows the step.
+        scheduler: builds a learning-rate scheduler from the optimizer, stepped after every step.
+        track_done: add the objective's ``is_done`` flags to the terms as ``"done"``.
+        freeze_done: stop updating an image once it is done (implies ``track_done``); the loop ends
+            early when every image is done.
+
+    Returns:
+        ``param``, optimized in place.
+
+    Example:
+        >>> from inputopt.networks import build_network
+        >>> from inputopt.objectives import UnitActivation
+        >>> from inputopt.params import PixelImage
+        >>> param = PixelImage(mean=0.5).initialize((1, 32, 32), keys=[3])
+        >>> path = LossPath(build_network("digits"), UnitActivation(None, unit=3))
+        >>> before = path.terms(param(), None)["objective"].item()
+        >>> after = path.terms(optimize(param, path, steps=5)(), None)["objective"].item()
+        >>> after > before
+        True
+    """
+    opt = (optimizer or (lambda p: torch.optim.Adam(p, lr=0.1)))(list(param.parameters()))
+    schedule = scheduler(opt) if scheduler is not None else None
+    engine = StepEngine(param, path, targets, seeds, track_done=track_done, freeze_done=freeze_done)
+    for step in range(steps):
+        if engine.step(opt, step, callback) is None:
+            break
+        if schedule is not None:
+            schedule.step()
+    return param

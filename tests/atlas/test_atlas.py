@@ -1,0 +1,221 @@
+"""The atlas without a browser: its folder, resume, the record check, escaping, the reproduce command."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from inputopt.atlas import build_site, layer_slug, load_atlas, marked_crop
+from tests.atlas._hostile import IMG, SCRIPT
+from tests.atlas.conftest import digits_atlas
+
+OUTPUT = layer_slug(None)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file of the site and every image it shows, by relative path."""
+    files = [folder / "index.html", *sorted((folder / "site").rglob("*"))]
+    files += sorted(p for p in (folder / "layers").rglob("*.png"))
+    return {str(p.relative_to(folder)): p.read_bytes() for p in files if p.is_file()}
+
+
+def test_smoke_folder_and_pages(built_atlas):
+    atlas = load_atlas(built_atlas)
+    assert [layer["name"] for layer in atlas["layers"]] == ["features.4", None]
+    features, output = atlas["layers"]
+    assert features["shape"] == [32, 16, 16] and output["shape"] == [10]
+    assert [u["unit"] for u in features["units"]] == [0, 1, 2, 3]
+    assert all(len(u["images"]) == 1 and len(u["examples"]) == 3 for u in features["units"] + output["units"])
+    assert [u["name"] for u in output["units"]] == ["digit 0", "digit 1", "digit 2"]
+    assert features["metrics"] == ["activation_ratio", "high_frequency_energy"]
+    assert output["metrics"] == ["activation_ratio", "high_frequency_energy", "transfer/digits_b"]
+    pages = sorted(p.relative_to(built_atlas).as_posix() for p in built_atlas.rglob("*.html"))
+    assert pages == sorted(["index.html", f"site/{OUTPUT}.html", *[f"site/{OUTPUT}/{u}.html" for u in range(3)],
+                            "site/features.4.html", *[f"site/features.4/{u}.html" for u in range(4)]])
+    # every image a page shows is a file of the folder, by a relative link
+    for page in built_atlas.rglob("*.html"):
+        for src in re.findall(r'src="([^"]+)"', page.read_text()):
+            assert not re.match(r"^[a-z]+:", src), src
+            assert (page.parent / src).resolve().is_file(), (page, src)
+
+
+def test_metrics_values(built_atlas):
+    """The page's numbers are the functional metrics of the sweep's images."""
+    from inputopt.metrics import high_frequency_energy, unit_scores
+    from inputopt.networks import build_network
+
+    metrics = json.loads((built_atlas / "layers" / "features.4" / "metrics.json").read_text())["units"]
+    examples = json.loads((built_atlas / "layers" / "features.4" / "examples" / "examples.json").read_text())
+    image = torch.load(built_atlas / "layers" / "features.4" / "seed-0" / "units" / "features.4-2.pt")
+    network = build_network("digits")
+    acts = {}
+    network.features[4].register_forward_hook(lambda m, i, o: acts.setdefault("x", o))
+    network(image[None])
+    score = unit_scores(acts["x"], [2])[0].item()
+    assert metrics["2"]["activation_ratio"] == pytest.approx(score / examples["values"][2][0], rel=1e-5)
+    assert metrics["2"]["high_frequency_energy"] == pytest.approx(high_frequency_energy(image[None]).item(), rel=1e-5)
+    classes = json.loads((built_atlas / "layers" / OUTPUT / "metrics.json").read_text())["units"]
+    b = build_network("digits_b")
+    for unit in range(3):
+        x = torch.load(built_atlas / "layers" / OUTPUT / "seed-0" / "units" / f"output-{unit}.pt")
+        assert classes[str(unit)]["transfer/digits_b"] == float(b(x[None]).argmax().item() == unit)
+
+
+def test_resume_gives_the_same_site(built_atlas, tmp_path):
+    """An atlas interrupted anywhere (files missing) is completed by a rerun, and the site is the same."""
+    folder = tmp_path / "copy"
+    shutil.copytree(built_atlas, folder)
+    before = snapshot(folder)
+    kept = folder / "layers" / "features.4" / "seed-0" / "units" / "features.4-0.pt"
+    kept_time = kept.stat().st_mtime_ns
+    shutil.rmtree(folder / "site")
+    (folder / "index.html").unlink()
+    for name in ("features.4-2", "features.4-3"):  # a chunk in flight when it stopped
+        (folder / "layers" / "features.4" / "seed-0" / "units" / f"{name}.pt").unlink()
+        (folder / "layers" / "features.4" / "seed-0" / "images" / f"{name}.png").unlink()
+    shutil.rmtree(folder / "layers" / OUTPUT / "examples")
+    (folder / "layers" / "features.4" / "metrics.json").unlink()
+    (folder / "layers" / "features.4" / "examples" / "crops" / "1-2.png").unlink()
+    digits_atlas(folder).run()
+    assert snapshot(folder) == before
+    assert kept.stat().st_mtime_ns == kept_time  # done units are not recomputed
+
+
+def test_crash_then_resume_equals_one_run(built_atlas, tmp_path, monkeypatch):
+    """A run that crashes after its first chunk keeps that chunk; the rerun finishes it, and the atlas is
+    the one of an uninterrupted run, byte for byte."""
+    from lightning.pytorch import Callback
+
+    from inputopt.atlas import Atlas
+
+    class Crash(Callback):
+        def on_test_batch_end(self, *args, **kwargs) -> None:
+            raise RuntimeError("crash after the first chunk")
+
+    make_trainer = Atlas._trainer
+    monkeypatch.setattr(Atlas, "_trainer", lambda self, callbacks: make_trainer(self, [*callbacks, Crash()]))
+    folder = tmp_path / "atlas"
+    with pytest.raises(RuntimeError, match="crash after the first chunk"):
+        digits_atlas(folder).run()
+    assert sorted(p.name for p in (folder / "layers" / "features.4" / "seed-0" / "units").iterdir()) == [
+        "features.4-0.pt", "features.4-1.pt"]  # the first chunk (units_per_batch 2), complete
+    assert not (folder / "index.html").exists()
+    monkeypatch.undo()
+    digits_atlas(folder).run()
+    assert snapshot(folder) == snapshot(built_atlas)
+
+
+def test_site_rebuilt_from_files_alone(built_atlas, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(built_atlas, folder)
+    before = snapshot(folder)
+    shutil.rmtree(folder / "site")
+    (folder / "index.html").unlink()
+    build_site(folder)
+    assert snapshot(folder) == before
+
+
+def test_exception_other_config_refused(built_atlas, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(built_atlas, folder)
+    record = (folder / "atlas.yaml").read_text()
+    with pytest.raises(ValueError, match=r"another atlas configuration(.|\n)*visualization.steps: 5 -> 6"):
+        digits_atlas(folder, steps=6).run()
+    layers = [{"name": "features.4", "units": [0], "crop_size": 5}]
+    with pytest.raises(ValueError, match=r"layers.features.4.crop_size: 8 -> 5"):
+        digits_atlas(folder, layers=layers).run()
+    assert (folder / "atlas.yaml").read_text() == record  # nothing written
+    # the same configuration with another layer is the same atlas, grown
+    digits_atlas(folder, layers=[{"name": "features.0", "units": [1]}]).run()
+    assert [layer["name"] for layer in load_atlas(folder)["layers"]] == ["features.4", None, "features.0"]
+
+
+def test_exception_bad_settings(tmp_path):
+    with pytest.raises(ValueError, match=r"units must be ints in \[0, 32\)"):
+        digits_atlas(tmp_path, layers=[{"name": "features.4", "units": [32]}])
+    with pytest.raises(ValueError, match="unknown layer .features.99."):
+        digits_atlas(tmp_path, layers=[{"name": "features.99"}])
+    with pytest.raises(ValueError, match="set by the atlas itself"):
+        digits_atlas(tmp_path, trainer={"max_steps": 3})
+    with pytest.raises(ValueError, match="class_path 'NoSuchPrior' names no class"):
+        digits_atlas(tmp_path, visualization={"priors": [{"class_path": "NoSuchPrior"}]})
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_escaping_hostile_names(built_hostile_atlas):
+    pages = list(built_hostile_atlas.rglob("*.html"))
+    assert len(pages) == 1 + 3 + 4 + 4 + 3
+    text = "".join(p.read_text().replace('<script src="atlas.js"></script>', "") for p in pages)
+    assert "<script" not in text and "<img src=x" not in text  # the pages hold no script at all
+    assert "&lt;script&gt;" in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "<b>" not in text and "&lt;b&gt;bold&lt;/b&gt;" in text and "a &amp; b" in text  # unit names
+    names = [layer["name"] for layer in load_atlas(built_hostile_atlas)["layers"]]
+    assert names == [SCRIPT, IMG, None]
+
+
+def test_reproduce_command(built_atlas, tmp_path, monkeypatch):
+    """The unit page's command gives the unit's image again."""
+    from inputopt.cli import main
+
+    page = (built_atlas / "site" / "features.4" / "2.html").read_text()
+    command = re.search(r'<pre class="command"><code>(.*?)</code>', page).group(1)
+    assert command == ("inputopt fit --config layers/features.4/fit-seed-0.yaml "
+                       "--model.objective.init_args.channel '[2]'")
+    folder = tmp_path / "copy"
+    shutil.copytree(built_atlas, folder)
+    monkeypatch.chdir(folder)
+    main(["fit", "--config", "layers/features.4/fit-seed-0.yaml", "--model.objective.init_args.channel", "[2]",
+          "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
+    image = torch.load(folder / "reproduced" / "features.4" / "seed-0" / "input.pt")[0]
+    expected = torch.load(folder / "layers" / "features.4" / "seed-0" / "units" / "features.4-2.pt")
+    torch.testing.assert_close(image, expected)
+
+
+def test_command_line(tmp_path, capsys):
+    from inputopt.atlas import atlas_main
+
+    config = tmp_path / "atlas.yaml"
+    config.write_text(f"""
+atlas_dir: {tmp_path / 'out'}
+network: digits
+layers:
+  - name: features.0
+    units: [0, 1]
+    crop_size: 3
+visualization:
+  steps: 2
+examples:
+  dataset: {{class_path: inputopt.data.Digits, init_args: {{limit: 20}}}}
+  k: 2
+trainer: {{accelerator: cpu}}
+progress: false
+""")
+    times = atlas_main(["--config", str(config)])
+    assert list(times) == ["visualizations", "examples", "metrics", "site"]
+    out = capsys.readouterr().out
+    assert "2 units of 1 layers" in out and re.search(r"site\s+[0-9.]+ s", out)
+    index = (tmp_path / "out" / "index.html").read_text()
+    assert "<title>digits atlas</title>" in index
+    atlas_main(["--config", str(config), "--site_only", "--title", "Digits & co"])
+    assert "<title>Digits &amp; co</title>" in (tmp_path / "out" / "index.html").read_text()
+    (tmp_path / "out" / "index.html").unlink()
+    atlas_main(["--config", str(config), "--site_only"])  # the title given last is kept
+    assert "<title>Digits &amp; co</title>" in (tmp_path / "out" / "index.html").read_text()
+
+
+def test_marked_crop_box_and_context():
+    image = torch.zeros(1, 32, 32)
+    crop = marked_crop(image, [15, 15], [16, 16], 8, 16)  # bottom-right cell: shifted inside the image
+    assert crop.shape == (3, 16, 16)
+    red = (crop[0] == 1) & (crop[1] == 0)
+    rows, cols = red.nonzero(as_tuple=True)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (8, 15, 8, 15)  # the 8x8 box at the corner
+    assert marked_crop(image, None, None, None, None).shape == (3, 32, 32)
+    large = marked_crop(torch.zeros(3, 224, 224), [0, 0], [28, 28], 67, 112)  # a 2-pixel line
+    assert large[0, :2, :67].eq(1).all() and large[0, 2, 2:65].eq(0).all() and large[0, 66, :67].eq(1).all()
