@@ -15,6 +15,7 @@ medians of the wall time and the ratio inputopt / torchattacks.
 
     python benchmarks/bench_autoattack.py                       # 100 digits, eps 0.05, 3 reps
     python benchmarks/bench_autoattack.py --images 450 --queries 5000 --device cuda
+    python benchmarks/bench_autoattack.py --cases autoattack --images 50 --queries 500 --reps 1
 
 Needs torchattacks (the ``dev`` extra).
 """
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cases", nargs="+", default=["apgd-ce", "autoattack"], choices=["apgd-ce", "autoattack"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -79,6 +81,8 @@ def main() -> None:
     print("| case | inputopt s | torchattacks s | ratio | robust acc. inputopt | robust acc. torchattacks |")
     print("|---|---|---|---|---|---|")
     for name, (ours, theirs) in cases.items():
+        if name.split(" ")[0] not in args.cases:
+            continue
         times = {"ours": [], "theirs": []}
         acc = {}
         for side, call in (("ours", ours), ("theirs", theirs)):  # warm-up, and the accuracy
