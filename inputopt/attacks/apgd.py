@@ -8,7 +8,6 @@ checkpoints, halves the step size of the images whose loss stalled and moves the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 

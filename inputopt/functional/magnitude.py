@@ -160,6 +160,8 @@ def multiscale_crops(photos: Iterable[Tensor], size: int = DEFAULT_MAGNITUDE_SIZ
         >>> multiscale_crops([torch.rand(3, 40, 50)], size=16, scales=(1.0, 2.0)).shape
         torch.Size([5, 3, 16, 16])
     """
+    from torchvision.transforms.v2 import functional as TF  # torchvision only when estimating
+
     crops = []
     for photo in photos:
         for scale in scales:
