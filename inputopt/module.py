@@ -211,12 +211,12 @@ class InputOptimization(LightningModule):
         if optimizer is not None and not callable(optimizer):
             raise TypeError(f"optimizer must build the optimizer from the parameters (e.g. "
                             f"functools.partial(torch.optim.SGD, lr=0.1)), got {optimizer!r}")
-        objective = build(objective)
+        objective = build(objective, InputObjective)
         if not isinstance(objective, InputObjective):
             raise TypeError(f"objective must be an InputObjective or its {{class_path, init_args}} config, got "
                             f"{objective!r}")
-        priors = [build(p) for p in (priors or [])]
-        param = PixelImage() if param is None else build(param)
+        priors = [build(p, Prior) for p in (priors or [])]
+        param = PixelImage() if param is None else build(param, ImageParam)
         transforms = Transforms(transforms or [])
         ignore = [name for name, value in (("network", network), ("init", init)) if not isinstance(value, (str, type(None)))]
         with warnings.catch_warnings():  # replaced by their configs just below

@@ -341,3 +341,54 @@ def test_explicit_enable_checkpointing_keeps_lightnings_default_checkpoint(tmp_p
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run("--trainer.max_steps", "3", "--trainer.enable_checkpointing", "true", config=tmp_path / "config.yaml")
     assert [p.name for p in (tmp_path / "results").rglob("*.ckpt")] == ["epoch=0-step=3.ckpt"]
+
+
+# -- 6. security: plain data names no callable but the components it is meant to build ------------------------------
+def _digits_checkpoint(tmp_path) -> Path:
+    net_module = InputOptimization("digits", UnitActivation(None, unit=[0, 1]))
+    trainer(tmp_path, 1).fit(net_module)
+    path = tmp_path / "plain.ckpt"
+    trainer_ = net_module.trainer
+    trainer_.save_checkpoint(path)
+    return path
+
+
+@pytest.mark.parametrize("field", ["objective", "priors", "param", "transforms"])
+def test_checkpoint_of_plain_data_cannot_name_another_callable(field, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _digits_checkpoint(tmp_path)
+    checkpoint = torch.load(path, weights_only=True)
+    hostile = {"class_path": "os.system", "init_args": {"command": "touch PWNED"}}
+    checkpoint["hyper_parameters"][field] = hostile if field in ("objective", "param") else [hostile]
+    torch.save(checkpoint, path)
+    with pytest.raises(TypeError, match=r"class_path 'os.system' is not a subclass of \w+"):
+        InputOptimization.load_from_checkpoint(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("network", ["os.getpid", "builtins.input", "pdb.set_trace", "os.system",
+                                     "collections.OrderedDict"])
+def test_network_name_calls_only_a_module_class_or_factory(network, monkeypatch):
+    monkeypatch.setattr("sys.stdin", None)  # builtins.input must not wait for a line
+    with pytest.raises(ValueError, match=rf"network '{network}' is .*nn.Module class or a function that builds one"):
+        InputOptimization(network, UnitActivation(None, unit=0), image_shape=(3, 32, 32))
+
+
+def not_a_network() -> dict:
+    return {}
+
+
+def test_network_factory_must_return_a_module():
+    with pytest.raises(ValueError, match=r"network 'tests.test_reliability.not_a_network' returned a dict, not an nn.Module"):
+        InputOptimization("tests.test_reliability.not_a_network", UnitActivation(None, unit=0), image_shape=(3, 32, 32))
+    net = InputOptimization("tests.conftest.make_tiny_net", UnitActivation(None, unit=0), image_shape=(3, 32, 32))
+    assert net.network_name == "tests.conftest.make_tiny_net"
+
+
+def test_sweep_optimizer_config_builds_only_an_optimizer(tmp_path, monkeypatch):
+    from inputopt.runners.sweep import _optimizer
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TypeError, match=r"class_path 'os.system' is not a subclass of Optimizer"):
+        _optimizer({"class_path": "os.system", "init_args": {"command": "touch PWNED"}})
+    assert not (tmp_path / "PWNED").exists()
