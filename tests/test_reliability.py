@@ -14,6 +14,7 @@ import torch
 import yaml
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
 
 from inputopt import CheckpointOnInterrupt, InputOptimization, SaveImages, UnitActivation
 from inputopt.callbacks.checkpoints import RunLock, RunLockedError
@@ -392,3 +393,43 @@ def test_sweep_optimizer_config_builds_only_an_optimizer(tmp_path, monkeypatch):
     with pytest.raises(TypeError, match=r"class_path 'os.system' is not a subclass of Optimizer"):
         _optimizer({"class_path": "os.system", "init_args": {"command": "touch PWNED"}})
     assert not (tmp_path / "PWNED").exists()
+
+
+# -- 7. names that become file names stay inside the results folder --------------------------------------------------
+def _net_with_layer(name: str) -> nn.Module:
+    """The tiny network with its last layer also reachable under ``name`` (a name ``add_module`` would refuse)."""
+    net = make_tiny_net()
+    net._modules[name] = nn.Identity()  # called after the network: its output is the logits
+
+    def forward(x, _forward=net.forward):
+        return net._modules[name](_forward(x))
+
+    net.forward = forward
+    return net
+
+
+@pytest.mark.parametrize("layer", ["sub/dir", "ABSOLUTE/outside/ESC", "../../outside/ESC"])
+def test_layer_names_give_files_inside_the_results_folder(layer, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    layer = layer.replace("ABSOLUTE", str(tmp_path).replace(".", "_"))
+    out = tmp_path / "a" / "b" / "out"
+    fit_module = InputOptimization(_net_with_layer(layer), UnitActivation(layer, unit=[0, 1]), image_shape=(3, 32, 32))
+    saver = SaveImages(out)
+    trainer(tmp_path, 1, saver, enable_checkpointing=False).fit(fit_module)
+    written_files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert all(f.startswith("a/b/out/") for f in written_files), written_files
+    pngs = sorted(p.name for p in (out / "images").iterdir())
+    assert len(pngs) == 2 and all("/" not in p for p in pngs)
+    assert all(p.is_relative_to(out) for p in saver.paths)
+
+
+def test_sweep_unit_files_of_a_layer_name_with_a_slash(tmp_path):
+    from inputopt.callbacks.sweep import SaveSweep
+    from inputopt.runners.sweep import FeatureSweep
+
+    sweep = FeatureSweep(_net_with_layer("sub/dir"), UnitActivation("sub/dir", unit=[0, 1]), image_shape=(3, 32, 32),
+                         steps=1)
+    Trainer(callbacks=[SaveSweep(tmp_path / "sweep", progress=False)], logger=False, enable_progress_bar=False,
+            enable_model_summary=False).test(sweep, verbose=False)
+    assert sorted(p.name for p in (tmp_path / "sweep" / "units").iterdir()) == ["sub_dir-0.pt", "sub_dir-1.pt"]
+    assert (tmp_path / "sweep" / "input.pt").is_file()

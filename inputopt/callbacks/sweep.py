@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from inputopt.functional.display import DisplayMode
-from inputopt.results import save_grid, save_images
+from inputopt.results import file_name, save_grid, save_images
 from inputopt.runners.sweep import RECORD, FeatureSweep, record_differences
 
 __all__ = ["SaveSweep"]
@@ -40,7 +40,7 @@ def _open_folder(out: Path, record: dict[str, Any], names: Sequence[str]) -> lis
         partial_path.write_text("# What defines this folder's images: everything but the units (inputopt sweep)\n"
                                 + yaml.safe_dump(record, sort_keys=False))
         partial_path.replace(path)
-    return [n for n in names if (units / f"{n}.pt").is_file()]
+    return [n for n in names if (units / f"{file_name(n)}.pt").is_file()]
 
 
 def _save_atomic(tensor: Tensor, path: Path) -> None:
@@ -111,7 +111,7 @@ class SaveSweep(Callback):
     def _count_done(self, names: Sequence[str]) -> int:
         units = self.dirpath / "units"
         present = {p.name for p in units.iterdir()} if units.is_dir() else set()
-        return sum(f"{n}.pt" in present for n in names)
+        return sum(f"{file_name(n)}.pt" in present for n in names)
 
     def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: dict[str, Any], batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -120,7 +120,7 @@ class SaveSweep(Callback):
         save_images(images, self.dirpath / "images", names, self.display, self.scale)
         (self.dirpath / "units").mkdir(parents=True, exist_ok=True)
         for image, name in zip(images, names):
-            _save_atomic(image.clone(), self.dirpath / "units" / f"{name}.pt")
+            _save_atomic(image.clone(), self.dirpath / "units" / f"{file_name(name)}.pt")
         self.chunks.append(list(outputs["units"]))
         if self._bar is not None:  # every process's files, not only this one's
             self._bar.update(self._count_done(self._sweep(pl_module).image_names) - self._bar.n)
@@ -137,11 +137,11 @@ class SaveSweep(Callback):
         if not trainer.is_global_zero:
             return
         units = self.dirpath / "units"
-        missing = [n for n in sweep.image_names if not (units / f"{n}.pt").is_file()]
+        missing = [n for n in sweep.image_names if not (units / f"{file_name(n)}.pt").is_file()]
         if missing:
             raise RuntimeError(f"units {missing} have no file in {units}; is {self.dirpath} on a file system every "
                                f"process shares?")
-        x = torch.stack([torch.load(units / f"{n}.pt", weights_only=True) for n in sweep.image_names])
+        x = torch.stack([torch.load(units / f"{file_name(n)}.pt", weights_only=True) for n in sweep.image_names])
         _save_atomic(x, self.dirpath / "input.pt")
         grid = save_grid(x, self.dirpath / "grid.png", self.display, self.nrow, self.scale)
         self.paths = [grid, self.dirpath / "input.pt"]
