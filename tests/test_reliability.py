@@ -433,3 +433,134 @@ def test_sweep_unit_files_of_a_layer_name_with_a_slash(tmp_path):
             enable_model_summary=False).test(sweep, verbose=False)
     assert sorted(p.name for p in (tmp_path / "sweep" / "units").iterdir()) == ["sub_dir-0.pt", "sub_dir-1.pt"]
     assert (tmp_path / "sweep" / "input.pt").is_file()
+
+
+# -- 8. the run lock: atomic, and held by every command on every folder it writes into -------------------------------
+HOLD = ("import sys, time\nfrom inputopt.callbacks.checkpoints import RunLock\nRunLock(sys.argv[1]).__enter__()\n"
+        "print('held', flush=True)\ntime.sleep(120)\n")
+# a process between creating the lock file and writing its pid into it
+HOLD_NO_PID = ("import fcntl, os, sys, time\nfd = os.open(os.path.join(sys.argv[1], 'run.lock'), os.O_RDWR | os.O_CREAT)\n"
+               "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(120)\n")
+
+
+@pytest.fixture
+def holder():
+    """``holder(folder)``: another process that holds ``folder``'s run lock until the test ends."""
+    processes = []
+
+    def hold(folder: Path, script: str = HOLD) -> subprocess.Popen:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        process = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True,
+                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+        processes.append(process)
+        assert process.stdout.readline().strip() == "held"
+        return process
+
+    yield hold
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+def test_lock_whose_pid_is_not_written_yet_is_never_taken_over(tmp_path, holder):
+    holder(tmp_path, HOLD_NO_PID)
+    with pytest.raises(RunLockedError, match="another run \\(another process\\) is writing into"):
+        RunLock(tmp_path).acquire()
+    assert (tmp_path / "run.lock").read_text() == ""  # left to its holder
+
+
+def test_lock_nests_in_one_process_and_goes_with_the_outermost_holder(tmp_path):
+    with RunLock(tmp_path):
+        inner = RunLock(tmp_path).acquire()
+        inner.release()
+        inner.release()  # idempotent
+        assert (tmp_path / "run.lock").read_text() == f"{os.getpid()}\n"
+    assert not (tmp_path / "run.lock").exists()
+
+
+def test_two_sweeps_into_one_folder_the_second_is_refused(tmp_path, monkeypatch, holder):
+    from inputopt.commands.sweep import run_sweep
+
+    monkeypatch.chdir(tmp_path)
+    holder(tmp_path / "sweep")
+    with pytest.raises(RunLockedError, match=r"another run \(pid \d+\) is writing into"):
+        run_sweep(["--config", str(ROOT / "configs" / "digits.yaml"), "--trainer.max_steps", "1",
+                   "--model.objective.init_args.unit", "[0, 1]"], units_per_batch=2, sweep_dir=tmp_path / "sweep",
+                  progress=False)
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["run.lock"]
+
+
+@pytest.mark.parametrize(("command", "config", "folder"), [
+    ("attack_main", "digits_pgd.yaml", "results/digits_pgd"),
+    ("examples_main", "digits_examples.yaml", "results/digits_examples"),
+])
+def test_dataset_runner_into_a_held_folder_is_refused(command, config, folder, tmp_path, monkeypatch, holder):
+    import inputopt.commands.runners as runners
+
+    monkeypatch.chdir(tmp_path)
+    holder(tmp_path / folder)
+    with pytest.raises(RunLockedError, match=r"another run \(pid \d+\) is writing into"):
+        getattr(runners, command)(["--config", str(ROOT / "configs" / config), "--model.dataset.init_args.limit", "8",
+                                   "--trainer.enable_progress_bar", "false"])
+    assert sorted(p.name for p in (tmp_path / folder).iterdir()) == ["run.lock"]
+
+
+def test_fit_into_another_run_folder_but_a_held_save_images_folder_is_refused(tmp_path, monkeypatch, holder):
+    monkeypatch.chdir(tmp_path)
+    holder(tmp_path / "shared")
+    with pytest.raises(RunLockedError, match=r"another run \(pid \d+\) is writing into .*shared"):
+        run("--trainer.max_steps", "1", "--trainer.callbacks+=SaveImages",
+            "--trainer.callbacks.dirpath", str(tmp_path / "shared"))
+    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["run.lock"]
+    with pytest.raises(RunLockedError):  # from Python too: SaveImages holds its folder from setup on
+        trainer(tmp_path, 1, SaveImages(tmp_path / "shared")).fit(module())
+
+
+# -- 9. every runner keeps the network in eval mode, and gives the user's modes back -------------------------------
+def _runner(kind: str, net: nn.Module):
+    from torch.utils.data import TensorDataset
+
+    from inputopt.attacks import PGD
+    from inputopt.runners.attack import AttackEvaluation
+    from inputopt.runners.examples import DatasetExamples
+    from inputopt.runners.sweep import FeatureSweep
+
+    data = TensorDataset(torch.rand(6, 3, 32, 32), torch.arange(6))
+    if kind == "sweep":
+        return FeatureSweep(net, UnitActivation("features.4", unit=[0, 1]), image_shape=(3, 32, 32), steps=2)
+    if kind == "examples":
+        return DatasetExamples(net, "features.4", [0, 1], data, k=2, batch_size=3)
+    return AttackEvaluation(PGD(net, eps=[0.05], alpha=0.02, steps=2), data, batch_size=3, sphere_points=0)
+
+
+@pytest.mark.parametrize("kind", ["sweep", "examples", "attack"])
+def test_every_runner_keeps_the_network_in_eval_mode_and_gives_the_users_modes_back(kind, tmp_path):
+    net = make_tiny_net()
+    runner = _runner(kind, net)
+    net.train()
+    net.classifier[0].eval()  # a mix of modes, given back as it was
+    modes = {name: m.training for name, m in net.named_modules()}
+    buffers = {k: v.clone() for k, v in net.state_dict().items()}
+    seen = []
+    hook = net.features[1].register_forward_hook(lambda m, i, o: seen.append(m.training))
+    Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+            default_root_dir=tmp_path).test(runner, verbose=False)
+    hook.remove()
+    assert seen and not any(seen), "the network ran in train mode"
+    for key, value in net.state_dict().items():  # BatchNorm statistics untouched
+        assert torch.equal(value, buffers[key]), key
+    assert {name: m.training for name, m in net.named_modules()} == modes
+
+
+def test_runner_gives_the_users_modes_back_when_it_fails(tmp_path):
+    class Fail(Callback):
+        def on_test_batch_start(self, *args):
+            raise KeyError("a failing run")
+
+    net = make_tiny_net()
+    runner = _runner("examples", net)
+    net.train()
+    with pytest.raises(KeyError):
+        Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[Fail()],
+                default_root_dir=tmp_path).test(runner, verbose=False)
+    assert all(m.training for m in net.modules())

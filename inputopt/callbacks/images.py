@@ -10,6 +10,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from inputopt.callbacks._checks import _check_display, _check_module
+from inputopt.callbacks.checkpoints import RunLock
 from inputopt.functional.display import DisplayMode
 from inputopt.module import InputOptimization
 from inputopt.results import image_grid, save_grid, save_images
@@ -18,7 +19,9 @@ from inputopt.results import image_grid, save_grid, save_images
 class SaveImages(Callback):
     """At the end of a run, write ``grid.png``, one PNG per image and ``input.pt`` (the images as a tensor).
 
-    A folder it cannot write into is refused at setup, before the first step. A resume with no step left
+    A folder it cannot write into is refused at setup, before the first step, and so is a folder another run
+    holds: it holds its folder (:class:`~inputopt.callbacks.checkpoints.RunLock`) from setup to the end of the run,
+    so two runs with one ``dirpath`` cannot overwrite each other's files. A resume with no step left
     (a checkpoint at or past ``max_steps``) says so and writes the checkpoint's images. A run stopped by an
     error (a non-finite loss included) writes nothing, so the results of an earlier run stay as they were.
 
@@ -42,6 +45,7 @@ class SaveImages(Callback):
         self.scale = scale
         self.paths: list[Path] = []
         self._wrote = False
+        self._lock: RunLock | None = None
 
     def directory(self, trainer: Trainer) -> Path:
         return Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
@@ -54,6 +58,19 @@ class SaveImages(Callback):
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
             raise PermissionError(f"SaveImages cannot write its results into {out}: {existing} is "
                                   f"{'not a folder' if not existing.is_dir() else 'not writable'}")
+        if trainer.is_global_zero:  # one run per results folder, even when runs of other log folders share it
+            self._lock = RunLock(out).acquire()
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._release()
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._write(trainer, pl_module)

@@ -10,7 +10,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from inputopt.callbacks.checkpoints import RunLock
+from inputopt.callbacks.checkpoints import hold_run_folders
 from inputopt.commands.common import import_components
 from inputopt.engine import check_precision
 from inputopt.module import InputOptimization, check_max_steps
@@ -32,7 +32,8 @@ class _SaveConfigAtFirstStep(SaveConfigCallback):
 class InputOptCLI(LightningCLI):
     """LightningCLI for :class:`InputOptimization`, with defaults that suit input optimization.
 
-    A fit holds its run folder (the logger's directory) with :class:`~inputopt.callbacks.checkpoints.RunLock`, and a
+    A fit holds its run folder (the logger's directory) and every folder its callbacks write into with
+    :class:`~inputopt.callbacks.checkpoints.RunLock` (:func:`~inputopt.callbacks.checkpoints.hold_run_folders`), and a
     config without a ``ModelCheckpoint`` writes no checkpoint (Lightning would add its default one).
     """
 
@@ -51,7 +52,7 @@ class InputOptCLI(LightningCLI):
 
     def fit(self, model: InputOptimization, **kwargs) -> None:
         """``Trainer.fit`` while holding the run folder: a second run into it fails before writing anything."""
-        with RunLock(self.trainer.log_dir or self.trainer.default_root_dir):
+        with hold_run_folders(self.trainer):  # the log folder, and SaveImages' own folder when it has one
             self.trainer.fit(model, **kwargs)
 
     def parse_arguments(self, parser, args) -> None:
