@@ -564,3 +564,27 @@ def test_runner_gives_the_users_modes_back_when_it_fails(tmp_path):
         Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[Fail()],
                 default_root_dir=tmp_path).test(runner, verbose=False)
     assert all(m.training for m in net.modules())
+
+
+# -- 10. an interrupted run exits non-zero -------------------------------------------------------------------------
+@pytest.mark.slow
+def test_sigterm_to_fit_exits_143_after_its_checkpoint(tmp_path):
+    import signal
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "inputopt.cli", "fit", "--config", str(ROOT / "configs" / "digits.yaml"),
+         "--trainer.max_steps", "100000", "--trainer.enable_progress_bar", "false"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    try:
+        for line in process.stdout:  # the summary is printed when the fit starts; then steps run
+            if line.startswith("Optimized input"):
+                break
+        import time
+        time.sleep(2)
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=120)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 143, output[-2000:]
+    assert (tmp_path / "results/digits/run/checkpoints/last.ckpt").is_file()
