@@ -492,8 +492,13 @@ class InputOptimization(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("inputopt_fingerprint")
-        if saved is None or self._trainer is None:  # load_from_checkpoint rebuilds the module from the checkpoint
+        if self._trainer is None:  # load_from_checkpoint rebuilds the module from the checkpoint
             return
+        if saved is None:
+            raise ValueError(
+                "refusing to resume from a checkpoint without an inputopt fingerprint (written by another program, "
+                "or edited): what defines its images cannot be compared with this run's configuration. Start a new "
+                "run, or give its images as the starting point (init) of one.")
         now = self.fingerprint()
         differ = [f for f in FINGERPRINT_FIELDS if saved.get(f) != now.get(f) and f not in self.allow_resume_mismatch]
         if differ:

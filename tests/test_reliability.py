@@ -588,3 +588,29 @@ def test_sigterm_to_fit_exits_143_after_its_checkpoint(tmp_path):
         process.kill()
     assert process.returncode == 143, output[-2000:]
     assert (tmp_path / "results/digits/run/checkpoints/last.ckpt").is_file()
+
+
+# -- 11. a resume from a checkpoint file refuses another configuration, as --ckpt_path last does --------------------
+@pytest.mark.parametrize("ckpt_path", ["last", "file"])
+def test_resume_from_a_checkpoint_file_with_a_changed_prior_weight_is_refused(ckpt_path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run("--trainer.max_steps", "2")
+    last = tmp_path / RUN / "checkpoints" / "last.ckpt"
+    before = files(tmp_path / RUN)
+    with pytest.raises(ValueError, match=r"differs from the checkpoint's in priors"):
+        run("--trainer.max_steps", "4", "--ckpt_path", "last" if ckpt_path == "last" else str(last),
+            "--model.priors.init_args.weight", "0.5")
+    after = files(tmp_path / RUN)
+    assert {k: v for k, v in after.items() if "tfevents" not in k} == {  # (the logger's events files: issue 20)
+        k: v for k, v in before.items() if "tfevents" not in k}
+
+
+def test_resume_from_a_checkpoint_without_a_fingerprint_is_refused(tmp_path):
+    last = _first_run(tmp_path)
+    checkpoint = torch.load(last, weights_only=True)
+    del checkpoint["inputopt_fingerprint"]
+    torch.save(checkpoint, last)
+    resumed = module(unit=(1, 0))
+    with pytest.raises(ValueError, match="without an inputopt fingerprint"):
+        trainer(tmp_path, 5).fit(resumed, ckpt_path=last)
+    assert resumed.trainer.global_step == 0

@@ -55,6 +55,11 @@ class InputOptCLI(LightningCLI):
         with hold_run_folders(self.trainer):  # the log folder, and SaveImages' own folder when it has one
             self.trainer.fit(model, **kwargs)
 
+    def _parse_ckpt_path(self) -> None:
+        """Keep the configuration the command line gives. Lightning would replace the model's configuration with
+        the hyperparameters of a ``--ckpt_path`` *file* (not of ``last``), so that a changed setting was silently
+        dropped; kept, it meets the checkpoint's fingerprint, which refuses any difference, as for ``last``."""
+
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
