@@ -614,3 +614,38 @@ def test_resume_from_a_checkpoint_without_a_fingerprint_is_refused(tmp_path):
     with pytest.raises(ValueError, match="without an inputopt fingerprint"):
         trainer(tmp_path, 5).fit(resumed, ckpt_path=last)
     assert resumed.trainer.global_step == 0
+
+
+# -- 12. a second run into a finished run's folder: a failure leaves it whole, and nothing of it is mixed in --------
+def _nan_objective(at: int) -> list[str]:
+    return ["--model.objective", '{"class_path": "tests.test_reliability.NaNAt", "init_args": {"layer": null, '
+            f'"unit": [3, 7], "at": {at}, "row": 1}}}}']
+
+
+def test_second_run_failing_at_its_first_step_leaves_the_previous_results_whole(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run("--trainer.max_steps", "3")
+    before = files(tmp_path / RUN)
+    with pytest.raises(NonFiniteError):
+        run("--trainer.max_steps", "3", *_nan_objective(at=0))
+    after = files(tmp_path / RUN)
+    for name in ("config.yaml", "checkpoints/last.ckpt", "input.pt", "grid.png", "images/output-3.png"):
+        assert after[name] == before[name], name
+
+
+def test_second_run_failing_later_leaves_no_images_of_the_first_beside_its_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run("--trainer.max_steps", "3")
+    with pytest.raises(NonFiniteError):
+        run("--trainer.max_steps", "5", *_nan_objective(at=2))
+    after = files(tmp_path / RUN)
+    assert "NaNAt" in after["config.yaml"].decode()  # this run's config and last finite state (resumable) ...
+    assert torch.load(tmp_path / RUN / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert not [name for name in after if name.endswith((".png", "input.pt"))]  # ... and no other run's images
+
+
+def test_second_run_with_fewer_units_leaves_only_its_own_pngs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run("--trainer.max_steps", "2")
+    run("--trainer.max_steps", "2", "--model.objective.init_args.unit", "[3]")
+    assert sorted(p.name for p in (tmp_path / RUN / "images").iterdir()) == ["output-3.png"]

@@ -19,14 +19,17 @@ __all__ = ["InputOptCLI", "check_ckpt_file", "check_last_checkpoint", "cli", "fi
 
 
 class _SaveConfigAtFirstStep(SaveConfigCallback):
-    """Write ``config.yaml`` when the first step starts, not at setup: a run that fails before its first step
-    leaves the config of the run whose checkpoint and images sit next to it."""
+    """Write ``config.yaml`` once the first step of this fit has ended finite, not at setup: a run that fails
+    before (a refused setting, a non-finite first step) leaves the config of the run whose checkpoint and images
+    sit next to it. From then on the folder is this run's (``SaveImages`` removes the previous run's images
+    at the same moment)."""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         pass
 
-    def on_train_start(self, trainer, pl_module) -> None:
-        super().setup(trainer, pl_module, "fit")
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self.already_saved:
+            super().setup(trainer, pl_module, "fit")
 
 
 class InputOptCLI(LightningCLI):
