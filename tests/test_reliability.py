@@ -649,3 +649,22 @@ def test_second_run_with_fewer_units_leaves_only_its_own_pngs(tmp_path, monkeypa
     run("--trainer.max_steps", "2")
     run("--trainer.max_steps", "2", "--model.objective.init_args.unit", "[3]")
     assert sorted(p.name for p in (tmp_path / RUN / "images").iterdir()) == ["output-3.png"]
+
+
+def test_sweep_record_written_by_another_sweep_meanwhile_is_compared_not_replaced(tmp_path, monkeypatch):
+    from inputopt.callbacks.sweep import _open_folder
+
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"steps": 4}))
+    real, raced = Path.is_file, []
+
+    def is_file(path: Path) -> bool:  # the record appears just after this sweep looked for it (the race)
+        if path.name == "sweep.yaml" and not raced:
+            raced.append(path)
+            return False
+        return real(path)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    with pytest.raises(ValueError, match=r"another sweep configuration.*\n  steps: 4 -> 3"):
+        _open_folder(tmp_path, {"steps": 3}, ["a"])
+    assert yaml.safe_load((tmp_path / "sweep.yaml").read_text()) == {"steps": 4}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.yaml"]
