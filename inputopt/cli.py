@@ -6,6 +6,7 @@ This module imports no Lightning: each subcommand's module is imported when it i
 
 from __future__ import annotations
 
+import signal
 import sys
 import warnings
 
@@ -54,7 +55,15 @@ def main(argv: list[str] | None = None) -> None:
         # the command line, passed on as `args`: not the mix of two command lines that Lightning warns about
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         module, function = SUBCOMMANDS[argv[0]][0].split(":")
-        getattr(importlib.import_module(module), function)(argv[1:])
+        try:
+            getattr(importlib.import_module(module), function)(argv[1:])
+        except SystemExit as stop:
+            # Lightning stops a run on SIGTERM (after its checkpoint) with a SystemExit that has no code, which
+            # exits 0: an interrupted run exits as a process killed by SIGTERM does, 128 + 15
+            if stop.code is None and type(stop).__name__ == "SIGTERMException":
+                print("inputopt: the run was stopped by SIGTERM", file=sys.stderr)
+                raise SystemExit(128 + signal.SIGTERM) from stop
+            raise
 
 
 if __name__ == "__main__":

@@ -205,12 +205,12 @@ class InputOptimization(LightningModule):
         if optimizer is not None and not callable(optimizer):
             raise TypeError(f"optimizer must build the optimizer from the parameters (e.g. "
                             f"functools.partial(torch.optim.SGD, lr=0.1)), got {optimizer!r}")
-        objective = build(objective)
+        objective = build(objective, InputObjective)
         if not isinstance(objective, InputObjective):
             raise TypeError(f"objective must be an InputObjective or its {{class_path, init_args}} config, got "
                             f"{objective!r}")
-        priors = [build(p) for p in (priors or [])]
-        param = PixelImage() if param is None else build(param)
+        priors = [build(p, Prior) for p in (priors or [])]
+        param = PixelImage() if param is None else build(param, ImageParam)
         transforms = Transforms(transforms or [])
         ignore = [name for name, value in (("network", network), ("init", init)) if not isinstance(value, (str, type(None)))]
         with warnings.catch_warnings():  # replaced by their configs just below
@@ -486,8 +486,13 @@ class InputOptimization(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("inputopt_fingerprint")
-        if saved is None or self._trainer is None:  # load_from_checkpoint rebuilds the module from the checkpoint
+        if self._trainer is None:  # load_from_checkpoint rebuilds the module from the checkpoint
             return
+        if saved is None:
+            raise ValueError(
+                "refusing to resume from a checkpoint without an inputopt fingerprint (written by another program, "
+                "or edited): what defines its images cannot be compared with this run's configuration. Start a new "
+                "run, or give its images as the starting point (init) of one.")
         now = self.fingerprint()
         differ = [f for f in FINGERPRINT_FIELDS if saved.get(f) != now.get(f) and f not in self.allow_resume_mismatch]
         if differ:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +16,30 @@ from torchvision.utils import make_grid, save_image
 
 from inputopt.functional.display import DisplayMode, to_display
 
-__all__ = ["adversarial_grid", "image_grid", "save_grid", "save_images"]
+__all__ = ["adversarial_grid", "file_name", "image_grid", "save_grid", "save_images"]
+
+
+#: Characters a file name never gets from an image's name: path separators, those Windows refuses, control characters.
+_UNSAFE = re.compile(r'[/\\<>:"|?*\x00-\x1f\x7f]')
+_MAX_NAME = 150
+
+
+def file_name(name: str) -> str:
+    """The file name (without extension) of an image's name, safe to join to its folder: separators and other
+    characters a file name cannot hold become ``_``, ``.``/``..`` get a ``_`` in front, and a very long name is
+    cut and given a hash of the whole. Layer names come from the network, so a layer named ``/tmp/x`` or
+    ``sub/dir`` stays a file inside the results folder.
+
+    Example:
+        >>> file_name("features.4-3"), file_name("/tmp/x/ESC-0"), file_name("sub/dir-1"), file_name("..")
+        ('features.4-3', '_tmp_x_ESC-0', 'sub_dir-1', '_..')
+    """
+    safe = _UNSAFE.sub("_", str(name))
+    if safe.strip(".") == "":
+        safe = "_" + safe
+    if len(safe) > _MAX_NAME:
+        safe = safe[:_MAX_NAME - 17] + "-" + hashlib.sha256(str(name).encode()).hexdigest()[:16]
+    return safe
 
 
 def image_grid(x: Tensor, display: DisplayMode = "std", nrow: int | None = None, scale: int = 1) -> Tensor:
@@ -49,7 +74,8 @@ def save_grid(x: Tensor, path: str | os.PathLike, display: DisplayMode = "std", 
 
 def save_images(x: Tensor, directory: str | os.PathLike, names: Sequence[str], display: DisplayMode = "std",
                 scale: int = 1) -> list[Path]:
-    """Save each image of ``x`` as ``directory/<name>.png``; returns the paths.
+    """Save each image of ``x`` as ``directory/<name>.png`` (the name made safe by :func:`file_name`: every file
+    stays inside ``directory``); returns the paths.
 
     Example:
         >>> import torch, tempfile
@@ -59,12 +85,17 @@ def save_images(x: Tensor, directory: str | os.PathLike, names: Sequence[str], d
     """
     if len(names) != x.shape[0]:
         raise ValueError(f"{x.shape[0]} images but {len(names)} names")
+    files = [file_name(n) for n in names]
+    clashes = sorted({f for f in files if files.count(f) > 1})
+    if clashes:
+        raise ValueError(f"the image names {list(names)} give the same file name twice ({clashes}), once made safe "
+                         f"for the file system; name the layers apart")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     images = to_display(x, display)
     if scale != 1:
         images = F.interpolate(images, scale_factor=scale, mode="nearest")
-    paths = [directory / f"{name}.png" for name in names]
+    paths = [directory / f"{name}.png" for name in files]
     for image, path in zip(images, paths):
         save_image(image, path)
     return paths

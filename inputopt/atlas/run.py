@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import yaml
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from inputopt.atlas.config import (
     AtlasExamples,
@@ -305,15 +306,16 @@ class Atlas:
 
     def visualize(self) -> None:
         """Run the sweep of every layer and seed (the units with a file are skipped)."""
-        from inputopt import FeatureSweep, SaveSweep
+        from inputopt import FeatureSweep, ImageParam, InputObjective, Prior, SaveSweep, Transform
         from inputopt._config import instantiate
 
         vis = self.visualization
         for info in self.layers:
             for seed in vis.seeds:
-                sweep = FeatureSweep(self.network, instantiate(self._objective(info, info["units"])),
-                                     [instantiate(p) for p in self.priors], instantiate(self.param),
-                                     [instantiate(t) for t in self.transforms], self.image_shape, self.weights,
+                sweep = FeatureSweep(self.network, instantiate(self._objective(info, info["units"]), InputObjective),
+                                     [instantiate(p, Prior) for p in self.priors], instantiate(self.param, ImageParam),
+                                     [instantiate(t, Transform) for t in self.transforms], self.image_shape,
+                                     self.weights,
                                      self.state_dict, self.mean, self.std, self.optimizer, vis.steps, seed,
                                      vis.units_per_batch)
                 folder = self.atlas_dir / "layers" / info["slug"] / f"seed-{seed}"
@@ -336,7 +338,7 @@ class Atlas:
             path = folder / "examples.json"
             results = json.loads(path.read_text()) if path.is_file() else None
             if results is None or not set(info["units"]) <= set(results["units"]) or results["k"] != self.examples.k:
-                dataset = dataset or instantiate(self.dataset)
+                dataset = dataset or instantiate(self.dataset, Dataset)
                 units = info["units"] if results is None else sorted(set(results["units"]) | set(info["units"]))
                 runner = DatasetExamples(self.network, info["name"], units, dataset, self.examples.k, None,
                                          self.examples.batch_size, self.examples.num_workers, self.weights,
@@ -356,7 +358,7 @@ class Atlas:
                 if index >= 0 and not (folder / f"{u}-{r}.png").is_file()]
         if not todo:
             return dataset
-        dataset = dataset or instantiate(self.dataset)
+        dataset = dataset or instantiate(self.dataset, Dataset)
         folder.mkdir(parents=True, exist_ok=True)
         for unit, rank in todo:
             index, position = rows[unit][0][rank], rows[unit][1][rank]

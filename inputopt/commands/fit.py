@@ -10,7 +10,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from inputopt.callbacks.checkpoints import RunLock
+from inputopt.callbacks.checkpoints import hold_run_folders
 from inputopt.commands.common import import_components
 from inputopt.engine import check_precision
 from inputopt.module import InputOptimization, check_max_steps
@@ -19,20 +19,24 @@ __all__ = ["InputOptCLI", "check_ckpt_file", "check_last_checkpoint", "cli", "fi
 
 
 class _SaveConfigAtFirstStep(SaveConfigCallback):
-    """Write ``config.yaml`` when the first step starts, not at setup: a run that fails before its first step
-    leaves the config of the run whose checkpoint and images sit next to it."""
+    """Write ``config.yaml`` once the first step of this fit has ended finite, not at setup: a run that fails
+    before (a refused setting, a non-finite first step) leaves the config of the run whose checkpoint and images
+    sit next to it. From then on the folder is this run's (``SaveImages`` removes the previous run's images
+    at the same moment)."""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         pass
 
-    def on_train_start(self, trainer, pl_module) -> None:
-        super().setup(trainer, pl_module, "fit")
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self.already_saved:
+            super().setup(trainer, pl_module, "fit")
 
 
 class InputOptCLI(LightningCLI):
     """LightningCLI for :class:`InputOptimization`, with defaults that suit input optimization.
 
-    A fit holds its run folder (the logger's directory) with :class:`~inputopt.callbacks.checkpoints.RunLock`, and a
+    A fit holds its run folder (the logger's directory) and every folder its callbacks write into with
+    :class:`~inputopt.callbacks.checkpoints.RunLock` (:func:`~inputopt.callbacks.checkpoints.hold_run_folders`), and a
     config without a ``ModelCheckpoint`` writes no checkpoint (Lightning would add its default one).
     """
 
@@ -51,8 +55,13 @@ class InputOptCLI(LightningCLI):
 
     def fit(self, model: InputOptimization, **kwargs) -> None:
         """``Trainer.fit`` while holding the run folder: a second run into it fails before writing anything."""
-        with RunLock(self.trainer.log_dir or self.trainer.default_root_dir):
+        with hold_run_folders(self.trainer):  # the log folder, and SaveImages' own folder when it has one
             self.trainer.fit(model, **kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        """Keep the configuration the command line gives. Lightning would replace the model's configuration with
+        the hyperparameters of a ``--ckpt_path`` *file* (not of ``last``), so that a changed setting was silently
+        dropped; kept, it meets the checkpoint's fingerprint, which refuses any difference, as for ``last``."""
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
