@@ -36,6 +36,7 @@ from inputopt.atlas.config import (
     layer_slug,
     resolve_unit_names,
 )
+from inputopt.results import file_name
 
 __all__ = ["Atlas", "atlas_main", "RECORD"]
 
@@ -320,7 +321,7 @@ class Atlas:
                                      vis.units_per_batch)
                 folder = self.atlas_dir / "layers" / info["slug"] / f"seed-{seed}"
                 units = folder / "units"
-                if units.is_dir() and all((units / f"{n}.pt").is_file() for n in sweep.image_names) \
+                if units.is_dir() and all((units / f"{file_name(n)}.pt").is_file() for n in sweep.image_names) \
                         and (folder / "grid.png").is_file():
                     continue  # done: no Trainer (a second process would start for nothing)
                 saver = SaveSweep(folder, info["display"], progress=self.progress and _is_rank_zero())
@@ -392,7 +393,7 @@ class Atlas:
             sums: dict[int, dict[str, float]] = {u: {} for u in units}
             for seed in self.visualization.seeds:
                 files = layer_dir / f"seed-{seed}" / "units"
-                images = torch.stack([torch.load(files / f"{prefix}-{u}.pt", weights_only=True) for u in units])
+                images = torch.stack([torch.load(files / f"{file_name(f'{prefix}-{u}')}.pt", weights_only=True) for u in units])
                 scores = unit_scores(self._activations(images, info["name"]), units)[0].diagonal()
                 best = torch.tensor([maxima[u] for u in units])
                 values = {"activation_ratio": torch.where(best > 0, activation_ratio(scores, best.clamp_min(1e-12)),
