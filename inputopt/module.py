@@ -16,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from inputopt._notices import quiet_data_loaders
 from inputopt._config import build
 from inputopt.engine import NonFiniteError, check_precision, nonfinite_message, restore_rows_
 from inputopt.functional.init import row_seeds
@@ -407,6 +408,7 @@ class InputOptimization(LightningModule):
         self._network.eval()
         # The data loader yields only step indices, so resuming mid-"epoch" loses nothing.
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+        quiet_data_loaders()  # Lightning's wrapper of this module's loader warns about torch internals
 
     def configure_callbacks(self) -> list:
         """Lightning's model summary and progress bar, when on, replaced by

@@ -10,6 +10,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from inputopt._notices import quiet_commands
 from inputopt.callbacks.checkpoints import RunLock
 from inputopt.commands.common import import_components
 from inputopt.engine import check_precision
@@ -110,6 +111,7 @@ def cli(args: list[str] | None = None, run: bool = True) -> InputOptCLI:
         >>> cli(["fit", "--config", "configs/digits.yaml", "--trainer.max_steps", "5"])  # doctest: +SKIP
     """
     import_components()  # short class names in the config
+    quiet_commands()  # Lightning's tips and a warning about its internals
     return InputOptCLI(
         InputOptimization,
         args=args,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
+from inputopt._notices import quiet_commands
 from inputopt.callbacks.sweep import SaveSweep
 from inputopt.commands.common import import_components
 from inputopt.module import InputOptimization
@@ -32,6 +33,7 @@ class SweepCLI(LightningCLI):
 
     def __init__(self, args: Sequence[str] | None = None) -> None:
         import_components()  # short class names in the config
+        quiet_commands()  # Lightning's tips and a warning about its internals
         with warnings.catch_warnings():  # `inputopt sweep` passes its own arguments, the rest of sys.argv
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
             super().__init__(
