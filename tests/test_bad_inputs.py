@@ -22,6 +22,7 @@ from inputopt.callbacks.images import LogImages, SaveImages
 from inputopt.callbacks.tables import PredictionTable, SphereCheck
 from inputopt.cli import main
 from inputopt.data import Digits, ImageFolder
+from inputopt.functional.sphere import sphere_check
 from inputopt.networks import build_network
 from inputopt.objectives import ChannelSum, Margin, NegativeCrossEntropy, UnitActivation
 from inputopt.params import FourierImage, PixelImage
@@ -261,6 +262,51 @@ ROWS = [
      r"\(3, 32, 32\).*digits takes \(C, H, W\) = \(1, 32, 32\)"),
     ("cli-unit-out-of-range", lambda: fit("--model.objective.init_args.unit", "[3, 12]"), ValueError,
      r"unit 12 is out of range.*valid units are 0..9"),
+]
+
+def nan_images() -> torch.Tensor:
+    images = digits_images.clone()
+    images[1, 0, 3, 3] = float("nan")
+    return images
+
+
+def sweep(*args: str) -> None:
+    """``inputopt sweep --config configs/digits.yaml ARGS`` in the current folder (no progress bar)."""
+    main(["sweep", "--config", "configs/digits.yaml", "--sweep_dir", "results/sweep", "--trainer.enable_progress_bar",
+          "false", *args])
+
+
+# Accepted silently before, each one (a hostile probe's findings): now refused, naming the value.
+ROWS += [
+    ("cli-lr-0", lambda: fit("--model.optimizer.init_args.lr", "0"), ValueError,
+     r"learning rate must be a finite number > 0, got 0"),
+    ("cli-lr-negative", lambda: fit("--model.optimizer.init_args.lr", "-0.1"), ValueError,
+     r"[Ii]nvalid learning rate: -0.1"),
+    ("cli-max-steps-negative", lambda: fit("--trainer.max_steps", "-5"), ValueError,
+     r"max_steps must be an int >= 1.*got -5"),
+    ("sweep-max-steps-0", lambda: sweep("--trainer.max_steps", "0"), ValueError,
+     r"--trainer.max_steps must be an int >= 1, the optimization steps per chunk, got 0"),
+    ("cli-init-empty-file", lambda: fit("--model.init", write_file("empty.png", b"")), ValueError,
+     r"--model.init 'empty.png' is an empty file"),
+    ("init-zero-images", lambda: module(init=torch.rand(0, 1, 32, 32)), ValueError,
+     r"init holds no images \(shape \(0, 1, 32, 32\)\)"),
+    ("pgd-eps-empty-list", lambda: PGD("digits", eps=[]), ValueError,
+     r"eps must be a number or a non-empty list of numbers >= 0, got \[\]"),
+    ("fgsm-eps-empty-list", lambda: FGSM("digits", eps=[]), ValueError,
+     r"eps must be a number or a non-empty list of numbers >= 0, got \[\]"),
+    ("attack-nan-pixel-without-bounds", lambda: PGD("digits", steps=1, bounds=None).run(nan_images(), digits_labels),
+     ValueError, r"images must be finite, but images \[1\] hold NaN or Inf"),
+    ("attack-empty-batch", lambda: PGD("digits", steps=1)(digits_images[:0], digits_labels[:0]), ValueError,
+     r"images is an empty batch \(shape \(0, 1, 32, 32\)\)"),
+    ("attack-target-equals-label", lambda: PGD("digits", steps=1)(digits_images, digits_labels,
+                                                                  target=torch.tensor([0, 5, 5, 5])), ValueError,
+     r"target must differ from each image's label.*images \[0\]"),
+    ("sphere-check-0-points", lambda: sphere_check(lambda x: x.flatten(1).sum(1).long(), digits_images,
+                                                   digits_images + 0.1, n=0), ValueError,
+     r"number of random points must be an int >= 1, got 0"),
+    ("sphere-clip-reversed", lambda: sphere_check(lambda x: x.flatten(1).sum(1).long(), digits_images,
+                                                  digits_images + 0.1, n=4, clip=(1, 0)), ValueError,
+     r"clip must be \(low, high\) with low < high, or None, got \(1, 0\)"),
 ]
 
 # Rows where jsonargparse refuses the config: it exits with code 2 and prints what is wrong on stderr.

@@ -108,7 +108,7 @@ def test_non_finite_learning_rate_is_refused_before_the_first_step(tmp_path):
     from functools import partial
 
     saver = CheckpointOnInterrupt(dirpath=tmp_path / "ckpt")
-    with pytest.raises(ValueError, match="learning rate must be finite, got inf"):
+    with pytest.raises(ValueError, match="learning rate must be a finite number > 0, got inf"):
         trainer(tmp_path, 3, saver).fit(module(optimizer=partial(torch.optim.Adam, lr=float("inf"))))
     assert not (tmp_path / "ckpt").exists()
 
