@@ -85,7 +85,8 @@ def test_save_attack_results_writes_table_and_picture(tmp_path, data):
     from PIL import Image
 
     with Image.open(tmp_path / "examples.png") as picture:  # 3 rows: clean + (adversarial, perturbation) x 2
-        assert picture.size == (5 * (2 * 32 + 2) + 2, 3 * (2 * 32 + 2) + 2)
+        width, height = picture.size  # 5 columns of tiles of 64 pixels, a title line, a caption under each row
+        assert width >= 5 * 64 and height == 14 + 3 * (64 + 2 + 14)
 
 
 def test_image_folder_gives_tensors_of_the_network_shape(tmp_path):
