@@ -14,7 +14,7 @@ from torchvision.utils import make_grid, save_image
 
 from inputopt.functional.display import DisplayMode, to_display
 
-__all__ = ["adversarial_grid", "annotated_adversarial_grid", "image_grid", "save_grid", "save_images"]
+__all__ = ["adversarial_grid", "annotated_adversarial_grid", "image_grid", "save_grid", "save_images", "strict_json"]
 
 
 def image_grid(x: Tensor, display: DisplayMode = "std", nrow: int | None = None, scale: int = 1) -> Tensor:
@@ -180,3 +180,25 @@ def annotated_adversarial_grid(clean: Tensor, adversarial: Tensor, eps: Sequence
     import numpy as np
 
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float().div(255)
+
+
+def strict_json(value, indent: int | None = 2) -> str:
+    """``json.dumps`` for result files that every JSON parser reads: NaN and ±Infinity (which Python writes
+    as the non-standard ``NaN`` / ``Infinity``) become ``null``.
+
+    Example:
+        >>> strict_json({"score": float("-inf"), "rows": [1.5, float("nan")]}, indent=None)
+        '{"score": null, "rows": [1.5, null]}'
+    """
+    import json
+
+    def clean(item):
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {key: clean(v) for key, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [clean(v) for v in item]
+        return item
+
+    return json.dumps(clean(value), indent=indent, allow_nan=False)

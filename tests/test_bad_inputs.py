@@ -28,6 +28,7 @@ from inputopt.objectives import ChannelSum, Margin, NegativeCrossEntropy, UnitAc
 from inputopt.params import FourierImage, PixelImage
 from inputopt.priors import MultiScaleEdgeEnergy
 from inputopt.runners.attack import AttackEvaluation
+from inputopt.runners.examples import DatasetExamples
 from inputopt.runners.sweep import FeatureSweep
 from inputopt.transforms import Jitter, Pad, RandomRotate, RandomScale
 
@@ -309,6 +310,20 @@ ROWS += [
      r"clip must be \(low, high\) with low < high, or None, got \(1, 0\)"),
 ]
 
+def corrupt_image_folder() -> ImageFolder:
+    Path("photos/cat").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save("photos/cat/a.png")
+    Path("photos/cat/b.png").write_bytes(b"\x89PNG truncated")
+    return ImageFolder("photos", image_shape=(1, 32, 32))
+
+
+ROWS += [
+    ("examples-k-larger-than-data", lambda: DatasetExamples("digits", "features.4", [0], Digits(limit=4), k=5),
+     ValueError, r"k must be an int in \[1, 4\] \(the size of the data set\), got 5"),
+    ("image-folder-corrupt-file", lambda: corrupt_image_folder()[1], ValueError,
+     r"ImageFolder: cannot read image '.*b.png' \(item 1; corrupt"),
+]
+
 # Rows where jsonargparse refuses the config: it exits with code 2 and prints what is wrong on stderr.
 PARSER_ROWS = [
     ("cli-yaml-unknown-key", ["--config", "typo.yaml"], r"typo.yaml|max_step"),
@@ -359,3 +374,10 @@ def test_table_size():
     ids = [row[0] for row in ROWS] + [row[0] for row in PARSER_ROWS]
     assert len(set(ids)) == len(ids) >= 40
 
+
+
+def test_layers_refuses_a_zero_image_shape(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["layers", "digits", "--image_shape", "0", "0", "0"])
+    assert info.value.code == 2
+    assert "--image_shape must be three positive ints C H W, got 0 0 0" in capsys.readouterr().err

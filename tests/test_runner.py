@@ -135,3 +135,15 @@ def test_attack_command_on_two_processes_equals_one(tmp_path):
         runs[devices] = json.loads((out / "results.json").read_text())
     assert_same_rows(runs[2], runs[1])
     assert runs[1][0]["clean_accuracy"] == pytest.approx(1.0)
+
+
+def test_results_json_is_strict_json(tmp_path, data):
+    """An attack that fools nothing has no perturbation norms (NaN): results.json writes null, not NaN."""
+    runner = AttackEvaluation(PGD("digits", eps=0.0, steps=1), data, sphere_points=0, num_examples=0)
+    Trainer(**QUIET, callbacks=[SaveAttackResults(tmp_path)]).test(runner, verbose=False)
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    rows = json.loads((tmp_path / "results.json").read_text(), parse_constant=refuse)
+    assert rows[0]["norm_median"] is None

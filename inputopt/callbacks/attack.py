@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchvision.utils import save_image
 
 from inputopt.networks import class_names
-from inputopt.results import annotated_adversarial_grid
+from inputopt.results import annotated_adversarial_grid, strict_json
 
 
 class SaveAttackResults(Callback):
@@ -49,7 +48,7 @@ class SaveAttackResults(Callback):
             return
         out.mkdir(parents=True, exist_ok=True)
         rows = pl_module.results
-        (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+        (out / "results.json").write_text(strict_json(rows) + "\n")
         with open(out / "results.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
