@@ -567,7 +567,17 @@ class InputOptimization(LightningModule):
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         tensors = list(self.param.parameters())
         before = [t.detach().clone() for t in tensors]  # the last finite state, and the rows a done image keeps
-        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        try:
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        except RuntimeError as error:  # a step size beyond float32 (lr 1e38): the images would go non-finite
+            if "overflow" not in str(error):
+                raise
+            with torch.no_grad():
+                for tensor, old in zip(tensors, before):
+                    tensor.copy_(old)
+            raise NonFiniteError(f"the optimizer's step overflowed float32 at step {self.global_step + 1} ({error}; a "
+                                 f"learning rate too large?); the images of step {self.global_step} are restored and "
+                                 f"kept") from error
         if self.freeze_done:
             restore_rows_(tensors, before, self.done)
         self.param.project_()

@@ -341,3 +341,15 @@ def test_explicit_enable_checkpointing_keeps_lightnings_default_checkpoint(tmp_p
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run("--trainer.max_steps", "3", "--trainer.enable_checkpointing", "true", config=tmp_path / "config.yaml")
     assert [p.name for p in (tmp_path / "results").rglob("*.ckpt")] == ["epoch=0-step=3.ckpt"]
+
+
+def test_learning_rate_beyond_float32_step_is_a_non_finite_error(tmp_path):
+    """lr 1e38: Adam's first step size (lr / (1 - beta1)) overflows float32 inside torch, a RuntimeError; the
+    run stops with NonFiniteError and keeps the starting images."""
+    from functools import partial
+
+    run_module = module(optimizer=partial(torch.optim.Adam, lr=1e38))
+    start = run_module.images().detach().clone()
+    with pytest.raises(NonFiniteError, match=r"step overflowed float32 at step 1"):
+        trainer(tmp_path, 3).fit(run_module)
+    assert torch.equal(run_module.images().detach(), start)
