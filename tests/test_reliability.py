@@ -353,3 +353,26 @@ def test_learning_rate_beyond_float32_step_is_a_non_finite_error(tmp_path):
     with pytest.raises(NonFiniteError, match=r"step overflowed float32 at step 1"):
         trainer(tmp_path, 3).fit(run_module)
     assert torch.equal(run_module.images().detach(), start)
+
+
+def test_sweep_names_a_corrupt_unit_file_early_and_regenerates_a_deleted_png(tmp_path, monkeypatch):
+    from inputopt.commands.sweep import run_sweep
+
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", str(ROOT / "configs" / "digits.yaml"), "--trainer.max_steps", "2",
+            "--trainer.enable_progress_bar", "false", "--model.objective.init_args.unit", "[1, 2]"]
+    assert run_sweep(args, units_per_batch=2, sweep_dir="s", progress=False) == [[1, 2]]
+    png = next(Path("s/images").glob("*1.png"))
+    first = png.read_bytes()
+    png.unlink()
+    assert run_sweep(args, units_per_batch=2, sweep_dir="s", progress=False) == []  # nothing to compute...
+    assert png.read_bytes() == first  # ...but the deleted picture is back
+    unit = next(Path("s/units").glob("*2.pt"))
+    torch.save(torch.zeros(3, 8, 8), unit)  # the wrong shape
+    with pytest.raises(ValueError, match=rf"unit file '{unit}' holds shape \(3, 8, 8\), not a finite image of shape "
+                                         r"\(1, 32, 32\); delete it"):
+        run_sweep(args, units_per_batch=2, sweep_dir="s", progress=False)
+    unit.write_bytes(b"PK truncated")
+    with pytest.raises(ValueError, match=rf"cannot read the sweep's unit file '{unit}'"):
+        run_sweep(args, units_per_batch=2, sweep_dir="s", progress=False)
+    assert Path("s/grid.png").is_file() and Path("s/input.pt").is_file()  # the first run's results are kept
