@@ -16,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from inputopt._notices import quiet_data_loaders
 from inputopt._config import build
 from inputopt.engine import NonFiniteError, StepEngine, check_precision
 from inputopt.functional.init import row_seeds
@@ -234,6 +235,8 @@ class InputOptimization(LightningModule):
         self.normalize = Normalize(mean, std) if mean is not None else None
         self.path = LossPath(net, objective, priors, transforms, self.normalize)
         self.optimizer_factory = optimizer if optimizer is not None else partial(torch.optim.Adam, lr=0.1)
+        # a bad learning rate refused now, before a Trainer's logger writes anything for this run
+        _check_learning_rate(self.optimizer_factory([torch.zeros(1, requires_grad=True)]))
         self.freeze_done = freeze_done
         self.log_per_image = log_per_image
         self.seed = seed
@@ -280,6 +283,9 @@ class InputOptimization(LightningModule):
             if images.ndim != 4:
                 raise ValueError(f"init must be images of shape (B, C, H, W) or (C, H, W), got shape "
                                  f"{tuple(images.shape)}")
+            if images.shape[0] == 0:
+                raise ValueError(f"init holds no images (shape {tuple(images.shape)}): give at least one image, or "
+                                 f"leave init out to start from noise")
             if given and tuple(images.shape[1:]) != tuple(image_shape):
                 raise ValueError(f"image_shape is {tuple(image_shape)} but init's images have shape "
                                  f"{tuple(images.shape[1:])}; leave image_shape out (init sets it) or make them agree")
@@ -401,6 +407,7 @@ class InputOptimization(LightningModule):
         self._network.eval()
         # The data loader yields only step indices, so resuming mid-"epoch" loses nothing.
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+        quiet_data_loaders()  # Lightning's wrapper of this module's loader warns about torch internals
 
     def configure_callbacks(self) -> list:
         """Lightning's model summary and progress bar, when on, replaced by
@@ -555,18 +562,24 @@ class InputOptimization(LightningModule):
         return terms["loss"].sum()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        optimizer = self.optimizer_factory(list(self.param.parameters()))
-        for group in optimizer.param_groups:
-            lr = group.get("lr")
-            if lr is not None and not torch.isfinite(torch.as_tensor(lr, dtype=torch.float64)).all():
-                raise ValueError(f"the optimizer's learning rate must be finite, got {lr!r}")
-        return optimizer
+        return _check_learning_rate(self.optimizer_factory(list(self.param.parameters())))
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         """Lightning's optimizer step (whose closure runs :meth:`training_step` and the backward) inside the step
         engine's update: done rows restored, projection, and the last finite images kept on a non-finite one."""
         step = partial(super().optimizer_step, epoch, batch_idx, optimizer, optimizer_closure)
         self.engine().update(step, self.global_step)
+
+
+def _check_learning_rate(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Refuse an optimizer whose learning rate is not a finite number > 0 (0 would return the starting noise as
+    results; a negative one minimizes what the objective maximizes)."""
+    for group in optimizer.param_groups:
+        lr = group.get("lr")
+        value = None if lr is None else torch.as_tensor(lr, dtype=torch.float64)
+        if value is not None and not (torch.isfinite(value).all() and (value > 0).all()):
+            raise ValueError(f"the optimizer's learning rate must be a finite number > 0, got {lr!r}")
+    return optimizer
 
 
 class _GiveBackNetworkModes(Callback):

@@ -109,7 +109,7 @@ def test_non_finite_learning_rate_is_refused_before_the_first_step(tmp_path):
     from functools import partial
 
     saver = CheckpointOnInterrupt(dirpath=tmp_path / "ckpt")
-    with pytest.raises(ValueError, match="learning rate must be finite, got inf"):
+    with pytest.raises(ValueError, match="learning rate must be a finite number > 0, got inf"):
         trainer(tmp_path, 3, saver).fit(module(optimizer=partial(torch.optim.Adam, lr=float("inf"))))
     assert not (tmp_path / "ckpt").exists()
 
@@ -668,3 +668,38 @@ def test_sweep_record_written_by_another_sweep_meanwhile_is_compared_not_replace
         _open_folder(tmp_path, {"steps": 3}, ["a"])
     assert yaml.safe_load((tmp_path / "sweep.yaml").read_text()) == {"steps": 4}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.yaml"]
+
+
+def test_learning_rate_beyond_float32_step_is_a_non_finite_error(tmp_path):
+    """lr 1e38: Adam's first step size (lr / (1 - beta1)) overflows float32 inside torch, a RuntimeError; the
+    run stops with NonFiniteError and keeps the starting images."""
+    from functools import partial
+
+    run_module = module(optimizer=partial(torch.optim.Adam, lr=1e38))
+    start = run_module.images().detach().clone()
+    with pytest.raises(NonFiniteError, match=r"step overflowed float32 at step 1"):
+        trainer(tmp_path, 3).fit(run_module)
+    assert torch.equal(run_module.images().detach(), start)
+
+
+def test_sweep_names_a_corrupt_unit_file_early_and_regenerates_a_deleted_png(tmp_path, monkeypatch):
+    from inputopt.commands.sweep import run_sweep
+
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", str(ROOT / "configs" / "digits.yaml"), "--trainer.max_steps", "2",
+            "--trainer.enable_progress_bar", "false", "--model.objective.init_args.unit", "[1, 2]"]
+    assert run_sweep(args, units_per_batch=2, sweep_dir="s", progress=False) == [[1, 2]]
+    png = next(Path("s/images").glob("*1.png"))
+    first = png.read_bytes()
+    png.unlink()
+    assert run_sweep(args, units_per_batch=2, sweep_dir="s", progress=False) == []  # nothing to compute...
+    assert png.read_bytes() == first  # ...but the deleted picture is back
+    unit = next(Path("s/units").glob("*2.pt"))
+    torch.save(torch.zeros(3, 8, 8), unit)  # the wrong shape
+    with pytest.raises(ValueError, match=rf"unit file '{unit}' holds shape \(3, 8, 8\), not a finite image of shape "
+                                         r"\(1, 32, 32\); delete it"):
+        run_sweep(args, units_per_batch=2, sweep_dir="s", progress=False)
+    unit.write_bytes(b"PK truncated")
+    with pytest.raises(ValueError, match=rf"cannot read the sweep's unit file '{unit}'"):
+        run_sweep(args, units_per_batch=2, sweep_dir="s", progress=False)
+    assert Path("s/grid.png").is_file() and Path("s/input.pt").is_file()  # the first run's results are kept

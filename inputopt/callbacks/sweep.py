@@ -106,6 +106,7 @@ class SaveSweep(Callback):
             try:
                 self._lock = RunLock(self.dirpath).acquire()  # one sweep per folder, from setup to the end
                 done = _open_folder(self.dirpath, sweep.record(), sweep.image_names)
+                self._check_done_units(done, sweep.image_shape)
             except (ValueError, RunLockedError) as error:
                 problem = error
                 self._release()
@@ -119,6 +120,25 @@ class SaveSweep(Callback):
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=len(sweep.units), initial=len(done), unit="unit", desc="units")
+
+    def _check_done_units(self, done: Sequence[str], image_shape: Sequence[int]) -> None:
+        """Read the unit files a resumed sweep will skip, now rather than at the end: a corrupt or wrong-shaped
+        file is named (delete it, and the next run computes its unit again); a unit whose PNG was deleted gets
+        it back."""
+        for name in done:
+            path = self.dirpath / "units" / f"{name}.pt"
+            try:
+                image = torch.load(path, weights_only=True)
+            except Exception as error:  # truncated, not a torch file, not plain data
+                raise ValueError(f"cannot read the sweep's unit file {str(path)!r} ({error}); delete it and run the "
+                                 f"sweep again to compute this unit") from error
+            if not isinstance(image, Tensor) or tuple(image.shape) != tuple(image_shape) \
+                    or not torch.isfinite(image).all():
+                found = f"shape {tuple(image.shape)}" if isinstance(image, Tensor) else type(image).__name__
+                raise ValueError(f"the sweep's unit file {str(path)!r} holds {found}, not a finite image of shape "
+                                 f"{tuple(image_shape)}; delete it and run the sweep again to compute this unit")
+            if not (self.dirpath / "images" / f"{name}.png").is_file():
+                save_images(image.unsqueeze(0).float(), self.dirpath / "images", [name], self.display, self.scale)
 
     def _count_done(self, names: Sequence[str]) -> int:
         units = self.dirpath / "units"

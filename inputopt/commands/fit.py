@@ -3,19 +3,22 @@ checks that refuse a bad run before it touches its run folder."""
 
 from __future__ import annotations
 
+import sys
 import zipfile
+from types import SimpleNamespace
 from pathlib import Path
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from inputopt._notices import quiet_commands
 from inputopt.callbacks.checkpoints import hold_run_folders
 from inputopt.commands.common import import_components
 from inputopt.engine import check_precision
 from inputopt.module import InputOptimization, check_max_steps
 
-__all__ = ["InputOptCLI", "check_ckpt_file", "check_last_checkpoint", "cli", "fit_main"]
+__all__ = ["InputOptCLI", "check_ckpt_file", "check_init_argument", "check_last_checkpoint", "cli", "fit_main"]
 
 
 class _SaveConfigAtFirstStep(SaveConfigCallback):
@@ -46,6 +49,8 @@ class InputOptCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         trainer = self._get(self.config_init, "trainer", default={})
+        # before Lightning's own check of max_steps, which names no valid value for a fit
+        check_max_steps(SimpleNamespace(max_steps=trainer.get("max_steps")))
         callbacks = trainer.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         # Lightning's default ModelCheckpoint only where asked for (--trainer.enable_checkpointing true)
@@ -64,6 +69,7 @@ class InputOptCLI(LightningCLI):
         dropped; kept, it meets the checkpoint's fingerprint, which refuses any difference, as for ``last``."""
 
     def parse_arguments(self, parser, args) -> None:
+        check_init_argument(sys.argv[1:] if args is None else args)
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand:  # before Lightning reads the checkpoint's hyperparameters
@@ -93,6 +99,22 @@ def check_ckpt_file(ckpt_path: str | None) -> None:
                          f"file)")
 
 
+def check_init_argument(args) -> None:
+    """Refuse ``--model.init FILE`` when the file is empty: jsonargparse reads a file given as a value as that
+    value's text, so an empty file would become ``init: null`` and the run would start from noise.
+
+    Example:
+        >>> check_init_argument(["--model.init", "no_such_file.png"])  # a missing file is the module's to name
+    """
+    args = [str(a) for a in args] if isinstance(args, (list, tuple)) else []
+    for i, arg in enumerate(args):
+        value = args[i + 1] if arg == "--model.init" and i + 1 < len(args) else \
+            arg.split("=", 1)[1] if arg.startswith("--model.init=") else None
+        if value and Path(value).expanduser().is_file() and Path(value).expanduser().stat().st_size == 0:
+            raise ValueError(f"--model.init {value!r} is an empty file: give an image file or a .pt file of images "
+                             f"(or leave --model.init out to start from noise)")
+
+
 def check_last_checkpoint(trainer: Trainer) -> None:
     """Refuse ``--ckpt_path last`` when there is no last checkpoint: Lightning only warns, and starts over."""
     from inputopt.callbacks.checkpoints import CheckpointOnInterrupt
@@ -119,6 +141,7 @@ def cli(args: list[str] | None = None, run: bool = True) -> InputOptCLI:
         >>> cli(["fit", "--config", "configs/digits.yaml", "--trainer.max_steps", "5"])  # doctest: +SKIP
     """
     import_components()  # short class names in the config
+    quiet_commands()  # Lightning's tips and a warning about its internals
     return InputOptCLI(
         InputOptimization,
         args=args,

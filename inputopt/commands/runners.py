@@ -22,9 +22,11 @@ def runner_command(runner: type[DatasetRunner], argv: Sequence[str], prog: str, 
     """
     from lightning.pytorch.cli import LightningCLI
 
+    from inputopt._notices import quiet_commands
     from inputopt.commands.common import import_components
 
     import_components()  # short class names in the config
+    quiet_commands()  # Lightning's tips and a warning about its internals
     cli = LightningCLI(runner, args=list(argv), run=False,
                        trainer_defaults={"logger": False, "enable_model_summary": False},
                        seed_everything_default=0, save_config_kwargs={"overwrite": True},

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
+from inputopt._notices import quiet_commands
 from inputopt.callbacks.sweep import SaveSweep
 from inputopt.commands.common import import_components
 from inputopt.module import InputOptimization
@@ -32,6 +33,7 @@ class SweepCLI(LightningCLI):
 
     def __init__(self, args: Sequence[str] | None = None) -> None:
         import_components()  # short class names in the config
+        quiet_commands()  # Lightning's tips and a warning about its internals
         with warnings.catch_warnings():  # `inputopt sweep` passes its own arguments, the rest of sys.argv
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
             super().__init__(
@@ -64,8 +66,9 @@ class SweepCLI(LightningCLI):
         if model["init"] is not None:
             raise ValueError("a sweep starts every unit from seeded noise; model.init does not apply")
         steps = self.config["trainer"]["max_steps"]
-        if steps is None or steps < 0:
-            raise ValueError("set the number of optimization steps per chunk with --trainer.max_steps N")
+        if steps is None or steps < 1:  # 0 would save the starting noise as results
+            raise ValueError(f"--trainer.max_steps must be an int >= 1, the optimization steps per chunk, got "
+                             f"{steps!r}")
         optimizer = self.config["model"]["optimizer"]
         self.model = FeatureSweep(
             model["network"], model["objective"], model["priors"], model["param"], model["transforms"],

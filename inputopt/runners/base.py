@@ -19,6 +19,8 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from inputopt._notices import quiet_data_loaders
+
 __all__ = ["DatasetRunner", "IndexedDataset", "inner_optimization"]
 
 
@@ -109,6 +111,7 @@ class DatasetRunner(LightningModule):
         return self
 
     def test_dataloader(self) -> DataLoader:
+        quiet_data_loaders()  # Lightning's wrapper of this loader warns about torch internals
         data = IndexedDataset(self.dataset)
         trainer = self._trainer
         sampler = None
