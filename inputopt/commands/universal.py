@@ -16,11 +16,13 @@ __all__ = ["UniversalCLI", "universal_main"]
 
 class UniversalCLI(InputOptCLI):
     """``inputopt fit``'s command line (run-folder lock, checks before the run folder is touched, config
-    written at the first step) around :class:`SharedInputOptimization`; after the fit, the held-out fooling rate
-    of the final input is measured when the last validation was at an earlier step."""
+    written at the first step) around :class:`SharedInputOptimization`. The held-out fooling rate is measured
+    before the first step (a new run), every ``val_check_interval`` steps, and after the last step."""
 
     def fit(self, model: SharedInputOptimization, **kwargs) -> None:
         with RunLock(self.trainer.log_dir or self.trainer.default_root_dir):
+            if model.val_dataset is not None and kwargs.get("ckpt_path") is None:  # the curve's start, step 0
+                self.trainer.validate(model, verbose=False)
             self.trainer.fit(model, **kwargs)
             if model.val_dataset is not None and (not model.history or model.history[-1][0] != model.global_step):
                 self.trainer.validate(model, verbose=False)

@@ -44,8 +44,10 @@ class FoolingRate(Metric):
         hit = fooled(predictions, reference, self.targeted)
         if mask is not None:
             hit = hit[mask.to(hit.device).bool()]
-        self.fooled += hit.sum()
-        self.total += hit.numel()
+        # out of place: the states may have been reset under inference mode (Trainer.validate) and be updated
+        # outside it (the validation of a fit)
+        self.fooled = self.fooled + hit.sum()
+        self.total = self.total + hit.numel()
 
     def compute(self) -> Tensor:
         """The fraction of the counted samples that were fooled (NaN when none counted)."""

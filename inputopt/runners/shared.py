@@ -13,7 +13,7 @@ weights: with :class:`SharedBatchSampler` the result equals a one-process run wi
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -37,6 +37,7 @@ from inputopt.objectives.classification import LabelObjective
 from inputopt.params.base import ImageParam
 from inputopt.priors.base import Prior
 from inputopt.runners.base import IndexedDataset
+from inputopt.runners.sweep import _optimizer
 from inputopt.transforms.base import Transform, Transforms
 from inputopt.transforms.insert import Insert
 
@@ -154,7 +155,8 @@ class SharedInputOptimization(LightningModule):
         state_dict: local state_dict file for a named network.
         mean: per-channel mean subtracted before the network (with ``std``).
         std: per-channel standard deviation the images are divided by.
-        optimizer: builds the optimizer from the parameters (default Adam, lr 0.01).
+        optimizer: builds the optimizer from the parameters (a ``functools.partial`` or a ``{"class_path",
+            "init_args"}`` config); default Adam, lr 0.01.
         batch_size: training samples per process and step.
         val_batch_size: held-out samples per batch (default ``batch_size``).
         num_workers: data-loading worker processes.
@@ -190,7 +192,7 @@ class SharedInputOptimization(LightningModule):
         state_dict: str | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
-        optimizer: OptimizerCallable | None = None,
+        optimizer: OptimizerCallable | Mapping[str, Any] | None = None,
         batch_size: int = 64,
         val_batch_size: int | None = None,
         num_workers: int = 0,
@@ -234,6 +236,8 @@ class SharedInputOptimization(LightningModule):
             self.save_hyperparameters(ignore=ignore)
         for name, value in (("objective", objective), ("insert", insert), ("param", param)):
             self.hparams[name] = value.config()
+        self.optimizer_factory, self.hparams["optimizer"] = _optimizer(
+            optimizer if optimizer is not None else partial(torch.optim.Adam, lr=0.01))  # plain data in checkpoints
         self.hparams["priors"] = [p.config() for p in priors]
         self.hparams["transforms"] = [t.config() for t in transforms.transforms]
 
@@ -247,7 +251,6 @@ class SharedInputOptimization(LightningModule):
         self.priors = nn.ModuleList(priors)
         self.prior_names = prior_names(priors)
         self.path = LossPath(net, objective, (), transforms, self.normalize)  # the priors score the shared input
-        self.optimizer_factory = optimizer if optimizer is not None else partial(torch.optim.Adam, lr=0.01)
         self.dataset, self.val_dataset = dataset, val_dataset
         self.batch_size, self.num_workers = batch_size, num_workers
         self.val_batch_size = val_batch_size or batch_size
