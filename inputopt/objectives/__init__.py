@@ -6,6 +6,7 @@ from inputopt.objectives.classification import LabelObjective, Margin, NegativeC
 from inputopt.objectives.combine import Sum
 from inputopt.objectives.coupled import Alignment, Diversity
 from inputopt.objectives.direction import Direction
+from inputopt.objectives.inversion import FeatureMatch
 
-__all__ = ["Alignment", "ChannelInteraction", "ChannelSum", "DeepDream", "Direction", "Diversity", "InputObjective",
+__all__ = ["Alignment", "ChannelInteraction", "ChannelSum", "DeepDream", "Direction", "Diversity", "FeatureMatch", "InputObjective",
            "LabelObjective", "Margin", "NegativeCrossEntropy", "Sum", "UnitActivation", "UnitsObjective"]
