@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 from torchmetrics import MeanMetric
 
 from inputopt._config import build, instantiate
@@ -64,7 +65,7 @@ class FeatureInversion(DatasetRunner):
         ([0, 1], torch.Size([1, 32, 32]))
     """
 
-    def __init__(self, network: str | nn.Module, layer: str, dataset: Any, metric: str = "l2",
+    def __init__(self, network: str | nn.Module, layer: str, dataset: Dataset, metric: str = "l2",
                  priors: Sequence[Prior] | None = None, param: ImageParam | None = None,
                  transforms: Sequence[Transform] | None = None, weights: str | None = None,
                  state_dict: str | None = None, mean: Sequence[float] | None = None,

@@ -23,7 +23,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from inputopt._config import build
 from inputopt.engine import NonFiniteError, check_precision, nonfinite_message
@@ -183,8 +183,8 @@ class SharedInputOptimization(LightningModule):
         network: str | nn.Module,
         objective: InputObjective,
         insert: Insert,
-        dataset: Any,
-        val_dataset: Any = None,
+        dataset: Dataset,
+        val_dataset: Dataset | None = None,
         priors: Sequence[Prior] | None = None,
         param: ImageParam | None = None,
         transforms: Sequence[Transform] | None = None,
@@ -348,9 +348,11 @@ class SharedInputOptimization(LightningModule):
     def compute_loss(self, images: Tensor, labels: Tensor | None, keys: Sequence[int], step: int) -> dict[str, Tensor]:
         """The terms of one step on a batch of data images: ``objective`` ``(B,)``, each prior of the shared input
         (unweighted), and ``loss`` ``(B,)`` (``−objective`` plus the weighted priors), whose mean is minimized."""
-        seeds = row_seeds(keys, self.seed)
+        count = self.insert.num_random
+        seeds = row_seeds(keys, self.seed) if count or self.path.transforms is not None else None
         shared = self.param()
-        x = self.insert(shared, images, insert_draws(seeds, step, self.insert.num_random).to(images.device))
+        draws = insert_draws(seeds, step, count).to(images.device) if count else images.new_empty(len(keys), 0)
+        x = self.insert(shared, images, draws)
         targets = self._targets(images, labels, None)
         terms = self.path.terms(x, targets, seeds, step)
         loss = terms["loss"]
@@ -482,8 +484,10 @@ class SharedInputOptimization(LightningModule):
         if bad:
             raise NonFiniteError(f"refusing to write a checkpoint with non-finite values in {', '.join(bad)}")
         checkpoint["inputopt_fingerprint"] = self.fingerprint()
+        checkpoint["inputopt_history"] = [list(row) for row in self.history]  # a resumed run keeps its curve
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = [(int(s), float(r)) for s, r in checkpoint.get("inputopt_history", [])]
         saved = checkpoint.get("inputopt_fingerprint")
         if saved is None or self._trainer is None:
             return
