@@ -86,14 +86,14 @@ def patch(steps: int, batch_size: int, held_out: int) -> None:
                                                   zip(out["clean"].tolist(), out["adversarial"].tolist())])
 
 
-def invert(steps: int, size: int) -> None:
+def invert(steps: int, size: int, tv: float) -> None:
     image = photo("chelsea", size)
     layers = {"early": "blocks.1", "middle": "blocks.3", "late": "blocks.5"}
     results = [image]
     for name, layer in layers.items():
         start = time.time()
         runner = FeatureInversion("efficientnet_lite0", layer, [(image, 0)], steps=steps,
-                                  priors=[TotalVariation(weight=0.05)],
+                                  priors=[TotalVariation(weight=tv)] if tv else [],
                                   optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}}, batch_size=1)
         Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(runner, verbose=False)
         results.append(runner.inversions[0])
@@ -113,6 +113,7 @@ if __name__ == "__main__":
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--held_out", type=int, default=54, help="held-out crops (of chelsea and coffee)")
     parser.add_argument("--size", type=int, default=224, help="photo size for the inversion")
+    parser.add_argument("--tv", type=float, default=0.0, help="total-variation weight of the inversion")
     args = parser.parse_args()
     torch.manual_seed(0)
-    patch(args.steps, args.batch_size, args.held_out) if args.what == "patch" else invert(args.steps, args.size)
+    patch(args.steps, args.batch_size, args.held_out) if args.what == "patch" else invert(args.steps, args.size, args.tv)
