@@ -22,6 +22,8 @@ SUBCOMMANDS = {
     "attack": ("inputopt.commands.runners:attack_main", "evaluate an attack over a data set (robust accuracy, norms, ...)"),
     "examples": ("inputopt.commands.runners:examples_main", "find the top-k natural images of every unit of a layer"),
     "sweep": ("inputopt.commands.sweep:sweep_main", "visualize many units, chunk by chunk, resumable, on any devices"),
+    "universal": ("inputopt.commands.universal:universal_main", "one input for a whole data set: a universal "
+                                                                 "perturbation or an adversarial patch, on any devices"),
     "layers": ("inputopt.commands.layers:layers_main", "list a network's layers: dotted names, types, output shapes"),
     "atlas": ("inputopt.atlas.run:atlas_main", "a static web site of every unit of some layers: visualizations, "
                                                "dataset examples, metrics"),

@@ -400,6 +400,14 @@ class InputOptimization(LightningModule):
                 f"processes. For many units on several devices, use `inputopt sweep` (the same arguments as "
                 f"`inputopt fit`, plus --units_per_batch) or inputopt.runners.sweep.FeatureSweep with Trainer.test: each "
                 f"process optimizes its own chunks of units. For a few images, use one device (--trainer.devices 1).")
+        source = getattr(getattr(self.trainer, "fit_loop", None), "_data_source", None)
+        if stage == "fit" and source is not None and source.instance is not None and source.instance is not self:
+            raise ValueError(
+                f"InputOptimization optimizes its own images and takes no data, but this fit was given "
+                f"{type(source.instance).__name__} (train_dataloaders= or datamodule=), which it would ignore. For "
+                f"one input trained over a data set (a universal perturbation, an adversarial patch), use "
+                f"inputopt.runners.shared.SharedInputOptimization (`inputopt universal`); for one input per data "
+                f"item, a dataset runner (inputopt.runners: AttackEvaluation, FeatureInversion).")
         # The network is outside the module tree, so Lightning's train()/eval() never reach it: put it back in
         # eval mode here, whatever the user did to it since construction; a user's module gets its own modes
         # back when the fit ends or fails.
