@@ -15,7 +15,8 @@ from torchmetrics import MeanMetric
 from inputopt._config import build, instantiate
 from inputopt.engine import check_precision
 from inputopt.functional.init import row_seeds
-from inputopt.loss import LossPath, optimize
+from inputopt.engine import optimize
+from inputopt.loss import LossPath
 from inputopt.networks import Normalize, frozen_network
 from inputopt.objectives.inversion import FeatureMatch
 from inputopt.params.base import ImageParam
@@ -33,7 +34,7 @@ class FeatureInversion(DatasetRunner):
 
     Each test batch of images gives its targets, the activations of ``layer`` (:class:`FeatureMatch`, L2 or
     cosine); a fresh parameterization started from noise seeded by ``(seed, sample index)`` is optimized for
-    ``steps`` steps (:func:`~inputopt.loss.optimize`: the loss path, priors, transforms and projection of a
+    ``steps`` steps (:func:`~inputopt.engine.optimize`: the loss path, priors, transforms and projection of a
     fit) so that its activations match them. What the inversion keeps of the image is what the layer keeps.
     Several devices split the images (the runner's distributed sampler); an image's inversion does not
     depend on its batch or process.

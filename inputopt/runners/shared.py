@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from inputopt._config import build
-from inputopt.engine import NonFiniteError, check_precision, nonfinite_message
+from inputopt.engine import NonFiniteError, StepEngine, check_precision, nonfinite_message
 from inputopt.functional.init import row_seed, row_seeds
 from inputopt.loss import LossPath, prior_names
 from inputopt.metrics.fooling import FoolingRate
@@ -385,17 +385,11 @@ class SharedInputOptimization(LightningModule):
         return self.optimizer_factory(list(self.param.parameters()))
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
-        """The optimizer's step, then the projection; a non-finite shared input is put back and stops the run."""
-        tensors = list(self.param.parameters())
-        before = [t.detach().clone() for t in tensors]
-        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        self.param.project_()
-        if not all(torch.isfinite(t.detach()).all() for t in tensors):
-            with torch.no_grad():
-                for tensor, old in zip(tensors, before):
-                    tensor.copy_(old)
-            raise NonFiniteError(f"the shared input went non-finite (NaN or Inf) at step {self.global_step + 1} (a "
-                                 f"learning rate too large?); the input of step {self.global_step} is restored and kept")
+        """The step engine's update, as every run takes it: the optimizer's step, the projection, and a
+        non-finite shared input put back, stopping the run with :class:`~inputopt.engine.NonFiniteError`."""
+        # the loss rows are the data's, not the input's: of the engine, only the update of the input applies
+        engine = StepEngine(self.param, self.path, targets=(), names=["shared input"])
+        engine.update(partial(super().optimizer_step, epoch, batch_idx, optimizer, optimizer_closure), self.global_step)
 
     # -- the held-out fooling rate ------------------------------------------------------------------
     @torch.no_grad()

@@ -117,6 +117,18 @@ def test_priors_score_the_shared_input_and_transforms_the_loss_forward(tmp_path,
     assert not torch.equal(other, terms["objective"])
 
 
+def test_a_non_finite_step_stops_with_the_last_finite_input(tmp_path, train):
+    """The step engine's update serves this runner too: a step that makes the input non-finite stops the run
+    and puts the last finite input back, as in a fit (the box clamp of the data keeps the loss itself finite)."""
+    from inputopt.engine import NonFiniteError
+
+    module = SharedInputOptimization("digits", Margin(), AddPerturbation(), train, param=PixelImage(std=0, eps=0.2),
+                                     optimizer=partial(torch.optim.SGD, lr=float("nan")), batch_size=16)
+    with pytest.raises(NonFiniteError, match=r"at step \d+.*(restored and kept|are kept)"):
+        trainer(tmp_path, 5).fit(module)
+    assert torch.isfinite(module.param()).all()
+
+
 def test_reference_label_uses_the_data_labels(train):
     module = universal(train, reference="label")
     labels = torch.tensor([0, 1, 2, 3])
