@@ -27,6 +27,7 @@ class FeatureMatch(InputObjective):
         metric: ``"l2"`` or ``"cosine"``.
 
     Example:
+        >>> import torch
         >>> objective = FeatureMatch("features.3")
         >>> target = torch.ones(2, 4, 3, 3)
         >>> objective({"features.3": torch.zeros(2, 4, 3, 3)}, target)
