@@ -417,26 +417,33 @@ class Atlas:
         """Compute what is missing and rebuild the site; returns the seconds spent per step
         (``visualizations``, ``examples``, ``metrics``, ``site``)."""
         from inputopt.atlas.site import build_site
+        from inputopt.callbacks.checkpoints import RunLock
 
-        if _is_rank_zero():
-            self._open_folder()
-            self._write_layer_files()
-        times = {}
-        start = time.perf_counter()
-        self.visualize()
-        times["visualizations"] = time.perf_counter() - start
-        start = time.perf_counter()
-        self.find_examples()
-        times["examples"] = time.perf_counter() - start
-        if not _is_rank_zero():
+        # one atlas at a time in a folder (as a fit or a sweep): a second one fails before writing anything
+        lock = RunLock(self.atlas_dir).acquire() if _is_rank_zero() else None
+        try:
+            if _is_rank_zero():
+                self._open_folder()
+                self._write_layer_files()
+            times = {}
+            start = time.perf_counter()
+            self.visualize()
+            times["visualizations"] = time.perf_counter() - start
+            start = time.perf_counter()
+            self.find_examples()
+            times["examples"] = time.perf_counter() - start
+            if not _is_rank_zero():
+                return times
+            start = time.perf_counter()
+            self.score()
+            times["metrics"] = time.perf_counter() - start
+            start = time.perf_counter()
+            build_site(self.atlas_dir, title=self.title)
+            times["site"] = time.perf_counter() - start
             return times
-        start = time.perf_counter()
-        self.score()
-        times["metrics"] = time.perf_counter() - start
-        start = time.perf_counter()
-        build_site(self.atlas_dir, title=self.title)
-        times["site"] = time.perf_counter() - start
-        return times
+        finally:
+            if lock is not None:
+                lock.release()
 
 
 def marked_crop(image: Tensor, position: Sequence[int] | None, map_shape: Sequence[int] | None,

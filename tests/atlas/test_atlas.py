@@ -218,3 +218,29 @@ def test_marked_crop_box_and_context():
     assert marked_crop(image, None, None, None, None).shape == (3, 32, 32)
     large = marked_crop(torch.zeros(3, 224, 224), [0, 0], [28, 28], 67, 112)  # a 2-pixel line
     assert large[0, :2, :67].eq(1).all() and large[0, 2, 2:65].eq(0).all() and large[0, 66, :67].eq(1).all()
+
+
+def test_exception_folder_held_by_another_run(built_atlas, tmp_path):
+    """Two atlases never write into one folder at once: the second fails before writing anything."""
+    import os
+    import subprocess
+    import sys
+
+    from inputopt.callbacks.checkpoints import RunLockedError
+
+    folder = tmp_path / "copy"
+    shutil.copytree(built_atlas, folder)
+    before = snapshot(folder)
+    script = ("import sys, time\nfrom inputopt.callbacks.checkpoints import RunLock\nRunLock(sys.argv[1]).acquire()\n"
+              "print('held', flush=True)\ntime.sleep(120)\n")
+    root = Path(__file__).resolve().parents[2]
+    holder = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunLockedError, match=rf"another run \(pid {holder.pid}\) is writing into"):
+            digits_atlas(folder).run()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert snapshot(folder) == before
