@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Configurable", "build", "instantiate"]
+__all__ = ["Configurable", "build", "import_class", "instantiate"]
 
 
 def _plain(value: Any) -> Any:
@@ -67,27 +67,54 @@ class Configurable:
         return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
 
 
-def instantiate(config: Mapping[str, Any]) -> Any:
+def instantiate(config: Mapping[str, Any], base: type = None) -> Any:
     """Build an object from ``{"class_path": ..., "init_args": {...}}``.
+
+    Only a subclass of ``base`` (default: :class:`Configurable`, every component of the library) is built:
+    a config, or a checkpoint's plain-data hyperparameters, cannot name any other callable (``os.system``).
 
     Example:
         >>> from inputopt import UnitActivation
         >>> objective = instantiate(UnitActivation("features.3", unit=[1, 2]).config())
         >>> objective
         UnitActivation(layer='features.3', unit=[1, 2], position=None)
+        >>> instantiate({"class_path": "os.system", "init_args": {"command": "echo hi"}})
+        Traceback (most recent call last):
+        ...
+        TypeError: class_path 'os.system' is not a subclass of Configurable ...
     """
-    if "class_path" not in config:
-        raise ValueError(f"a component config needs a 'class_path', got keys {sorted(config)}")
-    module_name, _, name = config["class_path"].rpartition(".")
-    cls = getattr(importlib.import_module(module_name), name)
-    return cls(**dict(config.get("init_args") or {}))
+    return import_class(config, Configurable if base is None else base)(**dict(config.get("init_args") or {}))
 
 
-def build(value: Any) -> Any:
-    """``value`` itself, or the object its ``{"class_path", "init_args"}`` config describes.
+def import_class(config: Mapping[str, Any], base: type) -> type:
+    """The class a ``{"class_path", "init_args"}`` config names, checked to be a subclass of ``base``
+    before anything of it runs (importing its module is all that happens to another name).
+
+    Example:
+        >>> import torch
+        >>> import_class({"class_path": "torch.optim.SGD"}, torch.optim.Optimizer)
+        <class 'torch.optim.sgd.SGD'>
+    """
+    if not isinstance(config, Mapping) or "class_path" not in config:
+        raise ValueError(f"a component config needs a 'class_path', got {config!r}")
+    class_path = config["class_path"]
+    module_name, _, name = str(class_path).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ValueError(f"cannot import class_path {class_path!r}: {error}") from error
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise TypeError(f"class_path {class_path!r} is not a subclass of {base.__name__} (a {type(cls).__name__}); "
+                        f"only {base.__module__}.{base.__qualname__} and its subclasses can be built here")
+    return cls
+
+
+def build(value: Any, base: type = None) -> Any:
+    """``value`` itself, or the object its ``{"class_path", "init_args"}`` config describes (a subclass of
+    ``base``, default :class:`Configurable`: see :func:`instantiate`).
 
     Example:
         >>> build({"class_path": "inputopt.PixelImage", "init_args": {"std": 0.1}})
         PixelImage(mean=0.0, std=0.1, decorrelate=False, color_matrix=None, sigmoid=None, clamp=None, eps=None, norm='Linf')
     """
-    return instantiate(value) if isinstance(value, Mapping) else value
+    return instantiate(value, base) if isinstance(value, Mapping) else value

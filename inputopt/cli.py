@@ -6,6 +6,8 @@ This module imports no Lightning: each subcommand's module is imported when it i
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import warnings
 
@@ -20,6 +22,8 @@ SUBCOMMANDS = {
     "attack": ("inputopt.commands.runners:attack_main", "evaluate an attack over a data set (robust accuracy, norms, ...)"),
     "examples": ("inputopt.commands.runners:examples_main", "find the top-k natural images of every unit of a layer"),
     "sweep": ("inputopt.commands.sweep:sweep_main", "visualize many units, chunk by chunk, resumable, on any devices"),
+    "universal": ("inputopt.commands.universal:universal_main", "one input for a whole data set: a universal "
+                                                                 "perturbation or an adversarial patch, on any devices"),
     "layers": ("inputopt.commands.layers:layers_main", "list a network's layers: dotted names, types, output shapes"),
     "atlas": ("inputopt.atlas.run:atlas_main", "a static web site of every unit of some layers: visualizations, "
                                                "dataset examples, metrics"),
@@ -33,11 +37,52 @@ Run `inputopt <command> --help` for the options of a command.
 """
 
 
+#: The errors a user fixes by changing an argument, a config or a file: the command prints them as one line.
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+               FloatingPointError)  # FloatingPointError: NonFiniteError, a run that went NaN
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``inputopt`` command: ``inputopt <command> ...``, one of :data:`SUBCOMMANDS`."""
+    """Entry point of the ``inputopt`` command: ``inputopt <command> ...``, one of :data:`SUBCOMMANDS`.
+
+    As the command (``argv`` None: the console script, ``python -m inputopt.cli``), an error the user can fix
+    (a bad value, a missing file, a locked run folder, a run that went non-finite) is printed as one line,
+    ``inputopt <command>: error: <message>``, with exit code 1; ``--debug`` (anywhere on the command line) or
+    the environment variable ``INPUTOPT_DEBUG=1`` keeps the whole traceback. Called from Python with a list
+    of arguments, it raises the exception.
+    """
+    if argv is not None:
+        return _main(list(argv))
+    argv = sys.argv[1:]
+    debug = "--debug" in argv or os.environ.get("INPUTOPT_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        _main(argv)
+    except USER_ERRORS + _library_errors() as error:
+        if debug:
+            raise
+        command = f"inputopt {argv[0]}" if argv else "inputopt"
+        message = str(error).strip() or type(error).__name__
+        print(f"{command}: error: {message}\n(--debug or INPUTOPT_DEBUG=1 shows the traceback)", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _library_errors() -> tuple[type[BaseException], ...]:
+    """The library's own error classes that are not among :data:`USER_ERRORS`, where already imported (the
+    command that raised one imported it)."""
+    found = []
+    for module, name in (("inputopt.callbacks.checkpoints", "RunLockedError"),
+                         ("inputopt.networks", "WeightsUnavailableError"),
+                         ("lightning.fabric.utilities.exceptions", "MisconfigurationException")):
+        error = getattr(sys.modules.get(module), name, None)
+        if isinstance(error, type):
+            found.append(error)
+    return tuple(found)
+
+
+def _main(argv: list[str]) -> None:
     import importlib
 
-    argv = sys.argv[1:] if argv is None else list(argv)
     if "" not in sys.path:  # as `python -m` does: the user's own objectives import from the current folder
         sys.path.insert(0, "")
     if not argv or argv[0] in ("-h", "--help"):
@@ -54,7 +99,15 @@ def main(argv: list[str] | None = None) -> None:
         # the command line, passed on as `args`: not the mix of two command lines that Lightning warns about
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         module, function = SUBCOMMANDS[argv[0]][0].split(":")
-        getattr(importlib.import_module(module), function)(argv[1:])
+        try:
+            getattr(importlib.import_module(module), function)(argv[1:])
+        except SystemExit as stop:
+            # Lightning stops a run on SIGTERM (after its checkpoint) with a SystemExit that has no code, which
+            # exits 0: an interrupted run exits as a process killed by SIGTERM does, 128 + 15
+            if stop.code is None and type(stop).__name__ == "SIGTERMException":
+                print("inputopt: the run was stopped by SIGTERM", file=sys.stderr)
+                raise SystemExit(128 + signal.SIGTERM) from stop
+            raise
 
 
 if __name__ == "__main__":

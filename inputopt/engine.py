@@ -156,7 +156,16 @@ class StepEngine:
         :class:`NonFiniteError` names the rows)."""
         tensors = list(self.param.parameters())
         before = [t.detach().clone() for t in tensors]  # the last finite state, and the rows a done image keeps
-        optimizer_step()
+        try:
+            optimizer_step()
+        except RuntimeError as error:  # a step size beyond float32 (lr 1e38): the images would go non-finite
+            if "overflow" not in str(error):
+                raise
+            with torch.no_grad():
+                for tensor, old in zip(tensors, before):
+                    tensor.copy_(old)
+            raise NonFiniteError(f"the optimizer's step overflowed float32 at step {step + 1} ({error}; a learning "
+                                 f"rate too large?); the images of step {step} are restored and kept") from error
         if self.freeze_done:
             restore_rows_(tensors, before, self.done)
         self.param.project_()

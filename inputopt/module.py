@@ -16,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from inputopt._notices import quiet_data_loaders
 from inputopt._config import build
 from inputopt.engine import NonFiniteError, StepEngine, check_precision
 from inputopt.functional.init import row_seeds
@@ -204,12 +205,12 @@ class InputOptimization(LightningModule):
         if optimizer is not None and not callable(optimizer):
             raise TypeError(f"optimizer must build the optimizer from the parameters (e.g. "
                             f"functools.partial(torch.optim.SGD, lr=0.1)), got {optimizer!r}")
-        objective = build(objective)
+        objective = build(objective, InputObjective)
         if not isinstance(objective, InputObjective):
             raise TypeError(f"objective must be an InputObjective or its {{class_path, init_args}} config, got "
                             f"{objective!r}")
-        priors = [build(p) for p in (priors or [])]
-        param = PixelImage() if param is None else build(param)
+        priors = [build(p, Prior) for p in (priors or [])]
+        param = PixelImage() if param is None else build(param, ImageParam)
         transforms = Transforms(transforms or [])
         ignore = [name for name, value in (("network", network), ("init", init)) if not isinstance(value, (str, type(None)))]
         with warnings.catch_warnings():  # replaced by their configs just below
@@ -232,6 +233,8 @@ class InputOptimization(LightningModule):
         self.normalize = spec.normalization()
         self.path = LossPath(net, objective, priors, transforms, self.normalize)
         self.optimizer_factory = optimizer if optimizer is not None else partial(torch.optim.Adam, lr=0.1)
+        # a bad learning rate refused now, before a Trainer's logger writes anything for this run
+        _check_learning_rate(self.optimizer_factory([torch.zeros(1, requires_grad=True)]))
         self.freeze_done = freeze_done
         self.log_per_image = log_per_image
         self.seed = seed
@@ -278,6 +281,9 @@ class InputOptimization(LightningModule):
             if images.ndim != 4:
                 raise ValueError(f"init must be images of shape (B, C, H, W) or (C, H, W), got shape "
                                  f"{tuple(images.shape)}")
+            if images.shape[0] == 0:
+                raise ValueError(f"init holds no images (shape {tuple(images.shape)}): give at least one image, or "
+                                 f"leave init out to start from noise")
             if given and tuple(images.shape[1:]) != tuple(image_shape):
                 raise ValueError(f"image_shape is {tuple(image_shape)} but init's images have shape "
                                  f"{tuple(images.shape[1:])}; leave image_shape out (init sets it) or make them agree")
@@ -392,6 +398,14 @@ class InputOptimization(LightningModule):
                 f"processes. For many units on several devices, use `inputopt sweep` (the same arguments as "
                 f"`inputopt fit`, plus --units_per_batch) or inputopt.runners.sweep.FeatureSweep with Trainer.test: each "
                 f"process optimizes its own chunks of units. For a few images, use one device (--trainer.devices 1).")
+        source = getattr(getattr(self.trainer, "fit_loop", None), "_data_source", None)
+        if stage == "fit" and source is not None and source.instance is not None and source.instance is not self:
+            raise ValueError(
+                f"InputOptimization optimizes its own images and takes no data, but this fit was given "
+                f"{type(source.instance).__name__} (train_dataloaders= or datamodule=), which it would ignore. For "
+                f"one input trained over a data set (a universal perturbation, an adversarial patch), use "
+                f"inputopt.runners.shared.SharedInputOptimization (`inputopt universal`); for one input per data "
+                f"item, a dataset runner (inputopt.runners: AttackEvaluation, FeatureInversion).")
         # The network is outside the module tree, so Lightning's train()/eval() never reach it: put it back in
         # eval mode here, whatever the user did to it since construction; a user's module gets its own modes
         # back when the fit ends or fails.
@@ -399,6 +413,7 @@ class InputOptimization(LightningModule):
         self._network.eval()
         # The data loader yields only step indices, so resuming mid-"epoch" loses nothing.
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+        quiet_data_loaders()  # Lightning's wrapper of this module's loader warns about torch internals
 
     def configure_callbacks(self) -> list:
         """Lightning's model summary and progress bar, when on, replaced by
@@ -484,8 +499,13 @@ class InputOptimization(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("inputopt_fingerprint")
-        if saved is None or self._trainer is None:  # load_from_checkpoint rebuilds the module from the checkpoint
+        if self._trainer is None:  # load_from_checkpoint rebuilds the module from the checkpoint
             return
+        if saved is None:
+            raise ValueError(
+                "refusing to resume from a checkpoint without an inputopt fingerprint (written by another program, "
+                "or edited): what defines its images cannot be compared with this run's configuration. Start a new "
+                "run, or give its images as the starting point (init) of one.")
         now = self.fingerprint()
         differ = [f for f in FINGERPRINT_FIELDS if saved.get(f) != now.get(f) and f not in self.allow_resume_mismatch]
         if differ:
@@ -548,18 +568,24 @@ class InputOptimization(LightningModule):
         return terms["loss"].sum()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        optimizer = self.optimizer_factory(list(self.param.parameters()))
-        for group in optimizer.param_groups:
-            lr = group.get("lr")
-            if lr is not None and not torch.isfinite(torch.as_tensor(lr, dtype=torch.float64)).all():
-                raise ValueError(f"the optimizer's learning rate must be finite, got {lr!r}")
-        return optimizer
+        return _check_learning_rate(self.optimizer_factory(list(self.param.parameters())))
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         """Lightning's optimizer step (whose closure runs :meth:`training_step` and the backward) inside the step
         engine's update: done rows restored, projection, and the last finite images kept on a non-finite one."""
         step = partial(super().optimizer_step, epoch, batch_idx, optimizer, optimizer_closure)
         self.engine().update(step, self.global_step)
+
+
+def _check_learning_rate(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Refuse an optimizer whose learning rate is not a finite number > 0 (0 would return the starting noise as
+    results; a negative one minimizes what the objective maximizes)."""
+    for group in optimizer.param_groups:
+        lr = group.get("lr")
+        value = None if lr is None else torch.as_tensor(lr, dtype=torch.float64)
+        if value is not None and not (torch.isfinite(value).all() and (value > 0).all()):
+            raise ValueError(f"the optimizer's learning rate must be a finite number > 0, got {lr!r}")
+    return optimizer
 
 
 class _GiveBackNetworkModes(Callback):

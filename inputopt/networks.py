@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import math
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +44,37 @@ def _import_object(path: str):
     module_name, _, attr = path.rpartition(".")
     try:
         return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as error:
+    except (ImportError, AttributeError, ValueError) as error:
         raise ValueError(f"cannot import network {path!r}: {error}") from error
+
+
+def _network_factory(path: str):
+    """The ``nn.Module`` class or factory function a dotted network name names, checked before it is called.
+
+    A network name can come from a checkpoint's plain-data hyperparameters, so only an ``nn.Module``
+    subclass, or a Python function outside the standard library that takes no required argument (a
+    factory such as ``torchvision.models.resnet18``), is called: never a builtin (``os.getpid``,
+    ``builtins.input``) or any other callable. What it returns must be an ``nn.Module``.
+    """
+    factory = _import_object(path)
+    if isinstance(factory, type):
+        if issubclass(factory, nn.Module):
+            return factory
+        refused = f"a class that is not an nn.Module ({factory.__qualname__})"
+    elif inspect.isfunction(factory):
+        top = (getattr(factory, "__module__", None) or "").partition(".")[0]
+        required = [p for p in inspect.signature(factory).parameters.values()
+                    if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if top in sys.stdlib_module_names:
+            refused = f"a function of the standard library ({top})"
+        elif required:
+            refused = f"a function with required arguments ({', '.join(p.name for p in required)})"
+        else:
+            return factory
+    else:
+        refused = f"a {type(factory).__name__}, neither an nn.Module class nor a factory function"
+    raise ValueError(f"network {path!r} is {refused}: a dotted network name must name an nn.Module class or a "
+                     f"function that builds one with no arguments (e.g. 'torchvision.models.resnet18')")
 
 
 def _torchvision_names() -> list[str]:
@@ -124,7 +155,9 @@ def build_network(name: str, weights: str | None = None, state_dict: str | os.Pa
             raise ValueError(f"{name!r} ships its weights (the imagenet extra); use state_dict for other weights")
         network = efficientnet_lite(name, pretrained=state_dict is None)
     elif "." in name:
-        network = _import_object(name)()
+        network = _network_factory(name)()
+        if not isinstance(network, nn.Module):
+            raise ValueError(f"network {name!r} returned a {type(network).__name__}, not an nn.Module")
         if weights is not None:
             raise ValueError(f"weights={weights!r} only applies to torchvision models; use state_dict")
     else:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +16,31 @@ from torchvision.utils import make_grid, save_image
 
 from inputopt.functional.display import DisplayMode, to_display
 
-__all__ = ["adversarial_grid", "image_grid", "save_grid", "save_images"]
+__all__ = ["adversarial_grid", "annotated_adversarial_grid", "file_name", "image_grid", "save_grid", "save_images",
+           "strict_json"]
+
+
+#: Characters a file name never gets from an image's name: path separators, those Windows refuses, control characters.
+_UNSAFE = re.compile(r'[/\\<>:"|?*\x00-\x1f\x7f]')
+_MAX_NAME = 150
+
+
+def file_name(name: str) -> str:
+    """The file name (without extension) of an image's name, safe to join to its folder: separators and other
+    characters a file name cannot hold become ``_``, ``.``/``..`` get a ``_`` in front, and a very long name is
+    cut and given a hash of the whole. Layer names come from the network, so a layer named ``/tmp/x`` or
+    ``sub/dir`` stays a file inside the results folder.
+
+    Example:
+        >>> file_name("features.4-3"), file_name("/tmp/x/ESC-0"), file_name("sub/dir-1"), file_name("..")
+        ('features.4-3', '_tmp_x_ESC-0', 'sub_dir-1', '_..')
+    """
+    safe = _UNSAFE.sub("_", str(name))
+    if safe.strip(".") == "":
+        safe = "_" + safe
+    if len(safe) > _MAX_NAME:
+        safe = safe[:_MAX_NAME - 17] + "-" + hashlib.sha256(str(name).encode()).hexdigest()[:16]
+    return safe
 
 
 def image_grid(x: Tensor, display: DisplayMode = "std", nrow: int | None = None, scale: int = 1) -> Tensor:
@@ -49,7 +75,8 @@ def save_grid(x: Tensor, path: str | os.PathLike, display: DisplayMode = "std", 
 
 def save_images(x: Tensor, directory: str | os.PathLike, names: Sequence[str], display: DisplayMode = "std",
                 scale: int = 1) -> list[Path]:
-    """Save each image of ``x`` as ``directory/<name>.png``; returns the paths.
+    """Save each image of ``x`` as ``directory/<name>.png`` (the name made safe by :func:`file_name`: every file
+    stays inside ``directory``); returns the paths.
 
     Example:
         >>> import torch, tempfile
@@ -59,12 +86,17 @@ def save_images(x: Tensor, directory: str | os.PathLike, names: Sequence[str], d
     """
     if len(names) != x.shape[0]:
         raise ValueError(f"{x.shape[0]} images but {len(names)} names")
+    files = [file_name(n) for n in names]
+    clashes = sorted({f for f in files if files.count(f) > 1})
+    if clashes:
+        raise ValueError(f"the image names {list(names)} give the same file name twice ({clashes}), once made safe "
+                         f"for the file system; name the layers apart")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     images = to_display(x, display)
     if scale != 1:
         images = F.interpolate(images, scale_factor=scale, mode="nearest")
-    paths = [directory / f"{name}.png" for name in names]
+    paths = [directory / f"{name}.png" for name in files]
     for image, path in zip(images, paths):
         save_image(image, path)
     return paths
@@ -101,3 +133,104 @@ def adversarial_grid(clean: Tensor, adversarial: Tensor, scale: int = 1) -> Tens
     if scale != 1:
         images = F.interpolate(images, scale_factor=scale, mode="nearest")
     return make_grid(images, nrow=rows.shape[1], padding=2, pad_value=1.0)
+
+
+def annotated_adversarial_grid(clean: Tensor, adversarial: Tensor, eps: Sequence[float | None],
+                               clean_predictions: Tensor, predictions: Tensor,
+                               class_names: Sequence[str] | None = None, scale: int = 1) -> Tensor:
+    """:func:`adversarial_grid` with words: a title over each column ("clean", then "adv eps=…" and
+    "delta eps=…" for every ε) and the predicted class under each clean and adversarial image (its name
+    where ``class_names`` is given, else its index; the largest pixel change under each perturbation).
+
+    Args:
+        clean: ``(N, C, H, W)`` in [0, 1].
+        adversarial: ``(N, E, C, H, W)``: one image per ε.
+        eps: the E budgets (``None`` for a minimal-norm attack without one).
+        clean_predictions: ``(N,)`` the predicted class of each clean image.
+        predictions: ``(N, E)`` the predicted class of each adversarial image.
+        class_names: the network's class names, or ``None``.
+        scale: integer upscaling (nearest neighbour), for small images.
+
+    Returns:
+        ``(3, H', W')`` in [0, 1], for ``torchvision.utils.save_image`` or TensorBoard.
+
+    Example:
+        >>> picture = annotated_adversarial_grid(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 1, 8, 8), [0.1],
+        ...                                      torch.tensor([3, 4]), torch.tensor([[5], [4]]))
+        >>> picture.shape[0], picture.shape[1] > 2 * 8
+        (3, True)
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    if adversarial.ndim != 5 or adversarial.shape[0] != clean.shape[0] or adversarial.shape[2:] != clean.shape[1:]:
+        raise ValueError(f"adversarial must be (N, E, C, H, W) for clean images {tuple(clean.shape)}, "
+                         f"got {tuple(adversarial.shape)}")
+    n, e = adversarial.shape[:2]
+    if len(eps) != e or tuple(predictions.shape) != (n, e) or tuple(clean_predictions.shape) != (n,):
+        raise ValueError(f"need {e} eps, predictions of shape ({n}, {e}) and clean_predictions of shape ({n},); got "
+                         f"{len(eps)} eps, {tuple(predictions.shape)} and {tuple(clean_predictions.shape)}")
+    grid = adversarial_grid(clean, adversarial, scale)
+    delta = (adversarial - clean.unsqueeze(1)).flatten(2).abs().amax(2)  # (N, E)
+    tile_h, tile_w = clean.shape[2] * scale, clean.shape[3] * scale
+
+    def name(k: int) -> str:
+        return class_names[k] if class_names is not None and 0 <= k < len(class_names) else str(k)
+
+    def budget(value) -> str:
+        return "eps -" if value is None else f"eps={value:.3g}"
+
+    titles = ["clean"] + [t for value in eps for t in (f"adv {budget(value)}", f"delta {budget(value)}")]
+    captions = [[name(int(clean_predictions[i]))] + [
+        c for j in range(e) for c in (name(int(predictions[i, j])), f"max {delta[i, j].item():.2g}")]
+        for i in range(n)]
+    try:
+        font = ImageFont.load_default(size=11)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+    def width(text: str) -> int:
+        box = measure.textbbox((0, 0), text, font=font)
+        return box[2] - box[0]
+
+    line = 14
+    column = max([tile_w + 2] + [width(t) + 6 for t in titles] + [width(c) + 6 for row in captions for c in row])
+    cols = 1 + 2 * e
+    canvas = Image.new("RGB", (cols * column, line + n * (tile_h + 2 + line)), "white")
+    draw = ImageDraw.Draw(canvas)
+    tiles = (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    for c, title in enumerate(titles):
+        draw.text((c * column + (column - width(title)) // 2, 1), title, fill="black", font=font)
+    for i in range(n):
+        top = line + i * (tile_h + 2 + line)
+        for c in range(cols):
+            y0, x0 = 2 + i * (tile_h + 2), 2 + c * (tile_w + 2)  # the tile in make_grid's layout (padding 2)
+            tile = Image.fromarray(tiles[y0:y0 + tile_h, x0:x0 + tile_w])
+            canvas.paste(tile, (c * column + (column - tile_w) // 2, top))
+            text = captions[i][c]
+            draw.text((c * column + (column - width(text)) // 2, top + tile_h + 1), text, fill="black", font=font)
+    import numpy as np
+
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float().div(255)
+
+
+def strict_json(value, indent: int | None = 2) -> str:
+    """``json.dumps`` for result files that every JSON parser reads: NaN and ±Infinity (which Python writes
+    as the non-standard ``NaN`` / ``Infinity``) become ``null``.
+
+    Example:
+        >>> strict_json({"score": float("-inf"), "rows": [1.5, float("nan")]}, indent=None)
+        '{"score": null, "rows": [1.5, null]}'
+    """
+    import json
+
+    def clean(item):
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {key: clean(v) for key, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [clean(v) for v in item]
+        return item
+
+    return json.dumps(clean(value), indent=indent, allow_nan=False)

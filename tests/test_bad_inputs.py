@@ -22,11 +22,13 @@ from inputopt.callbacks.images import LogImages, SaveImages
 from inputopt.callbacks.tables import PredictionTable, SphereCheck
 from inputopt.cli import main
 from inputopt.data import Digits, ImageFolder
+from inputopt.functional.sphere import sphere_check
 from inputopt.networks import build_network
 from inputopt.objectives import ChannelSum, Margin, NegativeCrossEntropy, UnitActivation
 from inputopt.params import FourierImage, PixelImage
 from inputopt.priors import MultiScaleEdgeEnergy
 from inputopt.runners.attack import AttackEvaluation
+from inputopt.runners.examples import DatasetExamples
 from inputopt.runners.sweep import FeatureSweep
 from inputopt.transforms import Jitter, Pad, RandomRotate, RandomScale
 
@@ -263,6 +265,65 @@ ROWS = [
      r"unit 12 is out of range.*valid units are 0..9"),
 ]
 
+def nan_images() -> torch.Tensor:
+    images = digits_images.clone()
+    images[1, 0, 3, 3] = float("nan")
+    return images
+
+
+def sweep(*args: str) -> None:
+    """``inputopt sweep --config configs/digits.yaml ARGS`` in the current folder (no progress bar)."""
+    main(["sweep", "--config", "configs/digits.yaml", "--sweep_dir", "results/sweep", "--trainer.enable_progress_bar",
+          "false", *args])
+
+
+# Accepted silently before, each one (a hostile probe's findings): now refused, naming the value.
+ROWS += [
+    ("cli-lr-0", lambda: fit("--model.optimizer.init_args.lr", "0"), ValueError,
+     r"learning rate must be a finite number > 0, got 0"),
+    ("cli-lr-negative", lambda: fit("--model.optimizer.init_args.lr", "-0.1"), ValueError,
+     r"[Ii]nvalid learning rate: -0.1"),
+    ("cli-max-steps-negative", lambda: fit("--trainer.max_steps", "-5"), ValueError,
+     r"max_steps must be an int >= 1.*got -5"),
+    ("sweep-max-steps-0", lambda: sweep("--trainer.max_steps", "0"), ValueError,
+     r"--trainer.max_steps must be an int >= 1, the optimization steps per chunk, got 0"),
+    ("cli-init-empty-file", lambda: fit("--model.init", write_file("empty.png", b"")), ValueError,
+     r"--model.init 'empty.png' is an empty file"),
+    ("init-zero-images", lambda: module(init=torch.rand(0, 1, 32, 32)), ValueError,
+     r"init holds no images \(shape \(0, 1, 32, 32\)\)"),
+    ("pgd-eps-empty-list", lambda: PGD("digits", eps=[]), ValueError,
+     r"eps must be a number or a non-empty list of numbers >= 0, got \[\]"),
+    ("fgsm-eps-empty-list", lambda: FGSM("digits", eps=[]), ValueError,
+     r"eps must be a number or a non-empty list of numbers >= 0, got \[\]"),
+    ("attack-nan-pixel-without-bounds", lambda: PGD("digits", steps=1, bounds=None).run(nan_images(), digits_labels),
+     ValueError, r"images must be finite, but images \[1\] hold NaN or Inf"),
+    ("attack-empty-batch", lambda: PGD("digits", steps=1)(digits_images[:0], digits_labels[:0]), ValueError,
+     r"images is an empty batch \(shape \(0, 1, 32, 32\)\)"),
+    ("attack-target-equals-label", lambda: PGD("digits", steps=1)(digits_images, digits_labels,
+                                                                  target=torch.tensor([0, 5, 5, 5])), ValueError,
+     r"target must differ from each image's label.*images \[0\]"),
+    ("sphere-check-0-points", lambda: sphere_check(lambda x: x.flatten(1).sum(1).long(), digits_images,
+                                                   digits_images + 0.1, n=0), ValueError,
+     r"number of random points must be an int >= 1, got 0"),
+    ("sphere-clip-reversed", lambda: sphere_check(lambda x: x.flatten(1).sum(1).long(), digits_images,
+                                                  digits_images + 0.1, n=4, clip=(1, 0)), ValueError,
+     r"clip must be \(low, high\) with low < high, or None, got \(1, 0\)"),
+]
+
+def corrupt_image_folder() -> ImageFolder:
+    Path("photos/cat").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save("photos/cat/a.png")
+    Path("photos/cat/b.png").write_bytes(b"\x89PNG truncated")
+    return ImageFolder("photos", image_shape=(1, 32, 32))
+
+
+ROWS += [
+    ("examples-k-larger-than-data", lambda: DatasetExamples("digits", "features.4", [0], Digits(limit=4), k=5),
+     ValueError, r"k must be an int in \[1, 4\] \(the size of the data set\), got 5"),
+    ("image-folder-corrupt-file", lambda: corrupt_image_folder()[1], ValueError,
+     r"ImageFolder: cannot read image '.*b.png' \(item 1; corrupt"),
+]
+
 # Rows where jsonargparse refuses the config: it exits with code 2 and prints what is wrong on stderr.
 PARSER_ROWS = [
     ("cli-yaml-unknown-key", ["--config", "typo.yaml"], r"typo.yaml|max_step"),
@@ -313,3 +374,10 @@ def test_table_size():
     ids = [row[0] for row in ROWS] + [row[0] for row in PARSER_ROWS]
     assert len(set(ids)) == len(ids) >= 40
 
+
+
+def test_layers_refuses_a_zero_image_shape(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["layers", "digits", "--image_shape", "0", "0", "0"])
+    assert info.value.code == 2
+    assert "--image_shape must be three positive ints C H W, got 0 0 0" in capsys.readouterr().err

@@ -15,8 +15,10 @@ from inputopt.data import photo
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 COMMANDS = {  # config -> the command that runs it
-    "imagenet_paper_towel": "fit", "imagenet_classes": "fit", "imagenet_adversarial": "fit",
+    "imagenet_paper_towel": "fit", "imagenet_paper_towel_recommended": "fit", "imagenet_classes": "fit",
+    "imagenet_adversarial": "fit",
     "imagenet_channels": "sweep", "imagenet_examples": "examples", "imagenet_pgd": "attack", "imagenet_fmn": "attack",
+    "imagenet_autoattack": "attack", "imagenet_atlas": "atlas",
 }
 QUIET = ["--trainer.enable_progress_bar", "false"]
 
@@ -36,7 +38,7 @@ def test_config_parses(name, capsys):
 @pytest.mark.slow
 def test_fit_configs_run(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
-    for name in ("imagenet_paper_towel", "imagenet_classes"):
+    for name in ("imagenet_paper_towel", "imagenet_paper_towel_recommended", "imagenet_classes"):
         main(["fit", "--config", str(CONFIGS / f"{name}.yaml"), "--trainer.max_steps", "2", "--model.image_shape",
               "[3, 64, 64]", *QUIET])
         images = torch.load(tmp_path / "results" / name / "run" / "input.pt")

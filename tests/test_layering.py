@@ -28,7 +28,7 @@ LAYERS = [
     ("terms", ["inputopt.objectives", "inputopt.priors", "inputopt.transforms", "inputopt.params"]),
     ("loss", ["inputopt.engine", "inputopt.loss"]),
     ("attacks and metrics", ["inputopt.attacks", "inputopt.metrics"]),
-    ("lightning", ["inputopt.module", "inputopt.runners", "inputopt.callbacks"]),
+    ("lightning", ["inputopt._notices", "inputopt.module", "inputopt.runners", "inputopt.callbacks"]),
     ("commands", ["inputopt.commands", "inputopt.atlas", "inputopt.cli", "inputopt"]),
 ]
 CORE_LAYERS = ("base", "terms", "loss", "attacks and metrics")

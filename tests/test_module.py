@@ -273,7 +273,8 @@ class CountForwards(torch.nn.Module):
 
 
 def test_transforms_reach_the_loss_forward_only(tiny_net, tmp_path):
-    """Pad(4) makes transformed images 40x40: only the loss forward may see that size."""
+    """Pad(4) makes transformed images 40x40 when they keep the padded size (by default they are resized back to
+    32x32): only the loss forward may see that size."""
     from inputopt.callbacks.images import SaveImages
     from inputopt.callbacks.tables import PredictionTable, SphereCheck
 
@@ -281,6 +282,7 @@ def test_transforms_reach_the_loss_forward_only(tiny_net, tmp_path):
     module = InputOptimization(net, NegativeCrossEntropy(), [MultiScaleEdgeEnergy(0.1)],
                                transforms=[Pad(4, value=0.5), Jitter(2), RandomScale(0.9, 1.1), RandomRotate(10)],
                                init=torch.rand(2, 3, 32, 32), freeze_done=True)
+    module.transforms.keep_size = False  # the padded size tells the loss forward from the evaluation forward
     table, sphere = PredictionTable(print_table=False), SphereCheck(num_points=4)
     fit(module, 3, callbacks=[table, sphere, SaveImages(tmp_path)])
     loss_sizes = [s for s in net.sizes if s == (40, 40)]

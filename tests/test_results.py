@@ -118,3 +118,30 @@ class TestSaveImages:
         with pytest.raises(ValueError, match=f"2 images but {len(names)} names"):
             save_images(_images((2, 3, 8, 8)), directory, names)
         assert not directory.exists()  # nothing half-written
+
+
+def test_annotated_adversarial_grid_has_titles_and_captions():
+    """examples.png says what it shows: a title over each column, the predicted class under each image; the
+    tiles themselves are those of adversarial_grid."""
+    from inputopt.results import adversarial_grid, annotated_adversarial_grid
+
+    torch.manual_seed(0)
+    clean, adversarial = torch.rand(2, 1, 16, 16), torch.rand(2, 2, 1, 16, 16)
+    args = (clean, adversarial, [0.1, 0.3], torch.tensor([3, 4]), torch.tensor([[5, 6], [4, 7]]))
+    picture = annotated_adversarial_grid(*args, scale=2)
+    named = annotated_adversarial_grid(*args, class_names=[f"class number {k}" for k in range(10)], scale=2)
+    plain = adversarial_grid(clean, adversarial, scale=2)
+    columns, line, tile = 5, 14, 32
+    column = picture.shape[2] // columns
+    assert picture.shape[1] == line + 2 * (tile + 2 + line)
+    title = picture[:, :line]
+    for c in range(columns):  # every column has a title (dark pixels in its part of the first line)
+        assert (title[:, :, c * column:(c + 1) * column] < 0.5).any()
+    for i in range(2):
+        top = line + i * (tile + 2 + line)
+        caption = picture[:, top + tile + 1:top + tile + line]
+        assert all((caption[:, :, c * column:(c + 1) * column] < 0.5).any() for c in range(columns))
+        left = (column - tile) // 2
+        expected = plain[:, 2 + i * (tile + 2):2 + i * (tile + 2) + tile, 2:2 + tile]
+        assert torch.allclose(picture[:, top:top + tile, left:left + tile], expected, atol=1 / 255)
+    assert named.shape[2] > picture.shape[2]  # names are wider than indices: the columns grow to fit them

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import yaml
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from inputopt.atlas.config import (
     AtlasExamples,
@@ -35,6 +36,7 @@ from inputopt.atlas.config import (
     layer_slug,
     resolve_unit_names,
 )
+from inputopt.results import file_name
 
 __all__ = ["Atlas", "atlas_main", "RECORD"]
 
@@ -303,20 +305,21 @@ class Atlas:
 
     def visualize(self) -> None:
         """Run the sweep of every layer and seed (the units with a file are skipped)."""
-        from inputopt import FeatureSweep, SaveSweep
+        from inputopt import FeatureSweep, ImageParam, InputObjective, Prior, SaveSweep, Transform
         from inputopt._config import instantiate
 
         vis = self.visualization
         for info in self.layers:
             for seed in vis.seeds:
-                sweep = FeatureSweep(self.network, instantiate(self._objective(info, info["units"])),
-                                     [instantiate(p) for p in self.priors], instantiate(self.param),
-                                     [instantiate(t) for t in self.transforms], self.image_shape, self.weights,
+                sweep = FeatureSweep(self.network, instantiate(self._objective(info, info["units"]), InputObjective),
+                                     [instantiate(p, Prior) for p in self.priors], instantiate(self.param, ImageParam),
+                                     [instantiate(t, Transform) for t in self.transforms], self.image_shape,
+                                     self.weights,
                                      self.state_dict, self.mean, self.std, self.optimizer, vis.steps, seed,
                                      vis.units_per_batch)
                 folder = self.atlas_dir / "layers" / info["slug"] / f"seed-{seed}"
                 units = folder / "units"
-                if units.is_dir() and all((units / f"{n}.pt").is_file() for n in sweep.image_names) \
+                if units.is_dir() and all((units / f"{file_name(n)}.pt").is_file() for n in sweep.image_names) \
                         and (folder / "grid.png").is_file():
                     continue  # done: no Trainer (a second process would start for nothing)
                 saver = SaveSweep(folder, info["display"], progress=self.progress and _is_rank_zero())
@@ -334,7 +337,7 @@ class Atlas:
             path = folder / "examples.json"
             results = json.loads(path.read_text()) if path.is_file() else None
             if results is None or not set(info["units"]) <= set(results["units"]) or results["k"] != self.examples.k:
-                dataset = dataset or instantiate(self.dataset)
+                dataset = dataset or instantiate(self.dataset, Dataset)
                 units = info["units"] if results is None else sorted(set(results["units"]) | set(info["units"]))
                 runner = DatasetExamples(self.network, info["name"], units, dataset, self.examples.k, None,
                                          self.examples.batch_size, self.examples.num_workers, self.weights,
@@ -354,7 +357,7 @@ class Atlas:
                 if index >= 0 and not (folder / f"{u}-{r}.png").is_file()]
         if not todo:
             return dataset
-        dataset = dataset or instantiate(self.dataset)
+        dataset = dataset or instantiate(self.dataset, Dataset)
         folder.mkdir(parents=True, exist_ok=True)
         for unit, rank in todo:
             index, position = rows[unit][0][rank], rows[unit][1][rank]
@@ -388,7 +391,7 @@ class Atlas:
             sums: dict[int, dict[str, float]] = {u: {} for u in units}
             for seed in self.visualization.seeds:
                 files = layer_dir / f"seed-{seed}" / "units"
-                images = torch.stack([torch.load(files / f"{prefix}-{u}.pt", weights_only=True) for u in units])
+                images = torch.stack([torch.load(files / f"{file_name(f'{prefix}-{u}')}.pt", weights_only=True) for u in units])
                 scores = unit_scores(self._activations(images, info["name"]), units)[0].diagonal()
                 best = torch.tensor([maxima[u] for u in units])
                 values = {"activation_ratio": torch.where(best > 0, activation_ratio(scores, best.clamp_min(1e-12)),

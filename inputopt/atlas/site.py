@@ -19,6 +19,8 @@ from urllib.parse import quote
 
 import yaml
 
+from inputopt.results import file_name
+
 __all__ = ["METRIC_LABELS", "build_site", "load_atlas"]
 
 #: How the metrics are named on the pages (others are shown by their key).
@@ -76,7 +78,7 @@ def load_atlas(atlas_dir: str | os.PathLike) -> dict[str, Any]:
         fits = {seed: (f"layers/{slug}/{path.name}", path.read_text()) for seed, path in fits.items() if path.is_file()}
         units = []
         for unit in info["units"]:
-            name = f"{prefix}-{unit}.png"
+            name = f"{file_name(f'{prefix}-{unit}')}.png"
             indices, values = rows.get(unit, ([], []))
             units.append({
                 "unit": unit,

@@ -131,6 +131,27 @@ def _check_classes(classes: Tensor, num_classes: int, name: str) -> None:
                          f"classes), got {bad[0].item()}")
 
 
+def _check_images(images: Tensor) -> None:
+    """Refuse what an attack cannot score: not a batch of images, an empty batch, non-finite pixels."""
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError(f"images is an empty batch (shape {tuple(images.shape)}): give at least one image")
+    bad = ~torch.isfinite(images.detach()).flatten(1).all(1)
+    if bad.any():  # a NaN pixel makes every comparison false: it would count as a success
+        raise ValueError(f"images must be finite, but images {bad.nonzero().flatten().tolist()} hold NaN or Inf "
+                         f"pixels")
+
+
+def _check_target_differs(target: Tensor, labels: Tensor) -> None:
+    """Refuse a target class equal to an image's label: that image would be a "success" before any step."""
+    same = target == labels
+    if same.any():
+        raise ValueError(f"target must differ from each image's label (a targeted attack reaches another class), "
+                         f"but images {same.nonzero().flatten().tolist()} have target == label "
+                         f"{labels[same].tolist()}")
+
+
 def _check_bounds(bounds: Sequence[float] | None) -> tuple[float, float] | None:
     if bounds is None:
         return None
@@ -183,6 +204,8 @@ class Attack(Configurable, ABC):
         for e in epsilons:
             if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e) or e < 0:
                 raise ValueError(f"eps must be finite numbers >= 0, got {eps!r}")
+        if eps is not None and not isinstance(eps, (int, float)) and not epsilons:  # [] would be unbounded
+            raise ValueError(f"eps must be a number or a non-empty list of numbers >= 0, got {eps!r}")
         self.epsilons = [float(e) for e in epsilons]
         self.several = eps is not None and not isinstance(eps, (int, float))
         self.norm = norm
@@ -263,7 +286,8 @@ class Attack(Configurable, ABC):
         Args:
             images: ``(B, C, H, W)`` in pixel space.
             labels: ``(B,)`` true labels (``None``: the network's predictions on ``images``).
-            target: classes to reach (an int or ``(B,)``): a targeted attack.
+            target: classes to reach (an int or ``(B,)``): a targeted attack. A ``(B,)`` target must differ
+                from each image's label; with one int, the images already of that class are successes at step 0.
             keys: one integer per image that seeds its random start (default: ``0..B-1``).
             start: starting adversarial images instead of the (random) start, projected first.
             history: record the predicted class after every step (:attr:`AttackResult.history`).
@@ -274,8 +298,7 @@ class Attack(Configurable, ABC):
              start: Tensor | None, history: bool, measure: bool) -> list[AttackResult] | list[Tensor]:
         """:meth:`run`; with ``measure=False``, only the adversarial images, one tensor per ε: no forward
         for the clean predictions (unless the labels default to them) nor for the final images'."""
-        if images.ndim != 4:
-            raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+        _check_images(images)
         images = images.detach().to(self.device, torch.float32)
         batch = images.shape[0]
         keys = list(range(batch)) if keys is None else [int(k) for k in keys]
@@ -298,8 +321,11 @@ class Attack(Configurable, ABC):
             _check_classes(labels.long(), num_classes, "labels")
             labels = labels.long()
             if target is not None:
+                per_image = torch.as_tensor(target).ndim > 0
                 target = torch.as_tensor(target).to(self.device).long().expand(batch).clone()
                 _check_classes(target, num_classes, "target")
+                if per_image:  # one class for the whole batch is already reached by the images of that class
+                    _check_target_differs(target, labels)
                 objective = LOSSES[self.loss](target=target.tolist())
             else:
                 objective = LOSSES[self.loss](labels=labels.tolist())
@@ -340,12 +366,15 @@ class Attack(Configurable, ABC):
         return torch.stack(adversarial) if self.several else adversarial[0]
 
     def sphere_check(self, result: AttackResult, factor: float = 2.0, num_points: int = 1000, seed: int = 0,
-                     progress: bool = False) -> Tensor:
+                     progress: bool = False, clip: bool = False) -> Tensor:
         """The random-sphere check: for each image, the fraction of ``num_points`` random points on the
         sphere around the clean image with radius ``factor·‖δ‖₂`` whose label differs from the clean
-        label (NaN where the attack did not move the image)."""
+        label (NaN where the attack did not move the image). The points lie exactly on the sphere, not
+        clipped to the attack's ``bounds``; with ``clip=True`` they are clamped into ``bounds`` first."""
+        if clip and self.bounds is None:
+            raise ValueError("clip=True clamps the points into the attack's bounds, but this attack has bounds=None")
         fractions, _ = sphere_check(self.predict, result.clean, result.images, factor, num_points, seed,
-                                    progress=progress)
+                                    progress=progress, clip=self.bounds if clip else None)
         return fractions
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path
 
@@ -11,26 +10,32 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 from torchvision.utils import save_image
 
-from inputopt.results import adversarial_grid
+from inputopt.networks import class_names
+from inputopt.results import annotated_adversarial_grid, strict_json
 
 
 class SaveAttackResults(Callback):
     """At the end of an :class:`~inputopt.runners.attack.AttackEvaluation`, write ``results.json`` and
     ``results.csv`` (one row per ε) and ``examples.png`` (clean | adversarial | magnified perturbation per
-    ε, for the first examples), print the table, and log the picture to TensorBoard.
+    ε, for the first examples; a title over each column, the predicted class under each image), print the
+    table, and log the picture to TensorBoard.
 
     Args:
         dirpath: where to write; default the trainer's log directory (or its root directory).
         scale: integer upscaling of the picture (nearest neighbour), for small images.
+        class_names: names of the network's classes for the picture; default: the names of a network given
+            by name (zoo, torchvision), else the class indices.
 
     Example:
         >>> from lightning.pytorch import Trainer
         >>> trainer = Trainer(callbacks=[SaveAttackResults("results/digits_pgd", scale=3)])
     """
 
-    def __init__(self, dirpath: str | os.PathLike | None = None, scale: int = 1) -> None:
+    def __init__(self, dirpath: str | os.PathLike | None = None, scale: int = 1,
+                 class_names: list[str] | None = None) -> None:
         self.dirpath = dirpath
         self.scale = scale
+        self.class_names = class_names
         self.paths: list[Path] = []
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -43,7 +48,7 @@ class SaveAttackResults(Callback):
             return
         out.mkdir(parents=True, exist_ok=True)
         rows = pl_module.results
-        (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+        (out / "results.json").write_text(strict_json(rows) + "\n")
         with open(out / "results.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
@@ -51,7 +56,11 @@ class SaveAttackResults(Callback):
         self.paths = [out / "results.json", out / "results.csv"]
         examples = pl_module.examples
         if examples:
-            grid = adversarial_grid(examples["clean"], examples["adversarial"], self.scale)
+            eps = [row.get("eps") for row in rows] if len(rows) == examples["adversarial"].shape[1] else \
+                [None] * examples["adversarial"].shape[1]
+            grid = annotated_adversarial_grid(examples["clean"], examples["adversarial"], eps,
+                                              examples["clean_predictions"], examples["predictions"],
+                                              self.class_names or _class_names(pl_module.attack), self.scale)
             save_image(grid, out / "examples.png")
             self.paths.append(out / "examples.png")
             experiment = getattr(trainer.logger, "experiment", None)
@@ -83,6 +92,15 @@ def format_example_predictions(examples: dict, eps: list, names: list[str]) -> s
                                                                   examples["clean_predictions"].tolist(),
                                                                   examples["predictions"].tolist()))]
     return "\n".join([header, *lines])
+
+
+def _class_names(attack) -> list[str] | None:
+    """The class names of an attack's network when it was given by name, else ``None``."""
+    try:
+        model = attack.config()["init_args"].get("model")
+    except Exception:  # an attack without a config: no names, the picture shows class indices
+        return None
+    return class_names(model) if isinstance(model, str) else None
 
 
 def format_results(rows: list[dict]) -> str:

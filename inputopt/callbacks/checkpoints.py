@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -91,13 +93,29 @@ class RunLockedError(RuntimeError):
     """Another live process holds the run folder."""
 
 
-class RunLock:
-    """One run folder, one run: hold ``<folder>/run.lock`` (created exclusively, holding the pid) while a run
-    writes there. ``inputopt fit`` holds its log folder this way for the whole fit.
+try:  # an advisory lock the kernel drops when its process dies, however it dies
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
 
-    A second run into a held folder fails at once, before writing anything there. A lock left by a process
-    that no longer exists (a run killed with SIGKILL) is taken over with a warning. The lock is removed
-    when the ``with`` block ends, whether the run succeeded or not.
+#: The locks this process holds: lock file -> [file descriptor, how many times taken, folders it made].
+_HELD: dict[str, list] = {}
+
+
+class RunLock:
+    """One run folder, one run: hold ``<folder>/run.lock`` while a run writes there. ``inputopt fit`` holds its
+    log folder this way for the whole fit; ``inputopt sweep``, ``attack`` and ``examples``, and the callbacks
+    that write results (:class:`~inputopt.callbacks.images.SaveImages` and the runners' savers) hold the
+    folders they write into.
+
+    The lock is ``fcntl.flock`` on the file (atomic, and dropped by the kernel when the process dies, even by
+    SIGKILL); the file holds the pid, for the message another run gets. A second run into a held folder fails
+    at once, before writing anything there. A lock file left by a process that no longer runs is taken over
+    with a warning; one whose process still runs (a lock written without ``flock``) is refused. Taking a lock
+    this process already holds nests (a fit's folder and its ``SaveImages`` folder may be one), and the lock
+    goes when the outermost holder lets go: the file is removed whether the run succeeded or not.
+
+    Use it as a context manager, or :meth:`acquire` and :meth:`release` (idempotent) from a callback.
 
     Args:
         folder: the run folder (created if missing).
@@ -106,44 +124,120 @@ class RunLock:
         >>> import tempfile
         >>> folder = tempfile.mkdtemp()
         >>> with RunLock(folder):
-        ...     with RunLock(folder):
+        ...     with RunLock(folder):  # the same process: nested
         ...         pass
-        Traceback (most recent call last):
-        ...
-        inputopt.callbacks.checkpoints.RunLockedError: ...
+        >>> lock = RunLock(folder).acquire()
+        >>> lock.held, lock.release(), lock.held
+        (True, None, False)
     """
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.path = Path(folder) / "run.lock"
+        self.held = False
 
-    def _take(self) -> bool:
+    def _key(self) -> str:
+        return os.path.realpath(self.path)
+
+    def _refuse(self, text: str) -> RunLockedError:
+        who = f"pid {text}" if text.isdigit() else "another process"
+        return RunLockedError(
+            f"another run ({who}) is writing into {self.path.parent} ({self.path} is held); wait for it, or run into "
+            f"another folder (e.g. another --trainer.logger.init_args.version, or another --sweep_dir)")
+
+    def acquire(self) -> RunLock:
+        """Take the lock (or nest in this process's hold on it); raises :class:`RunLockedError` when another
+        process holds it. Returns ``self``."""
+        if self.held:
+            return self
+        folder = self.path.parent
+        created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+        folder.mkdir(parents=True, exist_ok=True)
+        key = self._key()
+        try:
+            if key in _HELD:
+                _HELD[key][1] += 1
+            else:
+                _HELD[key] = [self._flock() if fcntl is not None else self._exclusive(), 1, created]
+        except BaseException:
+            _remove_empty(created)  # a refused run leaves no folder behind
+            raise
+        self.held = True
+        return self
+
+    def _flock(self) -> int:
+        for _ in range(100):
+            handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held by a live process
+                text = os.pread(handle, 64, 0).decode(errors="replace").strip()
+                os.close(handle)
+                raise self._refuse(text) from None
+            try:  # the file may have been removed (and made again) by its holder between open and flock
+                same = os.path.samestat(os.fstat(handle), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(handle)
+                continue
+            text = os.pread(handle, 64, 0).decode(errors="replace").strip()
+            if text.isdigit() and int(text) != os.getpid() and _alive(int(text)):  # a lock taken without flock
+                os.close(handle)
+                raise self._refuse(text)
+            if text:
+                warnings.warn(f"taking over the stale lock {self.path} of process {text}, which no longer runs",
+                              stacklevel=3)
+            os.ftruncate(handle, 0)
+            os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
+            return handle
+        raise self._refuse("")
+
+    def _exclusive(self) -> int:  # pragma: no cover - not POSIX: an exclusive create, never a lock in the making
         try:
             handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            return False
-        with os.fdopen(handle, "w") as file:
-            file.write(f"{os.getpid()}\n")
-        return True
+            text = self.path.read_text().strip() if self.path.exists() else ""
+            if not text.isdigit() or _alive(int(text)):  # an unreadable pid: its writer has not written it yet
+                raise self._refuse(text) from None
+            warnings.warn(f"taking over the stale lock {self.path} of process {text}, which no longer runs",
+                          stacklevel=3)
+            self.path.unlink(missing_ok=True)
+            try:
+                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                raise self._refuse("") from None
+        os.write(handle, f"{os.getpid()}\n".encode())
+        return handle
+
+    def release(self) -> None:
+        """Let go of the lock (the file is removed when the outermost holder of this process lets go)."""
+        if not self.held:
+            return
+        self.held = False
+        key = self._key()
+        entry = _HELD.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _HELD[key]
+            self.path.unlink(missing_ok=True)  # while still holding it: a waiter then sees another file
+            os.close(entry[0])
+            _remove_empty(entry[2])  # the folders it made, when the run wrote nothing there
 
     def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self._take():
-            return self
-        text = self.path.read_text().strip() if self.path.exists() else ""
-        pid = int(text) if text.isdigit() else None
-        if pid is not None and _alive(pid):
-            raise RunLockedError(
-                f"another run (pid {pid}) is writing into {self.path.parent} ({self.path} exists); wait for it, "
-                f"or run into another folder (e.g. another --trainer.logger.init_args.version)")
-        warnings.warn(f"taking over the stale lock {self.path} of process {text or '?'}, which no longer runs",
-                      stacklevel=2)
-        self.path.unlink(missing_ok=True)
-        if not self._take():  # another process took it over in the meantime
-            raise RunLockedError(f"another run is writing into {self.path.parent} ({self.path} exists)")
-        return self
+        return self.acquire()
 
     def __exit__(self, *exc_info) -> None:
-        self.path.unlink(missing_ok=True)
+        self.release()
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone): results are kept, and so are the folders above them
+            break
 
 
 def _alive(pid: int) -> bool:
@@ -154,3 +248,33 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # it exists, under another user
         return True
     return True
+
+
+def run_folders(trainer: Trainer, log_dir: bool = True) -> list[Path]:
+    """Every folder a run of ``trainer`` writes into: its log directory (with ``log_dir``) and the folder of
+    every callback that has a ``dirpath`` (``SaveImages``, ``ModelCheckpoint``, the runners' savers; ``None``
+    is the log directory, as those callbacks read it), each once.
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> from inputopt.callbacks.images import SaveImages
+        >>> trainer = Trainer(logger=False, default_root_dir="out", callbacks=[SaveImages("shared")])
+        >>> [str(p) for p in run_folders(trainer)]
+        ['out', 'shared']
+    """
+    default = Path(trainer.log_dir or trainer.default_root_dir)
+    folders = [default] if log_dir else []
+    for callback in trainer.callbacks:
+        if hasattr(callback, "dirpath"):
+            dirpath = getattr(callback, "dirpath")
+            folders.append(Path(dirpath) if dirpath else default)
+    return list({os.path.realpath(f): f for f in folders}.values())
+
+
+@contextlib.contextmanager
+def hold_run_folders(trainer: Trainer, log_dir: bool = True) -> Iterator[list[RunLock]]:
+    """Hold a :class:`RunLock` on every folder of :func:`run_folders` while the block runs: a second run into
+    any of them fails before writing anything (two runs with their own logger versions but one
+    ``SaveImages(dirpath=shared)`` included)."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(RunLock(folder)) for folder in run_folders(trainer, log_dir)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchvision.utils import save_image
 
 from inputopt.functional.display import DisplayMode
-from inputopt.results import image_grid
+from inputopt.results import image_grid, strict_json
 from inputopt.runners.examples import DatasetExamples
 
 __all__ = ["SaveDatasetExamples"]
@@ -45,7 +44,7 @@ class SaveDatasetExamples(Callback):
         if not trainer.is_global_zero:
             return
         out.mkdir(parents=True, exist_ok=True)
-        (out / "examples.json").write_text(json.dumps(pl_module.results, indent=1) + "\n")
+        (out / "examples.json").write_text(strict_json(pl_module.results, indent=1) + "\n")
         images = pl_module.example_images()
         grid = image_grid(images.flatten(0, 1), self.display, nrow=images.shape[1], scale=self.scale)
         save_image(grid, out / "examples.png")

@@ -10,6 +10,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from inputopt.callbacks._checks import _check_display, _check_module
+from inputopt.callbacks.checkpoints import RunLock
 from inputopt.functional.display import DisplayMode
 from inputopt.module import InputOptimization
 from inputopt.results import image_grid, save_grid, save_images
@@ -18,8 +19,14 @@ from inputopt.results import image_grid, save_grid, save_images
 class SaveImages(Callback):
     """At the end of a run, write ``grid.png``, one PNG per image and ``input.pt`` (the images as a tensor).
 
-    A folder it cannot write into is refused at setup, before the first step. A resume with no step left
-    (a checkpoint at or past ``max_steps``) says so and writes the checkpoint's images. A run stopped by an
+    A folder it cannot write into is refused at setup, before the first step, and so is a folder another run
+    holds: it holds its folder (:class:`~inputopt.callbacks.checkpoints.RunLock`) from setup to the end of the run,
+    so two runs with one ``dirpath`` cannot overwrite each other's files. A resume with no step left
+    (a checkpoint at or past ``max_steps``) says so and writes the checkpoint's images. Once the first step
+    of a fit has ended finite, the folder is that run's: the previous run's ``grid.png``, ``input.pt`` and
+    PNGs are removed then (a run that fails before leaves them whole, and one that fails after leaves no
+    images of another run beside its checkpoint), and the PNGs of units a previous run had and this one has
+    not are removed when it writes its own. A run stopped by an
     error (a non-finite loss included) writes nothing, so the results of an earlier run stay as they were.
 
     Args:
@@ -42,6 +49,8 @@ class SaveImages(Callback):
         self.scale = scale
         self.paths: list[Path] = []
         self._wrote = False
+        self._lock: RunLock | None = None
+        self._first_step: int | None = None
 
     def directory(self, trainer: Trainer) -> Path:
         return Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
@@ -54,6 +63,42 @@ class SaveImages(Callback):
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
             raise PermissionError(f"SaveImages cannot write its results into {out}: {existing} is "
                                   f"{'not a folder' if not existing.is_dir() else 'not writable'}")
+        if trainer.is_global_zero:  # one run per results folder, even when runs of other log folders share it
+            self._lock = RunLock(out).acquire()
+        self._first_step: int | None = None
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._first_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx) -> None:
+        if self._first_step is not None and trainer.global_step > self._first_step:
+            self._first_step = None  # the first step of this fit ended finite: the folder is this run's now
+            if trainer.is_global_zero:
+                self._remove_previous(self.directory(trainer))
+
+    @staticmethod
+    def _remove_previous(out: Path, keep: set[str] = frozenset()) -> None:
+        """Remove the results a previous run wrote here (all but ``keep``'s PNGs), so that this run's
+        checkpoints and config never sit next to another run's images."""
+        for name in ("grid.png", "input.pt"):
+            if not keep:
+                (out / name).unlink(missing_ok=True)
+        images = out / "images"
+        if images.is_dir():
+            for png in images.glob("*.png"):
+                if png.name not in keep:
+                    png.unlink(missing_ok=True)
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._release()
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._write(trainer, pl_module)
@@ -74,6 +119,7 @@ class SaveImages(Callback):
         x = module.images().cpu()
         grid = save_grid(x, out / "grid.png", self.display, self.nrow, self.scale)
         singles = save_images(x, out / "images", module.image_names(), self.display, self.scale)
+        self._remove_previous(out, keep={p.name for p in singles})  # a previous run's other units
         torch.save(x, out / "input.pt")
         self.paths = [grid, *singles, out / "input.pt"]
         rank_zero_info(f"inputopt: wrote {grid} ({x.shape[0]} images; one per image in {out / 'images'})")

@@ -3,6 +3,7 @@ and refuses to mix in the results of another configuration."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from inputopt.callbacks.checkpoints import RunLock, RunLockedError
 from inputopt.functional.display import DisplayMode
-from inputopt.results import save_grid, save_images
+from inputopt.results import file_name, save_grid, save_images
 from inputopt.runners.sweep import RECORD, FeatureSweep, record_differences
 
 __all__ = ["SaveSweep"]
@@ -36,11 +38,16 @@ def _open_folder(out: Path, record: dict[str, Any], names: Sequence[str]) -> lis
                          f"another sweep directory")
     else:
         out.mkdir(parents=True, exist_ok=True)
-        partial_path = out / f"{RECORD}.partial"
+        partial_path = out / f"{RECORD}.{os.getpid()}.partial"
         partial_path.write_text("# What defines this folder's images: everything but the units (inputopt sweep)\n"
                                 + yaml.safe_dump(record, sort_keys=False))
-        partial_path.replace(path)
-    return [n for n in names if (units / f"{n}.pt").is_file()]
+        try:  # the record exists only complete, and only the first of two sweeps creates it
+            os.link(partial_path, path)
+        except FileExistsError:  # another sweep recorded its configuration first: compare with it
+            return _open_folder(out, record, names)
+        finally:
+            partial_path.unlink(missing_ok=True)
+    return [n for n in names if (units / f"{file_name(n)}.pt").is_file()]
 
 
 def _save_atomic(tensor: Tensor, path: Path) -> None:
@@ -52,7 +59,9 @@ def _save_atomic(tensor: Tensor, path: Path) -> None:
 class SaveSweep(Callback):
     """Write a :class:`~inputopt.runners.sweep.FeatureSweep`'s results as they come, resume from them, and record the configuration.
 
-    - At setup (rank 0 decides, every process follows): ``<dirpath>/sweep.yaml`` records what defines the
+    - At setup (rank 0 decides, every process follows): rank 0 holds the folder
+      (:class:`~inputopt.callbacks.checkpoints.RunLock`) until the sweep ends, so a second sweep into it stops
+      before computing anything; ``<dirpath>/sweep.yaml`` records what defines the
       images (:meth:`~inputopt.runners.sweep.FeatureSweep.record`: everything but the units). A folder recorded with another
       configuration is refused with the differences; the same configuration with more or other units is
       fine. Units whose ``units/<name>.pt`` exists are skipped.
@@ -82,6 +91,7 @@ class SaveSweep(Callback):
         self.paths: list[Path] = []
         self._skipped = 0
         self._bar = None
+        self._lock: RunLock | None = None
 
     @staticmethod
     def _sweep(pl_module: LightningModule) -> FeatureSweep:
@@ -94,13 +104,16 @@ class SaveSweep(Callback):
         problem, done = None, []
         if trainer.is_global_zero:
             try:
+                self._lock = RunLock(self.dirpath).acquire()  # one sweep per folder, from setup to the end
                 done = _open_folder(self.dirpath, sweep.record(), sweep.image_names)
-            except ValueError as error:
-                problem = str(error)
+                self._check_done_units(done, sweep.image_shape)
+            except (ValueError, RunLockedError) as error:
+                problem = error
+                self._release()
         # every process skips the same units, so the sampler splits the same list
         problem, done = trainer.strategy.broadcast((problem, done), src=0)
         if problem is not None:
-            raise ValueError(problem)
+            raise type(problem)(str(problem))
         sweep.skip(done)
         self.chunks, self.paths, self._skipped = [], [], len(done)
         if trainer.is_global_zero and self.progress:
@@ -108,10 +121,29 @@ class SaveSweep(Callback):
 
             self._bar = tqdm(total=len(sweep.units), initial=len(done), unit="unit", desc="units")
 
+    def _check_done_units(self, done: Sequence[str], image_shape: Sequence[int]) -> None:
+        """Read the unit files a resumed sweep will skip, now rather than at the end: a corrupt or wrong-shaped
+        file is named (delete it, and the next run computes its unit again); a unit whose PNG was deleted gets
+        it back."""
+        for name in done:
+            path = self.dirpath / "units" / f"{name}.pt"
+            try:
+                image = torch.load(path, weights_only=True)
+            except Exception as error:  # truncated, not a torch file, not plain data
+                raise ValueError(f"cannot read the sweep's unit file {str(path)!r} ({error}); delete it and run the "
+                                 f"sweep again to compute this unit") from error
+            if not isinstance(image, Tensor) or tuple(image.shape) != tuple(image_shape) \
+                    or not torch.isfinite(image).all():
+                found = f"shape {tuple(image.shape)}" if isinstance(image, Tensor) else type(image).__name__
+                raise ValueError(f"the sweep's unit file {str(path)!r} holds {found}, not a finite image of shape "
+                                 f"{tuple(image_shape)}; delete it and run the sweep again to compute this unit")
+            if not (self.dirpath / "images" / f"{name}.png").is_file():
+                save_images(image.unsqueeze(0).float(), self.dirpath / "images", [name], self.display, self.scale)
+
     def _count_done(self, names: Sequence[str]) -> int:
         units = self.dirpath / "units"
         present = {p.name for p in units.iterdir()} if units.is_dir() else set()
-        return sum(f"{n}.pt" in present for n in names)
+        return sum(f"{file_name(n)}.pt" in present for n in names)
 
     def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: dict[str, Any], batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -120,7 +152,7 @@ class SaveSweep(Callback):
         save_images(images, self.dirpath / "images", names, self.display, self.scale)
         (self.dirpath / "units").mkdir(parents=True, exist_ok=True)
         for image, name in zip(images, names):
-            _save_atomic(image.clone(), self.dirpath / "units" / f"{name}.pt")
+            _save_atomic(image.clone(), self.dirpath / "units" / f"{file_name(name)}.pt")
         self.chunks.append(list(outputs["units"]))
         if self._bar is not None:  # every process's files, not only this one's
             self._bar.update(self._count_done(self._sweep(pl_module).image_names) - self._bar.n)
@@ -128,6 +160,12 @@ class SaveSweep(Callback):
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "test":
             return
+        try:
+            self._finish(trainer, pl_module)
+        finally:
+            self._release()
+
+    def _finish(self, trainer: Trainer, pl_module: LightningModule) -> None:
         sweep = self._sweep(pl_module)
         trainer.strategy.barrier("inputopt-sweep")  # every process's units are written
         if self._bar is not None:
@@ -137,11 +175,11 @@ class SaveSweep(Callback):
         if not trainer.is_global_zero:
             return
         units = self.dirpath / "units"
-        missing = [n for n in sweep.image_names if not (units / f"{n}.pt").is_file()]
+        missing = [n for n in sweep.image_names if not (units / f"{file_name(n)}.pt").is_file()]
         if missing:
             raise RuntimeError(f"units {missing} have no file in {units}; is {self.dirpath} on a file system every "
                                f"process shares?")
-        x = torch.stack([torch.load(units / f"{n}.pt", weights_only=True) for n in sweep.image_names])
+        x = torch.stack([torch.load(units / f"{file_name(n)}.pt", weights_only=True) for n in sweep.image_names])
         _save_atomic(x, self.dirpath / "input.pt")
         grid = save_grid(x, self.dirpath / "grid.png", self.display, self.nrow, self.scale)
         self.paths = [grid, self.dirpath / "input.pt"]
@@ -149,7 +187,13 @@ class SaveSweep(Callback):
         rank_zero_info(f"inputopt sweep: {len(sweep.units)} units ({computed} computed now, {self._skipped} already "
                        f"done) in {grid}; one per unit in {self.dirpath / 'images'}")
 
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._release()
         if self._bar is not None:
             self._bar.close()
             self._bar = None

@@ -60,7 +60,10 @@ def lightning_cli(model_class: type, args: Sequence[str] | None, *, cli_class: t
     """
     from lightning.pytorch.cli import LightningCLI
 
+    from inputopt._notices import quiet_commands
+
     import_components()  # short class names in the config
+    quiet_commands()  # Lightning's tips and a warning about its internals
     options: dict[str, Any] = dict(args=None if args is None else list(args), run=run, seed_everything_default=0,
                                    save_config_kwargs={"overwrite": True})
     if fit_defaults:

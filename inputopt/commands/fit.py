@@ -3,36 +3,42 @@ checks that refuse a bad run before it touches its run folder."""
 
 from __future__ import annotations
 
+import sys
 import zipfile
+from types import SimpleNamespace
 from pathlib import Path
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from inputopt.callbacks.checkpoints import RunLock
+from inputopt.callbacks.checkpoints import hold_run_folders
 from inputopt.commands.common import lightning_cli
 from inputopt.engine import check_precision
 from inputopt.module import InputOptimization, check_max_steps
 
-__all__ = ["InputOptCLI", "check_ckpt_file", "check_last_checkpoint", "cli", "fit_main"]
+__all__ = ["InputOptCLI", "check_ckpt_file", "check_init_argument", "check_last_checkpoint", "cli", "fit_main"]
 
 
 class _SaveConfigAtFirstStep(SaveConfigCallback):
-    """Write ``config.yaml`` when the first step starts, not at setup: a run that fails before its first step
-    leaves the config of the run whose checkpoint and images sit next to it."""
+    """Write ``config.yaml`` once the first step of this fit has ended finite, not at setup: a run that fails
+    before (a refused setting, a non-finite first step) leaves the config of the run whose checkpoint and images
+    sit next to it. From then on the folder is this run's (``SaveImages`` removes the previous run's images
+    at the same moment)."""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         pass
 
-    def on_train_start(self, trainer, pl_module) -> None:
-        super().setup(trainer, pl_module, "fit")
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self.already_saved:
+            super().setup(trainer, pl_module, "fit")
 
 
 class InputOptCLI(LightningCLI):
     """LightningCLI for :class:`InputOptimization`, with defaults that suit input optimization.
 
-    A fit holds its run folder (the logger's directory) with :class:`~inputopt.callbacks.checkpoints.RunLock`, and a
+    A fit holds its run folder (the logger's directory) and every folder its callbacks write into with
+    :class:`~inputopt.callbacks.checkpoints.RunLock` (:func:`~inputopt.callbacks.checkpoints.hold_run_folders`), and a
     config without a ``ModelCheckpoint`` writes no checkpoint (Lightning would add its default one).
     """
 
@@ -42,6 +48,8 @@ class InputOptCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         trainer = self._get(self.config_init, "trainer", default={})
+        # before Lightning's own check of max_steps, which names no valid value for a fit
+        check_max_steps(SimpleNamespace(max_steps=trainer.get("max_steps")))
         callbacks = trainer.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         # Lightning's default ModelCheckpoint only where asked for (--trainer.enable_checkpointing true)
@@ -51,10 +59,16 @@ class InputOptCLI(LightningCLI):
 
     def fit(self, model: InputOptimization, **kwargs) -> None:
         """``Trainer.fit`` while holding the run folder: a second run into it fails before writing anything."""
-        with RunLock(self.trainer.log_dir or self.trainer.default_root_dir):
+        with hold_run_folders(self.trainer):  # the log folder, and SaveImages' own folder when it has one
             self.trainer.fit(model, **kwargs)
 
+    def _parse_ckpt_path(self) -> None:
+        """Keep the configuration the command line gives. Lightning would replace the model's configuration with
+        the hyperparameters of a ``--ckpt_path`` *file* (not of ``last``), so that a changed setting was silently
+        dropped; kept, it meets the checkpoint's fingerprint, which refuses any difference, as for ``last``."""
+
     def parse_arguments(self, parser, args) -> None:
+        check_init_argument(sys.argv[1:] if args is None else args)
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand:  # before Lightning reads the checkpoint's hyperparameters
@@ -82,6 +96,22 @@ def check_ckpt_file(ckpt_path: str | None) -> None:
     if not zipfile.is_zipfile(path):  # what torch.save writes; a truncated file fails this too
         raise ValueError(f"--ckpt_path {str(path)!r} is not a checkpoint (corrupt, truncated or another kind of "
                          f"file)")
+
+
+def check_init_argument(args) -> None:
+    """Refuse ``--model.init FILE`` when the file is empty: jsonargparse reads a file given as a value as that
+    value's text, so an empty file would become ``init: null`` and the run would start from noise.
+
+    Example:
+        >>> check_init_argument(["--model.init", "no_such_file.png"])  # a missing file is the module's to name
+    """
+    args = [str(a) for a in args] if isinstance(args, (list, tuple)) else []
+    for i, arg in enumerate(args):
+        value = args[i + 1] if arg == "--model.init" and i + 1 < len(args) else \
+            arg.split("=", 1)[1] if arg.startswith("--model.init=") else None
+        if value and Path(value).expanduser().is_file() and Path(value).expanduser().stat().st_size == 0:
+            raise ValueError(f"--model.init {value!r} is an empty file: give an image file or a .pt file of images "
+                             f"(or leave --model.init out to start from noise)")
 
 
 def check_last_checkpoint(trainer: Trainer) -> None:

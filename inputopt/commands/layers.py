@@ -21,6 +21,8 @@ def layers_main(argv: list[str]) -> None:
     from inputopt.networks import default_image_shape
 
     shape = args.image_shape or default_image_shape(args.network) or (3, 224, 224)
+    if any(size < 1 for size in shape):
+        parser.error(f"--image_shape must be three positive ints C H W, got {' '.join(map(str, shape))}")
     rows = [(name or "\"\" (output)", kind, out) for name, kind, out in
             layer_table(build_network(args.network, state_dict=args.state_dict), shape)]
     widths = [max(len(row[i]) for row in rows + [("name", "type", "output shape")]) for i in range(3)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 from inputopt.runners.attack import AttackEvaluation
@@ -13,7 +14,8 @@ __all__ = ["attack_main", "examples_main", "runner_command"]
 
 def runner_command(runner: type[DatasetRunner], argv: Sequence[str], prog: str, description: str) -> DatasetRunner:
     """The command line of a dataset runner: parse its config (``model:`` the runner's arguments,
-    ``trainer:`` devices, precision, logger, callbacks, as for ``inputopt fit``) and run ``trainer.test``.
+    ``trainer:`` devices, precision, logger, callbacks, as for ``inputopt fit``) and run ``trainer.test``, holding
+    every folder it writes into (:func:`~inputopt.callbacks.checkpoints.hold_run_folders`).
 
     Example:
         >>> runner_command(AttackEvaluation, ["--config", "configs/digits_pgd.yaml"], "inputopt attack", "")  # doctest: +SKIP
@@ -22,7 +24,13 @@ def runner_command(runner: type[DatasetRunner], argv: Sequence[str], prog: str, 
 
     cli = lightning_cli(runner, argv, prog=prog, description=description,
                         trainer_defaults={"logger": False, "enable_model_summary": False})
-    cli.trainer.test(cli.model, verbose=False)
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from inputopt.callbacks.checkpoints import hold_run_folders
+
+    # the folders its callbacks write into, held by the first process only (the others it launches share them)
+    with hold_run_folders(cli.trainer, log_dir=cli.trainer.logger is not None) if rank_zero_only.rank == 0 else contextlib.nullcontext():
+        cli.trainer.test(cli.model, verbose=False)
     return cli.model
 
 

@@ -45,8 +45,9 @@ class SweepCLI(LightningCLI):
         if model["init"] is not None:
             raise ValueError("a sweep starts every unit from seeded noise; model.init does not apply")
         steps = self.config["trainer"]["max_steps"]
-        if steps is None or steps < 0:
-            raise ValueError("set the number of optimization steps per chunk with --trainer.max_steps N")
+        if steps is None or steps < 1:  # 0 would save the starting noise as results
+            raise ValueError(f"--trainer.max_steps must be an int >= 1, the optimization steps per chunk, got "
+                             f"{steps!r}")
         optimizer = self.config["model"]["optimizer"]
         self.model = FeatureSweep(
             model["network"], model["objective"], model["priors"], model["param"], model["transforms"],

@@ -72,6 +72,13 @@ class ImageFolder(datasets.ImageFolder):
         self._class_to_idx = class_to_idx
         super().__init__(str(root), transform=transforms.Compose(steps))
 
+    def __getitem__(self, index: int) -> tuple:
+        try:
+            return super().__getitem__(index)
+        except (OSError, SyntaxError, ValueError) as error:  # what PIL raises for a corrupt or truncated file
+            raise ValueError(f"ImageFolder: cannot read image {self.samples[index][0]!r} (item {index}; corrupt, "
+                             f"truncated or not an image): {error}") from error
+
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         classes, mapping = super().find_classes(directory)
         if self._class_to_idx is not None:

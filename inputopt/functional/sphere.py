@@ -48,9 +48,15 @@ def random_sphere_points(center: Tensor, radius: float | Tensor, n: int,
 @torch.no_grad()
 def sphere_label_changes(classify: Callable[[Tensor], Tensor], centers: Tensor, radii: Tensor | Sequence[float],
                          n: int = 1000, generators: torch.Generator | Sequence[torch.Generator] | None = None,
-                         labels: Tensor | None = None, chunk_size: int = 250) -> Tensor:
+                         labels: Tensor | None = None, chunk_size: int = 250,
+                         clip: tuple[float, float] | None = None) -> Tensor:
     """For each centre, the fraction of ``n`` random points on the sphere of its radius whose predicted label
     differs from the centre's.
+
+    The points are not clipped to the box of valid inputs by default: they lie exactly on the sphere, and
+    some of their pixels may fall outside ``[0, 1]``. With ``clip=(low, high)`` every point is clamped into
+    the box before it is classified, so that the network only sees valid images; a clamped point lies at a
+    distance of at most the radius (never more) from its centre, when the centre is in the box.
 
     The points of several centres share forward passes (up to ``chunk_size`` points each), while each
     centre draws its own points, ``chunk_size`` at a time, from its own generator: with one generator per
@@ -64,6 +70,7 @@ def sphere_label_changes(classify: Callable[[Tensor], Tensor], centers: Tensor, 
         generators: one generator per centre, one shared by all (drawn centre after centre), or None.
         labels: the labels at the centres (default: ``classify(centers)``).
         chunk_size: points classified per forward pass.
+        clip: ``(low, high)``: clamp the points into this box; ``None`` (default): points exactly on the sphere.
 
     Returns:
         ``(B,)`` fractions in [0, 1] (float64), NaN where the radius is not positive.
@@ -75,6 +82,8 @@ def sphere_label_changes(classify: Callable[[Tensor], Tensor], centers: Tensor, 
     """
     if n < 1 or chunk_size < 1:
         raise ValueError(f"n and chunk_size must be >= 1, got n={n}, chunk_size={chunk_size}")
+    if clip is not None and not (len(clip) == 2 and clip[0] < clip[1]):
+        raise ValueError(f"clip must be (low, high) with low < high, or None, got {clip!r}")
     radii = torch.as_tensor(radii, dtype=torch.float64).flatten().tolist()
     if len(radii) != len(centers):
         raise ValueError(f"need one radius per centre: {len(centers)} centres, {len(radii)} radii")
@@ -98,6 +107,8 @@ def sphere_label_changes(classify: Callable[[Tensor], Tensor], centers: Tensor, 
             continue
         for start in range(0, n, chunk_size):
             points = random_sphere_points(center, radius, min(chunk_size, n - start), generators[i])
+            if clip is not None:
+                points = points.clamp(clip[0], clip[1])
             if sum(len(p) for _, p in pending) + len(points) > chunk_size:
                 flush()
             pending.append((i, points))
@@ -140,12 +151,14 @@ def sphere_label_change(classify: Callable[[Tensor], Tensor], center: Tensor, ra
 @torch.no_grad()
 def sphere_check(classify: Callable[[Tensor], Tensor], x: Tensor, x_adv: Tensor, factor: float = 2.0,
                  n: int = 1000, seed: int = 0, chunk_size: int = 250,
-                 progress: bool = False) -> tuple[Tensor, Tensor]:
+                 progress: bool = False, clip: tuple[float, float] | None = None) -> tuple[Tensor, Tensor]:
     """The random-sphere check for a batch: is a random perturbation ``factor`` times as large as the
     adversarial one as harmful?
 
     For each image ``i``: ``n`` random points on the sphere centred on ``x[i]`` with radius
     ``factor·‖x[i] − x_adv[i]‖``, and the fraction whose predicted label differs from the one at ``x[i]``.
+    The points are not clipped to the box of valid images unless ``clip`` is given (see
+    :func:`sphere_label_changes`): by default they lie exactly on the sphere.
 
     Args:
         classify: maps inputs to predicted labels.
@@ -156,6 +169,7 @@ def sphere_check(classify: Callable[[Tensor], Tensor], x: Tensor, x_adv: Tensor,
         seed: seed of the random points (one generator for the whole batch).
         chunk_size: points classified per forward pass.
         progress: show a progress bar over the images.
+        clip: ``(low, high)``: clamp the points into this box before classifying them (default: not clipped).
 
     Returns:
         ``(fractions, radii)``, each ``(B,)``; the fraction is NaN for an image that did not move.
@@ -171,6 +185,8 @@ def sphere_check(classify: Callable[[Tensor], Tensor], x: Tensor, x_adv: Tensor,
         raise ValueError(f"x and x_adv must have the same shape, got {tuple(x.shape)} and {tuple(x_adv.shape)}")
     if factor <= 0:
         raise ValueError(f"factor must be > 0, got {factor}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of random points must be an int >= 1, got {n!r}")
     radii = factor * (x_adv - x).flatten(1).norm(dim=1)
     generator = torch.Generator(device=x.device).manual_seed(seed)
     labels = classify(x)
@@ -179,6 +195,6 @@ def sphere_check(classify: Callable[[Tensor], Tensor], x: Tensor, x_adv: Tensor,
     with tqdm(total=len(x), desc="random-sphere check", unit="image", disable=not progress) as bar:
         for i in range(0, len(x), group):
             fractions.append(sphere_label_changes(classify, x[i:i + group], radii[i:i + group], n, generator,
-                                                  labels[i:i + group], chunk_size))
+                                                  labels[i:i + group], chunk_size, clip))
             bar.update(len(fractions[-1]))
     return torch.cat(fractions).float(), radii.cpu()

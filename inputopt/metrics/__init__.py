@@ -7,6 +7,7 @@ from inputopt.metrics.attack import (
     SphereLabelChange,
     robust_accuracy,
 )
+from inputopt.metrics.fooling import FoolingRate
 from inputopt.metrics.quality import (
     ActivationRatio,
     Diversity,
@@ -21,7 +22,7 @@ from inputopt.metrics.quality import (
 )
 from inputopt.metrics.topk import TopKExamples, merge_top_k, unit_scores
 
-__all__ = ["ActivationRatio", "AttackSuccessRate", "Diversity", "HighFrequencyEnergy", "PerturbationNorms",
+__all__ = ["ActivationRatio", "AttackSuccessRate", "Diversity", "FoolingRate", "HighFrequencyEnergy", "PerturbationNorms",
            "Plausibility", "RobustAccuracy", "SphereLabelChange", "TopKExamples", "TransferAccuracy", "activation_ratio",
            "diversity", "high_frequency_energy", "merge_top_k", "plausibility_distance", "robust_accuracy", "transfer_accuracy",
            "unit_scores"]

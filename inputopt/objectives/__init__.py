@@ -6,6 +6,8 @@ from inputopt.objectives.classification import DLR, LabelObjective, Margin, Nega
 from inputopt.objectives.combine import Sum
 from inputopt.objectives.coupled import Alignment, Diversity
 from inputopt.objectives.direction import Direction
+from inputopt.objectives.inversion import FeatureMatch
 
-__all__ = ["Alignment", "ChannelInteraction", "ChannelSum", "DeepDream", "Direction", "Diversity", "InputObjective",
-           "DLR", "LabelObjective", "Margin", "TargetedDLR", "NegativeCrossEntropy", "Sum", "UnitActivation", "UnitsObjective"]
+__all__ = ["Alignment", "ChannelInteraction", "ChannelSum", "DeepDream", "Direction", "Diversity", "DLR", "FeatureMatch",
+           "InputObjective", "LabelObjective", "Margin", "TargetedDLR", "NegativeCrossEntropy", "Sum", "UnitActivation",
+           "UnitsObjective"]

@@ -46,7 +46,7 @@ class Sum(InputObjective):
 
     def __init__(self, terms: Sequence[InputObjective], weights: Sequence[float] | None = None) -> None:
         super().__init__()
-        built = [build(t) for t in terms]
+        built = [build(t, InputObjective) for t in terms]
         if not built or not all(isinstance(t, InputObjective) for t in built):
             raise ValueError(f"Sum needs a non-empty list of objectives, got {terms!r}")
         weights = [1.0] * len(built) if weights is None else [float(w) for w in weights]

@@ -14,10 +14,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from inputopt._notices import quiet_data_loaders
 
 __all__ = ["DatasetRunner", "IndexedDataset", "inner_optimization"]
 
@@ -83,12 +85,33 @@ class DatasetRunner(LightningModule):
     def network(self) -> nn.Module:
         return self._network
 
+    # The network is outside the module tree, so Lightning's eval() at the start of the test loop never reaches
+    # it: every runner puts it in eval mode for the run (BatchNorm statistics and Dropout untouched, whatever
+    # the user did to the module since), and gives the user's modes back at the end, or when the run fails.
+    def on_test_start(self) -> None:
+        self._user_modes = {m: m.training for m in self._network.modules()}
+        self._network.eval()
+
+    def on_test_end(self) -> None:
+        self._give_back_network_modes()
+
+    def _give_back_network_modes(self) -> None:
+        for module, training in getattr(self, "_user_modes", {}).items():
+            module.train(training)
+        self._user_modes = {}
+
+    def configure_callbacks(self) -> list:
+        """A callback that gives the network its user's train/eval modes back when a run fails (Lightning calls
+        no module hook then)."""
+        return [_GiveBackRunnerModes()]
+
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
         self._network._apply(fn, *args, **kwargs)
         return self
 
     def test_dataloader(self) -> DataLoader:
+        quiet_data_loaders()  # Lightning's wrapper of this loader warns about torch internals
         data = IndexedDataset(self.dataset)
         trainer = self._trainer
         sampler = None
@@ -96,3 +119,11 @@ class DatasetRunner(LightningModule):
             sampler = UnrepeatedDistributedSampler(data, num_replicas=trainer.world_size, rank=trainer.global_rank,
                                                    shuffle=False)
         return DataLoader(data, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
+
+
+class _GiveBackRunnerModes(Callback):
+    """Gives a :class:`DatasetRunner`'s network its user's train/eval modes back when a run fails."""
+
+    def on_exception(self, trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if isinstance(pl_module, DatasetRunner):
+            pl_module._give_back_network_modes()

@@ -117,6 +117,9 @@ class DatasetExamples(DatasetRunner):
             raise ValueError(f"crop_size must be an int >= 1 or None, got {crop_size!r}")
         if len(dataset) == 0:
             raise ValueError("the data set is empty")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(dataset):
+            # more than the data set would pad every unit with -inf scores and black tiles
+            raise ValueError(f"k must be an int in [1, {len(dataset)}] (the size of the data set), got {k!r}")
         self.network_name = spec.name
         self.layer = layer
         self.normalize = spec.normalization()

@@ -12,7 +12,6 @@ of ``inputopt fit``.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import json
 import warnings
@@ -24,12 +23,12 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from inputopt._config import build, instantiate
+from inputopt._config import build, import_class, instantiate
 from inputopt.engine import check_precision, optimize
 from inputopt.functional.init import row_seeds
 from inputopt.loss import LossPath, probe
 from inputopt.networks import NetworkSpec, default_image_shape
-from inputopt.objectives.base import UnitsObjective
+from inputopt.objectives.base import InputObjective, UnitsObjective
 from inputopt.params.base import ImageParam
 from inputopt.params.pixel import PixelImage
 from inputopt.priors.base import Prior
@@ -66,8 +65,7 @@ def _optimizer(optimizer: OptimizerCallable | Mapping[str, Any] | None) -> tuple
     if isinstance(optimizer, Mapping):
         if "class_path" not in optimizer:
             raise ValueError(f"an optimizer config needs a 'class_path', got keys {sorted(optimizer)}")
-        module_name, _, name = optimizer["class_path"].rpartition(".")
-        cls = getattr(importlib.import_module(module_name), name)
+        cls = import_class(optimizer, torch.optim.Optimizer)
         init_args = dict(optimizer.get("init_args") or {})
         return partial(cls, **init_args), _class_record(cls, init_args)
     if isinstance(optimizer, partial) and not optimizer.args and isinstance(optimizer.func, type):
@@ -180,7 +178,7 @@ class FeatureSweep(DatasetRunner):
             raise ValueError(f"units_per_batch must be >= 1, got {units_per_batch!r}")
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-        objective = build(objective)
+        objective = build(objective, InputObjective)
         if objective.couples_rows:  # its chunks and processes would split the rows the objective compares
             raise ValueError(f"{type(objective).__name__} couples the rows of a batch (e.g. Diversity, Alignment), "
                              f"and a sweep optimizes every unit once, in chunks spread over processes: optimize "
@@ -198,11 +196,11 @@ class FeatureSweep(DatasetRunner):
             raise ValueError(f"image_shape must be (C, H, W) positive ints, got {tuple(image_shape)}")
         super().__init__(net, [], batch_size=units_per_batch)
         self.objective = objective
-        self.priors = nn.ModuleList([build(p) for p in (priors or [])])
+        self.priors = nn.ModuleList([build(p, Prior) for p in (priors or [])])
         self.transforms = Transforms(transforms or [])
         self.normalize = spec.normalization()
-        self.param_config = (PixelImage() if param is None else build(param)).config()
-        instantiate(self.param_config)._check_shape(tuple(image_shape))  # fail now, not at the first chunk
+        self.param_config = (PixelImage() if param is None else build(param, ImageParam)).config()
+        instantiate(self.param_config, ImageParam)._check_shape(tuple(image_shape))  # fail now, not at the first chunk
         self.image_shape = tuple(image_shape)
         self.optimizer_factory, optimizer_record = _optimizer(optimizer)
         self.steps = steps
@@ -264,7 +262,7 @@ class FeatureSweep(DatasetRunner):
         objective = self.objective.with_units(units)
         path = self._path(objective)
         with inner_optimization():
-            param = instantiate(self.param_config).initialize(self.image_shape, keys=units, seed=self.seed)
+            param = instantiate(self.param_config, ImageParam).initialize(self.image_shape, keys=units, seed=self.seed)
             param = param.to(self.device)
             targets = path.default_targets(param())
             optimize(param, path, self.steps, self.optimizer_factory, targets, row_seeds(units, self.seed))

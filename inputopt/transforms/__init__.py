@@ -2,5 +2,6 @@
 
 from inputopt.transforms.base import AffineTransform, Transform, Transforms
 from inputopt.transforms.geometric import Jitter, Pad, RandomRotate, RandomScale
+from inputopt.transforms.insert import AddPerturbation, Insert, PastePatch
 
-__all__ = ["AffineTransform", "Jitter", "Pad", "RandomRotate", "RandomScale", "Transform", "Transforms"]
+__all__ = ["AddPerturbation", "AffineTransform", "Insert", "Jitter", "Pad", "PastePatch", "RandomRotate", "RandomScale", "Transform", "Transforms"]

@@ -93,7 +93,7 @@ class Transforms(nn.Module):
     def __init__(self, transforms: Sequence[Transform], keep_size: bool = True) -> None:
         super().__init__()
         self.keep_size = bool(keep_size)
-        built = [build(t) for t in transforms]
+        built = [build(t, Transform) for t in transforms]
         bad = [t for t in built if not isinstance(t, Transform)]
         if bad:
             raise ValueError(f"transforms must be Transform instances, got {bad[0]!r}")

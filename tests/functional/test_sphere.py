@@ -200,3 +200,25 @@ class TestSphereLabelChanges:
             sphere_label_changes(classify, torch.zeros(2, 2), [1.0], 10)
         with pytest.raises(ValueError, match="one generator per centre"):
             sphere_label_changes(classify, torch.zeros(2, 2), [1.0, 1.0], 10, [torch.Generator()])
+
+
+def test_points_are_clipped_to_the_box_only_when_asked():
+    """By default the points lie exactly on the sphere (pixels outside [0, 1] kept); clip=(0, 1) clamps them."""
+    from inputopt.functional.sphere import sphere_check
+
+    seen = []
+
+    def classify(x):
+        seen.append(x.clone())
+        return (x.flatten(1).amax(1) > 1).long()  # "changed" exactly when a pixel leaves the box above 1
+
+    x = torch.full((2, 1, 4, 4), 0.9)
+    fractions, radii = sphere_check(classify, x, x + 0.05, n=64)
+    points = torch.cat(seen[1:])
+    assert points.max() > 1 and points.min() >= 0.9 - radii.max() - 1e-6  # on the sphere, outside the box
+    assert (fractions > 0.5).all()  # most points push some pixel above 1
+    seen.clear()
+    fractions, _ = sphere_check(classify, x, x + 0.05, n=64, clip=(0.0, 1.0))
+    points = torch.cat(seen[1:])
+    assert points.min() >= 0 and points.max() <= 1
+    assert (fractions == 0).all()

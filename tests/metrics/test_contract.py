@@ -16,10 +16,11 @@ from torchmetrics import Metric
 
 import inputopt.metrics
 from inputopt.capture import evaluate
-from inputopt.metrics import (ActivationRatio, AttackSuccessRate, Diversity, HighFrequencyEnergy, PerturbationNorms,
-                              Plausibility, RobustAccuracy, SphereLabelChange, TopKExamples, TransferAccuracy, activation_ratio,
-                              diversity, high_frequency_energy, plausibility_distance, robust_accuracy,
-                              transfer_accuracy, unit_scores)
+from inputopt.functional import fooling_rate
+from inputopt.metrics import (ActivationRatio, AttackSuccessRate, Diversity, FoolingRate, HighFrequencyEnergy,
+                              PerturbationNorms, Plausibility, RobustAccuracy, SphereLabelChange, TopKExamples,
+                              TransferAccuracy, activation_ratio, diversity, high_frequency_energy, plausibility_distance,
+                              robust_accuracy, transfer_accuracy, unit_scores)
 from inputopt.networks import build_network
 from inputopt.zoo import load_digits_split
 from tests.conftest import concrete_subclasses
@@ -82,6 +83,10 @@ def cases() -> dict[str, tuple]:
         "Diversity/zero features": (lambda: Diversity(nn.Flatten(), None), _batches(zero_images),
                                     lambda: diversity(zero_images.flatten(1))),
         "TopKExamples": (lambda: TopKExamples(3, k=4), _batches(scores, torch.arange(12), positions), top_k),
+        "FoolingRate": (lambda: FoolingRate(), _batches(predictions[0], labels, mask),
+                        lambda: fooling_rate(predictions[0], labels, mask=mask)),
+        "FoolingRate/targeted": (lambda: FoolingRate(targeted=True), _batches(predictions[1], predictions[0]),
+                                 lambda: fooling_rate(predictions[1], predictions[0], targeted=True)),
         "Plausibility": (lambda: Plausibility(digits, "features.4", reference, k=2), _batches(images),
                          lambda: plausibility_distance(evaluate(digits, images, ["features.4"])["features.4"],
                                                        evaluate(digits, reference, ["features.4"])["features.4"],

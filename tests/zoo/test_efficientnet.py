@@ -130,7 +130,7 @@ def test_weights_argument_refused():
 
 
 def test_layers_command_lists_dotted_names_and_shapes(capsys):
-    from inputopt.cli import layers_main
+    from inputopt.commands.layers import layers_main
 
     layers_main(["efficientnet_lite0"])
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}

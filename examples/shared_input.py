@@ -1,0 +1,119 @@
+"""The figures of docs/shared_input.md, on EfficientNet-Lite0 and real photos (inputopt.data.photos).
+
+    python examples/shared_input.py patch --steps 150      # adversarial patch: "toaster", 20 % of the image
+    python examples/shared_input.py invert --steps 150     # feature inversion of one photo at three layers
+
+The patch is trained on photo crops of six photographs and measured on the crops of two others (chelsea and
+coffee: photographs it never saw). Writes docs/images/patch_lite0*.png and inversion_lite0.png, and prints
+the numbers quoted in the docs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Trainer
+from PIL import Image, ImageDraw
+from torch.utils.data import Subset
+from torchvision.utils import make_grid
+
+from _quiet import quiet_lightning
+from inputopt.data import PhotoCrops, photo
+from inputopt.data.photos import SOURCES
+from inputopt.objectives import NegativeCrossEntropy
+from inputopt.priors import TotalVariation
+from inputopt.runners.inversion import FeatureInversion
+from inputopt.runners.shared import SharedInputOptimization
+from inputopt.transforms.insert import PastePatch
+
+IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+TOASTER = 859
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    return Image.fromarray(x.clamp(0, 1).mul(255).byte().permute(1, 2, 0).numpy())
+
+
+def labelled_row(images: torch.Tensor, labels: list[str], size: int = 160) -> Image.Image:
+    """Images side by side, each with its label written under it."""
+    tiles = [to_pil(x).resize((size, size)) for x in images]
+    canvas = Image.new("RGB", (size * len(tiles) + 4 * (len(tiles) - 1), size + 22), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (tile, label) in enumerate(zip(tiles, labels)):
+        canvas.paste(tile, (i * (size + 4), 0))
+        draw.text((i * (size + 4) + 3, size + 5), label[:26], fill="black")
+    return canvas
+
+
+def patch(steps: int, batch_size: int, held_out: int) -> None:
+    crops = PhotoCrops(scales=(1.0, 0.7, 0.5))
+    held = {list(SOURCES).index(name) for name in ("chelsea", "coffee")}
+    train = Subset(crops, [i for i, c in enumerate(crops.crops) if c[0] not in held])
+    test = [i for i, c in enumerate(crops.crops) if c[0] in held]
+    test = Subset(crops, test[::max(1, len(test) // held_out)][:held_out])
+    module = SharedInputOptimization("efficientnet_lite0", NegativeCrossEntropy(target=TOASTER),
+                                     PastePatch(area=0.2, shape="square", scale=(0.9, 1.1), degrees=20), train, test,
+                                     optimizer=partial(torch.optim.Adam, lr=0.05), batch_size=batch_size,
+                                     val_batch_size=held_out)
+    trainer = Trainer(max_steps=steps, check_val_every_n_epoch=None, val_check_interval=max(1, steps // 2),
+                      num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                      enable_progress_bar=False)
+    start = time.time()
+    trainer.validate(module, verbose=False)
+    trainer.fit(module)
+    if module.history[-1][0] != module.global_step:
+        trainer.validate(module, verbose=False)
+    print(f"patch: {len(train)} training crops, {len(test)} held-out crops, batch {batch_size}, {steps} steps in "
+          f"{time.time() - start:.0f} s")
+    print("held-out targeted success (toaster), by step:", ", ".join(f"{s}: {r:.3f}" for s, r in module.history))
+    names = module.class_names
+    picks = list(range(0, len(test), max(1, len(test) // 6)))[:6]
+    images = torch.stack([test[i][0] for i in picks])
+    out = module.evaluate(images, picks)
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    to_pil(module.shared()[0]).resize((200, 200), Image.NEAREST).save(IMAGES / "patch_lite0.png")
+    rows = [labelled_row(images, [names[c] for c in out["clean"].tolist()]),
+            labelled_row(out["images"], [names[c] for c in out["adversarial"].tolist()])]
+    figure = Image.new("RGB", (rows[0].width, rows[0].height * 2 + 6), "white")
+    figure.paste(rows[0], (0, 0))
+    figure.paste(rows[1], (0, rows[0].height + 6))
+    figure.save(IMAGES / "patch_lite0_examples.png")
+    print("examples (clean -> with the patch):", [f"{names[a]} -> {names[b]}" for a, b in
+                                                  zip(out["clean"].tolist(), out["adversarial"].tolist())])
+
+
+def invert(steps: int, size: int, tv: float) -> None:
+    image = photo("chelsea", size)
+    layers = {"early": "blocks.1", "middle": "blocks.3", "late": "blocks.5"}
+    results = [image]
+    for name, layer in layers.items():
+        start = time.time()
+        runner = FeatureInversion("efficientnet_lite0", layer, [(image, 0)], steps=steps,
+                                  priors=[TotalVariation(weight=tv)] if tv else [],
+                                  optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}}, batch_size=1)
+        Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(runner, verbose=False)
+        results.append(runner.inversions[0])
+        score = runner.trainer.callback_metrics["feature_match"].item()
+        print(f"inversion of {layer} ({name}): {steps} steps in {time.time() - start:.0f} s, relative squared "
+              f"feature distance {-score:.3f}")
+    labels = ["photo"] + [f"{layer} ({name})" for name, layer in layers.items()]
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    labelled_row(torch.stack(results), labels).save(IMAGES / "inversion_lite0.png")
+
+
+if __name__ == "__main__":
+    quiet_lightning()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["patch", "invert"])
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--held_out", type=int, default=54, help="held-out crops (of chelsea and coffee)")
+    parser.add_argument("--size", type=int, default=224, help="photo size for the inversion")
+    parser.add_argument("--tv", type=float, default=0.0, help="total-variation weight of the inversion")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    patch(args.steps, args.batch_size, args.held_out) if args.what == "patch" else invert(args.steps, args.size, args.tv)
