@@ -21,8 +21,7 @@ from inputopt._config import build
 from inputopt.engine import NonFiniteError, StepEngine, check_precision
 from inputopt.functional.init import row_seeds
 from inputopt.loss import LossPath, _distinct, probe
-from inputopt.networks import (Normalize, _expected_input, class_names, default_image_shape, frozen_network,
-                               load_torch_file)
+from inputopt.networks import (NetworkSpec, _expected_input, class_names, default_image_shape, load_torch_file)
 from inputopt.objectives.base import InputObjective, Targets, map_targets
 from inputopt.params.base import ImageParam
 from inputopt.params.pixel import PixelImage
@@ -224,15 +223,14 @@ class InputOptimization(LightningModule):
         self.hparams["param"] = param.config()
         self.hparams["transforms"] = [t.config() for t in transforms.transforms]
 
-        net = frozen_network(network, weights, state_dict, seed)
+        spec = NetworkSpec(network, weights, state_dict, mean, std)
+        net = spec.build(seed)
         object.__setattr__(self, "_network", net)  # outside the module tree: not trained, saved or mode-switched
-        self.network_name = network if isinstance(network, str) else None
+        self.network_name = spec.name
         self.objective = objective
         self.priors = nn.ModuleList(priors)
         self.transforms = transforms
-        if (mean is None) != (std is None):
-            raise ValueError("give both mean and std for input normalization, or neither")
-        self.normalize = Normalize(mean, std) if mean is not None else None
+        self.normalize = spec.normalization()
         self.path = LossPath(net, objective, priors, transforms, self.normalize)
         self.optimizer_factory = optimizer if optimizer is not None else partial(torch.optim.Adam, lr=0.1)
         # a bad learning rate refused now, before a Trainer's logger writes anything for this run

@@ -9,6 +9,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
 
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 
 from inputopt.capture import evaluate
 
-__all__ = ["IMAGENET_ZOO", "WeightsUnavailableError", "build_network", "class_names", "default_image_shape", "freeze",
+__all__ = ["IMAGENET_ZOO", "NetworkSpec", "WeightsUnavailableError", "build_network", "class_names", "default_image_shape", "freeze",
            "frozen_network", "load_state_dict_file", "load_torch_file", "probe", "Normalize", "ZOO"]
 
 #: The project's own small trained models, available offline (see ``inputopt/zoo``).
@@ -345,6 +346,63 @@ def frozen_network(network: str | nn.Module, weights: str | None = None, state_d
     if weights is not None or state_dict is not None:
         raise ValueError("weights and state_dict apply to a network given by name, not to a module")
     return freeze(network)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """The network of a run or an attack, described once: what to build (a name, or a module) with which
+    weights, and the input normalization in front of it. Every runner and attack builds one from its flat
+    arguments (``network``, ``weights``, ``state_dict``, ``mean``, ``std``), so configs stay flat and the
+    checks live here.
+
+    Args:
+        network: a network name (zoo, torchvision, dotted path) or an ``nn.Module``.
+        weights: torchvision weights name, for a named network.
+        state_dict: local state_dict file, for a named network.
+        mean: per-channel mean of the input normalization (with ``std``, or neither).
+        std: per-channel standard deviation of the normalization.
+
+    Example:
+        >>> spec = NetworkSpec("digits", mean=[0.5], std=[0.5])
+        >>> spec.name, spec.build().training, spec.normalization().std.flatten().tolist()
+        ('digits', False, [0.5])
+    """
+
+    network: str | nn.Module
+    weights: str | None = None
+    state_dict: str | None = None
+    mean: Sequence[float] | None = None
+    std: Sequence[float] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.network, (str, nn.Module)):
+            raise TypeError(f"the network must be an nn.Module or a network name, got {type(self.network).__name__}")
+        if not isinstance(self.network, str) and (self.weights is not None or self.state_dict is not None):
+            raise ValueError("weights and state_dict apply to a network given by name, not to a module")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both mean and std for input normalization, or neither")
+        if self.mean is not None:
+            Normalize(self.mean, self.std)  # checks the values now (the error shows them as given)
+            object.__setattr__(self, "mean", tuple(self.mean))
+            object.__setattr__(self, "std", tuple(self.std))
+
+    @property
+    def name(self) -> str | None:
+        """The network's name, or ``None`` for a module."""
+        return self.network if isinstance(self.network, str) else None
+
+    def build(self, seed: int | None = 0) -> nn.Module:
+        """The network: :func:`frozen_network` with ``seed`` (random weights from it only), or with
+        ``seed=None`` built under the global random state and a module used as it is."""
+        if seed is not None:
+            return frozen_network(self.network, self.weights, self.state_dict, seed)
+        if isinstance(self.network, str):
+            return build_network(self.network, weights=self.weights, state_dict=self.state_dict)
+        return self.network
+
+    def normalization(self) -> Normalize | None:
+        """A new :class:`Normalize` of ``mean``/``std``, or ``None`` without them."""
+        return Normalize(self.mean, self.std) if self.mean is not None else None
 
 
 def probe(network: nn.Module, images: Tensor, layers: Sequence[str], normalize: nn.Module | None = None,

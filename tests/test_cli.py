@@ -242,3 +242,22 @@ def test_every_shipped_config_parses_for_its_subcommand(config, capsys, monkeypa
         main([command, "--config", str(config), "--print_config"])
     assert exit_.value.code in (0, None)
     assert "class_path" in capsys.readouterr().out
+
+
+def test_every_lightning_cli_is_built_by_the_one_factory():
+    """Only ``inputopt.commands.common.lightning_cli`` calls ``LightningCLI`` or a subclass of it: every
+    subcommand gets the same defaults (seed, short class names, config overwrite) from one place."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "inputopt"
+    trees = {path: ast.parse(path.read_text()) for path in package.rglob("*.py")}
+    cli_classes = {"LightningCLI"} | {node.name for tree in trees.values() for node in ast.walk(tree)
+                                      if isinstance(node, ast.ClassDef)
+                                      and any(getattr(base, "id", getattr(base, "attr", None)) == "LightningCLI"
+                                              for base in node.bases)}
+    assert {"InputOptCLI", "SweepCLI"} <= cli_classes
+    calls = sorted(f"{path.relative_to(package.parent)}:{node.lineno}" for path, tree in trees.items()
+                   for node in ast.walk(tree) if isinstance(node, ast.Call)
+                   and getattr(node.func, "id", getattr(node.func, "attr", None)) in cli_classes
+                   and path.name != "common.py")
+    assert calls == [], f"build these with inputopt.commands.common.lightning_cli: {calls}"

@@ -14,7 +14,7 @@ from PIL import Image
 
 from inputopt.callbacks.sweep import SaveSweep
 from inputopt.commands.fit import cli
-from inputopt.commands.sweep import SweepCLI, run_sweep
+from inputopt.commands.sweep import run_sweep, sweep_cli
 from inputopt.objectives import ChannelSum, UnitActivation
 from inputopt.priors import MultiScaleEdgeEnergy
 from inputopt.runners.sweep import FeatureSweep
@@ -139,7 +139,7 @@ def test_exception_sweep_needs_units(tmp_path, monkeypatch):
 def test_sweep_cli_parses_what_fit_parses_without_importing_it():
     """`inputopt sweep` takes the arguments of `inputopt fit`, with its defaults, and the sweep's command line does
     not import the others (inputopt.cli dispatches to it; inputopt.commands.fit is `inputopt fit`)."""
-    sweep = SweepCLI([*ARGS, *ALL])
+    sweep = sweep_cli([*ARGS, *ALL])
     fit = cli([*ARGS, *ALL], run=False)
     assert sweep.config["model"] == fit.config["model"]
     assert sweep.config["trainer"]["max_steps"] == fit.config["trainer"]["max_steps"] == 4

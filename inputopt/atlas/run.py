@@ -118,15 +118,13 @@ class Atlas:
         title: str | None = None,
         progress: bool = True,
     ) -> None:
-        from inputopt.networks import frozen_network
-        from inputopt.networks import Normalize, default_image_shape
+        from inputopt.networks import NetworkSpec, default_image_shape
 
+        spec = NetworkSpec(network, weights, state_dict, mean, std)  # checks them
         self.network = network
         self.atlas_dir = Path(atlas_dir)
         self.weights, self.state_dict = weights, state_dict
         self.mean, self.std = (list(mean) if mean is not None else None), (list(std) if std is not None else None)
-        if (mean is None) != (std is None):
-            raise ValueError("give both mean and std for input normalization, or neither")
         self.visualization = _as(AtlasVisualization, visualization)
         self.examples = _as(AtlasExamples, examples)
         self.metrics = _as(AtlasMetrics, metrics)
@@ -152,8 +150,8 @@ class Atlas:
         self.optimizer = full_class_path(vis.optimizer) if vis.optimizer else None
         self.dataset = full_class_path(self.examples.dataset)
 
-        self._net = frozen_network(network, weights, state_dict, vis.seeds[0])
-        self._normalize = Normalize(self.mean, self.std) if self.mean is not None else None
+        self._net = spec.build(vis.seeds[0])
+        self._normalize = spec.normalization()
         self.layers = [self._layer_info(_as(AtlasLayer, layer)) for layer in layers]
         if not self.layers:
             raise ValueError("give at least one layer")

@@ -18,7 +18,7 @@ from inputopt.functional.init import seeded_ball_noise
 from inputopt.functional.projection import Norm, lp_norms
 from inputopt.functional.sphere import sphere_check
 from inputopt.loss import LossPath
-from inputopt.networks import Normalize, build_network
+from inputopt.networks import NetworkSpec
 from inputopt.objectives.classification import LOSSES, LabelObjective
 from inputopt.params.pixel import PixelImage
 
@@ -192,15 +192,9 @@ class Attack(Configurable, ABC):
                  loss: str | None = None, bounds: Sequence[float] | None = (0.0, 1.0), mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, weights: str | None = None, state_dict: str | None = None,
                  seed: int = 0) -> None:
-        if isinstance(model, str):
-            self.network = build_network(model, weights=weights, state_dict=state_dict)
-        elif isinstance(model, nn.Module):
-            if weights is not None or state_dict is not None:
-                raise ValueError("weights and state_dict apply to a network given by name, not to a module")
-            self.network = model
-        else:
-            raise TypeError(f"model must be an nn.Module or a network name, got {type(model).__name__}")
-        self.network_name = model if isinstance(model, str) else None  # for class names in results
+        spec = NetworkSpec(model, weights, state_dict, mean, std)
+        self.network = spec.build(seed=None)  # a module is attacked as it is
+        self.network_name = spec.name  # for class names in results
         if norm not in ("Linf", "L2"):
             raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
         loss = type(self).default_loss if loss is None else loss
@@ -217,9 +211,7 @@ class Attack(Configurable, ABC):
         self.norm = norm
         self.loss = loss
         self.bounds = _check_bounds(bounds)
-        if (mean is None) != (std is None):
-            raise ValueError("give both mean and std for input normalization, or neither")
-        self.normalize = Normalize(mean, std) if mean is not None else None
+        self.normalize = spec.normalization()
         self.seed = seed
 
     #: The loss when none is given (``loss=None``).

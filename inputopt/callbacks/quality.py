@@ -9,8 +9,10 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
+from torchmetrics import Metric
 
 from inputopt.callbacks._checks import _check_module
+from inputopt.metrics.base import check_metrics
 from inputopt.module import InputOptimization
 from inputopt.results import strict_json
 
@@ -29,6 +31,9 @@ class QualityMetrics(Callback):
       (:class:`~inputopt.metrics.ActivationRatio`; a channel's score is its maximum over positions).
     - ``diversity``: with ``diversity_layer``, the mean pairwise cosine distance of the images in that layer
       of the run's network (:class:`~inputopt.metrics.Diversity`; needs two images or more).
+    - ``<name>``: for each entry of ``metrics``, that torchmetrics ``Metric`` updated with the images
+      (``metric.update(images)``, pixel space ``(B, C, H, W)``) and computed to one number: a metric of your
+      own added to the run (``docs/extending.md``, "A metric").
 
     Images are scored as the run's network sees them (its ``mean``/``std`` normalization; no transforms).
     The settings are checked when the run starts, so a bad one fails before the first step.
@@ -39,6 +44,8 @@ class QualityMetrics(Callback):
         examples: path of an ``examples.json`` written by ``inputopt examples``.
         diversity_layer: dotted layer name of the run's network (``""``: the output).
         high_frequency_cutoff: cutoff of the high-frequency energy, in cycles per pixel.
+        metrics: more metrics, by the name they are written under (in a config: ``name: {class_path: ...,
+            init_args: ...}``); none by default, which keeps the values above only.
 
     Example:
         >>> from lightning.pytorch import Trainer
@@ -49,8 +56,11 @@ class QualityMetrics(Callback):
 
     def __init__(self, dirpath: str | os.PathLike | None = None, transfer_networks: list[str] | None = None,
                  examples: str | os.PathLike | None = None, diversity_layer: str | None = None,
-                 high_frequency_cutoff: float = 0.25) -> None:
+                 high_frequency_cutoff: float = 0.25, metrics: dict[str, Metric] | None = None) -> None:
         from inputopt.metrics import high_frequency_energy
+
+        self.metrics = check_metrics(metrics, "QualityMetrics", reserved=("high_frequency_energy", "activation_ratio",
+                                                                          "diversity", "transfer_accuracy"))
 
         high_frequency_energy(torch.zeros(1, 1, 1, 1), high_frequency_cutoff)  # checks the cutoff now
         if isinstance(transfer_networks, str):
@@ -128,6 +138,15 @@ class QualityMetrics(Callback):
             metric = Diversity(module.network, self.diversity_layer, **scaling)
             metric.update(images)
             values["diversity"] = metric.compute().item()
+        for name, metric in self.metrics.items():
+            metric = metric.to(images.device)
+            metric.reset()
+            metric.update(images)
+            value = metric.compute()
+            if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                raise ValueError(f"QualityMetrics: metric {name!r} ({type(metric).__name__}) must compute one number, "
+                                 f"got {value!r}")
+            values[name] = value.item()
         self.values = values
         return values
 
@@ -144,3 +163,4 @@ class QualityMetrics(Callback):
         record = {**values, "high_frequency_cutoff": self.high_frequency_cutoff, "images": module.image_names()}
         self.path.write_text(strict_json(record) + "\n")
         rank_zero_info("Quality metrics:\n" + "\n".join(f"  {name}: {value:.4g}" for name, value in values.items()))
+

@@ -12,9 +12,8 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from inputopt._notices import quiet_commands
 from inputopt.callbacks.checkpoints import hold_run_folders
-from inputopt.commands.common import import_components
+from inputopt.commands.common import lightning_cli
 from inputopt.engine import check_precision
 from inputopt.module import InputOptimization, check_max_steps
 
@@ -140,19 +139,10 @@ def cli(args: list[str] | None = None, run: bool = True) -> InputOptCLI:
     Example:
         >>> cli(["fit", "--config", "configs/digits.yaml", "--trainer.max_steps", "5"])  # doctest: +SKIP
     """
-    import_components()  # short class names in the config
-    quiet_commands()  # Lightning's tips and a warning about its internals
-    return InputOptCLI(
-        InputOptimization,
-        args=args,
-        run=run,
-        trainer_defaults={"max_steps": 250, "log_every_n_steps": 1},
-        auto_configure_optimizers=False,
-        seed_everything_default=0,
-        # configs write to fixed run directories, so that --ckpt_path last finds their checkpoints
-        save_config_callback=_SaveConfigAtFirstStep,
-        save_config_kwargs={"overwrite": True},
-    )
+    # configs write to fixed run directories (config.yaml overwritten), so that --ckpt_path last finds their
+    # checkpoints
+    return lightning_cli(InputOptimization, args, cli_class=InputOptCLI, run=run, fit_defaults=True,
+                         save_config_callback=_SaveConfigAtFirstStep)
 
 
 def fit_main(argv: list[str]) -> None:

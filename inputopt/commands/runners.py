@@ -20,17 +20,10 @@ def runner_command(runner: type[DatasetRunner], argv: Sequence[str], prog: str, 
     Example:
         >>> runner_command(AttackEvaluation, ["--config", "configs/digits_pgd.yaml"], "inputopt attack", "")  # doctest: +SKIP
     """
-    from lightning.pytorch.cli import LightningCLI
+    from inputopt.commands.common import lightning_cli
 
-    from inputopt._notices import quiet_commands
-    from inputopt.commands.common import import_components
-
-    import_components()  # short class names in the config
-    quiet_commands()  # Lightning's tips and a warning about its internals
-    cli = LightningCLI(runner, args=list(argv), run=False,
-                       trainer_defaults={"logger": False, "enable_model_summary": False},
-                       seed_everything_default=0, save_config_kwargs={"overwrite": True},
-                       parser_kwargs={"prog": prog, "description": description})
+    cli = lightning_cli(runner, argv, prog=prog, description=description,
+                        trainer_defaults={"logger": False, "enable_model_summary": False})
     from lightning.pytorch.utilities import rank_zero_only
 
     from inputopt.callbacks.checkpoints import hold_run_folders

@@ -3,19 +3,17 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
-from inputopt._notices import quiet_commands
 from inputopt.callbacks.sweep import SaveSweep
-from inputopt.commands.common import import_components
+from inputopt.commands.common import lightning_cli
 from inputopt.module import InputOptimization
 from inputopt.runners.sweep import FeatureSweep
 
-__all__ = ["SweepCLI", "run_sweep", "sweep_main"]
+__all__ = ["SweepCLI", "run_sweep", "sweep_cli", "sweep_main"]
 
 
 class SweepCLI(LightningCLI):
@@ -28,27 +26,8 @@ class SweepCLI(LightningCLI):
     chunk, ``SaveImages``' ``display``/``nrow``/``scale`` how the PNGs and the grid look, and any Trainer
     setting (devices, strategy, precision). The sweep logs nothing and checkpoints nothing: the per-unit
     files are its checkpoints, so the config's logger and its fit callbacks (``inputopt.callbacks``,
-    ``ModelCheckpoint``) are left out.
+    ``ModelCheckpoint``) are left out. Built by :func:`sweep_cli`.
     """
-
-    def __init__(self, args: Sequence[str] | None = None) -> None:
-        import_components()  # short class names in the config
-        quiet_commands()  # Lightning's tips and a warning about its internals
-        with warnings.catch_warnings():  # `inputopt sweep` passes its own arguments, the rest of sys.argv
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-            super().__init__(
-                InputOptimization,
-                args=None if args is None else [a for a in args if a != "fit"],
-                run=False,
-                # the same defaults as `inputopt fit` (inputopt.commands.fit.cli)
-                trainer_defaults={"max_steps": 250, "log_every_n_steps": 1},
-                auto_configure_optimizers=False,
-                seed_everything_default=0,
-                save_config_callback=None,
-                parser_kwargs={"prog": "inputopt sweep", "description": "Visualize many units, chunk by chunk, "
-                               "resumable, on any number of devices: the arguments of `inputopt fit`, plus "
-                               "--units_per_batch and --sweep_dir."},
-            )
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--units_per_batch", type=int, default=64, help="units optimized together (default 64)")
@@ -86,6 +65,20 @@ class SweepCLI(LightningCLI):
                                                 enable_model_summary=False, enable_checkpointing=False)
 
 
+def sweep_cli(args: Sequence[str] | None = None) -> SweepCLI:
+    """The :class:`SweepCLI` of ``args`` (``inputopt fit`` arguments, with ``--units_per_batch`` and
+    ``--sweep_dir``; a leading ``fit`` is dropped), with the defaults of ``inputopt fit``.
+
+    Example:
+        >>> sweep_cli(["--config", "configs/digits.yaml", "--sweep_dir", "results/sweep"])  # doctest: +SKIP
+    """
+    return lightning_cli(
+        InputOptimization, None if args is None else [a for a in args if a != "fit"], cli_class=SweepCLI,
+        fit_defaults=True, save_config_callback=None, prog="inputopt sweep",
+        description="Visualize many units, chunk by chunk, resumable, on any number of devices: the arguments of "
+                    "`inputopt fit`, plus --units_per_batch and --sweep_dir.")
+
+
 def run_sweep(args: Sequence[str], units_per_batch: int = 64, sweep_dir: str | Path = "results/sweep",
               progress: bool = True) -> list[list[int]]:
     """``inputopt sweep`` from Python: returns the chunks of units this process computed.
@@ -103,12 +96,12 @@ def run_sweep(args: Sequence[str], units_per_batch: int = 64, sweep_dir: str | P
     argv = [*args, "--units_per_batch", str(units_per_batch), "--sweep_dir", str(sweep_dir)]
     if not progress:
         argv += ["--trainer.enable_progress_bar", "false"]
-    cli = SweepCLI(argv)
+    cli = sweep_cli(argv)
     cli.trainer.test(cli.model, verbose=False)
     return cli.saver.chunks
 
 
 def sweep_main(argv: Sequence[str]) -> None:
     """``inputopt sweep [--units_per_batch N] [--sweep_dir DIR] <inputopt fit arguments>``."""
-    cli = SweepCLI(list(argv))
+    cli = sweep_cli(list(argv))
     cli.trainer.test(cli.model, verbose=False)

@@ -36,18 +36,14 @@ def universal_main(argv: Sequence[str]) -> UniversalCLI:
     Example:
         >>> universal_main(["--config", "configs/digits_universal.yaml", "--trainer.max_steps", "20"])  # doctest: +SKIP
     """
-    from inputopt.commands.common import import_components
+    from inputopt.commands.common import lightning_cli
 
-    import_components()
-    return UniversalCLI(
-        SharedInputOptimization,
-        args=["fit", *argv],
+    return lightning_cli(
+        SharedInputOptimization, ["fit", *argv], cli_class=UniversalCLI, run=True,
         trainer_defaults={"max_steps": 200, "log_every_n_steps": 1, "check_val_every_n_epoch": None,
                           "val_check_interval": 50, "num_sanity_val_steps": 0},
         auto_configure_optimizers=False,
-        seed_everything_default=0,
         save_config_callback=_SaveConfigAtFirstStep,
-        save_config_kwargs={"overwrite": True},
         parser_kwargs={"fit": {"prog": "inputopt universal", "description": "Optimize one input for a whole data "
                                                                             "set: a universal perturbation or an "
                                                                             "adversarial patch."}},

@@ -104,13 +104,15 @@ def diversity(features: Tensor) -> Tensor:
 
 
 # -- metrics ------------------------------------------------------------------------------------------
-def _networks(networks: str | nn.Module | Sequence[str | nn.Module], seed: int) -> list[nn.Module]:
-    from inputopt.networks import frozen_network
+def _networks(networks: str | nn.Module | Sequence[str | nn.Module], mean: Sequence[float] | None,
+              std: Sequence[float] | None) -> list:
+    """The :class:`~inputopt.networks.NetworkSpec` of each network, all with the normalization ``mean``/``std``."""
+    from inputopt.networks import NetworkSpec
 
-    items = [networks] if isinstance(networks, (str, nn.Module)) else list(networks)
+    items = list(networks) if isinstance(networks, (list, tuple)) else [networks]
     if not items:
         raise ValueError("give at least one network")
-    return [frozen_network(n, seed=seed) for n in items]
+    return [NetworkSpec(n, mean=mean, std=std) for n in items]
 
 
 class _NetworkMetric(Metric):
@@ -120,13 +122,10 @@ class _NetworkMetric(Metric):
 
     def __init__(self, networks: str | nn.Module | Sequence[str | nn.Module], mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, seed: int = 0, **kwargs) -> None:
-        from inputopt.networks import Normalize
-
         super().__init__(**kwargs)
-        if (mean is None) != (std is None):
-            raise ValueError("give both mean and std for input normalization, or neither")
-        object.__setattr__(self, "_networks", _networks(networks, seed))
-        object.__setattr__(self, "_normalize", Normalize(mean, std) if mean is not None else None)
+        specs = _networks(networks, mean, std)
+        object.__setattr__(self, "_networks", [spec.build(seed) for spec in specs])
+        object.__setattr__(self, "_normalize", specs[0].normalization())
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)

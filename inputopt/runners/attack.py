@@ -7,12 +7,13 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 
 from inputopt.attacks.base import Attack, AttackResult
 from inputopt.functional.init import row_seed
 from inputopt.functional.sphere import sphere_label_changes
 from inputopt.metrics import AttackSuccessRate, PerturbationNorms, RobustAccuracy, SphereLabelChange
+from inputopt.metrics.base import check_metrics
 from inputopt.runners.base import DatasetRunner, inner_optimization
 
 __all__ = ["AttackEvaluation"]
@@ -28,7 +29,11 @@ class AttackEvaluation(DatasetRunner):
     - per ε: ``robust_accuracy``, ``success_rate`` (over the samples classified correctly when clean),
       ``norm_median`` and ``norm_mean`` of the successful perturbations (in the attack's norm), and
       ``sphere_label_change``: the mean fraction of ``sphere_points`` random points at
-      ``sphere_factor·‖δ‖₂`` around the clean image whose label differs from the clean label.
+      ``sphere_factor·‖δ‖₂`` around the clean image whose label differs from the clean label;
+    - per ε, ``<name>`` for each entry of ``metrics``: a torchmetrics ``Metric`` of your own, updated with
+      ``metric.update(adversarial, clean, labels, predictions)`` (``adversarial``: ``(E, B, C, H, W)``, one
+      row per ε; ``clean``: ``(B, C, H, W)``; ``labels``: ``(B,)``; ``predictions``: ``(E, B)``, the labels of
+      the adversarial images), whose ``compute()`` gives one number per ε (``(E,)``) or one for all.
 
     They are logged at the end of the run (``robust_accuracy/eps=0.1``, ...) and kept in :attr:`results`
     (one row per ε); :class:`~inputopt.callbacks.attack.SaveAttackResults` writes them with example images. A
@@ -43,6 +48,8 @@ class AttackEvaluation(DatasetRunner):
         sphere_factor: the radius of the random-sphere check, as a multiple of ``‖δ‖₂``.
         sphere_points: random points per sample (0: no sphere check).
         num_examples: clean/adversarial pairs kept for pictures (the first ones this process sees).
+        metrics: more metrics, by the name they are reported under (in a config: ``name: {class_path: ...,
+            init_args: ...}``); none by default, which keeps the metrics above only.
 
     Example:
         >>> from lightning.pytorch import Trainer
@@ -56,7 +63,8 @@ class AttackEvaluation(DatasetRunner):
     """
 
     def __init__(self, attack: Attack, dataset: Dataset, batch_size: int = 64, num_workers: int = 0,
-                 sphere_factor: float = 2.0, sphere_points: int = 100, num_examples: int = 8) -> None:
+                 sphere_factor: float = 2.0, sphere_points: int = 100, num_examples: int = 8,
+                 metrics: dict[str, Metric] | None = None) -> None:
         if not isinstance(attack, Attack):
             raise TypeError(f"attack must be an inputopt.attacks.Attack, got {type(attack).__name__}")
         super().__init__(attack.network, dataset, batch_size, num_workers)
@@ -75,6 +83,9 @@ class AttackEvaluation(DatasetRunner):
         self.success_rate = AttackSuccessRate(count)
         self.norms = PerturbationNorms(count)
         self.sphere = SphereLabelChange(count)
+        builtin = ("eps", "norm", "clean_accuracy", "robust_accuracy", "success_rate", "norm_median", "norm_mean",
+                   "sphere_label_change")
+        self.extra_metrics = torch.nn.ModuleDict(check_metrics(metrics, "AttackEvaluation", reserved=builtin))
         self.results: list[dict[str, Any]] = []
         self.examples: dict[str, Tensor] = {}
 
@@ -97,6 +108,11 @@ class AttackEvaluation(DatasetRunner):
         self.norms.update(torch.stack([r.norms for r in results]), success)
         if self.sphere_points:
             self.sphere.update(torch.stack([self._sphere(r, ok, indices) for r, ok in zip(results, success)]))
+        if len(self.extra_metrics):
+            adversarial = torch.stack([r.images for r in results])
+            predictions = torch.stack([r.predictions for r in results])
+            for metric in self.extra_metrics.values():
+                metric.update(adversarial, results[0].clean, labels, predictions)
         self._keep_examples(results, labels)
 
     def _sphere(self, result: AttackResult, success: Tensor, indices: Tensor) -> Tensor:
@@ -133,6 +149,12 @@ class AttackEvaluation(DatasetRunner):
         values["norm_median"], values["norm_mean"] = norms["median"], norms["mean"]
         if self.sphere_points:
             values["sphere_label_change"] = self.sphere.compute()
+        for name, metric in self.extra_metrics.items():
+            value = metric.compute()
+            if not isinstance(value, Tensor) or value.numel() not in (1, len(self.epsilons)):
+                raise ValueError(f"AttackEvaluation: metric {name!r} ({type(metric).__name__}) must compute one number "
+                                 f"or one per ε ({len(self.epsilons)}), got {value!r}")
+            values[name] = value.view(-1).expand(len(self.epsilons))
         self.results = []
         for i, eps in enumerate(self.epsilons):
             row = {"eps": eps, "norm": self.attack.norm, "clean_accuracy": clean}
@@ -142,5 +164,6 @@ class AttackEvaluation(DatasetRunner):
             for name in values:
                 self.log(f"{name}/eps={tag}", row[name], sync_dist=False)
         self.log("clean_accuracy", clean, sync_dist=False)
-        for metric in (self.clean_accuracy, self.robust_accuracy, self.success_rate, self.norms, self.sphere):
+        for metric in (self.clean_accuracy, self.robust_accuracy, self.success_rate, self.norms, self.sphere,
+                       *self.extra_metrics.values()):
             metric.reset()

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from inputopt.capture import OUTPUT, evaluate
 from inputopt.engine import check_precision
 from inputopt.metrics.topk import TopKExamples, unit_scores
-from inputopt.networks import Normalize, frozen_network, probe
+from inputopt.networks import NetworkSpec, probe
 from inputopt.runners.base import DatasetRunner
 
 __all__ = ["DatasetExamples", "crop_around"]
@@ -111,9 +111,8 @@ class DatasetExamples(DatasetRunner):
         std: Sequence[float] | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__(frozen_network(network, weights, state_dict, seed), dataset, batch_size, num_workers)
-        if (mean is None) != (std is None):
-            raise ValueError("give both mean and std for input normalization, or neither")
+        spec = NetworkSpec(network, weights, state_dict, mean, std)
+        super().__init__(spec.build(seed), dataset, batch_size, num_workers)
         if crop_size is not None and (isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < 1):
             raise ValueError(f"crop_size must be an int >= 1 or None, got {crop_size!r}")
         if len(dataset) == 0:
@@ -121,9 +120,9 @@ class DatasetExamples(DatasetRunner):
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(dataset):
             # more than the data set would pad every unit with -inf scores and black tiles
             raise ValueError(f"k must be an int in [1, {len(dataset)}] (the size of the data set), got {k!r}")
-        self.network_name = network if isinstance(network, str) else None
+        self.network_name = spec.name
         self.layer = layer
-        self.normalize = Normalize(mean, std) if mean is not None else None
+        self.normalize = spec.normalization()
         self.crop_size = crop_size
         layer_out = [layer or OUTPUT]  # checks the layer, gives the units and the map
         probe_ = probe(self.network, self._image(0).unsqueeze(0).float(), layer_out, self.normalize,

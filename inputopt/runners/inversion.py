@@ -17,7 +17,7 @@ from inputopt.engine import check_precision
 from inputopt.functional.init import row_seeds
 from inputopt.engine import optimize
 from inputopt.loss import LossPath
-from inputopt.networks import Normalize, frozen_network
+from inputopt.networks import NetworkSpec
 from inputopt.objectives.inversion import FeatureMatch
 from inputopt.params.base import ImageParam
 from inputopt.params.pixel import PixelImage
@@ -74,14 +74,13 @@ class FeatureInversion(DatasetRunner):
                  steps: int = 200, seed: int = 0, batch_size: int = 8, num_workers: int = 0) -> None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-        net = frozen_network(network, weights, state_dict, seed)
+        spec = NetworkSpec(network, weights, state_dict, mean, std)
+        net = spec.build(seed)
         super().__init__(net, dataset, batch_size, num_workers)
-        if (mean is None) != (std is None):
-            raise ValueError("give both mean and std for input normalization, or neither")
         self.objective = FeatureMatch(layer, metric)
         self.priors = nn.ModuleList([build(p) for p in (priors or [])])
         self.transforms = Transforms(transforms or [])
-        self.normalize = Normalize(mean, std) if mean is not None else None
+        self.normalize = spec.normalization()
         self.param_config = (PixelImage(mean=0.5, std=0.01) if param is None else build(param)).config()
         self.optimizer_factory, _ = _optimizer(optimizer if optimizer is not None else
                                                {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}})

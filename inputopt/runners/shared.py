@@ -31,7 +31,7 @@ from inputopt.functional.init import row_seed, row_seeds
 from inputopt.loss import LossPath, prior_names
 from inputopt.metrics.fooling import FoolingRate
 from inputopt.module import FINGERPRINT_FIELDS, _tensor_hash, check_max_steps
-from inputopt.networks import Normalize, class_names, frozen_network
+from inputopt.networks import NetworkSpec, class_names
 from inputopt.objectives.base import InputObjective
 from inputopt.objectives.classification import LabelObjective
 from inputopt.params.base import ImageParam
@@ -241,12 +241,11 @@ class SharedInputOptimization(LightningModule):
         self.hparams["priors"] = [p.config() for p in priors]
         self.hparams["transforms"] = [t.config() for t in transforms.transforms]
 
-        net = frozen_network(network, weights, state_dict, seed)
+        spec = NetworkSpec(network, weights, state_dict, mean, std)
+        net = spec.build(seed)
         object.__setattr__(self, "_network", net)  # outside the module tree: not trained, saved or synced by DDP
-        self.network_name = network if isinstance(network, str) else None
-        if (mean is None) != (std is None):
-            raise ValueError("give both mean and std for input normalization, or neither")
-        self.normalize = Normalize(mean, std) if mean is not None else None
+        self.network_name = spec.name
+        self.normalize = spec.normalization()
         self.objective, self.insert, self.transforms = objective, insert, transforms
         self.priors = nn.ModuleList(priors)
         self.prior_names = prior_names(priors)

@@ -27,7 +27,7 @@ from inputopt._config import build, import_class, instantiate
 from inputopt.engine import check_precision, optimize
 from inputopt.functional.init import row_seeds
 from inputopt.loss import LossPath, probe
-from inputopt.networks import Normalize, default_image_shape, frozen_network
+from inputopt.networks import NetworkSpec, default_image_shape
 from inputopt.objectives.base import InputObjective, UnitsObjective
 from inputopt.params.base import ImageParam
 from inputopt.params.pixel import PixelImage
@@ -186,20 +186,19 @@ class FeatureSweep(DatasetRunner):
         if not isinstance(objective, UnitsObjective):
             raise ValueError(f"a sweep needs an objective with units (UnitActivation, ChannelSum, ...), got "
                              f"{type(objective).__name__}")
-        net = frozen_network(network, weights, state_dict, seed)
+        spec = NetworkSpec(network, weights, state_dict, mean, std)
+        net = spec.build(seed)
         if image_shape is None:
             image_shape = default_image_shape(network) if isinstance(network, str) else None
             if image_shape is None:
                 raise ValueError("image_shape (C, H, W) is needed: the network's own input shape is not known")
         if len(image_shape) != 3 or not all(isinstance(s, int) and s > 0 for s in image_shape):
             raise ValueError(f"image_shape must be (C, H, W) positive ints, got {tuple(image_shape)}")
-        if (mean is None) != (std is None):
-            raise ValueError("give both mean and std for input normalization, or neither")
         super().__init__(net, [], batch_size=units_per_batch)
         self.objective = objective
         self.priors = nn.ModuleList([build(p, Prior) for p in (priors or [])])
         self.transforms = Transforms(transforms or [])
-        self.normalize = Normalize(mean, std) if mean is not None else None
+        self.normalize = spec.normalization()
         self.param_config = (PixelImage() if param is None else build(param, ImageParam)).config()
         instantiate(self.param_config, ImageParam)._check_shape(tuple(image_shape))  # fail now, not at the first chunk
         self.image_shape = tuple(image_shape)

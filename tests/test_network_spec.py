@@ -1,0 +1,58 @@
+"""The network described once: :class:`~inputopt.networks.NetworkSpec` holds the checks of (network, weights,
+state_dict, mean, std), and every runner, attack and metric that takes a network goes through it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inputopt.attacks import PGD
+from inputopt.data import Digits
+from inputopt.metrics import TransferAccuracy
+from inputopt.module import InputOptimization
+from inputopt.networks import NetworkSpec, build_network
+from inputopt.objectives import Margin, UnitActivation
+from inputopt.params.pixel import PixelImage
+from inputopt.runners.examples import DatasetExamples
+from inputopt.runners.inversion import FeatureInversion
+from inputopt.runners.shared import SharedInputOptimization
+from inputopt.runners.sweep import FeatureSweep
+from inputopt.transforms.insert import AddPerturbation
+
+# each constructor, with the flat network arguments it takes
+TAKERS = {
+    "InputOptimization": lambda **kw: InputOptimization(objective=UnitActivation(None, unit=0), **kw),
+    "FeatureSweep": lambda **kw: FeatureSweep(objective=UnitActivation(None, unit=0), **kw),
+    "DatasetExamples": lambda **kw: DatasetExamples(layer=None, units=[0], dataset=Digits(limit=2), **kw),
+    "Attack": lambda network, **kw: PGD(network, eps=0.1, **kw),
+    "SharedInputOptimization": lambda **kw: SharedInputOptimization(objective=Margin(), insert=AddPerturbation(),
+                                                                     param=PixelImage(std=0, eps=0.2),
+                                                                     dataset=Digits(limit=4), batch_size=2, **kw),
+    "FeatureInversion": lambda **kw: FeatureInversion(layer="features.4", dataset=Digits(limit=2), **kw),
+    "TransferAccuracy": lambda network, weights=None, state_dict=None, **kw: TransferAccuracy(network, **kw),
+}
+
+
+@pytest.mark.parametrize("name", TAKERS)
+def test_every_taker_checks_the_network_alike(name):
+    make = TAKERS[name]
+    with pytest.raises(ValueError, match="give both mean and std for input normalization, or neither"):
+        make(network="digits", mean=[0.5])
+    with pytest.raises(ValueError, match="mean and std need one finite value per channel and std > 0"):
+        make(network="digits", mean=[0.5], std=[0.0])
+    with pytest.raises(TypeError, match="the network must be an nn.Module or a network name, got int"):
+        make(network=3)
+    if name != "TransferAccuracy":  # it takes no weights
+        with pytest.raises(ValueError, match="weights and state_dict apply to a network given by name"):
+            make(network=build_network("digits"), weights="DEFAULT")
+
+
+def test_spec_builds_the_network_and_its_normalization():
+    spec = NetworkSpec("digits", mean=[0.5], std=[0.25])
+    assert spec.name == "digits" and spec.mean == (0.5,) and NetworkSpec(build_network("digits")).name is None
+    network, normalize = spec.build(), spec.normalization()
+    assert not network.training and not any(p.requires_grad for p in network.parameters())
+    assert torch.equal(normalize(torch.ones(1, 1, 2, 2)), torch.full((1, 1, 2, 2), 2.0))
+    assert NetworkSpec("digits").normalization() is None
+    module = torch.nn.Linear(2, 2)
+    assert NetworkSpec(module).build(seed=None) is module  # an attack attacks the module it was given
