@@ -76,7 +76,8 @@ class StepEngine:
 
     1. the loss forward of :class:`~inputopt.loss.LossPath` on ``param()``; with ``freeze_done``, the rows the
        objective says are done (:meth:`~inputopt.objectives.InputObjective.is_done`) join :attr:`done` and
-       score a zero loss;
+       score a zero loss; in the plain loop (:meth:`step`) they are left out of the forward and backward
+       altogether (:meth:`active_terms`);
     2. the finiteness of the loss: a non-finite row stops the run (:class:`NonFiniteError` naming the term,
        the rows and the step) before any update, so the images of that step are kept;
     3. ``loss.sum().backward()`` (then the optional callback);
