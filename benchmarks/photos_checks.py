@@ -1,7 +1,9 @@
 """The evaluation checks (:func:`inputopt.attacks.evaluation_checks`) on EfficientNet-Lite0 and the 8 labelled real
-photos, with APGD-CE at ε = 0.001 and budgets cut down to fit a CPU: the table of docs/adversarial.md.
+photos, with APGD-CE at ε = 0.001 and budgets cut down to fit a CPU.
 
     python benchmarks/photos_checks.py
+
+Not yet run to completion: on two threads of a shared 2-core CPU it had not finished after 8 minutes.
 """
 import time, torch
 from inputopt.networks import build_network
