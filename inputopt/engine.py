@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from inputopt.loss import LossPath, _distinct
-from inputopt.objectives.base import Targets
+from inputopt.objectives.base import Targets, select_rows
 from inputopt.params.base import ImageParam
 
 __all__ = ["REFUSED_PRECISIONS", "NonFiniteError", "StepEngine", "check_precision", "nonfinite_message", "optimize",
@@ -76,7 +76,8 @@ class StepEngine:
 
     1. the loss forward of :class:`~inputopt.loss.LossPath` on ``param()``; with ``freeze_done``, the rows the
        objective says are done (:meth:`~inputopt.objectives.InputObjective.is_done`) join :attr:`done` and
-       score a zero loss;
+       score a zero loss; in the plain loop (:meth:`step`) they are left out of the forward and backward
+       altogether (:meth:`active_terms`);
     2. the finiteness of the loss: a non-finite row stops the run (:class:`NonFiniteError` naming the term,
        the rows and the step) before any update, so the images of that step are kept;
     3. ``loss.sum().backward()`` (then the optional callback);
@@ -126,6 +127,7 @@ class StepEngine:
         self.done = (torch.zeros(param.batch_size, dtype=torch.bool, device=param.tensor.device)
                      if done is None else done)
         self._names = None if names is None else list(names)
+        self._last: dict[str, Tensor] | None = None  # each row's terms at its last forward (active_terms)
 
     @property
     def names(self) -> list[str]:
@@ -142,6 +144,39 @@ class StepEngine:
         if self.freeze_done and "done" in terms:
             self.done |= terms["done"]
             terms["loss"] = torch.where(self.done, torch.zeros_like(terms["loss"]), terms["loss"])
+        return terms
+
+    def active_terms(self, step: int) -> dict[str, Tensor]:
+        """:meth:`terms` with the loss forward run on the rows not yet done only (``freeze_done``).
+
+        The active rows of ``param()``, their targets and seeds are gathered, scored, and scattered back into
+        ``(B,)`` terms: a done row's ``loss`` is zero (no gradient, as in :meth:`terms`) and its other terms
+        keep the values of its last forward (its image is frozen, so they are what a forward would give).
+        Every row is scored while none is done (the first step), so the cache is complete before it is
+        read. For the rows still active the terms equal :meth:`terms`' (the network scores each row on its
+        own: an eval-mode network), and the done rows cost no forward or backward.
+        """
+        images = self.param()
+        if self._last is None or not self.done.any() or self.done.all():
+            terms = self.terms(step, images)
+        else:
+            rows = (~self.done).nonzero().flatten()
+            seeds = None if self.seeds is None else [self.seeds[i] for i in rows.tolist()]
+            active = self.path.terms(images[rows], select_rows(self.targets, rows), seeds, step,
+                                     done=self.track_done)
+            terms = {}
+            for name, value in active.items():
+                if name == "loss":
+                    full = value.new_zeros(self.param.batch_size)
+                elif name == "done":
+                    full = torch.ones(self.param.batch_size, dtype=torch.bool, device=value.device)
+                else:
+                    full = self._last[name].to(value.dtype)
+                terms[name] = full.index_put((rows,), value)
+            if "done" in terms:
+                self.done |= terms["done"]
+                terms["loss"] = torch.where(self.done, torch.zeros_like(terms["loss"]), terms["loss"])
+        self._last = {name: value.detach().clone() for name, value in terms.items() if name not in ("loss", "done")}
         return terms
 
     def check_loss(self, terms: dict[str, Tensor], step: int) -> None:
@@ -185,7 +220,7 @@ class StepEngine:
         ``callback(step, detached terms)``, :meth:`update`. Returns the terms, or ``None`` when every row is
         done under ``freeze_done`` (nothing left to optimize)."""
         optimizer.zero_grad(set_to_none=True)
-        terms = self.terms(step)
+        terms = self.active_terms(step) if self.freeze_done else self.terms(step)
         if self.freeze_done and "done" in terms and self.done.all():
             return None
         self.check_loss(terms, step)

@@ -126,3 +126,26 @@ def test_a_callback_may_change_the_gradient_rows_before_the_step():
     optimize(param, path, 3, partial(torch.optim.SGD, lr=0.1), callback=callback)
     assert steps == [0, 1, 2]
     assert torch.equal(param()[0].detach(), start[0]) and not torch.equal(param()[1].detach(), start[1])
+
+
+def _apgd_run(monkeypatch=None) -> tuple[torch.Tensor, list[int]]:
+    """APGD-CE (the engine with ``freeze_done``) on 16 digits; the adversarial images and the batch size of
+    every network forward."""
+    from inputopt.attacks import APGD
+    from inputopt.zoo import digits_cnn
+    images, labels = (t[:16] for t in load_digits_split("test"))
+    net = digits_cnn("a").eval()
+    sizes: list[int] = []
+    net.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[0]))
+    return APGD(net, eps=0.1, steps=10)(images, labels), sizes
+
+
+def test_freeze_done_forwards_only_the_active_rows_with_the_same_result(monkeypatch):
+    """Under ``freeze_done`` the plain loop scores only the rows not yet done, and gives the images that scoring
+    every row (the done ones with a zero loss) gives."""
+    gathered, sizes = _apgd_run()
+    monkeypatch.setattr(StepEngine, "active_terms", lambda self, step: self.terms(step))
+    every_row, all_sizes = _apgd_run()
+    assert torch.allclose(gathered, every_row, atol=1e-6)
+    assert max(sizes) == 16 and min(sizes) < 16, "some digits break within 10 steps: fewer rows are forwarded"
+    assert sum(sizes) < sum(all_sizes)
