@@ -21,7 +21,12 @@ Both get the network in eval mode with ``requires_grad`` left on for its weights
 
 Cases: ``digits`` -- the zoo's digits CNN (``inputopt.zoo.digits_cnn("a")``) on ``--digits-images`` held-out
 digits (1×32×32, default 256); ``resnet18`` -- torchvision ``resnet18(weights=None)`` (``torch.manual_seed(0)``)
-on ``--resnet-images`` random 3×224×224 images (default 8) with random labels.
+on ``--resnet-images`` random 3×224×224 images (default 8) with random labels; ``efficientnet_lite0`` -- the zoo's
+EfficientNet-Lite0 (ImageNet normalization built in) on the first ``--photos`` real photos of
+``inputopt.data.Photos`` (3×224×224 in [0, 1], their ImageNet labels; default 4), with ``--lite-eps`` (default
+0.0005, about 1/8 of a grey level) and α = ε/4: at 1/255 or more every photo is fooled (docs/networks.md) and the robust accuracy says nothing. For this case the
+robust accuracy of both sides' images (fraction still classified as their label) is printed too, without
+and with random start (seeded alike: ``torch.manual_seed(0)`` before each call).
 
 Method: per case and thread setting, one untimed warm-up call per side, a check that both sides give the
 same images without random start (largest difference, printed), then ``--reps`` repetitions interleaved
@@ -34,6 +39,7 @@ torch thread, then torch's default number of threads).
     python benchmarks/bench_attacks.py                 # both cases, 1 thread and the default, 5 reps
     python benchmarks/bench_attacks.py --cases digits --reps 9
     python benchmarks/bench_attacks.py --profile digits   # cProfile of one inputopt call, then exit
+    python benchmarks/bench_attacks.py --cases efficientnet_lite0 --threads 2 --reps 3 --steps 5
 
 Needs torchattacks next to inputopt (it is in the ``dev`` extra: ``pip install -e ".[dev]"``).
 See benchmarks/README.md.
@@ -63,11 +69,14 @@ except ImportError as error:
 
 import inputopt
 from inputopt.attacks import PGD
+from inputopt.data import Photos
+from inputopt.networks import build_network
 from inputopt.zoo import digits_cnn, load_digits_split
 
 from _machine import cpu_name, inputopt_revision
 
 EPS, ALPHA = 8 / 255, 2 / 255
+BUDGET = {"eps": EPS, "alpha": ALPHA}  # per case: the lite0 case sets its own in make_case
 
 
 def make_case(name: str, args: argparse.Namespace) -> tuple[nn.Module, Tensor, Tensor, str]:
@@ -78,6 +87,14 @@ def make_case(name: str, args: argparse.Namespace) -> tuple[nn.Module, Tensor, T
             images, labels = images.repeat((n + len(images) - 1) // len(images), 1, 1, 1), labels.repeat(
                 (n + len(images) - 1) // len(images))
         return digits_cnn("a").eval(), images[:n], labels[:n], f"digits CNN, {n} images 1x32x32"
+    if name == "efficientnet_lite0":
+        BUDGET.update(eps=args.lite_eps, alpha=args.lite_eps / 4)
+        photos = Photos(size=224)
+        n = args.photos
+        return (build_network("efficientnet_lite0").eval(), photos.images[:n], photos.labels[:n],
+                f"efficientnet_lite0, {n} real photos 3x224x224 ({', '.join(photos.names[:n])}), "
+                f"eps {args.lite_eps:.5f}, alpha {args.lite_eps / 4:.5f}")
+    BUDGET.update(eps=EPS, alpha=ALPHA)
     torch.manual_seed(0)
     network = torchvision.models.resnet18(weights=None).eval()
     n = args.resnet_images
@@ -88,11 +105,12 @@ def make_case(name: str, args: argparse.Namespace) -> tuple[nn.Module, Tensor, T
 
 
 def run_torchattacks(network: nn.Module, images: Tensor, labels: Tensor, steps: int, random_start: bool = True) -> Tensor:
-    return torchattacks.PGD(network, eps=EPS, alpha=ALPHA, steps=steps, random_start=random_start)(images, labels)
+    return torchattacks.PGD(network, eps=BUDGET["eps"], alpha=BUDGET["alpha"], steps=steps,
+                            random_start=random_start)(images, labels)
 
 
 def run_inputopt(network: nn.Module, images: Tensor, labels: Tensor, steps: int, random_start: bool = True) -> Tensor:
-    return PGD(network, eps=EPS, alpha=ALPHA, steps=steps, random_start=random_start)(images, labels)
+    return PGD(network, eps=BUDGET["eps"], alpha=BUDGET["alpha"], steps=steps, random_start=random_start)(images, labels)
 
 
 SIDES: dict[str, Callable] = {"torchattacks": run_torchattacks, "inputopt": run_inputopt}
@@ -109,7 +127,22 @@ def bench(case: str, threads: int, args: argparse.Namespace) -> dict[str, dict[s
     torch.set_num_threads(threads)
     network, images, labels, described = make_case(case, args)
     unchanged = run_torchattacks(network, images, labels, args.steps, random_start=False)
-    difference = (run_inputopt(network, images, labels, args.steps, random_start=False) - unchanged).abs().max().item()
+    mine = run_inputopt(network, images, labels, args.steps, random_start=False)
+    difference = (mine - unchanged).abs().max().item()
+    if case == "efficientnet_lite0":
+        def accuracy(x: Tensor) -> float:
+            with torch.no_grad():
+                return (network(x).argmax(1) == labels).float().mean().item()
+
+        clean = accuracy(images)
+        robust = {"torchattacks": accuracy(unchanged), "inputopt": accuracy(mine)}
+        seeded = {}
+        for name, side in SIDES.items():
+            torch.manual_seed(0)
+            seeded[name] = accuracy(side(network, images, labels, args.steps))
+        print(f"  [{case}, {threads} thread(s)] clean accuracy {clean:.3f}; robust accuracy without random start: "
+              f"torchattacks {robust['torchattacks']:.3f}, inputopt {robust['inputopt']:.3f}; with random start "
+              f"(seeded): torchattacks {seeded['torchattacks']:.3f}, inputopt {seeded['inputopt']:.3f}", flush=True)
     for side in SIDES.values():  # warm-up
         side(network, images, labels, args.steps)
     times: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in SIDES}
@@ -142,14 +175,16 @@ def profile(case: str, args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--cases", nargs="+", default=["digits", "resnet18"], choices=["digits", "resnet18"])
+    parser.add_argument("--cases", nargs="+", default=["digits", "resnet18"], choices=["digits", "resnet18", "efficientnet_lite0"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 0],
                         help="torch.set_num_threads settings to run; 0: torch's default")
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions per side")
     parser.add_argument("--steps", type=int, default=10, help="PGD steps")
     parser.add_argument("--digits-images", type=int, default=256)
     parser.add_argument("--resnet-images", type=int, default=8)
-    parser.add_argument("--profile", choices=["digits", "resnet18"], help="profile one inputopt call and exit")
+    parser.add_argument("--photos", type=int, default=4, help="real photos for the efficientnet_lite0 case")
+    parser.add_argument("--lite-eps", type=float, default=0.0005, help="L-inf budget of the efficientnet_lite0 case")
+    parser.add_argument("--profile", choices=["digits", "resnet18", "efficientnet_lite0"], help="profile one inputopt call and exit")
     args = parser.parse_args()
     if args.profile:
         profile(args.profile, args)
@@ -160,7 +195,7 @@ def main() -> None:
           f"{torchattacks.__version__}, inputopt {inputopt.__version__}{inputopt_revision()}, "
           f"python {platform.python_version()}")
     print(f"machine   {cpu_name()}, {os.cpu_count()} logical cores; torch's default threads {default_threads}")
-    print(f"setup     PGD-Linf eps 8/255, alpha 2/255, {args.steps} steps, random start; {args.reps} interleaved "
+    print(f"setup     PGD-Linf eps 8/255, alpha 2/255 (efficientnet_lite0: see its case line), {args.steps} steps, random start; {args.reps} interleaved "
           f"reps after one warm-up call per side; time = construction + call")
     rows = []
     t_total = time.perf_counter()
