@@ -24,7 +24,8 @@ so it runs ``--passes`` passes (unless every training digit is fooled), or stops
 ends past ``--budget`` seconds. ART has no callback, so the script
 records the time at the end of each pass (ART's progress-bar update) and the latest projected ``δ`` (a wrapper
 around ART's ``projection``); the held-out fooling rate of each pass's ``δ`` is measured after the run. The
-clock (classifier wrapping included) includes ART's own end-of-pass fooling rate on the training digits.
+clock (classifier wrapping included) includes ART's own fooling rate on the training digits at the end of the
+earlier passes (each pass's time is read just before that check).
 """
 
 from __future__ import annotations
