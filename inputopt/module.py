@@ -21,7 +21,7 @@ from inputopt._config import build
 from inputopt.engine import NonFiniteError, StepEngine, check_precision
 from inputopt.functional.init import row_seeds
 from inputopt.loss import LossPath, _distinct, probe
-from inputopt.networks import (NetworkSpec, _expected_input, class_names, default_image_shape, load_torch_file)
+from inputopt.networks import (FrozenNetworkHolder, NetworkSpec, _expected_input, class_names, default_image_shape, load_torch_file)
 from inputopt.objectives.base import InputObjective, Targets, map_targets
 from inputopt.params.base import ImageParam
 from inputopt.params.pixel import PixelImage
@@ -114,7 +114,7 @@ def check_max_steps(trainer) -> None:
                          f"--trainer.max_steps N), got {max_steps!r}")
 
 
-class InputOptimization(LightningModule):
+class InputOptimization(FrozenNetworkHolder, LightningModule):
     """Optimize the input of a frozen network: ``loss = Σ_i [Σ_p w_p·h_p(x_i) − f_i(T(x_i))]``.
 
     The images ``x = param()`` of shape ``(B, C, H, W)`` come from an image parameterization
@@ -315,15 +315,9 @@ class InputOptimization(LightningModule):
         keys = self.objective.row_keys(batch_size)
         return list(range(batch_size)) if keys is None else keys
 
-    # -- the network, outside the module tree ---------------------------------------------------
-    @property
-    def network(self) -> nn.Module:
-        """The frozen network (eval mode, no gradients, not a submodule)."""
-        return self._network
-
+    # -- the network outside the module tree (FrozenNetworkHolder) moves with it, and so do the targets ----------
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
-        self._network._apply(fn, *args, **kwargs)
         self.targets = map_targets(fn, self.targets)
         return self
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from inputopt.capture import evaluate
 
-__all__ = ["IMAGENET_ZOO", "NetworkSpec", "WeightsUnavailableError", "build_network", "class_names", "default_image_shape", "freeze",
+__all__ = ["IMAGENET_ZOO", "FrozenNetworkHolder", "NetworkSpec", "WeightsUnavailableError", "build_network", "class_names", "default_image_shape", "freeze",
            "frozen_network", "load_state_dict_file", "load_torch_file", "probe", "Normalize", "ZOO"]
 
 #: The project's own small trained models, available offline (see ``inputopt/zoo``).
@@ -433,3 +433,33 @@ def _expected_input(network: nn.Module, name: str | None) -> str:
     if first is not None:
         return f"its first convolution {first[0]!r} takes {first[1].in_channels} channel(s)"
     return "its input shape is unknown"
+
+
+class FrozenNetworkHolder:
+    """Mixin for a module that runs a frozen network kept *outside* its module tree (``self._network``): the
+    network is then neither trained, nor in the optimizer, nor in the checkpoint, yet it follows the module's
+    device and dtype moves (``.to``, ``.cuda``, ``.half``). Put it before ``nn.Module`` (or
+    ``LightningModule``) among the bases, and set the network with ``object.__setattr__`` so that
+    ``nn.Module`` does not register it as a submodule.
+
+    Example:
+        >>> class Holder(FrozenNetworkHolder, nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         object.__setattr__(self, "_network", nn.Linear(2, 2))
+        >>> holder = Holder().double()
+        >>> holder.network.weight.dtype, list(holder.state_dict())
+        (torch.float64, [])
+    """
+
+    _network: nn.Module
+
+    @property
+    def network(self) -> nn.Module:
+        """The frozen network (eval mode, no gradients, not a submodule)."""
+        return self._network
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        self._network._apply(fn, *args, **kwargs)
+        return self

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from inputopt._notices import quiet_data_loaders
+from inputopt.networks import FrozenNetworkHolder
 
 __all__ = ["DatasetRunner", "IndexedDataset", "inner_optimization"]
 
@@ -54,7 +55,7 @@ def inner_optimization() -> Iterator[None]:
         yield
 
 
-class DatasetRunner(LightningModule):
+class DatasetRunner(FrozenNetworkHolder, LightningModule):
     """Base of the runners: a frozen network outside the module tree, and the data of the test loop.
 
     A subclass implements ``test_step`` (each batch starts with the samples' data-set indices) and its
@@ -81,10 +82,6 @@ class DatasetRunner(LightningModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
 
-    @property
-    def network(self) -> nn.Module:
-        return self._network
-
     # The network is outside the module tree, so Lightning's eval() at the start of the test loop never reaches
     # it: every runner puts it in eval mode for the run (BatchNorm statistics and Dropout untouched, whatever
     # the user did to the module since), and gives the user's modes back at the end, or when the run fails.
@@ -104,11 +101,6 @@ class DatasetRunner(LightningModule):
         """A callback that gives the network its user's train/eval modes back when a run fails (Lightning calls
         no module hook then)."""
         return [_GiveBackRunnerModes()]
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        self._network._apply(fn, *args, **kwargs)
-        return self
 
     def test_dataloader(self) -> DataLoader:
         quiet_data_loaders()  # Lightning's wrapper of this loader warns about torch internals

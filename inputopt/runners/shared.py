@@ -31,7 +31,7 @@ from inputopt.functional.init import row_seed, row_seeds
 from inputopt.loss import LossPath, prior_names
 from inputopt.metrics.fooling import FoolingRate
 from inputopt.module import FINGERPRINT_FIELDS, _tensor_hash, check_max_steps
-from inputopt.networks import NetworkSpec, class_names
+from inputopt.networks import FrozenNetworkHolder, NetworkSpec, class_names
 from inputopt.objectives.base import InputObjective
 from inputopt.objectives.classification import LabelObjective
 from inputopt.params.base import ImageParam
@@ -116,7 +116,7 @@ class SharedBatchSampler(DistributedSampler):
         return self.steps_per_pass * self.batch_size
 
 
-class SharedInputOptimization(LightningModule):
+class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
     """Optimize one input for a whole data set: ``loss = mean_i[−f(T(insert(s, x_i)))] + Σ_p w_p·h_p(s)``.
 
     The shared input ``s = param()`` (one row: a perturbation, a patch) is the module's only trainable
@@ -274,15 +274,6 @@ class SharedInputOptimization(LightningModule):
             sample = self.insert(self.param(), image.float()[None], insert_draws([0], 0, insert.num_random))
             self._targets(sample, torch.zeros(1, dtype=torch.long), None)
             self.transforms.check(self.image_shape)
-
-    @property
-    def network(self) -> nn.Module:
-        return self._network
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        self._network._apply(fn, *args, **kwargs)
-        return self
 
     @property
     def class_names(self) -> list[str] | None:
