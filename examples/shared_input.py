@@ -49,7 +49,7 @@ def labelled_row(images: torch.Tensor, labels: list[str], size: int = 160) -> Im
     return canvas
 
 
-def patch(steps: int, batch_size: int, held_out: int) -> None:
+def patch(steps: int, batch_size: int, held_out: int, val_every: int | None = None) -> None:
     crops = PhotoCrops(scales=(1.0, 0.7, 0.5))
     held = {list(SOURCES).index(name) for name in ("chelsea", "coffee")}
     train = Subset(crops, [i for i, c in enumerate(crops.crops) if c[0] not in held])
@@ -59,7 +59,7 @@ def patch(steps: int, batch_size: int, held_out: int) -> None:
                                      PastePatch(area=0.2, shape="square", scale=(0.9, 1.1), degrees=20), train, test,
                                      optimizer=partial(torch.optim.Adam, lr=0.05), batch_size=batch_size,
                                      val_batch_size=held_out)
-    trainer = Trainer(max_steps=steps, check_val_every_n_epoch=None, val_check_interval=max(1, steps // 2),
+    trainer = Trainer(max_steps=steps, check_val_every_n_epoch=None, val_check_interval=val_every or max(1, steps // 2),
                       num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_model_summary=False,
                       enable_progress_bar=False)
     start = time.time()
@@ -112,8 +112,10 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--held_out", type=int, default=54, help="held-out crops (of chelsea and coffee)")
+    parser.add_argument("--val_every", type=int, default=None,
+                        help="steps between two measures of the held-out success (default: half the steps)")
     parser.add_argument("--size", type=int, default=224, help="photo size for the inversion")
     parser.add_argument("--tv", type=float, default=0.0, help="total-variation weight of the inversion")
     args = parser.parse_args()
     torch.manual_seed(0)
-    patch(args.steps, args.batch_size, args.held_out) if args.what == "patch" else invert(args.steps, args.size, args.tv)
+    patch(args.steps, args.batch_size, args.held_out, args.val_every) if args.what == "patch" else invert(args.steps, args.size, args.tv)

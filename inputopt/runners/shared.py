@@ -272,7 +272,8 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         self._weights_hash: str | None = None
         with torch.no_grad():  # bad images, layers or classes fail here, before any run
             sample = self.insert(self.param(), image.float()[None], insert_draws([0], 0, insert.num_random))
-            self._targets(sample, torch.zeros(1, dtype=torch.long), None)
+            if self._targets(sample, torch.zeros(1, dtype=torch.long), None) is None:
+                self.path.default_targets(sample)  # the objective's own classes, against the network's
             self.transforms.check(self.image_shape)
 
     @property
@@ -325,12 +326,16 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
     # -- the loss ------------------------------------------------------------------------------------
     @torch.no_grad()
     def _targets(self, clean: Tensor, labels: Tensor | None, activations: dict[str, Tensor] | None) -> Any:
-        """The rows' targets: the data's labels (``reference="label"``, untargeted) or the objective's default
-        targets on the clean images' evaluation forward (the prediction, or the target class)."""
-        if isinstance(self.objective, LabelObjective) and not self.targeted and self.reference == "label":
-            if labels is None:
-                raise ValueError("reference='label' needs labelled samples (image, label)")
-            return labels.to(clean.device)
+        """The rows' targets: the data's labels (``reference="label"``, untargeted), ``None`` when the objective
+        holds its classes (a target class, fixed labels: it reads them itself, so no clean forward is run), or
+        the objective's default targets on the clean images' evaluation forward (the prediction)."""
+        if isinstance(self.objective, LabelObjective):
+            if self.objective.target is not None or self.objective.labels is not None:
+                return None
+            if self.reference == "label":
+                if labels is None:
+                    raise ValueError("reference='label' needs labelled samples (image, label)")
+                return labels.to(clean.device)
         if activations is None:
             activations = self.path.activations(clean)
         return self.objective.default_targets(activations)

@@ -107,6 +107,21 @@ def test_targeted_universal_perturbation_reaches_its_class(tmp_path, train, held
     assert module.history[-1][1] > 0.3
 
 
+def test_a_target_class_costs_one_forward_per_step_and_scores_the_target(tmp_path, train):
+    # the objective holds its class: a step runs the network on the images with the input only (no clean forward)
+    module = universal(train, objective=NegativeCrossEntropy(target=3))
+    calls = []
+    module.network.register_forward_hook(lambda *_: calls.append(1))
+    trainer(tmp_path, 3).fit(module)
+    assert len(calls) == 3
+    images, _ = next(iter(DataLoader(train, batch_size=16)))
+    x = module.insert(module.param(), images, images.new_empty(16, 0))
+    logits = module.path.activations(x, [""])[""]
+    expected = -torch.nn.functional.cross_entropy(logits, torch.full((16,), 3), reduction="none")
+    terms = module.compute_loss(images, None, list(range(16)), 3)
+    torch.testing.assert_close(terms["objective"], expected)
+
+
 def test_priors_score_the_shared_input_and_transforms_the_loss_forward(tmp_path, train):
     module = universal(train, priors=[TotalVariation(weight=0.5)], transforms=[Jitter(1)])
     images = torch.stack([train[i][0] for i in range(4)])
