@@ -10,7 +10,8 @@ Part 1, in this process: the digits model (inputopt zoo), the training digits, b
 step of 0.005 and the projection. *plain* is the loop a user writes: ``x = clamp(images + δ, 0, 1)``, a no-grad
 forward of the clean images for the labels, the forward of ``x``, the margin's mean, backward, the sign step,
 the clamp of ``δ``. *inputopt* is ``Trainer(max_steps=N, logger=False, ...).fit(SharedInputOptimization(...))``
-on the same samples (its own sampler). Reported: the median duration of steps 3..N (time between
+on the same samples (its own sampler). *bare* is the plain step inside a bare ``LightningModule`` under the same
+``Trainer``: no logging, no checks; it separates Lightning's own loop from what inputopt adds. Reported: the median duration of steps 3..N (time between
 ``on_train_batch_end`` calls; loop iterations for *plain*, data loading included on both sides) and the whole run
 divided by N (setup included). Repetitions are interleaved A B, B A, ...
 
@@ -30,7 +31,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from lightning.pytorch import Callback, Trainer
+from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.utils.data import DataLoader
 
 from _machine import cpu_name, inputopt_revision
@@ -96,6 +97,46 @@ def run_plain(data, steps: int, batch: int) -> tuple[float, float]:
     return median_step(times), (time.perf_counter() - start) / steps
 
 
+class BareStep(LightningModule):
+    """The plain loop's step as a bare LightningModule: δ its only parameter, no logging, no checks. Between
+    *plain* and *inputopt*, it shows what Lightning's loop itself costs per step."""
+
+    def __init__(self, network: torch.nn.Module, data, batch: int) -> None:
+        super().__init__()
+        object.__setattr__(self, "network", network)  # outside the module tree: fit's train() must not reach it
+        self.data, self.batch = data, batch
+        self.delta = torch.nn.Parameter(torch.zeros(1, *data[0][0].shape))
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.data, batch_size=self.batch, shuffle=True, drop_last=True,
+                          generator=torch.Generator().manual_seed(0))
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images = batch[0]
+        with torch.no_grad():
+            labels = self.network(images).argmax(1)
+        logits = self.network((images + self.delta).clamp(0, 1))
+        own = logits.gather(1, labels[:, None])[:, 0]
+        other = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
+        return -(other - own).mean()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return SignGradient([self.delta], lr=LR)
+
+    def on_train_batch_end(self, *args) -> None:
+        with torch.no_grad():
+            self.delta.clamp_(-EPS, EPS)
+
+
+def run_bare(data, steps: int, batch: int) -> tuple[float, float]:
+    start = time.perf_counter()
+    module = BareStep(build_network("digits").eval().requires_grad_(False), data, batch)
+    times = StepTimes()
+    Trainer(accelerator="cpu", devices=1, max_steps=steps, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, callbacks=[times]).fit(module)
+    return median_step(times.times), (time.perf_counter() - start) / steps
+
+
 CHILD = "--child"
 
 
@@ -117,18 +158,20 @@ def main() -> None:
 
     print(f"CPU: {cpu_name()}{inputopt_revision()}; torch threads {args.threads}; digits train ({len(data)}), "
           f"batch {args.batch}, {args.steps} steps, {args.reps} repetitions")
-    results: dict[str, list[tuple[float, float]]] = {"plain": [], "inputopt": []}
-    run_plain(data, 5, args.batch), run_inputopt(data, 5, args.batch)  # warm-up
+    runs = {"plain": run_plain, "bare": run_bare, "inputopt": run_inputopt}
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    for run in runs.values():
+        run(data, 5, args.batch)  # warm-up
     for rep in range(args.reps):
-        for name in (("plain", "inputopt") if rep % 2 == 0 else ("inputopt", "plain")):
-            run = run_plain if name == "plain" else run_inputopt
-            results[name].append(run(data, args.steps, args.batch))
+        for name in (list(runs) if rep % 2 == 0 else list(runs)[::-1]):
+            results[name].append(runs[name](data, args.steps, args.batch))
     med = {name: [statistics.median(r[i] for r in rows) for i in (0, 1)] for name, rows in results.items()}
     print("part 1: per step (median of steps 3..N, ms) and whole run / N (ms)")
-    for name in ("plain", "inputopt"):
+    for name in runs:
         print(f"  {name:9s} step {1000 * med[name][0]:7.2f}   whole/N {1000 * med[name][1]:7.2f}")
-    print(f"  ratio inputopt/plain: step {med['inputopt'][0] / med['plain'][0]:.3f}, "
-          f"whole/N {med['inputopt'][1] / med['plain'][1]:.3f}")
+    for name, base in (("bare", "plain"), ("inputopt", "plain"), ("inputopt", "bare")):
+        print(f"  ratio {name}/{base}: step {med[name][0] / med[base][0]:.3f}, "
+              f"whole/N {med[name][1] / med[base][1]:.3f}")
 
     print(f"part 2: 1 process x batch {args.batch} against 2 processes x batch {args.batch // 2} (DDP, gloo)")
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore", OMP_NUM_THREADS=str(args.threads))
