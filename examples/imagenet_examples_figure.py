@@ -17,7 +17,6 @@ import argparse
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import Trainer, seed_everything
 from torchvision.utils import make_grid, save_image
 

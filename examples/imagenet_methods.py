@@ -227,6 +227,20 @@ def row(method: Method, steps: int, values: dict) -> str:
             f"{values['plaus']:.3f} | {values['ms/step']:.0f} |")
 
 
+def setup(parser: argparse.ArgumentParser, out: str) -> tuple[argparse.Namespace, torch.device, Path,
+                                                              torch.nn.Module, torch.nn.Module, Normalize]:
+    """What the ImageNet examples share: ``--out`` (default ``out``) and ``--device`` added to ``parser`` and
+    parsed; the output folder, made; Lite0 and Lite1 on the device; the ImageNet normalization."""
+    parser.add_argument("--out", default=out)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    lite0, lite1 = lite("efficientnet_lite0").to(device), lite("efficientnet_lite1").to(device)
+    return args, device, folder, lite0, lite1, Normalize(IMAGENET_MEAN, IMAGENET_STD).to(device)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=224)
@@ -236,14 +250,7 @@ def main() -> None:
     parser.add_argument("--lr-maco", type=float, default=0.2)
     parser.add_argument("--lr-pixels", type=float, default=0.01)
     parser.add_argument("--methods", nargs="*", default=None)
-    parser.add_argument("--out", default="results/imagenet_methods")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    lite0, lite1 = lite("efficientnet_lite0").to(device), lite("efficientnet_lite1").to(device)
-    normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD).to(device)
+    args, device, out, lite0, lite1, normalize = setup(parser, "results/imagenet_methods")
     scorer = Scorer(lite0, lite1, normalize, args.size, device)
     print(f"photo crops ({scorer.count}): hf {scorer.photo_hf:.3f}, plaus {scorer.photo_plaus:.3f} (nearest crop "
           f"of another photograph), class-logit maxima {[round(v, 1) for v in scorer.crops_max.tolist()]}")

@@ -19,36 +19,21 @@ from __future__ import annotations
 import argparse
 import json
 from functools import partial
-from pathlib import Path
 
 import torch
-from imagenet_methods import IMAGENET_MEAN, IMAGENET_STD, Method, lite, recommended_transforms, run_method_units
+from imagenet_methods import Method, recommended_transforms, run_method_units, setup
 
-from inputopt.networks import Normalize
 from inputopt.params import FourierImage, PixelImage
 from inputopt.priors import MultiScaleEdgeEnergy
+from inputopt.zoo.efficientnet import imagenet_classes
 
 UNIT = 700
-
-
-def imagenet_classes() -> list[str]:
-    """The 1,000 ImageNet class names (torchvision's weights metadata; no download)."""
-    from torchvision.models import ResNet18_Weights
-
-    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--out", default="results/paper_towel")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    lite0, lite1 = lite("efficientnet_lite0").to(device), lite("efficientnet_lite1").to(device)
-    normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD).to(device)
+    args, device, out, lite0, lite1, normalize = setup(parser, "results/paper_towel")
     names = imagenet_classes()
     settings = [
         Method("pixels + edge prior (design)", partial(PixelImage, mean=0.5, std=0.01), [], [MultiScaleEdgeEnergy(1.0)],

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import argparse
 from functools import partial
-from pathlib import Path
 
 import torch
-from imagenet_methods import (
-    HEADER, IMAGENET_MEAN, IMAGENET_STD, Method, Scorer, lite, row, run_method, transforms)
+from imagenet_methods import HEADER, Method, Scorer, row, run_method, setup, transforms
 
-from inputopt.networks import Normalize
 from inputopt.params import FourierImage, MacoImage, PixelImage
 from inputopt.priors import MultiScaleEdgeEnergy
 from inputopt.transforms import Jitter, Pad, RandomRotate, RandomScale
@@ -78,14 +75,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("--only", nargs="*", default=None)
-    parser.add_argument("--out", default="results/imagenet_tuning")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    lite0, lite1 = lite("efficientnet_lite0").to(device), lite("efficientnet_lite1").to(device)
-    normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD).to(device)
+    args, device, out, lite0, lite1, normalize = setup(parser, "results/imagenet_tuning")
     scorer = Scorer(lite0, lite1, normalize, args.size, device)
     lines = [f"EfficientNet-Lite0, {args.size} px, Adam, device {device.type}; photo crops: hf {scorer.photo_hf:.3f}, "
              f"plaus {scorer.photo_plaus:.3f}", "", HEADER, "|" + "---|" * 10]

@@ -19,7 +19,6 @@ import torch
 from lightning.pytorch import Trainer
 from PIL import Image, ImageDraw
 from torch.utils.data import Subset
-from torchvision.utils import make_grid
 
 from _quiet import quiet_lightning
 from inputopt.data import PhotoCrops, photo
