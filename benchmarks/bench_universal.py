@@ -35,6 +35,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.utils.data import DataLoader
 
 from _machine import cpu_name, inputopt_revision
+from inputopt._notices import quiet_commands
 from inputopt.data import Digits
 from inputopt.networks import build_network
 from inputopt.objectives import Margin
@@ -148,6 +149,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(CHILD, type=int, default=0, help=argparse.SUPPRESS)  # devices, in a subprocess
     args = parser.parse_args()
+    quiet_commands()
     torch.set_num_threads(args.threads)
     data = Digits("train")
     if args.child:
