@@ -1,21 +1,25 @@
 """AutoAttack and APGD-CE in inputopt against torchattacks, side by side in one run: time and robust accuracy.
 
-Same network object (the zoo's digits CNN), same held-out digits, same ε, one process:
+Same network object, same images, same ε, one process. ``--data digits`` (default): the zoo's digits CNN and
+held-out digits; ``--data photos``: EfficientNet-Lite0 (pretrained elsewhere) and the 8 labelled real photos of
+:class:`inputopt.data.Photos` (1000 classes).
 
-* ``apgd-ce``: ``inputopt.attacks.APGD(net, eps, steps=100)`` against ``torchattacks.APGD(net, eps, steps=100)``
-  (goal: time ratio ≤ 0.9, robust accuracy within 1 point).
-* ``autoattack``: ``inputopt.attacks.AutoAttack(net, eps, steps=10)`` against ``torchattacks.AutoAttack(net,
-  eps, n_classes=10)`` (goal: ≤ 0.8×, the same robust accuracy). torchattacks' standard ensemble runs its
-  members with its own defaults, 10 APGD steps (the paper's are 100), 5000 Square queries, and FAB-T
-  (which ours leaves out); ours runs with ``steps=10`` to match. ``--queries`` lowers Square's budget of
-  both (torchattacks' members are then built as its ``AutoAttack`` builds them, with that budget).
+* ``apgd-ce``: ``inputopt.attacks.APGD(net, eps, steps)`` against ``torchattacks.APGD(net, eps, steps)``
+  (``--steps``, default 100; goal: time ratio ≤ 0.9, robust accuracy within 1 point).
+* ``autoattack``: ``inputopt.attacks.AutoAttack(net, eps, steps)`` against torchattacks' standard ensemble
+  (goal: ≤ 0.8×, the same robust accuracy). With the defaults (digits, 5000 queries, 10 steps) that is
+  ``torchattacks.AutoAttack(net, eps, n_classes=10)`` itself: APGD-CE, APGD-T, FAB-T (which ours leaves out) and
+  Square, 10 APGD steps (the paper's are 100). Otherwise the same members built as its ``AutoAttack`` builds
+  them, with ``--aa-steps`` steps and ``--queries`` Square queries on both sides.
 
-Each side is timed over ``--reps`` interleaved calls (A B, B A, ...) after one warm-up call; the table gives
-medians of the wall time and the ratio inputopt / torchattacks.
+Each side is timed over ``--reps`` interleaved calls (A B, B A, ...) after one warm-up call (``--reps 0``: the
+warm-up call alone is timed, for budgets too slow to run twice); the table gives medians of the wall time and
+the ratio inputopt / torchattacks.
 
     python benchmarks/bench_autoattack.py                       # 100 digits, eps 0.05, 3 reps
     python benchmarks/bench_autoattack.py --images 450 --queries 5000 --device cuda
     python benchmarks/bench_autoattack.py --cases autoattack --images 50 --queries 500 --reps 1
+    python benchmarks/bench_autoattack.py --data photos --eps 0.0005 --steps 3 --cases apgd-ce --reps 0
 
 Needs torchattacks (the ``dev`` extra).
 """
@@ -31,22 +35,39 @@ import torchattacks
 from _machine import cpu_name, inputopt_revision
 
 from inputopt.attacks import APGD, AutoAttack
+from inputopt.data import Photos
+from inputopt.networks import build_network
 from inputopt.zoo import digits_cnn, load_digits_split
 
 
-def torchattacks_autoattack(net, eps: float, queries: int):
-    if queries == 5000:
-        return torchattacks.AutoAttack(net, eps=eps, n_classes=10, seed=0)
+def torchattacks_autoattack(net, eps: float, queries: int, steps: int, classes: int):
+    """torchattacks' standard ensemble: its ``AutoAttack`` itself at its defaults, else the same members."""
+    if queries == 5000 and steps == 10:
+        return torchattacks.AutoAttack(net, eps=eps, n_classes=classes, seed=0)
     return torchattacks.MultiAttack([
-        torchattacks.APGD(net, eps=eps, seed=0, loss="ce", n_restarts=1),
-        torchattacks.APGDT(net, eps=eps, seed=0, n_classes=10, n_restarts=1),
-        torchattacks.FAB(net, eps=eps, seed=0, multi_targeted=True, n_classes=10, n_restarts=1),
+        torchattacks.APGD(net, eps=eps, steps=steps, seed=0, loss="ce", n_restarts=1),
+        torchattacks.APGDT(net, eps=eps, steps=steps, seed=0, n_classes=classes, n_restarts=1),
+        torchattacks.FAB(net, eps=eps, steps=steps, seed=0, multi_targeted=True, n_classes=classes, n_restarts=1),
         torchattacks.Square(net, eps=eps, seed=0, n_queries=queries, n_restarts=1)])
+
+
+def load(data: str, images: int, device: torch.device) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, str]:
+    """The network, images, labels and a description of ``--data``."""
+    if data == "photos":
+        photos = Photos()
+        net = build_network("efficientnet_lite0").eval().requires_grad_(False).to(device)
+        x, y = photos.images[:images], photos.labels[:images]
+        return net, x.to(device), y.to(device), f"{len(x)} labelled photos, EfficientNet-Lite0"
+    x, y = (t[:images] for t in load_digits_split("test"))
+    return digits_cnn("a").eval().to(device), x.to(device), y.to(device), f"{len(x)} held-out digits"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=["digits", "photos"], default="digits")
     parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=100, help="APGD-CE's steps (the apgd-ce case)")
+    parser.add_argument("--aa-steps", type=int, default=10, help="the APGD steps of both ensembles")
     parser.add_argument("--eps", type=float, default=0.05)
     parser.add_argument("--queries", type=int, default=5000)
     parser.add_argument("--reps", type=int, default=3)
@@ -56,8 +77,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    net = digits_cnn("a").eval().to(device)
-    x, y = (t[:args.images].to(device) for t in load_digits_split("test"))
+    net, x, y, what = load(args.data, args.images, device)
+    classes = 1000 if args.data == "photos" else 10
 
     def accuracy(images):
         with torch.no_grad():
@@ -68,15 +89,15 @@ def main() -> None:
             torch.cuda.synchronize()
 
     cases = {
-        "apgd-ce (100 steps)": (lambda: APGD(net, eps=args.eps, steps=100)(x, y),
-                                lambda: torchattacks.APGD(net, eps=args.eps, steps=100, seed=0)(x, y)),
-        f"autoattack ({args.queries} queries)": (
-            lambda: AutoAttack(net, eps=args.eps, steps=10, queries=args.queries)(x, y),
-            lambda: torchattacks_autoattack(net, args.eps, args.queries)(x, y)),
+        f"apgd-ce ({args.steps} steps)": (lambda: APGD(net, eps=args.eps, steps=args.steps)(x, y),
+                                          lambda: torchattacks.APGD(net, eps=args.eps, steps=args.steps, seed=0)(x, y)),
+        f"autoattack ({args.aa_steps} steps, {args.queries} queries)": (
+            lambda: AutoAttack(net, eps=args.eps, steps=args.aa_steps, queries=args.queries)(x, y),
+            lambda: torchattacks_autoattack(net, args.eps, args.queries, args.aa_steps, classes)(x, y)),
     }
     print(f"# {cpu_name()} / {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, torch "
           f"{torch.__version__}, torchattacks {torchattacks.__version__}, inputopt{inputopt_revision()}")
-    print(f"# {args.images} held-out digits, eps {args.eps}, {args.reps} reps, {args.threads} thread(s), "
+    print(f"# {what}, eps {args.eps}, {args.reps} reps, {args.threads} thread(s), "
           f"{args.device}")
     print("| case | inputopt s | torchattacks s | ratio | robust acc. inputopt | robust acc. torchattacks |")
     print("|---|---|---|---|---|---|")
@@ -86,7 +107,10 @@ def main() -> None:
         times = {"ours": [], "theirs": []}
         acc = {}
         for side, call in (("ours", ours), ("theirs", theirs)):  # warm-up, and the accuracy
+            start = time.perf_counter()
             acc[side] = accuracy(call())
+            if not args.reps:
+                times[side].append(time.perf_counter() - start)
         for rep in range(args.reps):
             order = (("ours", ours), ("theirs", theirs)) if rep % 2 == 0 else (("theirs", theirs), ("ours", ours))
             for side, call in order:
