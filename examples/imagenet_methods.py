@@ -255,7 +255,11 @@ def main() -> None:
     print(f"photo crops ({scorer.count}): hf {scorer.photo_hf:.3f}, plaus {scorer.photo_plaus:.3f} (nearest crop "
           f"of another photograph), class-logit maxima {[round(v, 1) for v in scorer.crops_max.tolist()]}")
     lr = {"fourier": args.lr_fourier, "maco": args.lr_maco, "pixels": args.lr_pixels}
-    table = [m for m in methods(args.size, args.edge_weight, lr) if not args.methods or m.name in args.methods]
+    table = methods(args.size, args.edge_weight, lr)
+    unknown = sorted(set(args.methods or []) - {m.name for m in table})
+    if unknown:
+        parser.error(f"unknown --methods {unknown}; the methods are {[m.name for m in table]}")
+    table = [m for m in table if not args.methods or m.name in args.methods]
     lines, results, grids = [HEADER, "|" + "---|" * 10], {}, []
     print(HEADER)
     for method in table:
