@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torchvision.utils import save_image
 
+from inputopt.callbacks._checks import _check_display
 from inputopt.functional.display import DisplayMode
 from inputopt.results import image_grid
 from inputopt.runners.inversion import FeatureInversion
@@ -66,6 +67,7 @@ class SaveInversions(Callback):
                  scale: int = 1) -> None:
         if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
             raise ValueError(f"columns must be an int >= 1, got {columns!r}")
+        _check_display(display, None, scale)
         self.dirpath, self.columns, self.display, self.scale = dirpath, columns, display, scale
         self.paths: list[Path] = []
 

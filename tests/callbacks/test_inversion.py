@@ -57,6 +57,8 @@ def test_pairs_grid_puts_each_row_of_images_above_its_inversions():
 def test_exception_save_inversions(tmp_path):
     with pytest.raises(ValueError, match="columns must be an int >= 1"):
         SaveInversions(tmp_path, columns=0)
+    with pytest.raises(ValueError, match="scale must be an int >= 1"):
+        SaveInversions(tmp_path, scale=0)
     runner = DatasetExamples("digits", "features.4", [0, 1], Digits(limit=2), k=1)
     trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
                       callbacks=[SaveInversions(tmp_path)])
