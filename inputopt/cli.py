@@ -21,6 +21,8 @@ SUBCOMMANDS = {
                                          "few images"),
     "attack": ("inputopt.commands.runners:attack_main", "evaluate an attack over a data set (robust accuracy, norms, ...)"),
     "examples": ("inputopt.commands.runners:examples_main", "find the top-k natural images of every unit of a layer"),
+    "invert": ("inputopt.commands.runners:invert_main", "feature inversion: for every image of a data set, an input "
+                                                        "whose activations at a layer match the image's"),
     "sweep": ("inputopt.commands.sweep:sweep_main", "visualize many units, chunk by chunk, resumable, on any devices"),
     "universal": ("inputopt.commands.universal:universal_main", "one input for a whole data set: a universal "
                                                                  "perturbation or an adversarial patch, on any devices"),

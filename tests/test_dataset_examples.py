@@ -73,6 +73,13 @@ def test_crop_around_the_maximal_position(data):
     torch.testing.assert_close(crops[1, 0], crop_around(data[runner.results["indices"][1][0]][0], y * 16 + x, (16, 16), 8))
 
 
+def test_one_unit_and_one_example(data):
+    """torchmetrics squeezes a single value to a 0-d tensor; the results keep their (units, k) rows."""
+    runner = run(data, units=[3], k=1)
+    assert len(runner.results["indices"]) == 1 and len(runner.results["indices"][0]) == 1
+    assert runner.example_images().shape[:2] == (1, 1)
+
+
 def test_save_dataset_examples_writes_json_and_grid(tmp_path, data):
     runner = DatasetExamples(make_tiny_net(), "features.4", [1, 2], data, k=4)
     Trainer(**QUIET, callbacks=[SaveDatasetExamples(tmp_path, scale=2)]).test(runner, verbose=False)

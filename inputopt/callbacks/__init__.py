@@ -6,8 +6,8 @@
 - :mod:`~inputopt.callbacks.progress`: the summary and the progress bar of a fit;
 - :mod:`~inputopt.callbacks.quality`: the quality metrics of a fit's images;
 - :mod:`~inputopt.callbacks.importance`: MACO-style importance maps;
-- :mod:`~inputopt.callbacks.attack`, :mod:`~inputopt.callbacks.sweep`, :mod:`~inputopt.callbacks.examples`: the
-  results of the dataset runners.
+- :mod:`~inputopt.callbacks.attack`, :mod:`~inputopt.callbacks.sweep`, :mod:`~inputopt.callbacks.examples`,
+  :mod:`~inputopt.callbacks.inversion`: the results of the dataset runners.
 
 Import a callback from its module, or from :mod:`inputopt` (``from inputopt import SaveImages``); a config names
 it by its short name (``class_path: SaveImages``).

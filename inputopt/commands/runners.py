@@ -1,4 +1,4 @@
-"""The command lines of the dataset runners: ``inputopt attack`` and ``inputopt examples``."""
+"""The command lines of the dataset runners: ``inputopt attack``, ``inputopt examples`` and ``inputopt invert``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from inputopt.runners.attack import AttackEvaluation
 from inputopt.runners.base import DatasetRunner
 from inputopt.runners.examples import DatasetExamples
+from inputopt.runners.inversion import FeatureInversion
 
-__all__ = ["attack_main", "examples_main", "runner_command"]
+__all__ = ["attack_main", "examples_main", "invert_main", "runner_command"]
 
 
 def runner_command(runner: type[DatasetRunner], argv: Sequence[str], prog: str, description: str) -> DatasetRunner:
@@ -55,3 +56,16 @@ def examples_main(argv: Sequence[str]) -> DatasetExamples:
     """
     return runner_command(DatasetExamples, argv, "inputopt examples", "Find the top-k natural images of every unit "
                         "of a layer over a data set (dataset examples).")
+
+
+def invert_main(argv: Sequence[str]) -> FeatureInversion:
+    """``inputopt invert --config ...``: parse a :class:`FeatureInversion` config and run ``trainer.test``.
+
+    The config has ``model:`` (``network``, ``layer``, ``dataset``, ``metric``, ``priors``, ``steps``, ...) and
+    ``trainer:`` (devices, logger, callbacks such as :class:`~inputopt.callbacks.inversion.SaveInversions`).
+
+    Example:
+        >>> invert_main(["--config", "configs/digits_inversion.yaml"])  # doctest: +SKIP
+    """
+    return runner_command(FeatureInversion, argv, "inputopt invert", "Invert a layer's activations for every image "
+                          "of a data set (feature inversion, one inversion per image).")

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from inputopt._notices import quiet_data_loaders
@@ -82,6 +82,21 @@ class DatasetRunner(FrozenNetworkHolder, LightningModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
 
+    def dataset_image(self, index: int) -> Tensor:
+        """The image of sample ``index`` of :attr:`dataset` (a sample is ``(image, ...)`` or an image), checked to
+        be a ``(C, H, W)`` tensor.
+
+        Example:
+            >>> DatasetRunner(nn.Identity(), [(torch.zeros(1, 4, 4), 3)]).dataset_image(0).shape
+            torch.Size([1, 4, 4])
+        """
+        sample = self.dataset[index]
+        image = sample[0] if isinstance(sample, (tuple, list)) else sample
+        if not isinstance(image, Tensor) or image.ndim != 3:
+            raise ValueError(f"samples must start with a (C, H, W) image tensor, got {type(image).__name__} "
+                             f"{tuple(getattr(image, 'shape', ()))}")
+        return image
+
     # The network is outside the module tree, so Lightning's eval() at the start of the test loop never reaches
     # it: every runner puts it in eval mode for the run (BatchNorm statistics and Dropout untouched, whatever
     # the user did to the module since), and gives the user's modes back at the end, or when the run fails.
@@ -108,6 +123,9 @@ class DatasetRunner(FrozenNetworkHolder, LightningModule):
         trainer = self._trainer
         sampler = None
         if trainer is not None and trainer.world_size > 1:  # each sample exactly once, on one process
+            if len(data) < trainer.world_size:  # Lightning's sampler would fail on an assertion
+                raise ValueError(f"{len(data)} samples for {trainer.world_size} processes: every process needs at least "
+                                 f"one sample; use at most {len(data)} devices")
             sampler = UnrepeatedDistributedSampler(data, num_replicas=trainer.world_size, rank=trainer.global_rank,
                                                    shuffle=False)
         return DataLoader(data, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)

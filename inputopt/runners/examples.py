@@ -125,7 +125,7 @@ class DatasetExamples(DatasetRunner):
         self.normalize = spec.normalization()
         self.crop_size = crop_size
         layer_out = [layer or OUTPUT]  # checks the layer, gives the units and the map
-        probe_ = probe(self.network, self._image(0).unsqueeze(0).float(), layer_out, self.normalize,
+        probe_ = probe(self.network, self.dataset_image(0).unsqueeze(0).float(), layer_out, self.normalize,
                        self.network_name)[layer or OUTPUT]
         count = probe_.shape[1]
         if units == "all":
@@ -136,19 +136,11 @@ class DatasetExamples(DatasetRunner):
                              f"or 'all'; got {units!r}")
         self.units = units
         self.map_shape = list(probe_.shape[-2:]) if probe_.ndim == 4 else None
-        if crop_size is not None and crop_size > min(self._image(0).shape[-2:]):
-            raise ValueError(f"crop_size {crop_size} is larger than the images {tuple(self._image(0).shape)}")
+        if crop_size is not None and crop_size > min(self.dataset_image(0).shape[-2:]):
+            raise ValueError(f"crop_size {crop_size} is larger than the images {tuple(self.dataset_image(0).shape)}")
         self.k = k
         self.topk = TopKExamples(len(units), k)
         self.results: dict[str, Any] = {}
-
-    def _image(self, index: int) -> Tensor:
-        sample = self.dataset[index]
-        image = sample[0] if isinstance(sample, (tuple, list)) else sample
-        if not isinstance(image, Tensor) or image.ndim != 3:
-            raise ValueError(f"samples must start with a (C, H, W) image tensor, got {type(image).__name__} "
-                             f"{tuple(getattr(image, 'shape', ()))}")
-        return image
 
     @torch.no_grad()
     def _activations(self, images: Tensor) -> Tensor:
@@ -168,6 +160,8 @@ class DatasetExamples(DatasetRunner):
 
     def on_test_epoch_end(self) -> None:
         top = self.topk.compute()  # a collective under several processes: merged across them
+        # (U, k), also for one unit and k = 1, which compute() squeezes to 0-d tensors
+        top = {name: value.reshape(len(self.units), self.k) for name, value in top.items()}
         positions = top["positions"].cpu()
         width = self.map_shape[1] if self.map_shape else 1
         self.results = {
@@ -190,7 +184,7 @@ class DatasetExamples(DatasetRunner):
         for indices, positions in zip(self.results["indices"], self.results["positions"]):
             row = []
             for index, position in zip(indices, positions):
-                image = self._image(index) if index >= 0 else torch.zeros_like(self._image(0))
+                image = self.dataset_image(index) if index >= 0 else torch.zeros_like(self.dataset_image(0))
                 if self.crop_size is not None and self.map_shape is not None:
                     flat = position[0] * self.map_shape[1] + position[1] if position is not None else 0
                     image = crop_around(image, flat, self.map_shape, self.crop_size)

@@ -10,12 +10,11 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.utils.data import Dataset
-from torchmetrics import MeanMetric
+from torchmetrics import CatMetric
 
 from inputopt._config import build, instantiate
-from inputopt.engine import check_precision
+from inputopt.engine import check_precision, optimize
 from inputopt.functional.init import row_seeds
-from inputopt.engine import optimize
 from inputopt.loss import LossPath
 from inputopt.networks import NetworkSpec
 from inputopt.objectives.inversion import FeatureMatch
@@ -39,9 +38,14 @@ class FeatureInversion(DatasetRunner):
     Several devices split the images (the runner's distributed sampler); an image's inversion does not
     depend on its batch or process.
 
-    :meth:`test_step` returns the batch's ``indices``, ``images`` (the inversions) and ``scores`` (the final
-    :class:`FeatureMatch` scores); they are also kept in :attr:`inversions` (index → image, on the CPU), and
-    the mean score is logged as ``feature_match``.
+    After the run, *every* process holds the results of all images, in data-set order: the batches' results
+    are torchmetrics ``cat`` states (:class:`~torchmetrics.CatMetric`), all-gathered at the end of the test epoch
+    as the other runners' metrics are. :attr:`results` holds ``indices`` ``(N,)``, ``images`` ``(N, C, H, W)``
+    (the inversions), ``scores`` ``(N,)`` (the final :class:`FeatureMatch` scores: minus the relative squared
+    feature distance for ``"l2"``, the cosine for ``"cosine"``) and ``start_scores`` (those of the starting
+    noise), on the CPU; :attr:`inversions` maps index → image. The mean final score is logged as
+    ``feature_match``. :class:`~inputopt.callbacks.inversion.SaveInversions` writes them;
+    ``inputopt invert --config configs/digits_inversion.yaml`` runs both.
 
     Args:
         network: a network name or a frozen ``nn.Module``.
@@ -64,7 +68,12 @@ class FeatureInversion(DatasetRunner):
         >>> _ = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(runner, verbose=False)
         >>> sorted(runner.inversions), runner.inversions[0].shape
         ([0, 1], torch.Size([1, 32, 32]))
+        >>> bool((runner.results["scores"] > runner.results["start_scores"]).all())  # closer than the noise
+        True
     """
+
+    #: The entries of :attr:`results`.
+    RESULTS = ("indices", "images", "scores", "start_scores")
 
     def __init__(self, network: str | nn.Module, layer: str, dataset: Dataset, metric: str = "l2",
                  priors: Sequence[Prior] | None = None, param: ImageParam | None = None,
@@ -86,14 +95,17 @@ class FeatureInversion(DatasetRunner):
                                                {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}})
         self.steps, self.seed = steps, seed
         self.path = LossPath(net, self.objective, self.priors, self.transforms, self.normalize)
-        first = dataset[0]
-        image = first[0] if isinstance(first, (tuple, list)) else first
+        image = self.dataset_image(0)
         self.image_shape = tuple(image.shape)
         instantiate(self.param_config)._check_shape(self.image_shape)
         self.transforms.check(self.image_shape)
         with torch.no_grad():  # a bad layer fails here, before any run
             self.path.default_targets(image.float()[None])
-        self.feature_match = MeanMetric()
+        self.layer, self.metric = layer, metric
+        # the batches' results: cat states, gathered from every process at the end of the test epoch
+        self.gathered = nn.ModuleDict({name: CatMetric(nan_strategy="disable") for name in self.RESULTS})
+        self.gathered["indices"].set_dtype(torch.float64)  # exact up to 2**53
+        self.results: dict[str, Tensor] = {}
         self.inversions: dict[int, Tensor] = {}
 
     def setup(self, stage: str) -> None:
@@ -102,26 +114,38 @@ class FeatureInversion(DatasetRunner):
         warnings.filterwarnings("ignore", message=".*test_dataloader' does not have many workers.*")
 
     def on_test_epoch_start(self) -> None:
-        self.inversions = {}
+        self.results, self.inversions = {}, {}
+        for metric in self.gathered.values():
+            metric.reset()
 
-    def test_step(self, batch: tuple, batch_idx: int) -> dict[str, Any]:
-        """Invert one batch; returns its ``indices``, ``images`` (the inversions) and ``scores``."""
-        indices, images = batch[0].tolist(), batch[1]
+    def test_step(self, batch: tuple, batch_idx: int) -> dict[str, Tensor]:
+        """Invert one batch; returns its ``indices``, ``images`` (the inversions), ``scores`` and ``start_scores``."""
+        indices, images = batch[0], batch[1]
         with inner_optimization():
             images = images.clone().float()
             targets = self.path.default_targets(images)
-            param = instantiate(self.param_config).initialize(self.image_shape, keys=indices, seed=self.seed)
+            param = instantiate(self.param_config).initialize(self.image_shape, keys=indices.tolist(), seed=self.seed)
             param = param.to(self.device)
-            seeds = row_seeds(indices, self.seed)
-            optimize(param, self.path, self.steps, self.optimizer_factory, targets, seeds)
+            with torch.no_grad():
+                start_scores = self.objective(self.path.activations(param()), targets)
+            optimize(param, self.path, self.steps, self.optimizer_factory, targets, row_seeds(indices.tolist(), self.seed))
             with torch.no_grad():
                 inverted = param().detach()
                 scores = self.objective(self.path.activations(inverted), targets)
-        self.feature_match.update(scores)
-        for index, image in zip(indices, inverted.cpu()):
-            self.inversions[index] = image
-        return {"indices": indices, "images": inverted, "scores": scores}
+        out = {"indices": indices, "images": inverted, "scores": scores, "start_scores": start_scores}
+        for name, metric in self.gathered.items():
+            metric.update(out[name])
+        return out
 
     def on_test_epoch_end(self) -> None:
-        self.log("feature_match", self.feature_match.compute(), sync_dist=False)
-        self.feature_match.reset()
+        shapes = {"images": self.image_shape}  # compute() squeezes a single value to a 0-d tensor: reshaped
+        gathered = {name: metric.compute().cpu().reshape(-1, *shapes.get(name, ()))  # a collective
+                    for name, metric in self.gathered.items()}
+        order = gathered["indices"].argsort()
+        self.results = {name: values[order] for name, values in gathered.items()}
+        self.results["indices"] = self.results["indices"].long()
+        self.inversions = dict(zip(self.results["indices"].tolist(), self.results["images"]))
+        if len(order):
+            self.log("feature_match", self.results["scores"].mean(), sync_dist=False)  # the same on every process
+        for metric in self.gathered.values():
+            metric.reset()
