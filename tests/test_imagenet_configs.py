@@ -18,7 +18,7 @@ COMMANDS = {  # config -> the command that runs it
     "imagenet_paper_towel": "fit", "imagenet_paper_towel_recommended": "fit", "imagenet_classes": "fit",
     "imagenet_adversarial": "fit",
     "imagenet_channels": "sweep", "imagenet_examples": "examples", "imagenet_pgd": "attack", "imagenet_fmn": "attack",
-    "imagenet_autoattack": "attack", "imagenet_atlas": "atlas",
+    "imagenet_autoattack": "attack", "imagenet_atlas": "atlas", "imagenet_inversion": "invert",
 }
 QUIET = ["--trainer.enable_progress_bar", "false"]
 
@@ -54,7 +54,7 @@ def test_fit_configs_run(tmp_path, monkeypatch, caplog):
 
 
 @pytest.mark.slow
-def test_sweep_examples_and_attack_configs_run(tmp_path, monkeypatch, caplog):
+def test_sweep_examples_attack_and_invert_configs_run(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
     main(["sweep", "--config", str(CONFIGS / "imagenet_channels.yaml"), "--sweep_dir", "sweep", "--trainer.max_steps",
           "1", "--model.image_shape", "[3, 64, 64]", "--model.objective.init_args.channel", "[0, 79]", *QUIET])
@@ -71,3 +71,7 @@ def test_sweep_examples_and_attack_configs_run(tmp_path, monkeypatch, caplog):
         assert "Examples: label | clean prediction" in caplog.text and "Egyptian cat" in caplog.text  # class names
         results = json.loads((tmp_path / "results" / name / "results.json").read_text())
         assert results, name
+    main(["invert", "--config", str(CONFIGS / "imagenet_inversion.yaml"), "--model.steps", "3",
+          "--model.dataset.init_args.size", "64", "--model.dataset.init_args.names", "[coffee]", *QUIET])
+    inverted = torch.load(tmp_path / "results" / "imagenet_inversion" / "inversions.pt")
+    assert inverted["images"].shape == (1, 3, 64, 64) and (inverted["scores"] > inverted["start_scores"]).all()
