@@ -102,6 +102,9 @@ def main() -> None:
                 f"{sum(seconds.values()):.1f} s (each alone, summed) |")
     print("\n".join(rows))
     print(f"broken by FAB-T only: {(broken['FAB-T'] & ~others).sum().item()} of {len(x)}")
+    if len(x) <= 20:
+        print("broken images (indices): " + "; ".join(f"{name} {b.nonzero().flatten().tolist()}"
+                                                      for name, b in broken.items()))
 
 
 if __name__ == "__main__":
