@@ -1,16 +1,29 @@
-"""Argument and module checks shared by the callbacks of a fit."""
+"""Argument and module checks, and the output folder, shared by the callbacks."""
 
 from __future__ import annotations
 
-from lightning.pytorch import LightningModule
+import os
+from pathlib import Path
+from typing import TypeVar
+
+from lightning.pytorch import LightningModule, Trainer
 
 from inputopt.module import InputOptimization
 
+M = TypeVar("M", bound=LightningModule)
 
-def _check_module(pl_module: LightningModule, who: str) -> InputOptimization:
-    if not isinstance(pl_module, InputOptimization):
-        raise TypeError(f"{who} works with InputOptimization, not {type(pl_module).__name__}")
+
+def _check_module(pl_module: LightningModule, who: str, kind: type[M] = InputOptimization) -> M:
+    """``pl_module``, if it is a ``kind``; else a ``TypeError`` that names the callback ``who``."""
+    if not isinstance(pl_module, kind):
+        raise TypeError(f"{who} works with {kind.__name__}, not {type(pl_module).__name__}")
     return pl_module
+
+
+def _output_dir(trainer: Trainer, dirpath: str | os.PathLike | None) -> Path:
+    """Where a callback writes: its ``dirpath``, else the trainer's log directory, else its root directory.
+    Every process must call it: ``trainer.log_dir`` is a collective under DDP."""
+    return Path(dirpath or trainer.log_dir or trainer.default_root_dir)
 
 
 def _check_display(display: str, nrow: int | None, scale: int) -> None:

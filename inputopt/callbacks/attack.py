@@ -10,6 +10,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 from torchvision.utils import save_image
 
+from inputopt.callbacks._checks import _check_module, _output_dir
 from inputopt.networks import class_names
 from inputopt.results import annotated_adversarial_grid, strict_json
 
@@ -41,9 +42,8 @@ class SaveAttackResults(Callback):
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         from inputopt.runners.attack import AttackEvaluation
 
-        if not isinstance(pl_module, AttackEvaluation):
-            raise TypeError(f"SaveAttackResults works with AttackEvaluation, not {type(pl_module).__name__}")
-        out = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
+        _check_module(pl_module, "SaveAttackResults", AttackEvaluation)
+        out = _output_dir(trainer, self.dirpath)
         if not trainer.is_global_zero:
             return
         out.mkdir(parents=True, exist_ok=True)

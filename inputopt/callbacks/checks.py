@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from inputopt.attacks.checks import checks_table, evaluation_checks
+from inputopt.callbacks._checks import _output_dir
 
 __all__ = ["EvaluationChecks"]
 
@@ -64,7 +64,7 @@ class EvaluationChecks(Callback):
             labels = torch.tensor([int(s[1]) for s in samples], device=pl_module.device)
             self.results = evaluation_checks(pl_module.attack, images, labels, keys=list(range(count)), **self.options)
         table = checks_table(self.results)
-        out = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
+        out = _output_dir(trainer, self.dirpath)
         out.mkdir(parents=True, exist_ok=True)
         (out / "checks.md").write_text(table + "\n")
         (out / "checks.json").write_text(json.dumps(

@@ -9,6 +9,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 from torchvision.utils import save_image
 
+from inputopt.callbacks._checks import _check_module, _output_dir
 from inputopt.functional.display import DisplayMode
 from inputopt.results import image_grid, strict_json
 from inputopt.runners.examples import DatasetExamples
@@ -38,9 +39,8 @@ class SaveDatasetExamples(Callback):
         self.paths: list[Path] = []
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not isinstance(pl_module, DatasetExamples):
-            raise TypeError(f"SaveDatasetExamples works with DatasetExamples, not {type(pl_module).__name__}")
-        out = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)  # log_dir: a collective
+        _check_module(pl_module, "SaveDatasetExamples", DatasetExamples)
+        out = _output_dir(trainer, self.dirpath)
         if not trainer.is_global_zero:
             return
         out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
-from inputopt.callbacks._checks import _check_display, _check_module
+from inputopt.callbacks._checks import _check_display, _check_module, _output_dir
 from inputopt.callbacks.checkpoints import RunLock
 from inputopt.functional.display import DisplayMode
 from inputopt.module import InputOptimization
@@ -53,7 +53,7 @@ class SaveImages(Callback):
         self._first_step: int | None = None
 
     def directory(self, trainer: Trainer) -> Path:
-        return Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
+        return _output_dir(trainer, self.dirpath)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # find an unwritable results folder before the first step, not after the last (creating nothing yet)

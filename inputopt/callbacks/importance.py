@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 
+from inputopt.callbacks._checks import _output_dir
 from inputopt.params.base import ImageParam
 from inputopt.results import save_grid
 
@@ -85,7 +86,7 @@ class SaveImportance(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._remove_hook()
-        out = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
+        out = _output_dir(trainer, self.dirpath)
         if not trainer.is_global_zero or self.importance.numel() == 0:
             return
         out.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torchvision.utils import save_image
 
-from inputopt.callbacks._checks import _check_display
+from inputopt.callbacks._checks import _check_display, _check_module, _output_dir
 from inputopt.functional.display import DisplayMode
 from inputopt.results import image_grid
 from inputopt.runners.inversion import FeatureInversion
@@ -72,9 +72,8 @@ class SaveInversions(Callback):
         self.paths: list[Path] = []
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not isinstance(pl_module, FeatureInversion):
-            raise TypeError(f"SaveInversions works with FeatureInversion, not {type(pl_module).__name__}")
-        out = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)  # log_dir: a collective
+        _check_module(pl_module, "SaveInversions", FeatureInversion)
+        out = _output_dir(trainer, self.dirpath)
         if not trainer.is_global_zero:
             return
         out.mkdir(parents=True, exist_ok=True)

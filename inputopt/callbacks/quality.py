@@ -11,7 +11,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import Metric
 
-from inputopt.callbacks._checks import _check_module
+from inputopt.callbacks._checks import _check_module, _output_dir
 from inputopt.metrics.base import check_metrics
 from inputopt.module import InputOptimization
 from inputopt.results import strict_json
@@ -152,7 +152,7 @@ class QualityMetrics(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         module = _check_module(pl_module, "QualityMetrics")
-        out = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)  # log_dir: a collective under DDP
+        out = _output_dir(trainer, self.dirpath)
         if not trainer.is_global_zero:
             return
         values = self.compute(module)

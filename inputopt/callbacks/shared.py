@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
+from inputopt.callbacks._checks import _output_dir
 from inputopt.results import save_grid
 
 __all__ = ["SaveSharedInput"]
@@ -38,7 +39,7 @@ class SaveSharedInput(Callback):
         self.dirpath, self.display, self.num_examples, self.scale = dirpath, display, num_examples, scale
 
     def directory(self, trainer: Trainer) -> Path:
-        return Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
+        return _output_dir(trainer, self.dirpath)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero and not trainer.sanity_checking and getattr(pl_module, "history", None):
