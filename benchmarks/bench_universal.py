@@ -11,7 +11,8 @@ step of 0.005 and the projection. *plain* is the loop a user writes: ``x = clamp
 forward of the clean images for the labels, the forward of ``x``, the margin's mean, backward, the sign step,
 the clamp of ``δ``. *inputopt* is ``Trainer(max_steps=N, logger=False, ...).fit(SharedInputOptimization(...))``
 on the same samples (its own sampler). *bare* is the plain step inside a bare ``LightningModule`` under the same
-``Trainer``: no logging, no checks; it separates Lightning's own loop from what inputopt adds. Reported: the median duration of steps 3..N (time between
+``Trainer``: no logging, no checks; it separates Lightning's own loop from what inputopt adds. *no-log* is
+*inputopt* with its ``self.log`` calls made no-ops: what Lightning's logging of the step's terms costs. Reported: the median duration of steps 3..N (time between
 ``on_train_batch_end`` calls; loop iterations for *plain*, data loading included on both sides) and the whole run
 divided by N (setup included). Repetitions are interleaved A B, B A, ...
 
@@ -60,10 +61,12 @@ def median_step(times: list[float]) -> float:
     return statistics.median(b - a for a, b in zip(times[2:], times[3:]))
 
 
-def run_inputopt(data, steps: int, batch: int, devices: int = 1, threads: int | None = None) -> tuple[float, float]:
+def run_inputopt(data, steps: int, batch: int, devices: int = 1, log: bool = True) -> tuple[float, float]:
     start = time.perf_counter()
     module = SharedInputOptimization("digits", Margin(), AddPerturbation(), data, param=PixelImage(std=0, eps=EPS),
                                      optimizer=partial(SignGradient, lr=LR), batch_size=batch)
+    if not log:  # what Lightning's logging of the step's terms costs (monitors and TensorBoard need it)
+        module.log = lambda *args, **kwargs: None
     times = StepTimes()
     Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", max_steps=steps,
             logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -160,7 +163,8 @@ def main() -> None:
 
     print(f"CPU: {cpu_name()}{inputopt_revision()}; torch threads {args.threads}; digits train ({len(data)}), "
           f"batch {args.batch}, {args.steps} steps, {args.reps} repetitions")
-    runs = {"plain": run_plain, "bare": run_bare, "inputopt": run_inputopt}
+    runs = {"plain": run_plain, "bare": run_bare, "inputopt": run_inputopt,
+            "no-log": partial(run_inputopt, log=False)}
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     for run in runs.values():
         run(data, 5, args.batch)  # warm-up
@@ -171,7 +175,7 @@ def main() -> None:
     print("part 1: per step (median of steps 3..N, ms) and whole run / N (ms)")
     for name in runs:
         print(f"  {name:9s} step {1000 * med[name][0]:7.2f}   whole/N {1000 * med[name][1]:7.2f}")
-    for name, base in (("bare", "plain"), ("inputopt", "plain"), ("inputopt", "bare")):
+    for name, base in (("bare", "plain"), ("inputopt", "plain"), ("inputopt", "bare"), ("no-log", "bare")):
         print(f"  ratio {name}/{base}: step {med[name][0] / med[base][0]:.3f}, "
               f"whole/N {med[name][1] / med[base][1]:.3f}")
 
