@@ -1,11 +1,12 @@
 """The figures of docs/shared_input.md, on EfficientNet-Lite0 and real photos (inputopt.data.photos).
 
     python examples/shared_input.py patch --steps 150      # adversarial patch: "toaster", 20 % of the image
+    python examples/shared_input.py universal --steps 200  # universal perturbation, 8/255 in L-inf
     python examples/shared_input.py invert --steps 150     # feature inversion of one photo at three layers
 
-The patch is trained on photo crops of six photographs and measured on the crops of two others (chelsea and
-coffee: photographs it never saw). Writes docs/images/patch_lite0*.png and inversion_lite0.png, and prints
-the numbers quoted in the docs.
+The patch and the perturbation are trained on photo crops of six photographs and measured on the crops of two
+others (chelsea and coffee: photographs they never saw). Writes docs/images/patch_lite0*.png,
+universal_lite0*.png and inversion_lite0.png, and prints the numbers quoted in the docs.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from torch.utils.data import Subset
 from _quiet import quiet_lightning
 from inputopt.data import PhotoCrops, photo
 from inputopt.data.photos import SOURCES
-from inputopt.objectives import NegativeCrossEntropy
+from inputopt.objectives import Margin, NegativeCrossEntropy
+from inputopt.optim import SignGradient
+from inputopt.params import PixelImage
 from inputopt.priors import TotalVariation
 from inputopt.runners.inversion import FeatureInversion
 from inputopt.runners.shared import SharedInputOptimization
-from inputopt.transforms.insert import PastePatch
+from inputopt.transforms.insert import AddPerturbation, PastePatch
 
 IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 TOASTER = 859
@@ -48,16 +51,20 @@ def labelled_row(images: torch.Tensor, labels: list[str], size: int = 160) -> Im
     return canvas
 
 
-def patch(steps: int, batch_size: int, held_out: int, val_every: int | None = None) -> None:
+def photo_splits(held_out: int) -> tuple[Subset, Subset]:
+    """Crops of six photographs to train on, and ``held_out`` crops of two others (chelsea, coffee) to measure on."""
     crops = PhotoCrops(scales=(1.0, 0.7, 0.5))
     held = {list(SOURCES).index(name) for name in ("chelsea", "coffee")}
     train = Subset(crops, [i for i, c in enumerate(crops.crops) if c[0] not in held])
     test = [i for i, c in enumerate(crops.crops) if c[0] in held]
-    test = Subset(crops, test[::max(1, len(test) // held_out)][:held_out])
-    module = SharedInputOptimization("efficientnet_lite0", NegativeCrossEntropy(target=TOASTER),
-                                     PastePatch(area=0.2, shape="square", scale=(0.9, 1.1), degrees=20), train, test,
-                                     optimizer=partial(torch.optim.Adam, lr=0.05), batch_size=batch_size,
-                                     val_batch_size=held_out)
+    return train, Subset(crops, test[::max(1, len(test) // held_out)][:held_out])
+
+
+def fit_and_show(module: SharedInputOptimization, name: str, what: str, steps: int, val_every: int | None,
+                 shared_image: torch.Tensor) -> None:
+    """Fit ``module`` with its held-out rate before, every ``val_every`` steps and at the end; print the curve;
+    save ``shared_image`` as docs/images/{name}.png and six held-out crops, clean above and with the shared input
+    below, each with Lite0's prediction, as docs/images/{name}_examples.png."""
     trainer = Trainer(max_steps=steps, check_val_every_n_epoch=None, val_check_interval=val_every or max(1, steps // 2),
                       num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_model_summary=False,
                       enable_progress_bar=False)
@@ -66,23 +73,44 @@ def patch(steps: int, batch_size: int, held_out: int, val_every: int | None = No
     trainer.fit(module)
     if module.history[-1][0] != module.global_step:
         trainer.validate(module, verbose=False)
-    print(f"patch: {len(train)} training crops, {len(test)} held-out crops, batch {batch_size}, {steps} steps in "
-          f"{time.time() - start:.0f} s")
-    print("held-out targeted success (toaster), by step:", ", ".join(f"{s}: {r:.3f}" for s, r in module.history))
+    train, test = module.dataset, module.val_dataset
+    print(f"{name}: {len(train)} training crops, {len(test)} held-out crops, batch {module.batch_size}, {steps} steps "
+          f"in {time.time() - start:.0f} s")
+    print(f"held-out {what}, by step:", ", ".join(f"{s}: {r:.3f}" for s, r in module.history))
     names = module.class_names
     picks = list(range(0, len(test), max(1, len(test) // 6)))[:6]
     images = torch.stack([test[i][0] for i in picks])
     out = module.evaluate(images, picks)
     IMAGES.mkdir(parents=True, exist_ok=True)
-    to_pil(module.shared()[0]).resize((200, 200), Image.NEAREST).save(IMAGES / "patch_lite0.png")
+    to_pil(shared_image(module.shared()[0])).resize((200, 200), Image.NEAREST).save(IMAGES / f"{name}.png")
     rows = [labelled_row(images, [names[c] for c in out["clean"].tolist()]),
             labelled_row(out["images"], [names[c] for c in out["adversarial"].tolist()])]
     figure = Image.new("RGB", (rows[0].width, rows[0].height * 2 + 6), "white")
     figure.paste(rows[0], (0, 0))
     figure.paste(rows[1], (0, rows[0].height + 6))
-    figure.save(IMAGES / "patch_lite0_examples.png")
-    print("examples (clean -> with the patch):", [f"{names[a]} -> {names[b]}" for a, b in
-                                                  zip(out["clean"].tolist(), out["adversarial"].tolist())])
+    figure.save(IMAGES / f"{name}_examples.png")
+    print("examples (clean -> with it):", [f"{names[a]} -> {names[b]}" for a, b in
+                                           zip(out["clean"].tolist(), out["adversarial"].tolist())])
+
+
+def patch(steps: int, batch_size: int, held_out: int, val_every: int | None = None) -> None:
+    train, test = photo_splits(held_out)
+    module = SharedInputOptimization("efficientnet_lite0", NegativeCrossEntropy(target=TOASTER),
+                                     PastePatch(area=0.2, shape="square", scale=(0.9, 1.1), degrees=20), train, test,
+                                     optimizer=partial(torch.optim.Adam, lr=0.05), batch_size=batch_size,
+                                     val_batch_size=held_out)
+    fit_and_show(module, "patch_lite0", "targeted success (toaster)", steps, val_every, lambda x: x)
+
+
+def universal(steps: int, batch_size: int, held_out: int, val_every: int | None = None, eps: float = 8 / 255) -> None:
+    train, test = photo_splits(held_out)
+    module = SharedInputOptimization("efficientnet_lite0", Margin(), AddPerturbation(clamp=(0.0, 1.0)), train, test,
+                                     param=PixelImage(std=0, eps=eps, norm="Linf"),
+                                     optimizer=partial(SignGradient, lr=eps / 10), batch_size=batch_size,
+                                     val_batch_size=held_out)
+    # shown as 0.5 + δ / (2 max|δ|): grey is unchanged
+    fit_and_show(module, "universal_lite0", f"fooling rate (eps {eps:.4f})", steps, val_every,
+                 lambda d: 0.5 + d / (2 * d.abs().max().clamp_min(1e-12)))
 
 
 def invert(steps: int, size: int, tv: float) -> None:
@@ -107,14 +135,20 @@ def invert(steps: int, size: int, tv: float) -> None:
 if __name__ == "__main__":
     quiet_lightning()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["patch", "invert"])
+    parser.add_argument("what", choices=["patch", "universal", "invert"])
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--held_out", type=int, default=54, help="held-out crops (of chelsea and coffee)")
     parser.add_argument("--val_every", type=int, default=None,
                         help="steps between two measures of the held-out success (default: half the steps)")
+    parser.add_argument("--eps", type=float, default=8 / 255, help="L-inf budget of the universal perturbation")
     parser.add_argument("--size", type=int, default=224, help="photo size for the inversion")
     parser.add_argument("--tv", type=float, default=0.0, help="total-variation weight of the inversion")
     args = parser.parse_args()
     torch.manual_seed(0)
-    patch(args.steps, args.batch_size, args.held_out, args.val_every) if args.what == "patch" else invert(args.steps, args.size, args.tv)
+    if args.what == "patch":
+        patch(args.steps, args.batch_size, args.held_out, args.val_every)
+    elif args.what == "universal":
+        universal(args.steps, args.batch_size, args.held_out, args.val_every, args.eps)
+    else:
+        invert(args.steps, args.size, args.tv)
