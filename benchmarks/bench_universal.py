@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 
 from _machine import cpu_name, inputopt_revision
 from inputopt._notices import quiet_commands
+from inputopt.cli import close_process_group
 from inputopt.data import Digits
 from inputopt.networks import build_network
 from inputopt.objectives import Margin
@@ -159,6 +160,7 @@ def main() -> None:
         step, whole = run_inputopt(data, args.steps, args.batch, devices=args.child)
         if int(os.environ.get("LOCAL_RANK", "0")) == 0:
             print(f"RESULT {step} {whole}")
+        close_process_group()
         return
 
     print(f"CPU: {cpu_name()}{inputopt_revision()}; torch threads {args.threads}; digits train ({len(data)}), "

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from inputopt import InputOptimization, SphereCheck
-from inputopt.cli import SUBCOMMANDS
+from inputopt.cli import SUBCOMMANDS, main
 from inputopt.commands.fit import cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -149,8 +149,6 @@ def test_digits_combo_config_names_images_after_both_terms(tmp_path, monkeypatch
 
 
 def test_help_lists_every_subcommand(capsys):
-    from inputopt.cli import main
-
     main(["--help"])
     out = capsys.readouterr().out
     for command in ("fit", "attack", "examples", "sweep", "layers"):
@@ -261,3 +259,17 @@ def test_every_lightning_cli_is_built_by_the_one_factory():
                    and getattr(node.func, "id", getattr(node.func, "attr", None)) in cli_classes
                    and path.name != "common.py")
     assert calls == [], f"build these with inputopt.commands.common.lightning_cli: {calls}"
+
+
+def test_a_command_closes_the_process_group_of_its_run(tmp_path, capsys):
+    # Lightning leaves a multi-device run's process group open; gloo's threads could then abort the process at exit
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        main(["layers", "digits"])
+        assert not dist.is_initialized()
+        assert "features.0" in capsys.readouterr().out
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

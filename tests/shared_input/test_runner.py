@@ -246,6 +246,7 @@ SCRIPT = """
 import sys, torch
 from functools import partial
 from lightning.pytorch import Trainer
+from inputopt.cli import close_process_group
 from inputopt.data import Digits
 from inputopt.objectives import Margin
 from inputopt.params import PixelImage
@@ -262,6 +263,7 @@ trainer = Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices 
 trainer.fit(module)
 if trainer.is_global_zero:
     torch.save({"shared": module.shared(), "history": module.history}, sys.argv[3])
+close_process_group()  # else gloo's threads may abort the process at exit
 """
 
 
