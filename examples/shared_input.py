@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def photo_splits(held_out: int) -> tuple[Subset, Subset]:
 
 
 def fit_and_show(module: SharedInputOptimization, name: str, what: str, steps: int, val_every: int | None,
-                 shared_image: torch.Tensor) -> None:
+                 shared_image: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Fit ``module`` with its held-out rate before, every ``val_every`` steps and at the end; print the curve;
     save ``shared_image`` as docs/images/{name}.png and six held-out crops, clean above and with the shared input
     below, each with Lite0's prediction, as docs/images/{name}_examples.png."""

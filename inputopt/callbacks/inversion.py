@@ -77,8 +77,8 @@ class SaveInversions(Callback):
         if not trainer.is_global_zero:
             return
         out.mkdir(parents=True, exist_ok=True)
-        results = pl_module.results
-        torch.save({**results, "layer": pl_module.layer, "metric": pl_module.metric}, out / "inversions.pt")
+        results, objective = pl_module.results, pl_module.objective
+        torch.save({**results, "layer": objective.layer, "metric": objective.metric}, out / "inversions.pt")
         originals = torch.stack([pl_module.dataset_image(i) for i in results["indices"].tolist()])
         grid = pairs_grid(originals, results["images"], self.columns, self.display, self.scale)
         save_image(grid, out / "inversions.png")
@@ -91,5 +91,5 @@ class SaveInversions(Callback):
         experiment = getattr(trainer.logger, "experiment", None)
         if hasattr(experiment, "add_image"):
             experiment.add_image("inversions", grid, 0)
-        rank_zero_info(f"inputopt: {len(results['indices'])} inversions of {pl_module.layer!r} in {out} (mean score "
+        rank_zero_info(f"inputopt: {len(results['indices'])} inversions of {objective.layer!r} in {out} (mean score "
                        f"{results['scores'].mean():.4g}, from {results['start_scores'].mean():.4g} at the start)")

@@ -101,7 +101,6 @@ class FeatureInversion(DatasetRunner):
         self.transforms.check(self.image_shape)
         with torch.no_grad():  # a bad layer fails here, before any run
             self.path.default_targets(image.float()[None])
-        self.layer, self.metric = layer, metric
         # the batches' results: cat states, gathered from every process at the end of the test epoch
         self.gathered = nn.ModuleDict({name: CatMetric(nan_strategy="disable") for name in self.RESULTS})
         self.gathered["indices"].set_dtype(torch.float64)  # exact up to 2**53
