@@ -43,18 +43,15 @@ from inputopt.zoo import digits_cnn, load_digits_split
 
 def torchattacks_autoattack(net, eps: float, queries: int, steps: int, classes: int):
     """torchattacks' standard ensemble: its ``AutoAttack`` itself at its defaults on 10 classes, else the same
-    members. torchattacks' APGD-T and FAB-T aim at every other class (``n_classes - 1`` targets: 999 on ImageNet);
-    the standard AutoAttack, and ours, aim at the 9 most likely, so they are set to 9."""
+    members. torchattacks' APGD-T and FAB-T use ``n_classes`` only for their number of targets, ``n_classes − 1``
+    (999 on ImageNet); the standard AutoAttack, and ours, aim at the 9 most likely, so they get ``n_classes=10``."""
     if queries == 5000 and steps == 10 and classes == 10:
         return torchattacks.AutoAttack(net, eps=eps, n_classes=classes, seed=0)
-    targeted = [torchattacks.APGDT(net, eps=eps, steps=steps, seed=0, n_classes=classes, n_restarts=1),
-                torchattacks.FAB(net, eps=eps, steps=steps, seed=0, multi_targeted=True, n_classes=classes,
-                                 n_restarts=1)]
-    for attack in targeted:
-        attack.n_target_classes = min(9, classes - 1)
-    return torchattacks.MultiAttack([torchattacks.APGD(net, eps=eps, steps=steps, seed=0, loss="ce", n_restarts=1),
-                                     *targeted, torchattacks.Square(net, eps=eps, seed=0, n_queries=queries,
-                                                                    n_restarts=1)])
+    return torchattacks.MultiAttack([
+        torchattacks.APGD(net, eps=eps, steps=steps, seed=0, loss="ce", n_restarts=1),
+        torchattacks.APGDT(net, eps=eps, steps=steps, seed=0, n_classes=10, n_restarts=1),
+        torchattacks.FAB(net, eps=eps, steps=steps, seed=0, multi_targeted=True, n_classes=10, n_restarts=1),
+        torchattacks.Square(net, eps=eps, seed=0, n_queries=queries, n_restarts=1)])
 
 
 def load(data: str, images: int, device: torch.device) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, str]:
