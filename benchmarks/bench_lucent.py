@@ -46,7 +46,7 @@ import warnings  # noqa: E402
 import torch  # noqa: E402
 
 from inputopt import ChannelSum, FourierImage, Jitter, Pad, RandomRotate, RandomScale  # noqa: E402
-from inputopt.functional.init import row_seeds  # noqa: E402
+from inputopt.functional.random import RowRandom  # noqa: E402
 from inputopt.engine import optimize  # noqa: E402
 from inputopt.loss import LossPath  # noqa: E402
 from inputopt.networks import Normalize, freeze  # noqa: E402
@@ -81,7 +81,7 @@ def inputopt_run(model, layer: str, steps: int) -> None:
     transforms = Transforms([Pad(12, value=0.5), Jitter(8), RandomScale(0.9, 1.1), RandomRotate(10), Jitter(4)])
     path = LossPath(model, ChannelSum(layer, channel=0), [], transforms,
                     Normalize(IMAGENET_MEAN, IMAGENET_STD).to(device))
-    optimize(image, path, steps, lambda p: torch.optim.Adam(p, lr=0.05), seeds=row_seeds([0], 0))
+    optimize(image, path, steps, lambda p: torch.optim.Adam(p, lr=0.05), seeds=RowRandom(0).stream("start").seeds([0]))
     if device.type == "cuda":
         torch.cuda.synchronize()
 

@@ -55,7 +55,7 @@ from inputopt.objectives import UnitActivation
 from inputopt.params import FourierImage, MacoImage, PixelImage
 from inputopt.priors import MultiScaleEdgeEnergy
 from inputopt.results import save_grid
-from inputopt.functional.init import row_seeds
+from inputopt.functional.random import RowRandom
 from inputopt.transforms import Jitter, Pad, RandomRotate, RandomScale, Transforms
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -160,7 +160,7 @@ def run_method_units(method: Method, units: list[int], network, normalize, size:
     path = LossPath(network, UnitActivation(None, unit=units), [p.to(device) for p in method.priors],
                     Transforms(method.transforms).to(device), normalize)
     targets = path.default_targets(param())
-    seeds = row_seeds(units, seed)
+    seeds = RowRandom(seed).stream("start").seeds(units)
     opt = torch.optim.Adam(param.parameters(), lr=method.lr)
     times = []
     for step in range(method.steps or steps):

@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from inputopt.loss import LossPath, _distinct
+from inputopt.loss import LossPath, RowWeights, _distinct, select_row_data
 from inputopt.objectives.base import Targets, select_rows
 from inputopt.params.base import ImageParam
+from inputopt.record import Criterion, RunRecord, StepCallback
 
 __all__ = ["REFUSED_PRECISIONS", "NonFiniteError", "StepEngine", "check_precision", "nonfinite_message", "optimize",
            "restore_rows_"]
@@ -74,18 +75,22 @@ class StepEngine:
     calls the optimizer: :meth:`terms`, :meth:`check_loss` and :meth:`update`), and :func:`optimize`, the plain
     loop of the sweeps, the attacks and the dataset runners (:meth:`step`). A step is:
 
-    1. the loss forward of :class:`~inputopt.loss.LossPath` on ``param()``; with ``freeze_done``, the rows the
+    1. the loss forward of :class:`~inputopt.loss.LossPath` on ``param()`` (with the rows' references and
+       weights, when given), recorded in :attr:`record` (first success, best images); with ``freeze_done``, the rows the
        objective says are done (:meth:`~inputopt.objectives.InputObjective.is_done`) join :attr:`done` and
        score a zero loss; in the plain loop (:meth:`step`) they are left out of the forward and backward
        altogether (:meth:`active_terms`);
     2. the finiteness of the loss: a non-finite row stops the run (:class:`NonFiniteError` naming the term,
        the rows and the step) before any update, so the images of that step are kept;
-    3. ``loss.sum().backward()`` (then the optional callback);
+    3. ``loss.sum().backward()``, then the callbacks' :meth:`~inputopt.record.StepCallback.on_after_backward`;
     4. the optimizer step, the done rows put back as they were (optimizers with momentum move rows whose
        gradient is zero), the projection (:meth:`~inputopt.params.ImageParam.project_`);
     5. the finiteness of the new tensors: a non-finite row puts every tensor back to its last finite state and
        raises :class:`NonFiniteError`;
-    6. the scheduler step (plain loop; Lightning steps a fit's schedulers).
+    6. the callbacks' :meth:`~inputopt.record.StepCallback.on_step_end`, then the scheduler step (plain loop;
+       Lightning steps a fit's schedulers).
+
+    The engine holds the run's :class:`~inputopt.record.RunRecord` (:attr:`record`), which every step updates.
 
     Row-wise optimizers (:mod:`inputopt.optim`) keep their state per row and take per-row step sizes, so
     attacks such as MI-FGSM or APGD run through this same step.
@@ -99,6 +104,13 @@ class StepEngine:
         freeze_done: stop updating an image once it is done (implies ``track_done``).
         done: the ``(B,)`` bool tensor of done rows, updated in place (default: a new one, all False).
         names: the rows' names for error messages (default: the objective's row names, as a fit's files).
+        reference: ``(B, C, H, W)`` each row's reference for centred priors (:class:`~inputopt.priors.Distance`):
+            the clean image of an attack, the photo of an accentuation (default: the starting images).
+        weights: per-row weights of the terms, ``{"objective" or a prior's name: (B,) tensor}``
+            (:class:`~inputopt.loss.LossPath`); a callback may change them in place between steps.
+        best: the criterion of each row's best images (:class:`~inputopt.record.HighestScore`,
+            :class:`~inputopt.record.SmallestNorm`); ``None``: the final images.
+        callbacks: :class:`~inputopt.record.StepCallback` objects, called in order.
 
     Example:
         >>> from inputopt.networks import build_network
@@ -117,11 +129,19 @@ class StepEngine:
 
     def __init__(self, param: ImageParam, path: LossPath, targets: Targets = None, seeds: Sequence[int] | None = None,
                  track_done: bool = False, freeze_done: bool = False, done: Tensor | None = None,
-                 names: Sequence[str] | None = None) -> None:
+                 names: Sequence[str] | None = None, reference: Tensor | None = None, weights: RowWeights | None = None,
+                 best: Criterion | None = None, callbacks: Sequence[StepCallback] = ()) -> None:
         self.param = param
         self.path = path
-        self.targets = path.default_targets(param()) if targets is None else targets
+        with torch.no_grad():
+            start = param()
+        self.targets = path.default_targets(start) if targets is None else targets
         self.seeds = seeds
+        self.reference = start.detach() if reference is None and path.centred else reference
+        self.weights = path.check_weights(weights, param.batch_size)
+        self.best = best
+        self.callbacks = list(callbacks)
+        self.record = RunRecord.start(start)
         self.freeze_done = freeze_done
         self.track_done = track_done or freeze_done
         self.done = (torch.zeros(param.batch_size, dtype=torch.bool, device=param.tensor.device)
@@ -140,10 +160,12 @@ class StepEngine:
         """The loss forward of ``images`` (default ``param()``): ``objective``, each prior, ``loss`` (zero on the
         done rows under ``freeze_done``) and, when tracked, ``"done"``."""
         images = self.param() if images is None else images
-        terms = self.path.terms(images, self.targets, self.seeds, step, done=self.track_done)
+        terms = self.path.terms(images, self.targets, self.seeds, step, done=self.track_done,
+                                reference=self.reference, weights=self.weights)
         if self.freeze_done and "done" in terms:
             self.done |= terms["done"]
             terms["loss"] = torch.where(self.done, torch.zeros_like(terms["loss"]), terms["loss"])
+        self.record.observe(step, images, terms, self.best)
         return terms
 
     def active_terms(self, step: int) -> dict[str, Tensor]:
@@ -163,7 +185,8 @@ class StepEngine:
             rows = (~self.done).nonzero().flatten()
             seeds = None if self.seeds is None else [self.seeds[i] for i in rows.tolist()]
             active = self.path.terms(images[rows], select_rows(self.targets, rows), seeds, step,
-                                     done=self.track_done)
+                                     done=self.track_done, reference=select_row_data(self.reference, rows),
+                                     weights=select_row_data(self.weights, rows))
             terms = {}
             for name, value in active.items():
                 if name == "loss":
@@ -176,6 +199,7 @@ class StepEngine:
             if "done" in terms:
                 self.done |= terms["done"]
                 terms["loss"] = torch.where(self.done, torch.zeros_like(terms["loss"]), terms["loss"])
+            self.record.observe(step, images, terms, self.best)
         self._last = {name: value.detach().clone() for name, value in terms.items() if name not in ("loss", "done")}
         return terms
 
@@ -203,6 +227,7 @@ class StepEngine:
                                  f"rate too large?); the images of step {step} are restored and kept") from error
         if self.freeze_done:
             restore_rows_(tensors, before, self.done)
+        self.record.steps += (~self.done).long() if self.freeze_done else 1
         self.param.project_()
         finite = torch.stack([torch.isfinite(t.detach().flatten(1)).all(1) for t in tensors]).all(0)
         if not finite.all():
@@ -214,35 +239,73 @@ class StepEngine:
                 f"the images went non-finite (NaN or Inf) at step {step + 1} in rows {', '.join(rows)} "
                 f"(a learning rate too large?); the images of step {step} are restored and kept")
 
-    def step(self, optimizer: torch.optim.Optimizer, step: int,
-             callback: Callable[[int, dict[str, Tensor]], None] | None = None) -> dict[str, Tensor] | None:
-        """One whole step in a plain loop: zero the gradients, :meth:`terms`, :meth:`check_loss`, backward,
-        ``callback(step, detached terms)``, :meth:`update`. Returns the terms, or ``None`` when every row is
-        done under ``freeze_done`` (nothing left to optimize)."""
+    def start(self, optimizer: torch.optim.Optimizer | None = None) -> RunRecord:
+        """Begin the run: the record takes the step sizes (a row-wise optimizer's own ``(B,)`` ``lr`` tensor,
+        shared, so that changing one changes the other; else the first group's learning rate) and the
+        callbacks' :meth:`~inputopt.record.StepCallback.on_start` run."""
+        if optimizer is not None:
+            lr = getattr(optimizer, "lr", None)
+            group_lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
+            if isinstance(lr, Tensor) and lr.shape == (self.param.batch_size,):
+                self.record.step_sizes = lr
+            elif isinstance(group_lr, (int, float, Tensor)) and torch.as_tensor(group_lr).numel() == 1:
+                self.record.step_sizes = torch.full((self.param.batch_size,), float(group_lr))
+        for callback in self.callbacks:
+            callback.on_start(self.record)
+        return self.record
+
+    def step(self, optimizer: torch.optim.Optimizer, step: int) -> dict[str, Tensor] | None:
+        """One whole step in a plain loop: zero the gradients, :meth:`terms`, :meth:`check_loss`, backward, the
+        callbacks' ``on_after_backward``, :meth:`update`, their ``on_step_end``. Returns the terms, or ``None``
+        when every row is done under ``freeze_done`` (nothing left to optimize)."""
         optimizer.zero_grad(set_to_none=True)
         terms = self.active_terms(step) if self.freeze_done else self.terms(step)
         if self.freeze_done and "done" in terms and self.done.all():
             return None
         self.check_loss(terms, step)
         terms["loss"].sum().backward()
-        if callback is not None:
-            callback(step, {name: value.detach() for name, value in terms.items()})
+        if self.callbacks:
+            detached = {name: value.detach() for name, value in terms.items()}
+            for callback in self.callbacks:
+                callback.on_after_backward(self.record, step, detached)
         self.update(optimizer.step, step)
+        for callback in self.callbacks:
+            callback.on_step_end(self.record, step)
         return terms
+
+    @torch.no_grad()
+    def finish(self, step: int, score: bool = True) -> RunRecord:
+        """End the run after ``step`` updates: score the final images (their first success, and whether they
+        are the best; with ``score``, when the run tracks either), set them in the record and run the callbacks'
+        ``on_end``."""
+        images = self.param()
+        if score and (self.track_done or self.best is not None):
+            terms = self.path.terms(images, self.targets, self.seeds, step, done=self.track_done,
+                                    reference=self.reference, weights=self.weights)
+            if self.freeze_done and "done" in terms:
+                self.done |= terms["done"]
+            self.record.observe(step, images, terms, self.best)
+        self.record.finish(images, self.best)
+        for callback in self.callbacks:
+            callback.on_end(self.record)
+        return self.record
 
 
 def optimize(param: ImageParam, path: LossPath, steps: int,
              optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
              targets: Targets = None, seeds: Sequence[int] | None = None,
-             callback: Callable[[int, dict[str, Tensor]], None] | None = None,
+             callbacks: Sequence[StepCallback] = (),
              scheduler: Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler] | None = None,
-             track_done: bool = False, freeze_done: bool = False) -> ImageParam:
+             track_done: bool = False, freeze_done: bool = False, reference: Tensor | None = None,
+             weights: RowWeights | None = None, best: Criterion | None = None, score_final: bool = True) -> RunRecord:
     """Optimize ``param`` for ``steps`` steps in a plain loop: the step of a fit (:class:`StepEngine`).
 
     For inner loops (a batch of a data set, a chunk of units, an attack) where a Lightning ``fit`` per
-    batch would be too heavy. Each step: ``path.terms(param(), ...)`` → finiteness → ``loss.sum().backward()``
-    → ``callback`` → optimizer step → done rows restored → ``param.project_()`` → finiteness → scheduler step.
-    A non-finite loss or image raises :class:`NonFiniteError` and keeps the last finite images in ``param``.
+    batch would be too heavy. Each step: ``path.terms(param(), ...)`` (recorded) → finiteness →
+    ``loss.sum().backward()`` → callbacks → optimizer step → done rows restored → ``param.project_()`` →
+    finiteness → callbacks → scheduler step. After the last step, the final images are scored when the run
+    tracks success or a best (one evaluation without gradient). A non-finite loss or image raises
+    :class:`NonFiniteError` and keeps the last finite images in ``param``.
 
     Args:
         param: an initialized image parameterization.
@@ -251,35 +314,46 @@ def optimize(param: ImageParam, path: LossPath, steps: int,
         optimizer: builds the optimizer from the parameters (default Adam, lr 0.1).
         targets: the rows' targets (default: the objective's, on the starting images).
         seeds: one seed per row for the transforms.
-        callback: called at every step after the gradient is computed and before the optimizer step,
-            with the step index and the (detached) terms of the images ``param()`` holds at that moment
-            (with ``"done"`` when tracked). It may read or change ``param.tensor`` and its ``.grad`` rows in
-            place, or change the projection (``param.radius``) that follows the step.
+        callbacks: :class:`~inputopt.record.StepCallback` objects: ``on_after_backward(record, step, terms)``
+            runs after the gradient is computed and before the optimizer step, with the (detached) terms of the
+            images ``param()`` holds at that moment (with ``"done"`` when tracked); it may read or change
+            ``param.tensor`` and its ``.grad`` rows in place, the projection (``param.radius``) that follows the
+            step, and ``record.step_sizes``.
         scheduler: builds a learning-rate scheduler from the optimizer, stepped after every step.
         track_done: add the objective's ``is_done`` flags to the terms as ``"done"``.
         freeze_done: stop updating an image once it is done (implies ``track_done``); the loop ends
             early when every image is done.
+        reference: each row's reference for centred priors (default: the starting images).
+        weights: per-row weights of the terms, ``{"objective" or a prior's name: (B,) tensor}``.
+        best: the criterion that picks each row's best images (``None``: the final images).
+        score_final: score the final images (after the last update) for the record's first success and best;
+            ``False`` keeps only the points the steps scored (as FMN's reference implementation does).
 
     Returns:
-        ``param``, optimized in place.
+        The run's :class:`~inputopt.record.RunRecord` (``param`` holds the final images).
 
     Example:
         >>> from inputopt.networks import build_network
         >>> from inputopt.objectives import UnitActivation
         >>> from inputopt.params import PixelImage
+        >>> from inputopt.record import HighestScore
         >>> param = PixelImage(mean=0.5).initialize((1, 32, 32), keys=[3])
         >>> path = LossPath(build_network("digits"), UnitActivation(None, unit=3))
         >>> before = path.terms(param(), None)["objective"].item()
-        >>> after = path.terms(optimize(param, path, steps=5)(), None)["objective"].item()
-        >>> after > before
-        True
+        >>> record = optimize(param, path, steps=5, best=HighestScore())
+        >>> record.best_score.item() > before, record.steps.tolist()
+        (True, [5])
     """
     opt = (optimizer or (lambda p: torch.optim.Adam(p, lr=0.1)))(list(param.parameters()))
     schedule = scheduler(opt) if scheduler is not None else None
-    engine = StepEngine(param, path, targets, seeds, track_done=track_done, freeze_done=freeze_done)
+    engine = StepEngine(param, path, targets, seeds, track_done=track_done, freeze_done=freeze_done,
+                        reference=reference, weights=weights, best=best, callbacks=callbacks)
+    engine.start(opt)
+    done = 0
     for step in range(steps):
-        if engine.step(opt, step, callback) is None:
+        if engine.step(opt, step) is None:
             break
+        done = step + 1
         if schedule is not None:
             schedule.step()
-    return param
+    return engine.finish(done, score=score_final)

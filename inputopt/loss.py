@@ -7,7 +7,7 @@ loop inside the evaluation step of a dataset runner or an attack.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -18,12 +18,29 @@ from inputopt.objectives.base import InputObjective, Targets
 from inputopt.priors.base import Prior
 from inputopt.transforms.base import Transforms
 
-__all__ = ["LossPath", "prior_names", "probe"]
+__all__ = ["LossPath", "RowWeights", "prior_names", "probe", "select_row_data"]
+
+#: Per-row weights of a loss's terms: ``{"objective" or a prior's name: (B,) tensor}``.
+RowWeights = Mapping[str, Tensor]
 
 
 def _distinct(names: list[str], sep: str) -> list[str]:
     """Names made unique by appending the position to those that occur more than once."""
     return [f"{n}{sep}{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
+def select_row_data(data: Tensor | RowWeights | None, rows: Tensor) -> Tensor | dict[str, Tensor] | None:
+    """The ``rows`` of per-row data: a tensor's rows, or each tensor's rows of a mapping (``None`` stays ``None``).
+
+    Example:
+        >>> select_row_data({"objective": torch.tensor([1.0, 2.0, 3.0])}, torch.tensor([2, 0]))
+        {'objective': tensor([3., 1.])}
+    """
+    if data is None:
+        return None
+    if isinstance(data, Tensor):
+        return data[rows.to(data.device)]
+    return {name: value[rows.to(value.device)] for name, value in data.items()}
 
 
 def prior_names(priors: Sequence[Prior]) -> list[str]:
@@ -37,7 +54,10 @@ class LossPath:
     - The **loss forward** (:meth:`terms`): the images go through the robustness transforms (seeded by
       row and step), the input normalization and the network, stopped after the deepest layer the
       objective reads; the objective scores the transformed images, the priors penalize the images
-      themselves; ``loss_i = Σ_p w_p·h_p(x_i) − f_i(T(x_i))``.
+      themselves; ``loss_i = Σ_p w_p·ω_{p,i}·h_p(x_i) − ω_i·f_i(T(x_i))``. The per-row weights ``ω`` (default 1)
+      and the per-row reference of the centred priors (:class:`~inputopt.priors.Distance`: ``h(x_i, r_i)``)
+      are data, like the targets: Carlini-Wagner's ``c_i·f(x_i) + ‖x_i − x0_i‖²`` is the objective weighted by
+      ``c`` and a distance centred on the clean images.
     - The **evaluation forward** (:meth:`activations`): normalization and network only, no transforms.
       Shape probes, targets, ``is_done``, prediction tables, checks and results use it.
 
@@ -71,6 +91,38 @@ class LossPath:
         self.normalize = normalize
         self.prior_names = prior_names(self.priors)
 
+    @property
+    def centred(self) -> bool:
+        """Whether a prior reads a per-row reference (:attr:`~inputopt.priors.Prior.centred`)."""
+        return any(prior.centred for prior in self.priors)
+
+    def check_weights(self, weights: RowWeights | None, batch_size: int) -> dict[str, Tensor] | None:
+        """``weights`` as ``{term: (B,) float tensor}``, checked: each name is ``"objective"`` or a prior's name
+        and each value has one finite number per row.
+
+        Example:
+            >>> from inputopt.networks import build_network
+            >>> from inputopt.objectives import UnitActivation
+            >>> path = LossPath(build_network("digits"), UnitActivation(None, unit=1))
+            >>> path.check_weights({"objectve": torch.ones(2)}, 2)
+            Traceback (most recent call last):
+            ...
+            ValueError: weights name 'objectve', not a term of this loss; the terms are ['objective']
+        """
+        if weights is None:
+            return None
+        terms = ["objective", *self.prior_names]
+        checked = {}
+        for name, value in weights.items():
+            if name not in terms:
+                raise ValueError(f"weights name {name!r}, not a term of this loss; the terms are {terms}")
+            value = torch.as_tensor(value, dtype=torch.float32)
+            if value.shape != (batch_size,) or not torch.isfinite(value).all():
+                raise ValueError(f"weights[{name!r}] must hold one finite number per row ({batch_size}), got "
+                                 f"{value.tolist() if value.numel() <= 8 else tuple(value.shape)}")
+            checked[name] = value
+        return checked
+
     def activations(self, images: Tensor, layers: Iterable[str] | None = None) -> dict[str, Tensor]:
         """The evaluation forward: outputs of ``layers`` (default: the objective's) for ``images``, no transforms."""
         return evaluate(self.network, images, self.objective.layers if layers is None else layers, self.normalize)
@@ -81,7 +133,8 @@ class LossPath:
         return self.objective.default_targets(self.activations(images))
 
     def terms(self, images: Tensor, targets: Targets, seeds: Sequence[int] | None = None,
-              step: int = 0, done: bool = False) -> dict[str, Tensor]:
+              step: int = 0, done: bool = False, reference: Tensor | None = None,
+              weights: RowWeights | None = None) -> dict[str, Tensor]:
         """The loss forward: per-image ``objective``, each prior (unweighted, by name) and ``loss``, each ``(B,)``.
 
         Args:
@@ -92,18 +145,26 @@ class LossPath:
             done: also return the objective's ``is_done`` on the evaluation forward as ``"done"`` (a bool
                 ``(B,)`` tensor, absent when the objective has none); without transforms it reuses the
                 loss forward's activations.
+            reference: ``(B, C, H, W)`` the rows' references, for the centred priors (needed when there is one).
+            weights: per-row weights of the terms, ``{"objective" or a prior's name: (B,)}`` (default: 1).
         """
         x = images
         if self.transforms is not None:
             if seeds is None:
-                raise ValueError("random transforms need one seed per row (row_seeds(keys, seed))")
+                raise ValueError("random transforms need one seed per row (RowRandom(seed).stream('start').seeds(keys))")
             x = self.transforms(images, seeds, step)
         activations = self.activations(x)
+        weights = weights or {}
         terms = {"objective": self.objective(activations, targets)}
-        loss = -terms["objective"]
+        loss = -self._weighted(terms["objective"], weights.get("objective"))
         for name, prior in zip(self.prior_names, self.priors):
-            terms[name] = prior(images)
-            loss = loss + prior.weight * terms[name]
+            if prior.centred:
+                if reference is None:
+                    raise ValueError(f"{name} is centred on a per-row reference: give the rows' reference images")
+                terms[name] = prior(images, reference.to(images))
+            else:
+                terms[name] = prior(images)
+            loss = loss + prior.weight * self._weighted(terms[name], weights.get(name))
         terms["loss"] = loss
         if done:
             with torch.no_grad():
@@ -112,6 +173,10 @@ class LossPath:
             if flags is not None:
                 terms["done"] = flags.detach()
         return terms
+
+    @staticmethod
+    def _weighted(value: Tensor, weight: Tensor | None) -> Tensor:
+        return value if weight is None else value * weight.to(value)
 
 
 def probe(path: LossPath, images: Tensor, network_name: str | None = None) -> dict[str, Tensor]:

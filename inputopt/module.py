@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from inputopt._notices import quiet_data_loaders
 from inputopt._config import build
 from inputopt.engine import NonFiniteError, StepEngine, check_precision
-from inputopt.functional.init import row_seeds
+from inputopt.functional.random import RowRandom
 from inputopt.loss import LossPath, _distinct, probe
 from inputopt.networks import (FrozenNetworkHolder, NetworkSpec, _expected_input, class_names, default_image_shape, load_torch_file)
 from inputopt.objectives.base import InputObjective, Targets, map_targets
@@ -248,11 +248,12 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
 
         self.param = param
         self._initialize_param(image_shape, batch_size, init, seed)
-        self.row_seeds = row_seeds(self.row_keys, seed)  # each row's randomness: (seed, unit) only
+        self.row_seeds = RowRandom(seed).stream("start").seeds(self.row_keys)  # each row's randomness: (seed, unit) only
         self.register_buffer("done", torch.zeros(self.param.batch_size, dtype=torch.bool))
         # the rows' targets, from the starting images through the shape probe: bad images, layers or units
         # fail here, before any run
         self.targets: Targets = self.objective.default_targets(self._probe(self.start))
+        self._engine: StepEngine | None = None
 
     # -- construction helpers -------------------------------------------------------------------
     def _probe(self, images: Tensor) -> dict[str, Tensor]:
@@ -319,6 +320,7 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
         self.targets = map_targets(fn, self.targets)
+        self._engine = None  # it holds the tensors that moved
         return self
 
     # -- images and the evaluation forward --------------------------------------------------------
@@ -535,10 +537,14 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
         return terms
 
     def engine(self) -> StepEngine:
-        """The step engine of this run: its loss forward, finiteness checks, done rows and update
-        (:class:`~inputopt.engine.StepEngine`). Built when asked for, on the module's current tensors."""
-        return StepEngine(self.param, self.path, self.targets, self.row_seeds, freeze_done=self.freeze_done,
-                          done=self.done)
+        """The step engine of this run: its loss forward, finiteness checks, done rows, update and run record
+        (:class:`~inputopt.engine.StepEngine`). Built once on the module's tensors, and again after they move
+        to another device."""
+        if self._engine is None:
+            self._engine = StepEngine(self.param, self.path, self.targets, self.row_seeds,
+                                      freeze_done=self.freeze_done, done=self.done,
+                                      reference=self.start if self.path.centred else None)
+        return self._engine
 
     def training_step(self, batch: int, batch_idx: int) -> Tensor:
         """One step on every image: the sum of the images' losses (rows do not interact)."""

@@ -69,3 +69,17 @@ def fast_trainer_kwargs(tmp_path) -> dict:
 # The tests run many tiny tensor operations, for which waking a second thread costs more than it saves
 # (and on a busy machine, far more): one thread keeps the suite fast and its timings steady.
 torch.set_num_threads(1)
+
+
+class Watch:
+    """A step callback (:class:`inputopt.record.StepCallback`) that calls ``function(record, step, terms)`` after
+    each backward: what the engine tests watch."""
+
+    def __new__(cls, function):
+        from inputopt.record import StepCallback
+
+        class _Watch(StepCallback):
+            def on_after_backward(self, record, step, terms):
+                function(record, step, terms)
+
+        return _Watch()

@@ -20,6 +20,7 @@ from inputopt.optim import NormalizedGradient, SignGradient
 from inputopt.params import PixelImage
 from inputopt.runners.sweep import FeatureSweep
 from inputopt.zoo import load_digits_split
+from tests.conftest import Watch
 
 #: SGD with a learning rate no image survives: the images overflow within a few steps.
 BAD = partial(torch.optim.SGD, lr=1e38)
@@ -61,7 +62,7 @@ def test_optimize_keeps_the_last_finite_images():
     path = LossPath(build_network("digits"), UnitActivation(None, unit=UNITS))
     seen = []
     with pytest.raises(NonFiniteError):
-        optimize(param, path, 10, BAD, callback=lambda step, terms: seen.append(param().detach().clone()))
+        optimize(param, path, 10, BAD, callbacks=[Watch(lambda record, step, terms: seen.append(param().detach().clone()))])
     assert torch.isfinite(param()).all()
     assert torch.equal(param().detach(), seen[-1]) or torch.isfinite(seen[-1]).all()
 
@@ -118,12 +119,12 @@ def test_a_callback_may_change_the_gradient_rows_before_the_step():
     path = LossPath(build_network("digits"), UnitActivation(None, unit=UNITS))
     steps = []
 
-    def callback(step, terms):
+    def callback(record, step, terms):
         steps.append(step)
         assert param.tensor.grad is not None and not terms["loss"].requires_grad
         param.tensor.grad[0] = 0
 
-    optimize(param, path, 3, partial(torch.optim.SGD, lr=0.1), callback=callback)
+    optimize(param, path, 3, partial(torch.optim.SGD, lr=0.1), callbacks=[Watch(callback)])
     assert steps == [0, 1, 2]
     assert torch.equal(param()[0].detach(), start[0]) and not torch.equal(param()[1].detach(), start[1])
 

@@ -12,6 +12,7 @@ from inputopt.loss import LossPath
 from inputopt.objectives import NegativeCrossEntropy
 from inputopt.optim import NormalizedGradient, SignGradient
 from inputopt.params import PixelImage
+from tests.conftest import Watch
 
 
 def test_sign_gradient_step():
@@ -56,11 +57,12 @@ def test_freeze_done_stops_rows_and_ends_early():
     param = PixelImage(clamp=(0, 1)).initialize_from(images)
     done, seen = [], []
 
-    def callback(step, terms):
+    def callback(record, step, terms):
         done.append(terms["done"].clone())
         seen.append(param().detach().clone())
 
-    optimize(param, path, steps=100, optimizer=partial(SignGradient, lr=0.02), freeze_done=True, callback=callback)
+    optimize(param, path, steps=100, optimizer=partial(SignGradient, lr=0.02), freeze_done=True,
+             callbacks=[Watch(callback)])
     done, seen = torch.stack(done), torch.stack(seen)
     assert len(done) < 100  # the loop stopped once every row was done
     for row in range(images.shape[0]):

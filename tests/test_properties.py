@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from inputopt.engine import optimize
-from inputopt.functional import lp_norms, multi_scale_edge_energy, project_lp_ball, random_sphere_points, row_seeds
+from inputopt.functional import lp_norms, multi_scale_edge_energy, project_lp_ball, random_sphere_points, RowRandom
 from inputopt.loss import LossPath
 from inputopt.module import InputOptimization
 from inputopt.networks import build_network
@@ -240,7 +240,7 @@ def _optimize_units(case: dict, units: list[int]) -> torch.Tensor:
     path = LossPath(float64_network(case["network"]), UnitActivation(case["layer"], unit=list(units)),
                     [MultiScaleEdgeEnergy(0.05)] if case["prior"] else [],
                     Transforms(TRANSFORMS[case["transforms"]]()))
-    optimize(param, path, STEPS, seeds=row_seeds(units, case["seed"]))
+    optimize(param, path, STEPS, seeds=RowRandom(case["seed"]).stream("start").seeds(units))
     return param().detach()
 
 

@@ -15,7 +15,7 @@ from lightning.pytorch import Trainer
 from inputopt.attacks import FMN, PGD
 from inputopt.callbacks.attack import SaveAttackResults
 from inputopt.data import Digits, ImageFolder
-from inputopt.functional.init import row_seed
+from inputopt.functional.random import RowRandom
 from inputopt.functional.sphere import sphere_label_change
 from inputopt.runners.attack import AttackEvaluation
 
@@ -55,7 +55,7 @@ def test_metrics_equal_a_direct_computation(data):
         assert row["norm_median"] == pytest.approx(result.norms[fooled].median().item())
         assert row["norm_mean"] == pytest.approx(result.norms[fooled].mean().item())
         fractions = [sphere_label_change(attack.predict, result.clean[i], 2 * (result.images[i] - result.clean[i]).norm().item(),
-                                         20, torch.Generator().manual_seed(row_seed(0, i, 1)))
+                                         20, RowRandom(0).stream("sphere.points").generator(i))
                      for i in torch.nonzero(fooled).flatten().tolist()]
         assert row["sphere_label_change"] == pytest.approx(sum(fractions) / len(fractions))
 

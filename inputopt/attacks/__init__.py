@@ -12,9 +12,9 @@ The names are imported on first use, so ``from inputopt.attacks import PGD`` loa
 import importlib
 
 _EXPORTS = {
-    "inputopt.attacks.base": ("LOSSES", "Attack", "AttackResult"),
+    "inputopt.attacks.base": ("LOSSES", "Attack", "AttackResult", "PredictionHistory"),
     "inputopt.attacks.gradient": ("BIM", "FGSM", "PGD", "GradientAscent"),
-    "inputopt.attacks.minimal": ("FMN",),
+    "inputopt.attacks.minimal": ("FMN", "FMNRadius"),
     "inputopt.attacks.apgd": ("APGD", "APGDT", "APGDSchedule", "APGDStep"),
     "inputopt.attacks.square": ("Square",),
     "inputopt.attacks.autoattack": ("AutoAttack", "AutoAttackReport"),

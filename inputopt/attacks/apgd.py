@@ -9,19 +9,22 @@ checkpoints, halves the step size of the images whose loss stalled and moves the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from inputopt.attacks.base import Attack, Tracker
+from inputopt.attacks.base import Attack
 from inputopt.attacks.gradient import _positive_int
-from inputopt.functional.init import row_seed
+from inputopt.functional.random import RowRandom
 from inputopt.functional.projection import Norm, project_lp_ball
 from inputopt.engine import optimize
 from inputopt.loss import LossPath
 from inputopt.objectives.classification import TargetedDLR
+from inputopt.params.base import ImageParam
+from inputopt.record import HighestScore, RunRecord, StepCallback
 
 __all__ = ["APGD", "APGDSchedule", "APGDStep", "APGDT", "apgd_checkpoints", "apgd_start"]
 
@@ -108,84 +111,68 @@ def apgd_checkpoints(steps: int) -> tuple[int, int, int]:
     return max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
 
 
-class APGDSchedule:
-    """The APGD step-size schedule as a step-engine callback: best points, checkpoints, restarts from the best.
+class APGDSchedule(StepCallback):
+    """The APGD step-size schedule, a step-engine callback: checkpoints, and restarts from the best point.
 
-    Called after each backward with the terms of the images ``param()`` holds (the engine's contract), it
-    keeps, per image, the point of highest objective and its gradient. At each checkpoint, an image
-    whose objective rose in at most ``rho`` of the steps since the last checkpoint, or whose best did not
-    improve since the last checkpoint while its step size was not just halved, gets its step size halved
-    and goes back to its best point (with the gradient there).
+    After each backward it reads the run's record: each image's best point (the record keeps the point of
+    highest objective, :class:`~inputopt.record.HighestScore`) and whether it just improved, whose gradient the
+    schedule keeps. At each checkpoint, an image whose objective rose in at most ``rho`` of the steps since the
+    last checkpoint, or whose best did not improve since the last checkpoint while its step size was not just
+    halved, gets its step size (the record's ``step_sizes``, which :class:`APGDStep` reads) halved and goes back
+    to its best point (with the gradient there). Images already adversarial (``record.done``) are left alone.
 
     Args:
         param: the image parameterization being optimized.
-        step: its :class:`APGDStep` (the per-row step sizes live there).
         steps: the number of steps of the run.
         rho: the fraction of rising steps below which a step size is halved (0.75).
     """
 
-    def __init__(self, param: nn.Module, step: APGDStep, steps: int, rho: float = 0.75) -> None:
+    def __init__(self, param: ImageParam, steps: int, rho: float = 0.75) -> None:
         self.param = param
-        self.step = step
         self.rho = rho
         self.period, self.decrease, self.minimum = apgd_checkpoints(steps)
         self.since = 0  # steps since the last checkpoint
-        self.best: Tensor | None = None
-        self.best_images: Tensor | None = None
         self.best_grad: Tensor | None = None
         self.rises: Tensor | None = None
         self.previous: Tensor | None = None
         self.best_at_check: Tensor | None = None
         self.reduced: Tensor | None = None
-        self.done: Tensor | None = None  # images adversarial at some step (the engine freezes them)
-        self.first: Tensor | None = None  # the step at which each image was first adversarial, or -1
-        self.seen = 0  # steps scored
 
     @torch.no_grad()
-    def __call__(self, step: int, terms: dict[str, Tensor]) -> None:
-        self.seen = step + 1
+    def on_after_backward(self, record: RunRecord, step: int, terms: dict[str, Tensor]) -> None:
         value = terms["objective"].float()
-        tensor = self.param.tensor
-        done = terms.get("done")
-        if done is not None:  # adversarial images stop: they are never sent back to their best point
-            self.done = done.clone() if self.done is None else self.done | done
-            self.first = torch.where((self.first < 0) & done, step, self.first) if self.first is not None \
-                else torch.where(done, step, -1)
-        if self.best is None:
+        grad = self.param.tensor.grad
+        if self.best_grad is None:
             # the first step's rise is counted against 0, not against the start's value: what the reference
             # implementation (Croce and Hein's, and torchattacks') does, whose loss history starts at zeros
-            self.best, self.previous = value.clone(), torch.zeros_like(value)
-            self.best_images, self.best_grad = tensor.detach().clone(), tensor.grad.clone()
+            self.best_grad, self.previous = grad.clone(), torch.zeros_like(value)
             self.rises = torch.zeros_like(value)
-            self.best_at_check = value.clone()
+            self.best_at_check = record.best_score.clone()
             self.reduced = torch.ones_like(value, dtype=torch.bool)
             return
-        better = value > self.best
-        self.best = torch.where(better, value, self.best)
-        self.best_images[better] = tensor.detach()[better]
-        self.best_grad[better] = tensor.grad[better]
+        self.best_grad[record.improved] = grad[record.improved]
         self.rises += (value > self.previous).float()
         self.previous = value.clone()
         self.since += 1
         if self.since < self.period:
             return
-        halve = (self.rises <= self.period * self.rho) | (~self.reduced & (self.best_at_check >= self.best))
+        halve = (self.rises <= self.period * self.rho) | (~self.reduced & (self.best_at_check >= record.best_score))
         self.reduced = halve
-        if self.done is not None:
-            halve = halve & ~self.done
-        self.best_at_check = self.best.clone()
+        halve = halve & ~record.done  # adversarial images stop: they are never sent back to their best point
+        self.best_at_check = record.best_score.clone()
         if halve.any():
-            self.step.lr[halve] /= 2
-            tensor.data[halve] = self.best_images[halve]
-            tensor.grad[halve] = self.best_grad[halve]
+            record.step_sizes[halve] /= 2
+            self.param.set_images_(record.best, rows=halve)
+            grad[halve] = self.best_grad[halve]
         self.since = 0
         self.rises.zero_()
         self.period = max(self.period - self.decrease, self.minimum)
 
 
-def apgd_start(images: Tensor, eps: float, norm: Norm, keys: Sequence[int], seed: int) -> Tensor:
-    """APGD's random start, seeded per image by ``(seed, key)``: a random point on the sphere of the ε-ball
-    (L∞: uniform noise scaled so that its largest element is ±ε; L2: a random direction of length ε).
+def apgd_start(images: Tensor, eps: float, norm: Norm, keys: Sequence[int], seed: int, restart: int = 0) -> Tensor:
+    """APGD's random start, seeded per image by ``(seed, key, restart)`` (the stream ``"apgd.start"``): a random
+    point on the sphere of the ε-ball (L∞: uniform noise scaled so that its largest element is ±ε; L2: a random
+    direction of length ε).
 
     Example:
         >>> start = apgd_start(torch.zeros(2, 1, 4, 4), 0.1, "Linf", keys=[0, 1], seed=0)
@@ -193,8 +180,9 @@ def apgd_start(images: Tensor, eps: float, norm: Norm, keys: Sequence[int], seed
         tensor([0.1000, 0.1000])
     """
     rows = []
+    stream = RowRandom(seed).stream("apgd.start")
     for key in keys:
-        generator = torch.Generator().manual_seed(row_seed(seed, key))
+        generator = stream.generator(key, restart)
         if norm == "Linf":
             t = torch.rand(images.shape[1:], generator=generator) * 2 - 1
             rows.append(t / t.abs().amax().clamp_min(1e-12))
@@ -243,66 +231,53 @@ class APGD(Attack):
         self.rho = float(rho)
 
     def attack(self, path: LossPath, images: Tensor, targets: Tensor, eps: float | None, keys: Sequence[int],
-               start: Tensor | None, track: Tracker) -> Tensor:
-        adversarial = images.clone() if start is None else self.param(images, eps, start)().detach()
+               start: Tensor | None, callbacks: Sequence[StepCallback]) -> RunRecord:
+        record = RunRecord.start(images if start is None else self.param(images, eps, start)())
         with torch.no_grad():
-            robust = ~path.objective.is_done(path.activations(adversarial, [""]), targets)
+            robust = ~path.objective.is_done(path.activations(record.best, [""]), targets)
+        record.first_success[~robust] = 0
         for restart in range(self.restarts):
             rows = robust.nonzero().flatten()
             if not len(rows):
                 break
             first = start[rows] if (start is not None and restart == 0) else None
-            found, broken = self.single_run(path, images[rows], targets[rows], eps,
-                                            [keys[i] for i in rows.tolist()], restart, first)
-            keep = broken | (restart == 0)  # the first run's best point stands in for images no run broke
-            adversarial[rows[keep]] = found[keep]
-            robust[rows[broken]] = False
-            self._record(track, rows[broken], self.last_steps[broken] + restart * self.steps)
-        track.seen = self.steps * self.restarts
-        return adversarial
+            run = self.single_run(path, images[rows], targets[rows], eps, [keys[i] for i in rows.tolist()], restart,
+                                  first, callbacks if restart == 0 else ())
+            self.merge(record, run, rows, restart == 0, restart * self.steps)
+            robust[rows[run.done]] = False
+        return record.finish(record.best, None)
 
     @staticmethod
-    def _record(track: Tracker, rows: Tensor, steps: Tensor) -> None:
-        """Tell the tracker after how many steps (all runs counted) ``rows`` became adversarial."""
-        if track.first is None:
-            track.first = torch.full((track.batch_size,), -1, dtype=torch.long, device=rows.device)
-        track.first[rows] = steps.to(track.first)
+    def merge(record: RunRecord, run: RunRecord, rows: Tensor, first_run: bool, steps_before: int) -> None:
+        """Put a run on ``rows`` into the whole batch's record: the images it broke (after ``steps_before`` steps
+        of earlier runs), and, from the first run, its best points for the images no run broke."""
+        keep = run.done | first_run
+        record.best[rows[keep]] = run.best[keep]
+        broken = rows[run.done]
+        record.first_success[broken] = run.first_success[run.done] + steps_before
+        record.done[broken] = True
+        record.steps[rows] += run.steps
+        if first_run:
+            record.history = run.history
 
     def single_run(self, path: LossPath, images: Tensor, targets: Tensor, eps: float, keys: Sequence[int],
-                   restart: int, start: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """One run of APGD on ``images`` (all rows attacked); the final images and whether each is adversarial."""
+                   restart: int, start: Tensor | None = None, callbacks: Sequence[StepCallback] = ()) -> RunRecord:
+        """One run of APGD on ``images`` (all rows attacked). Its record's ``best`` are the final images where
+        they are adversarial (``done``), else the points of highest loss."""
         if start is None:
-            start = apgd_start(images, eps, self.norm, keys, row_seed(self.seed, restart))
+            start = apgd_start(images, eps, self.norm, keys, self.seed, restart)
         param = self.param(images, eps, start)
 
         def project(x: Tensor) -> Tensor:
             x = project_lp_ball(x, param.start, param.radius, self.norm)
             return x if self.bounds is None else x.clamp(*self.bounds)
 
-        step: list[APGDStep] = []
-
-        def make_step(tensors: list[Tensor]) -> APGDStep:
-            step.append(APGDStep(tensors, lr=2 * eps, project=project, norm=self.norm))
-            return step[0]
-
-        schedule: list[APGDSchedule] = []
-
-        def callback(i: int, terms: dict[str, Tensor]) -> None:
-            if not schedule:
-                schedule.append(APGDSchedule(param, step[0], self.steps, self.rho))
-            schedule[0](i, terms)
-
-        optimize(param, path, self.steps + 1, make_step, targets, callback=callback, freeze_done=True)
-        final = param().detach()
-        with torch.no_grad():
-            broken = path.objective.is_done(path.activations(final, [""]), targets)
-        best = schedule[0].best_images if schedule else final
-        first = schedule[0].first if schedule and schedule[0].first is not None else None
-        seen = schedule[0].seen if schedule else 0
-        first = torch.full_like(broken, -1, dtype=torch.long) if first is None else first.clone()
-        first[broken & (first < 0)] = seen  # broken at the step the engine stopped on, or after the last
-        self.last_steps = first
-        return torch.where(_rows(broken, final.ndim), final, best), broken
+        # one step more than ``steps``: the schedule sees the last point's loss, as the reference implementation does
+        record = optimize(param, path, self.steps + 1, partial(APGDStep, lr=2 * eps, project=project, norm=self.norm),
+                          targets, callbacks=[APGDSchedule(param, self.steps, self.rho), *callbacks],
+                          freeze_done=True, best=HighestScore())
+        record.best = torch.where(_rows(record.done, record.images.ndim), record.images, record.best)
+        return record
 
 
 class APGDT(APGD):
@@ -339,7 +314,7 @@ class APGDT(APGD):
         self.target_classes = _positive_int(target_classes, "target_classes")
 
     def attack(self, path: LossPath, images: Tensor, targets: Tensor, eps: float | None, keys: Sequence[int],
-               start: Tensor | None, track: Tracker) -> Tensor:
+               start: Tensor | None, callbacks: Sequence[StepCallback]) -> RunRecord:
         if path.objective.targeted:
             raise ValueError("APGDT chooses its own target classes: call it without target")
         with torch.no_grad():
@@ -348,8 +323,9 @@ class APGDT(APGD):
             raise ValueError(f"target_classes must be at most the number of classes - 1 = {logits.shape[1] - 1}, "
                              f"got {self.target_classes}")
         ranked = logits.argsort(dim=1)
-        adversarial = images.clone()
+        record = RunRecord.start(images)
         robust = logits.argmax(1) == targets
+        record.first_success[~robust] = 0
         for rank in range(2, self.target_classes + 2):
             for restart in range(self.restarts):
                 rows = robust.nonzero().flatten()
@@ -359,11 +335,9 @@ class APGDT(APGD):
                 objective = TargetedDLR(labels=targets[rows].tolist(), target=aim.tolist())
                 targeted = LossPath(path.network, objective, normalize=path.normalize)
                 pairs = torch.stack([targets[rows], aim], 1)
-                found, broken = self.single_run(targeted, images[rows], pairs, eps, [keys[i] for i in rows.tolist()],
-                                                restart + self.restarts * rank)
-                adversarial[rows[broken]] = found[broken]
-                robust[rows[broken]] = False
+                run = self.single_run(targeted, images[rows], pairs, eps, [keys[i] for i in rows.tolist()],
+                                      restart + self.restarts * rank)
                 runs = (rank - 2) * self.restarts + restart
-                self._record(track, rows[broken], self.last_steps[broken] + runs * self.steps)
-        track.seen = self.steps * self.restarts * self.target_classes
-        return adversarial
+                self.merge(record, run, rows, False, runs * self.steps)
+                robust[rows[run.done]] = False
+        return record.finish(record.best, None)

@@ -10,11 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from inputopt.attacks.apgd import APGD, APGDT
-from inputopt.attacks.base import Attack, AttackResult, Tracker
+from inputopt.attacks.base import Attack
 from inputopt.attacks.gradient import _positive_int
 from inputopt.attacks.square import Square
 from inputopt.functional.projection import Norm
 from inputopt.loss import LossPath
+from inputopt.record import RunRecord, StepCallback
 
 __all__ = ["AutoAttack", "AutoAttackReport"]
 
@@ -68,8 +69,8 @@ class AutoAttack(Attack):
     - ``"plus"``: APGD-CE, APGD-DLR, APGD-T, Square (a cheap extension: one more untargeted APGD).
     - ``"rand"``: APGD-CE and APGD-DLR (for randomized defences, without expectation over transformation).
 
-    :meth:`run` returns the usual :class:`AttackResult`; :attr:`report` then tells which member broke each
-    image and the robust accuracy after each member (:class:`AutoAttackReport`).
+    :meth:`run` returns the usual :class:`~inputopt.attacks.AttackResult`, whose ``info["report"]`` tells which
+    member broke each image and the robust accuracy after each member (:class:`AutoAttackReport`).
 
     Args:
         model: the classifier (an ``nn.Module`` or a network name).
@@ -86,7 +87,7 @@ class AutoAttack(Attack):
         >>> images, labels = (t[:8] for t in load_digits_split("test"))
         >>> attack = AutoAttack("digits", eps=0.1, steps=10, target_classes=2, queries=20)
         >>> result = attack.run(images, labels)[0]
-        >>> list(attack.report.robust_accuracy())
+        >>> list(result.info["report"].robust_accuracy())
         ['clean', 'apgd-ce', 'apgd-t', 'square']
     """
 
@@ -105,12 +106,11 @@ class AutoAttack(Attack):
         self.target_classes = _positive_int(target_classes, "target_classes")
         self.queries = _positive_int(queries, "queries")
         self.members = VERSIONS[version]
-        self.report: AutoAttackReport | None = None
-        self._reports: list[AutoAttackReport] = []
 
     def member(self, name: str, eps: float) -> Attack:
         """The member attack ``name`` for budget ``eps``, sharing this attack's network and settings."""
-        common = dict(eps=eps, norm=self.norm, bounds=self.bounds, seed=self.seed)
+        common = dict(eps=eps, norm=self.norm, bounds=self.bounds, seed=self.seed, mean=self.init_args.get("mean"),
+                      std=self.init_args.get("std"))
         if name == "apgd-ce":
             attack: Attack = APGD(self.network, steps=self.steps, loss="ce", **common)
         elif name == "apgd-dlr":
@@ -121,16 +121,15 @@ class AutoAttack(Attack):
             attack = Square(self.network, queries=self.queries, **common)
         else:
             raise ValueError(f"unknown member {name!r}")
-        attack.normalize = self.normalize
         return attack
 
     def attack(self, path: LossPath, images: Tensor, targets: Tensor, eps: float | None, keys: Sequence[int],
-               start: Tensor | None, track: Tracker) -> Tensor:
+               start: Tensor | None, callbacks: Sequence[StepCallback]) -> RunRecord:
         if path.objective.targeted:
             raise ValueError("AutoAttack is untargeted (APGD-T chooses its own targets): call it without target")
         if start is not None:
             raise ValueError("AutoAttack starts each member from its own random start; it takes no start")
-        adversarial = images.clone()
+        record = RunRecord.start(images)
         with torch.no_grad():
             correct = path.activations(images, [""])[""].argmax(1) == targets
         broken_by = torch.where(correct, -1, -2)
@@ -142,28 +141,10 @@ class AutoAttack(Attack):
             member = self.member(name, eps)
             result = member.run(images[rows], targets[rows], keys=[keys[i] for i in rows.tolist()])[0]
             hit = rows[result.success]
-            adversarial[hit] = result.images[result.success]
+            record.best[hit] = result.images[result.success]
             broken_by[hit] = index
             cost[hit] = result.steps[result.success]
-        track.first = cost.to(images.device)  # -1: robust; 0: a clean mistake; else the member's steps or queries
-        track.seen = 0
-        self._reports.append(AutoAttackReport(tuple(self.members), broken_by.cpu(), cost.cpu()))
-        self.report = self._reports[-1]
-        return adversarial
-
-    def __call__(self, images: Tensor, labels: Tensor | None = None, target: Tensor | int | None = None) -> Tensor:
-        self._reports = []
-        return super().__call__(images, labels, target)
-
-    def run(self, images: Tensor, labels: Tensor | None = None, target: Tensor | int | None = None,
-            keys: Sequence[int] | None = None, start: Tensor | None = None,
-            history: bool = False) -> list[AttackResult]:
-        """:meth:`Attack.run`; afterwards :attr:`report` holds the last ε's :class:`AutoAttackReport` and
-        :attr:`reports` one per ε (calling the attack sets them too)."""
-        self._reports = []
-        return super().run(images, labels, target, keys, start, history)
-
-    @property
-    def reports(self) -> list[AutoAttackReport]:
-        """One :class:`AutoAttackReport` per ε of the last :meth:`run`."""
-        return list(self._reports)
+        record.first_success = cost.to(images.device)  # -1: robust; 0: a clean mistake; else the member's steps
+        record.done = broken_by != -1
+        record.info["report"] = AutoAttackReport(tuple(self.members), broken_by.cpu(), cost.cpu())
+        return record.finish(record.best, None)

@@ -5,27 +5,34 @@ from __future__ import annotations
 import contextlib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from inputopt._config import Configurable
+from inputopt._config import Configurable, import_class
 from inputopt.capture import OUTPUT, evaluate
-from inputopt.engine import optimize
+from inputopt.engine import NonFiniteError
 from inputopt.functional.init import seeded_ball_noise
+from inputopt.functional.random import RowRandom
 from inputopt.functional.projection import Norm, lp_norms
 from inputopt.functional.sphere import sphere_check
 from inputopt.loss import LossPath
 from inputopt.networks import NetworkSpec
 from inputopt.objectives.classification import LOSSES, LabelObjective
 from inputopt.params.pixel import PixelImage
+from inputopt.record import RunRecord, StepCallback
 
-__all__ = ["Attack", "AttackResult", "LOSSES", "Tracker", "run_optimize"]
+__all__ = ["Attack", "AttackResult", "LOSSES", "PredictionHistory"]
 
 # LOSSES: the adversarial losses by name (``"ce"``, ``"margin"``, ``"dlr"``, ...). A new loss is a subclass
 # ``class MyLoss(LabelObjective, loss="my")``: declaring it registers it, no table to edit.
+
+#: A loss: a name in LOSSES, or the config of a LabelObjective with its own arguments
+#: (``{"class_path": "inputopt.objectives.Margin", "init_args": {"confidence": 5.0}}``).
+LossSpec = str | Mapping[str, Any]
 
 
 @dataclass
@@ -48,6 +55,8 @@ class AttackResult:
         clean_predictions: ``(B,)`` predicted class of the clean images.
         history: ``(B, S + 1)`` predicted class after every step (the seed's prediction table), when
             the attack was run with ``history=True``.
+        info: what the attack adds to its results (:class:`~inputopt.attacks.AutoAttack`: ``"report"``, which
+            member broke each image).
     """
 
     images: Tensor
@@ -62,6 +71,7 @@ class AttackResult:
     predictions: Tensor
     clean_predictions: Tensor
     history: Tensor | None = field(default=None, repr=False)
+    info: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def perturbation(self) -> Tensor:
@@ -95,7 +105,7 @@ class AttackResult:
             norms=torch.where(within, self.norms, torch.zeros_like(self.norms)),
             steps=torch.where(within, self.steps, torch.where(clean_success, torch.zeros_like(self.steps), -1)),
             predictions=torch.where(within, self.predictions, self.clean_predictions),
-            clean_predictions=self.clean_predictions, history=None)
+            clean_predictions=self.clean_predictions, history=None, info=dict(self.info))
 
     def robust(self, labels: Tensor | None = None) -> Tensor:
         """``(B,)`` bool: the final image is still classified as ``labels`` (default: :attr:`labels` of
@@ -152,6 +162,34 @@ def _check_target_differs(target: Tensor, labels: Tensor) -> None:
                          f"{labels[same].tolist()}")
 
 
+def _check_finite_logits(logits: Tensor, what: str) -> Tensor:
+    """Refuse non-finite network outputs: a NaN logit compares false everywhere and would count as a success."""
+    bad = ~torch.isfinite(logits.detach()).flatten(1).all(1)
+    if bad.any():
+        raise NonFiniteError(f"the network returned non-finite outputs (NaN or Inf) for {what} "
+                             f"{bad.nonzero().flatten().tolist()[:10]}: an attack cannot score them")
+    return logits
+
+
+def _check_loss(loss: LossSpec) -> tuple[type[LabelObjective], dict[str, Any]]:
+    """The loss class and its arguments, from a name in LOSSES or a ``{"class_path", "init_args"}`` config."""
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)} or a LabelObjective config, got {loss!r}")
+        return LOSSES[loss], {}
+    if isinstance(loss, Mapping):
+        cls = import_class(loss, LabelObjective)
+        init_args = dict(loss.get("init_args") or {})
+        bad = {"labels", "target"} & set(init_args)
+        if bad:
+            raise ValueError(f"a loss config's init_args must not set {sorted(bad)}: the attack gives each call's "
+                             f"labels and targets")
+        cls(**init_args)  # the loss's own checks (a confidence that is not a number), now
+        return cls, init_args
+    raise ValueError(f"loss must be one of {sorted(LOSSES)} or a LabelObjective config "
+                     f"({{'class_path': ..., 'init_args': {{...}}}}), got {loss!r}")
+
+
 def _check_bounds(bounds: Sequence[float] | None) -> tuple[float, float] | None:
     if bounds is None:
         return None
@@ -177,8 +215,9 @@ class Attack(Configurable, ABC):
         norm: ``"Linf"`` or ``"L2"``.
         loss: a name in :data:`~inputopt.objectives.classification.LOSSES`: ``"ce"`` (cross-entropy),
             ``"margin"`` (the CW logit margin), ``"dlr"`` (Croce and Hein's difference-of-logits ratio), or
-            any :class:`~inputopt.objectives.LabelObjective` subclass declared with ``loss="name"``;
-            ``None``: the attack's :attr:`default_loss`.
+            any :class:`~inputopt.objectives.LabelObjective` subclass declared with ``loss="name"``; or a loss with
+            arguments as a config, ``{"class_path": "inputopt.objectives.Margin", "init_args": {"confidence":
+            5.0}}``; ``None``: the attack's :attr:`default_loss`.
         bounds: ``(low, high)`` box of valid images (``None``: no box).
         mean: per-channel mean of the input normalization in front of the network.
         std: per-channel standard deviation of the normalization.
@@ -189,7 +228,7 @@ class Attack(Configurable, ABC):
     """
 
     def __init__(self, model: str | nn.Module, eps: float | Sequence[float] | None = None, norm: Norm = "Linf",
-                 loss: str | None = None, bounds: Sequence[float] | None = (0.0, 1.0), mean: Sequence[float] | None = None,
+                 loss: LossSpec | None = None, bounds: Sequence[float] | None = (0.0, 1.0), mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, weights: str | None = None, state_dict: str | None = None,
                  seed: int = 0) -> None:
         spec = NetworkSpec(model, weights, state_dict, mean, std)
@@ -198,8 +237,7 @@ class Attack(Configurable, ABC):
         if norm not in ("Linf", "L2"):
             raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
         loss = type(self).default_loss if loss is None else loss
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+        self.loss_class, self.loss_args = _check_loss(loss)
         epsilons = [] if eps is None else [eps] if isinstance(eps, (int, float)) else list(eps)
         for e in epsilons:
             if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e) or e < 0:
@@ -227,9 +265,12 @@ class Attack(Configurable, ABC):
     # -- what a subclass provides ---------------------------------------------------------------------
     @abstractmethod
     def attack(self, path: LossPath, images: Tensor, targets: Tensor, eps: float | None, keys: Sequence[int],
-               start: Tensor | None, track: Tracker) -> Tensor:
-        """Attack ``images`` for one ``eps``; return the adversarial images. ``track(step, terms, images)``
-        is called at every step (:func:`run_optimize` does it)."""
+               start: Tensor | None, callbacks: Sequence[StepCallback]) -> RunRecord:
+        """Attack ``images`` for one ``eps`` and return the run's :class:`~inputopt.record.RunRecord`, whose
+        :attr:`~inputopt.record.RunRecord.best` are the adversarial images (the final ones, or the best under
+        the attack's criterion) and whose ``first_success`` says after how many steps each image was first
+        adversarial. ``callbacks`` go to :func:`~inputopt.engine.optimize` (the prediction table of
+        ``history=True``)."""
 
 
     # -- running ------------------------------------------------------------------------------------
@@ -237,6 +278,13 @@ class Attack(Configurable, ABC):
     def device(self) -> torch.device:
         parameter = next(self.network.parameters(), None)
         return parameter.device if parameter is not None else torch.device("cpu")
+
+    def objective(self, labels: Tensor | None = None, target: Tensor | None = None) -> LabelObjective:
+        """This attack's loss for a call: moving away from ``labels``, or reaching ``target`` (its class and
+        arguments from ``loss``)."""
+        if target is not None:
+            return self.loss_class(**self.loss_args, target=target.tolist())
+        return self.loss_class(**self.loss_args, labels=None if labels is None else labels.tolist())
 
     def path(self, objective: LabelObjective) -> LossPath:
         """The loss path of this attack's network and normalization for ``objective``."""
@@ -255,7 +303,7 @@ class Attack(Configurable, ABC):
 
     def random_start_images(self, images: Tensor, eps: float, keys: Sequence[int]) -> Tensor:
         """A random point of the ε-ball around each image (seeded by ``(seed, key)``), before projection."""
-        noise = seeded_ball_noise(images.shape[1:], keys, self.seed, eps, self.norm)
+        noise = seeded_ball_noise(images.shape[1:], keys, RowRandom(self.seed).stream("pgd.start"), eps, self.norm)
         return images + noise.to(images)
 
     def _num_classes(self, images: Tensor) -> int:
@@ -263,7 +311,7 @@ class Attack(Configurable, ABC):
         cannot take the images."""
         try:
             with torch.no_grad():
-                logits = self.path(LOSSES[self.loss]()).activations(images[:1], [""])[""]
+                logits = self.path(self.objective()).activations(images[:1], [""])[""]
         except RuntimeError as error:
             raise ValueError(f"the network cannot take images of shape (C, H, W) = {tuple(images.shape[1:])}: "
                              f"{error}") from error
@@ -276,7 +324,8 @@ class Attack(Configurable, ABC):
         """The predicted class of each image (normalization included)."""
         with torch.no_grad(), _attack_mode(self.network):
             normalize = None if self.normalize is None else self.normalize.to(images.device)
-            return evaluate(self.network, images, [OUTPUT], normalize)[OUTPUT].argmax(1)
+            logits = evaluate(self.network, images, [OUTPUT], normalize)[OUTPUT]
+            return _check_finite_logits(logits, "images").argmax(1)
 
     def run(self, images: Tensor, labels: Tensor | None = None, target: Tensor | int | None = None,
             keys: Sequence[int] | None = None, start: Tensor | None = None,
@@ -326,13 +375,13 @@ class Attack(Configurable, ABC):
                 _check_classes(target, num_classes, "target")
                 if per_image:  # one class for the whole batch is already reached by the images of that class
                     _check_target_differs(target, labels)
-                objective = LOSSES[self.loss](target=target.tolist())
+                objective = self.objective(target=target)
             else:
-                objective = LOSSES[self.loss](labels=labels.tolist())
+                objective = self.objective(labels=labels)
             targets = target if target is not None else labels
             path = self.path(objective)
             if not measure:
-                return [self.attack(path, images, targets, eps, keys, start, Tracker(path, batch)).detach()
+                return [self.attack(path, images, targets, eps, keys, start, ()).best.detach()
                         for eps in self.epsilons or [None]]
             if self.minimal:  # one run; each budget keeps the perturbations within it
                 result = self._run_one(path, images, targets, target is not None, None, keys, start, history,
@@ -342,17 +391,21 @@ class Attack(Configurable, ABC):
                                   clean_predictions) for eps in self.epsilons or [None]]
 
     def _run_one(self, path, images, targets, targeted, eps, keys, start, history, clean_predictions) -> AttackResult:
-        tracker = Tracker(path, images.shape[0], history)
-        adversarial = self.attack(path, images, targets, eps, keys, start, tracker).detach()
+        record = self.attack(path, images, targets, eps, keys, start, [PredictionHistory(path)] if history else [])
+        adversarial = record.best.detach()
         with torch.no_grad():
             activations = path.activations(adversarial, [""])
-            predictions = activations[""].argmax(1)
+            predictions = _check_finite_logits(activations[""], "the adversarial images").argmax(1)
             success = path.objective.is_done(activations, targets)
-        tracker.finish(self.steps, success, predictions)
+        # an image adversarial only after the last scored step: its first success is the run's length
+        steps = torch.where((record.first_success < 0) & success, self.steps, record.first_success)
+        table = None
+        if history:  # a run that ended early (every image done) repeats its final predictions up to the last step
+            table = torch.stack([*record.history, *[predictions] * (self.steps + 1 - len(record.history))], 1)
         return AttackResult(images=adversarial, clean=images, labels=targets, targeted=targeted, eps=eps,
                             norm=self.norm, success=success, norms=lp_norms(adversarial - images, self.norm),
-                            steps=tracker.first, predictions=predictions, clean_predictions=clean_predictions,
-                            history=torch.stack(tracker.table, 1) if history else None)
+                            steps=steps, predictions=predictions, clean_predictions=clean_predictions,
+                            history=table, info=dict(record.info))
 
     def __call__(self, images: Tensor, labels: Tensor | None = None, target: Tensor | int | None = None) -> Tensor:
         """The adversarial images: ``(B, C, H, W)`` for one ε, ``(E, B, C, H, W)`` for a list of ε.
@@ -378,51 +431,16 @@ class Attack(Configurable, ABC):
         return fractions
 
 
-class Tracker:
-    """Records, step by step, when each image first became adversarial (and, with ``history``, the
-    predicted class at every step)."""
+class PredictionHistory(StepCallback):
+    """Records the predicted class of the scored images at every step in ``record.history`` (the seed's table).
 
-    def __init__(self, path: LossPath, batch_size: int, history: bool = False) -> None:
+    Args:
+        path: the attack's loss path (its evaluation forward classifies the images).
+    """
+
+    def __init__(self, path: LossPath) -> None:
         self.path = path
-        self.history = history
-        self.first: Tensor | None = None
-        self.batch_size = batch_size
-        self.table: list[Tensor] = []
-        self.seen = 0  # steps scored so far: the images now are those after `seen` steps
 
-    def __call__(self, step: int, terms: dict[str, Tensor], images: Tensor) -> None:
-        """Called at every step with the terms of the images scored at that step, and those images."""
-        self.seen = step + 1
-        done = terms["done"]
-        if self.first is None:
-            self.first = torch.full((self.batch_size,), -1, dtype=torch.long, device=done.device)
-        self.first[(self.first < 0) & done] = step
-        if self.history:
-            with torch.no_grad():
-                self.table.append(self.path.activations(images, [""])[""].argmax(1))
-
-    def finish(self, steps: int, success: Tensor, predictions: Tensor) -> None:
-        """Record the final images (``success``, ``predictions``) of a run of at most ``steps`` steps.
-
-        A run that ended early (every image done under ``freeze_done``) scored ``seen`` steps: its final
-        images are those after ``seen`` steps, frozen since, so the history repeats them up to ``steps``.
-        """
-        if self.first is None:
-            self.first = torch.full((self.batch_size,), -1, dtype=torch.long, device=success.device)
-        self.first[(self.first < 0) & success] = self.seen
-        if self.history:
-            self.table.extend([predictions] * (steps + 1 - len(self.table)))
-
-
-def run_optimize(path: LossPath, param: PixelImage, targets: Tensor, steps: int, optimizer: Callable,
-                 track: Tracker, freeze_done: bool = False, scheduler: Callable | None = None,
-                 extra: Callable[[int, dict[str, Tensor]], None] | None = None) -> Tensor:
-    """Run :func:`~inputopt.engine.optimize` for an attack (tracking success) and return the final images."""
-    def callback(step: int, terms: dict[str, Tensor]) -> None:
-        track(step, terms, param().detach())
-        if extra is not None:
-            extra(step, terms)
-
-    optimize(param, path, steps, optimizer, targets, callback=callback, scheduler=scheduler, track_done=True,
-             freeze_done=freeze_done)
-    return param().detach()
+    @torch.no_grad()
+    def on_after_backward(self, record: RunRecord, step: int, terms: dict[str, Tensor]) -> None:
+        record.history.append(self.path.activations(record.scored, [""])[""].argmax(1))

@@ -11,10 +11,12 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from inputopt.attacks.base import Attack, Tracker, run_optimize
+from inputopt.attacks.base import Attack
+from inputopt.engine import optimize
 from inputopt.functional.projection import Norm
 from inputopt.loss import LossPath
 from inputopt.optim import NormalizedGradient, SignGradient
+from inputopt.record import RunRecord, StepCallback
 
 __all__ = ["BIM", "FGSM", "GradientAscent", "PGD"]
 
@@ -82,11 +84,12 @@ class PGD(Attack):
         return partial(SignGradient if self.norm == "Linf" else NormalizedGradient, lr=self.step_size(eps))
 
     def attack(self, path: LossPath, images: Tensor, targets: Tensor, eps: float | None, keys: Sequence[int],
-               start: Tensor | None, track: Tracker) -> Tensor:
+               start: Tensor | None, callbacks: Sequence[StepCallback]) -> RunRecord:
         if start is None and self.random_start and eps:
             start = self.random_start_images(images, eps, keys)
         param = self.param(images, eps, start)
-        return run_optimize(path, param, targets, self.steps, self.optimizer(eps), track, freeze_done=self.early_stop)
+        return optimize(param, path, self.steps, self.optimizer(eps), targets, callbacks=callbacks, track_done=True,
+                        freeze_done=self.early_stop)
 
 
 class BIM(PGD):
@@ -155,6 +158,7 @@ class GradientAscent(Attack):
         self.steps = _positive_int(steps, "steps")
 
     def attack(self, path: LossPath, images: Tensor, targets: Tensor, eps: float | None, keys: Sequence[int],
-               start: Tensor | None, track: Tracker) -> Tensor:
+               start: Tensor | None, callbacks: Sequence[StepCallback]) -> RunRecord:
         param = self.param(images, None, start)
-        return run_optimize(path, param, targets, self.steps, partial(torch.optim.SGD, lr=self.lr), track)
+        return optimize(param, path, self.steps, partial(torch.optim.SGD, lr=self.lr), targets, callbacks=callbacks,
+                        track_done=True)

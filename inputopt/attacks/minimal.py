@@ -10,13 +10,51 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from inputopt.attacks.base import Attack, Tracker, run_optimize
+from inputopt.attacks.base import Attack
 from inputopt.attacks.gradient import _positive, _positive_int
+from inputopt.engine import optimize
 from inputopt.functional.projection import Norm, lp_norms
 from inputopt.loss import LossPath
 from inputopt.optim import NormalizedGradient
+from inputopt.params.base import ImageParam
+from inputopt.record import RunRecord, SmallestNorm, StepCallback
 
-__all__ = ["FMN"]
+__all__ = ["FMN", "FMNRadius"]
+
+
+class FMNRadius(StepCallback):
+    """FMN's ε-ball, per image, after each backward: it shrinks towards the smallest adversarial perturbation
+    found (the record's best, under :class:`~inputopt.record.SmallestNorm`) while the image is adversarial,
+    grows while it is not, and before the first success jumps to the linear estimate of the distance to the
+    boundary, ``‖δ‖ + |margin| / ‖∇‖_dual``.
+
+    Args:
+        param: the pixels being optimized (their ``radius`` is set before each projection).
+        clean: the clean images.
+        norm: ``"Linf"`` or ``"L2"``.
+        steps: the run's steps (the cosine schedule of ``γ``).
+        gamma: the first factor of the radius update.
+        worst: ``(B,)`` the largest perturbation the box allows.
+    """
+
+    def __init__(self, param: ImageParam, clean: Tensor, norm: Norm, steps: int, gamma: float, worst: Tensor) -> None:
+        self.param, self.clean, self.norm, self.steps, self.gamma, self.worst = param, clean, norm, steps, gamma, worst
+        self.radius = torch.full_like(worst, math.inf)
+
+    @torch.no_grad()
+    def on_after_backward(self, record: RunRecord, step: int, terms: dict[str, Tensor]) -> None:
+        gamma = 0.001 + (self.gamma - 0.001) * (1 + math.cos(math.pi * step / self.steps)) / 2
+        adversarial = terms["done"]
+        found = record.first_success >= 0
+        norm = lp_norms(record.scored - self.clean, self.norm)
+        grad = self.param.tensor.grad.flatten(1)
+        grad_norm = grad.norm(dim=1) if self.norm == "L2" else grad.abs().sum(1)  # the dual norm
+        distance = terms["objective"].abs() / grad_norm.clamp_min(1e-12)
+        smallest = lp_norms(record.best - self.clean, self.norm)
+        radius = torch.where(adversarial, torch.minimum(self.radius * (1 - gamma), smallest),
+                             torch.where(found, self.radius * (1 + gamma), norm + distance))
+        self.radius = torch.minimum(radius, self.worst)
+        self.param.radius = self.radius.to(self.param.radius)
 
 
 class FMN(Attack):
@@ -73,36 +111,12 @@ class FMN(Attack):
         return lp_norms(torch.maximum(images - low, high - images), self.norm)
 
     def attack(self, path: LossPath, images: Tensor, targets: Tensor, eps: float | None, keys: Sequence[int],
-               start: Tensor | None, track: Tracker) -> Tensor:
+               start: Tensor | None, callbacks: Sequence[StepCallback]) -> RunRecord:
         if start is not None:
             raise ValueError("FMN starts from the clean images; it takes no start")
         param = self.param(images, 0.0)  # the radius is set at every step, before the projection
-        worst = self.worst_norm(images)
-        best = images.clone()
-        best_norm = worst.clone()
-        radius = torch.full_like(worst, math.inf)
-        found = torch.zeros_like(worst, dtype=torch.bool)
-        dual = {"L2": "L2", "Linf": "L1"}[self.norm]
-
-        def update_radius(step: int, terms: dict[str, Tensor]) -> None:
-            nonlocal radius, found
-            gamma = 0.001 + (self.gamma - 0.001) * (1 + math.cos(math.pi * step / self.steps)) / 2
-            adversarial = terms["done"]
-            x = param().detach()
-            norm = lp_norms(x - images, self.norm)
-            better = adversarial & (norm <= best_norm)
-            best[better] = x[better]
-            best_norm.copy_(torch.where(better, norm, best_norm))
-            found |= adversarial
-            grad = param.tensor.grad.flatten(1)
-            grad_norm = grad.norm(dim=1) if dual == "L2" else grad.abs().sum(1)
-            distance = terms["objective"].abs() / grad_norm.clamp_min(1e-12)
-            radius = torch.where(adversarial, torch.minimum(radius * (1 - gamma), lp_norms(best - images, self.norm)),
-                                 torch.where(found, radius * (1 + gamma), norm + distance))
-            radius = torch.minimum(radius, worst)
-            param.radius = radius.to(param.radius)
-
+        radius = FMNRadius(param, images, self.norm, self.steps, self.gamma, self.worst_norm(images))
         step = partial(NormalizedGradient, lr=self.max_stepsize)
         schedule = partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=self.steps, eta_min=self.min_stepsize)
-        run_optimize(path, param, targets, self.steps, step, track, scheduler=schedule, extra=update_radius)
-        return best
+        return optimize(param, path, self.steps, step, targets, callbacks=[radius, *callbacks], scheduler=schedule,
+                        track_done=True, best=SmallestNorm(images, self.norm), score_final=False)

@@ -15,11 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inputopt.attacks.base import Attack, Tracker
+from inputopt.attacks.base import Attack, _check_finite_logits
 from inputopt.attacks.gradient import _positive_int
-from inputopt.functional.init import row_seed
+from inputopt.functional.random import RowRandom
 from inputopt.functional.projection import Norm
 from inputopt.loss import LossPath
+from inputopt.record import RunRecord, StepCallback
 
 __all__ = ["Square", "square_fraction"]
 
@@ -100,7 +101,7 @@ class Square(Attack):
     def _scores(self, path: LossPath, images: Tensor, targets: Tensor, targeted: bool) -> tuple[Tensor, Tensor]:
         """``(margin, loss)`` per image: the margin is ≤ 0 once the image is adversarial; the loss is what the
         attack lowers."""
-        logits = path.activations(images, [""])[""].float()
+        logits = _check_finite_logits(path.activations(images, [""])[""].float(), "images")
         own = logits.gather(1, targets.view(-1, 1)).squeeze(1)
         other = logits.scatter(1, targets.view(-1, 1), float("-inf")).amax(1)
         margin = other - own if targeted else own - other
@@ -111,13 +112,11 @@ class Square(Attack):
 
     def _draws(self, keys: Sequence[int], channels: int, device: torch.device) -> Tensor:
         """``(B, queries + 1, 5 + C)`` uniform numbers: row ``i`` from its own generator, seeded by ``(seed, key)``."""
-        rows = [torch.rand(self.queries + 1, 5 + channels, generator=torch.Generator().manual_seed(row_seed(self.seed, k)))
-                for k in keys]
-        return torch.stack(rows).to(device)
+        return RowRandom(self.seed).stream("square.queries").uniform(keys, (self.queries + 1, 5 + channels)).to(device)
 
     @torch.no_grad()
     def attack(self, path: LossPath, images: Tensor, targets: Tensor, eps: float | None, keys: Sequence[int],
-               start: Tensor | None, track: Tracker) -> Tensor:
+               start: Tensor | None, callbacks: Sequence[StepCallback]) -> RunRecord:
         targeted = path.objective.targeted
         batch, channels, height, width = images.shape
         draws = self._draws(keys, channels, images.device)
@@ -156,15 +155,15 @@ class Square(Attack):
             best[rows] = torch.where(keep.view(-1, 1, 1, 1), candidate, current)
             broken = rows[new_margin <= 0]
             first[broken] = query
-        track.first = first
-        track.seen = self.queries
-        return best
+        record = RunRecord.start(images)
+        record.best, record.first_success, record.done = best, first, margin <= 0
+        record.steps = torch.where(first >= 0, first, self.queries - 1)  # queries after the start
+        return record.finish(best, None)
 
     def _row_stripes(self, keys: Sequence[int], channels: int, width: int, device: torch.device) -> Tensor:
         """The L∞ start: a random ±1 per channel and column (vertical stripes), seeded per image."""
-        rows = [torch.rand(channels, 1, width, generator=torch.Generator().manual_seed(row_seed(self.seed, k, 1)))
-                for k in keys]
-        return (torch.stack(rows).to(device) > 0.5).float() * 2 - 1
+        stripes = RowRandom(self.seed).stream("square.stripes").uniform(keys, (channels, 1, width))
+        return (stripes.to(device) > 0.5).float() * 2 - 1
 
     def _project(self, x: Tensor, candidate: Tensor, eps: float, low: float, high: float) -> Tensor:
         if self.norm == "Linf":

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from inputopt.functional.init import row_seeds
+from inputopt.functional.random import RowRandom
 from inputopt.functional.magnitude import default_magnitude, estimate_magnitude, resize_magnitude
 from inputopt.params.base import ImageParam
 
@@ -157,7 +157,7 @@ class MacoImage(ImageParam):
         if len(keys) == 0:
             raise ValueError("initialize needs at least one key (one per image)")
         rows = [torch.rand(self.parameter_shape(shape), generator=torch.Generator().manual_seed(s))
-                for s in row_seeds(keys, seed)]
+                for s in RowRandom(seed).stream("start").seeds(keys)]
         self._set_tensor((torch.stack(rows) * 2 - 1) * math.pi)
         with torch.no_grad():
             self._start_at(self())

@@ -2,8 +2,9 @@
 
 from inputopt.priors.base import Prior
 from inputopt.priors.blur import BlurPenalty
+from inputopt.priors.distance import Distance
 from inputopt.priors.edge_energy import MultiScaleEdgeEnergy
 from inputopt.priors.lp_norm import LpNorm
 from inputopt.priors.total_variation import TotalVariation
 
-__all__ = ["BlurPenalty", "LpNorm", "MultiScaleEdgeEnergy", "Prior", "TotalVariation"]
+__all__ = ["BlurPenalty", "Distance", "LpNorm", "MultiScaleEdgeEnergy", "Prior", "TotalVariation"]

@@ -36,6 +36,10 @@ class Prior(Term):
 
     value_name = "penalty"
 
+    #: Whether the penalty is centred on a per-row reference: ``forward(x, reference)`` (a distance to the clean
+    #: image, to a photo). The loss path gives each row's reference, as it gives each row's target.
+    centred: bool = False
+
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__()
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
@@ -46,11 +50,15 @@ class Prior(Term):
         self.weight = float(weight)
 
     @abstractmethod
-    def forward(self, x: Tensor) -> Tensor:
-        """Return the ``(B,)`` penalty of each image of ``x`` (unweighted)."""
+    def forward(self, x: Tensor, *reference: Tensor) -> Tensor:
+        """Return the ``(B,)`` penalty of each image of ``x`` (unweighted); a :attr:`centred` prior also gets
+        the rows' reference images."""
 
-    def __call__(self, x: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, *reference: Tensor) -> Tensor:
+        if bool(reference) != self.centred:
+            raise TypeError(f"{type(self).__name__} is {'' if self.centred else 'not '}centred on a per-row "
+                            f"reference: call it with {'(images, reference)' if self.centred else '(images)'}")
         with torch.autocast(device_type=x.device.type, enabled=False):
             x32 = x if x.dtype == torch.float64 else x.float()
-            penalty = super().__call__(x32)
+            penalty = super().__call__(x32, *(r if r.dtype == torch.float64 else r.float() for r in reference))
         return self.per_image(penalty, x.shape[0])

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 from torchmetrics import MeanMetric, Metric
 
 from inputopt.attacks.base import Attack, AttackResult
-from inputopt.functional.init import row_seed
+from inputopt.functional.random import RowRandom
 from inputopt.functional.sphere import sphere_label_changes
 from inputopt.metrics import AttackSuccessRate, PerturbationNorms, RobustAccuracy, SphereLabelChange
 from inputopt.metrics.base import check_metrics
@@ -121,8 +121,8 @@ class AttackEvaluation(DatasetRunner):
         depend on the batch, while the points of several samples share forward passes."""
         radii = self.sphere_factor * (result.images - result.clean).flatten(1).norm(dim=1)
         radii = torch.where(success, radii, torch.zeros_like(radii))
-        generators = [torch.Generator(device=result.clean.device).manual_seed(row_seed(self.attack.seed, int(i), 1))
-                      for i in indices]
+        generators = RowRandom(self.attack.seed).stream("sphere.points").generators(indices.tolist(),
+                                                                                 device=result.clean.device)
         return sphere_label_changes(self.attack.predict, result.clean, radii, self.sphere_points, generators,
                                     result.clean_predictions, chunk_size=4 * self.batch_size).to(success.device)
 

@@ -14,7 +14,7 @@ from torchmetrics import CatMetric
 
 from inputopt._config import build, instantiate
 from inputopt.engine import check_precision, optimize
-from inputopt.functional.init import row_seeds
+from inputopt.functional.random import RowRandom
 from inputopt.loss import LossPath
 from inputopt.networks import NetworkSpec
 from inputopt.objectives.inversion import FeatureMatch
@@ -127,7 +127,7 @@ class FeatureInversion(DatasetRunner):
             param = param.to(self.device)
             with torch.no_grad():
                 start_scores = self.objective(self.path.activations(param()), targets)
-            optimize(param, self.path, self.steps, self.optimizer_factory, targets, row_seeds(indices.tolist(), self.seed))
+            optimize(param, self.path, self.steps, self.optimizer_factory, targets, RowRandom(self.seed).stream("start").seeds(indices.tolist()))
             with torch.no_grad():
                 inverted = param().detach()
                 scores = self.objective(self.path.activations(inverted), targets)

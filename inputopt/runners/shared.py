@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from inputopt._config import build
 from inputopt.engine import NonFiniteError, StepEngine, check_precision, nonfinite_message
-from inputopt.functional.init import row_seed, row_seeds
+from inputopt.functional.random import RowRandom
 from inputopt.loss import LossPath, prior_names
 from inputopt.metrics.fooling import FoolingRate
 from inputopt.module import FINGERPRINT_FIELDS, _tensor_hash, check_max_steps
@@ -56,8 +56,7 @@ def insert_draws(seeds: Sequence[int], step: int, count: int) -> Tensor:
         >>> torch.equal(insert_draws([5, 6], 3, 4)[1], insert_draws([6], 3, 4)[0])
         True
     """
-    rows = [torch.rand(count, generator=torch.Generator().manual_seed(row_seed(s, step, 1)), dtype=torch.float64)
-            for s in seeds]
+    rows = [RowRandom(s).stream("insert").uniform([step], (count,), dtype=torch.float64)[0] for s in seeds]
     return torch.stack(rows) if rows else torch.empty(0, count, dtype=torch.float64)
 
 
@@ -102,7 +101,7 @@ class SharedBatchSampler(DistributedSampler):
 
     def permutation(self, index: int) -> Tensor:
         """The order of the samples in pass ``index``."""
-        return torch.randperm(self.length, generator=torch.Generator().manual_seed(row_seed(self.seed, index, 2)))
+        return torch.randperm(self.length, generator=RowRandom(self.seed).stream("shared.order").generator(index))
 
     def __iter__(self):
         start = int(self.position())
@@ -201,6 +200,7 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         allow_resume_mismatch: Sequence[str] = (),
     ) -> None:
         super().__init__()
+        self._engine: StepEngine | None = None  # the input's update (optimizer_step)
         for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -344,7 +344,7 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         """The terms of one step on a batch of data images: ``objective`` ``(B,)``, each prior of the shared input
         (unweighted), and ``loss`` ``(B,)`` (``−objective`` plus the weighted priors), whose mean is minimized."""
         count = self.insert.num_random
-        seeds = row_seeds(keys, self.seed) if count or self.path.transforms is not None else None
+        seeds = RowRandom(self.seed).stream("start").seeds(keys) if count or self.path.transforms is not None else None
         shared = self.param()
         draws = insert_draws(seeds, step, count).to(images.device) if count else images.new_empty(len(keys), 0)
         x = self.insert(shared, images, draws)
@@ -383,8 +383,9 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         """The step engine's update, as every run takes it: the optimizer's step, the projection, and a
         non-finite shared input put back, stopping the run with :class:`~inputopt.engine.NonFiniteError`."""
         # the loss rows are the data's, not the input's: of the engine, only the update of the input applies
-        engine = StepEngine(self.param, self.path, targets=(), names=["shared input"])
-        engine.update(partial(super().optimizer_step, epoch, batch_idx, optimizer, optimizer_closure), self.global_step)
+        if self._engine is None or self._engine.param.tensor is not self.param.tensor:  # once, on the fit's device
+            self._engine = StepEngine(self.param, self.path, targets=(), names=["shared input"])
+        self._engine.update(partial(super().optimizer_step, epoch, batch_idx, optimizer, optimizer_closure), self.global_step)
 
     # -- the held-out fooling rate ------------------------------------------------------------------
     @torch.no_grad()
@@ -392,7 +393,7 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         """The evaluation forward of held-out images: ``clean`` and ``adversarial`` predictions, ``targets``
         (the target classes, targeted) and ``images`` (with the shared input). Sample ``k``'s patch placement
         comes from ``(seed, k)`` on a stream of its own, the same at every validation."""
-        seeds = [row_seed(self.seed, k, 3) for k in keys]
+        seeds = [RowRandom(self.seed).stream("shared.validation").seed_of(k) for k in keys]
         x = self.insert(self.param(), images, insert_draws(seeds, 0, self.insert.num_random).to(images.device))
         clean = self.path.activations(images, list(dict.fromkeys(["", *self.objective.layers])))
         out = {"clean": clean[""].argmax(1),

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from inputopt._config import build, import_class, instantiate
 from inputopt.engine import check_precision, optimize
-from inputopt.functional.init import row_seeds
+from inputopt.functional.random import RowRandom
 from inputopt.loss import LossPath, probe
 from inputopt.networks import NetworkSpec, default_image_shape
 from inputopt.objectives.base import InputObjective, UnitsObjective
@@ -265,7 +265,7 @@ class FeatureSweep(DatasetRunner):
             param = instantiate(self.param_config, ImageParam).initialize(self.image_shape, keys=units, seed=self.seed)
             param = param.to(self.device)
             targets = path.default_targets(param())
-            optimize(param, path, self.steps, self.optimizer_factory, targets, row_seeds(units, self.seed))
+            optimize(param, path, self.steps, self.optimizer_factory, targets, RowRandom(self.seed).stream("start").seeds(units))
             with torch.no_grad():
                 images = param().detach()
         return {"units": units, "names": objective.row_names(len(units)), "images": images}

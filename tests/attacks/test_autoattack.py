@@ -26,7 +26,7 @@ def test_members_run_in_order_on_the_still_robust_images(net, data):
     x, y = data
     attack = AutoAttack(net, eps=0.05, **SMALL)
     result = attack.run(x, y)[0]
-    report = attack.report
+    report = result.info["report"]
     accuracy = report.robust_accuracy()
     assert list(accuracy) == ["clean", "apgd-ce", "apgd-t", "square"]
     values = list(accuracy.values())
@@ -45,8 +45,8 @@ def test_members_run_in_order_on_the_still_robust_images(net, data):
 def test_version_plus_and_rand_members(net, data):
     x, y = data
     attack = AutoAttack(net, eps=0.05, version="rand", steps=5)
-    attack.run(x[:8], y[:8])
-    assert attack.report.members == ("apgd-ce", "apgd-dlr")
+    result = attack.run(x[:8], y[:8])[0]
+    assert result.info["report"].members == ("apgd-ce", "apgd-dlr")
     with pytest.raises(ValueError, match="version"):
         AutoAttack(net, eps=0.05, version="fast")
     with pytest.raises(ValueError, match="untargeted"):

@@ -359,7 +359,7 @@ class TestChannelInteraction:
         path = LossPath(tiny_net.requires_grad_(False), objective)
         param = PixelImage().initialize((3, 32, 32), keys=[0, 1])
         before = path.terms(param(), None)["objective"]
-        after = path.terms(optimize(param, path, steps=10)(), None)["objective"]
+        after = path.terms(optimize(param, path, steps=10).images, None)["objective"]
         assert (after > before + 0.05).all()
 
 
@@ -378,5 +378,5 @@ class TestDeepDream:
         path = LossPath(tiny_net.requires_grad_(False), DeepDream("features.4"))
         param = PixelImage().initialize((3, 32, 32), keys=[0, 1])
         before = path.terms(param(), None)["objective"]
-        after = path.terms(optimize(param, path, steps=10)(), None)["objective"]
+        after = path.terms(optimize(param, path, steps=10).images, None)["objective"]
         assert (after > 2 * before).all()

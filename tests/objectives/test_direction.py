@@ -79,7 +79,7 @@ class TestDirection:
         path = LossPath(tiny_net.requires_grad_(False), objective)
         param = PixelImage().initialize((3, 32, 32), keys=[0, 1])
         before = path.terms(param(), None)["objective"]
-        after = path.terms(optimize(param, path, steps=15)(), None)["objective"]
+        after = path.terms(optimize(param, path, steps=15).images, None)["objective"]
         assert (after > before + 0.2).all(), (before, after)
         # measured independently: the mean cosine over positions of the activation map
         act = capture_activations(tiny_net, param().detach(), ["features.4"])["features.4"]

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import inputopt.priors
-from inputopt.priors import BlurPenalty, LpNorm, MultiScaleEdgeEnergy, Prior, TotalVariation
+from inputopt.priors import BlurPenalty, Distance, LpNorm, MultiScaleEdgeEnergy, Prior, TotalVariation
 from tests.conftest import concrete_subclasses
 
 B = 3
@@ -41,6 +41,10 @@ EXAMPLES: dict[type, list[Example]] = {
         Example(dict()),
         Example(dict(weight=0.5, p=1, center=0.5)),
         Example(dict(weight=0.01, p=3.5, center=-0.25, root=True)),
+    ],
+    Distance: [
+        Example(dict()),
+        Example(dict(weight=0.5, p=1, root=True)),
     ],
     BlurPenalty: [
         Example(dict(weight=0.5), true_gradient=False),
@@ -73,6 +77,18 @@ def _images(seed: int = 0, shape=(B, 3, 24, 20)) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
+def reference(x: torch.Tensor) -> torch.Tensor:
+    """A centred prior's per-row reference for images like ``x``: the same fixed pattern in every row, so that a
+    row of ``x`` and its reference slice together."""
+    pattern = torch.sin(torch.arange(x[0].numel(), dtype=torch.float64)).reshape(x.shape[1:])
+    return pattern.to(x.device, torch.float64 if x.dtype == torch.float64 else torch.float32).expand(x.shape)
+
+
+def call(prior: Prior, x: torch.Tensor) -> torch.Tensor:
+    """``prior(x)``, with the rows' reference for a centred prior (:class:`Distance`)."""
+    return prior(x, reference(x)) if prior.centred else prior(x)
+
+
 def build(cls, example):
     if example is None:
         pytest.fail(f"no example for {cls.__name__}: add one to EXAMPLES")
@@ -84,7 +100,7 @@ class TestPriorContract:
     @pytest.mark.parametrize("shape", [(B, 3, 24, 20), (1, 1, 32, 32), (2, 3, 17, 31)])
     def test_smoke(self, cls, example, shape):
         x = _images(shape=shape)
-        penalty = build(cls, example)(x)
+        penalty = call(build(cls, example), x)
         assert penalty.shape == (shape[0],)
         assert penalty.dtype == torch.float32
         assert torch.isfinite(penalty).all()
@@ -94,42 +110,42 @@ class TestPriorContract:
             pytest.skip("this prior is not non-negative by nature")
         prior = build(cls, example)
         x = torch.cat([_images(1) * 10, _images(2) + 5, torch.zeros(1, 3, 24, 20)])
-        assert (prior(x) >= 0).all()
+        assert (call(prior, x) >= 0).all()
 
     @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
     def test_half_input_computed_in_float32(self, cls, example, dtype):
         prior = build(cls, example)
         x = _images().to(dtype)
-        penalty = prior(x)
+        penalty = call(prior, x)
         assert penalty.dtype == torch.float32
         # computed on the float32 values, not in half precision
-        torch.testing.assert_close(penalty, prior(x.float()), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(penalty, call(prior, x.float()), rtol=1e-6, atol=1e-6)
 
     def test_float32_under_autocast(self, cls, example):
         prior = build(cls, example)
         x = _images()
-        expected = prior(x)
+        expected = call(prior, x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            penalty = prior(x)
+            penalty = call(prior, x)
         assert penalty.dtype == torch.float32
         torch.testing.assert_close(penalty, expected, rtol=1e-6, atol=1e-6)
 
     def test_rows_independent(self, cls, example):
         prior = build(cls, example)
         x = _images()
-        penalty = prior(x)
+        penalty = call(prior, x)
         for i in range(B):
-            torch.testing.assert_close(prior(x[i:i + 1]), penalty[i:i + 1], rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(call(prior, x[i:i + 1]), penalty[i:i + 1], rtol=1e-6, atol=1e-6)
         changed = x.clone()
         changed[1] = changed[1] * 4 + 1
-        other = prior(changed)
+        other = call(prior, changed)
         torch.testing.assert_close(other[[0, 2]], penalty[[0, 2]], rtol=1e-6, atol=1e-6)
         assert other[1] != penalty[1]
 
     def test_gradient(self, cls, example):
         prior = build(cls, example)
         x = _images().requires_grad_(True)
-        (grad,) = torch.autograd.grad(prior(x)[1], x)
+        (grad,) = torch.autograd.grad(call(prior, x)[1], x)
         assert grad[1].abs().sum() > 0
         assert torch.equal(grad[[0, 2]], torch.zeros_like(grad[[0, 2]]))
 
@@ -138,8 +154,8 @@ class TestPriorContract:
             pytest.skip("the gradient is deliberately not the value's (tested against its own formula)")
         prior = build(cls, example)
         x = torch.randn(1, 1, 8, 8, dtype=torch.float64, requires_grad=True)
-        assert prior(x).dtype == torch.float64  # float64 passes through, for gradcheck
-        assert torch.autograd.gradcheck(prior, (x,), fast_mode=True)
+        assert call(prior, x).dtype == torch.float64  # float64 passes through, for gradcheck
+        assert torch.autograd.gradcheck(lambda images: call(prior, images), (x,), fast_mode=True)
 
     def test_weight_stored(self, cls, example):
         prior = build(cls, example)
@@ -149,7 +165,7 @@ class TestPriorContract:
         # the weight is applied by the module, not by the prior
         unit = cls(**{**example.kwargs, "weight": 1.0})
         x = _images()
-        torch.testing.assert_close(prior(x), unit(x))
+        torch.testing.assert_close(call(prior, x), call(unit, x))
 
     def test_repr(self, cls, example):
         prior = build(cls, example)
@@ -166,12 +182,12 @@ class TestPriorContract:
         rebuilt = instantiate(prior.config())
         assert type(rebuilt) is cls and rebuilt.config() == prior.config()
         x = _images()
-        torch.testing.assert_close(rebuilt(x), prior(x))
+        torch.testing.assert_close(call(rebuilt, x), call(prior, x))
 
     def test_deepcopy(self, cls, example):
         prior = build(cls, example)
         x = _images()
-        assert torch.equal(copy.deepcopy(prior)(x), prior(x))
+        assert torch.equal(call(copy.deepcopy(prior), x), call(prior, x))
 
     def test_checkpoint_round_trip(self, cls, example, tmp_path):
         """A fit's checkpoint rebuilds the module with this prior, to the same loss."""
