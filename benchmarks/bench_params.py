@@ -107,6 +107,7 @@ from inputopt import (
     PixelImage,
     RandomRotate,
     RandomScale,
+    StepCallback,
     Transform,
     optimize,
 )
@@ -221,12 +222,22 @@ def make_module(network: nn.Module, layer: str, channel: int, size: int, kind: s
                              optimizer=partial(torch.optim.Adam, lr=LR), seed=seed)
 
 
+class StampSteps(StepCallback):
+    """The loop's per-step timestamp, after each backward (where the fit's StepStamps takes it)."""
+
+    def __init__(self, stamps: list) -> None:
+        self.stamps = stamps
+
+    def on_after_backward(self, record, step, terms) -> None:
+        self.stamps.append(stamp())
+
+
 def loop_run(network: nn.Module, layer: str, channel: int, size: int, kind: str, steps: int, seed: int) -> dict:
     stamps: list[Stamp] = []
     start = stamp()
     module = make_module(network, layer, channel, size, kind, seed)
     optimize(module.param, module.path, steps, partial(torch.optim.Adam, lr=LR), seeds=module.row_seeds,
-             callback=lambda step, terms: stamps.append(stamp()))
+             callbacks=[StampSteps(stamps)])
     end = stamp()
     return step_summary(start, stamps, end, steps)
 
