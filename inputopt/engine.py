@@ -244,12 +244,15 @@ class StepEngine:
         shared, so that changing one changes the other; else the first group's learning rate) and the
         callbacks' :meth:`~inputopt.record.StepCallback.on_start` run."""
         if optimizer is not None:
-            lr = getattr(optimizer, "lr", None)
+            rows = (self.param.batch_size,)
             group_lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
-            if isinstance(lr, Tensor) and lr.shape == (self.param.batch_size,):
-                self.record.step_sizes = lr
-            elif isinstance(group_lr, (int, float, Tensor)) and torch.as_tensor(group_lr).numel() == 1:
-                self.record.step_sizes = torch.full((self.param.batch_size,), float(group_lr))
+            for lr in (getattr(optimizer, "lr", None), group_lr):  # a row-wise optimizer's own (B,) tensor
+                if isinstance(lr, Tensor) and lr.shape == rows:
+                    self.record.step_sizes = lr
+                    break
+            else:
+                if isinstance(group_lr, (int, float)) or (isinstance(group_lr, Tensor) and group_lr.numel() == 1):
+                    self.record.step_sizes = torch.full(rows, float(group_lr))
         for callback in self.callbacks:
             callback.on_start(self.record)
         return self.record

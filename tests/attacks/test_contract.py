@@ -148,3 +148,41 @@ class TestAttackContract:
         assert type(rebuilt) is cls and rebuilt.config() == config
         assert rebuilt.seed == 3 and rebuilt.bounds == (0.0, 1.0) and rebuilt.normalize is not None
         assert torch.equal(rebuilt(x, y), attack(x, y))
+
+    def test_no_state_left_on_the_attack(self, cls, kwargs, data):
+        """Everything a run finds is in its results (and record), none of it on the attack object: two runs of
+        one attack object equal two fresh attacks', and its attributes are as before."""
+        _skip_without_example(kwargs)
+        x, y = data
+        attack = cls("digits", **kwargs)
+        before = {k: copy.copy(v) for k, v in vars(attack).items() if k not in ("network", "normalize")}
+        first = attack.run(x[:3], y[:3])[0]
+        attack.run(x[3:], y[3:])
+        after = {k: v for k, v in vars(attack).items() if k not in ("network", "normalize")}
+        assert after.keys() == before.keys()
+        assert all(after[k] is before[k] or after[k] == before[k] for k in before), \
+            [k for k in before if not (after[k] is before[k] or after[k] == before[k])]
+        again = cls("digits", **kwargs).run(x[:3], y[:3])[0]
+        assert torch.equal(first.images, again.images) and torch.equal(first.steps, again.steps)
+
+    def test_exception_nonfinite_network(self, cls, kwargs, data):
+        """A network that returns NaN is refused with NonFiniteError, never counted as a success."""
+        _skip_without_example(kwargs)
+        from inputopt.engine import NonFiniteError
+        from inputopt.zoo import digits_cnn
+
+        network = digits_cnn("a")
+
+        class NaNOut(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = network
+
+            def forward(self, images):
+                return self.net(images) * float("nan")
+
+        x, y = data
+        with pytest.raises(NonFiniteError):
+            cls(NaNOut(), **kwargs).run(x, y)
+        with pytest.raises(NonFiniteError):  # the images alone: no clean forward, the attack's own steps refuse
+            cls(NaNOut(), **kwargs)(x, y)
