@@ -107,6 +107,8 @@ class RunRecord:
             callbacks).
         history: what callbacks recorded step by step (e.g. the predicted class after every step).
         info: what an attack adds (AutoAttack: its per-member report).
+        active: ``(B,)`` bool: the rows still optimized. A callback clears a row to stop it after the current
+            step (an early abort: its images stay as they are); the run ends when no row is active.
     """
 
     images: Tensor
@@ -121,6 +123,7 @@ class RunRecord:
     scored: Tensor | None = field(default=None, repr=False)
     history: list[Tensor] = field(default_factory=list, repr=False)
     info: dict[str, Any] = field(default_factory=dict, repr=False)
+    active: Tensor | None = field(default=None, repr=False)
 
     @classmethod
     def start(cls, images: Tensor) -> RunRecord:
@@ -138,7 +141,8 @@ class RunRecord:
                    improved=torch.zeros(batch, dtype=torch.bool, device=device),
                    first_success=torch.full((batch,), -1, dtype=torch.long, device=device),
                    steps=torch.zeros(batch, dtype=torch.long, device=device), step_sizes=None,
-                   done=torch.zeros(batch, dtype=torch.bool, device=device))
+                   done=torch.zeros(batch, dtype=torch.bool, device=device),
+                   active=torch.ones(batch, dtype=torch.bool, device=device))
 
     @property
     def batch_size(self) -> int:
@@ -171,6 +175,26 @@ class RunRecord:
         if better.any():
             self.best_score = torch.where(better, score, self.best_score)
             self.best[better] = images.detach()[better].to(self.best)
+
+    @torch.no_grad()
+    def keep_best(self, other: RunRecord) -> RunRecord:
+        """Take ``other``'s best images (another run on the same rows: a restart, a binary-search step) where they
+        score higher than this record's; returns this record.
+
+        Example:
+            >>> a, b = RunRecord.start(torch.zeros(2, 1, 1, 1)), RunRecord.start(torch.ones(2, 1, 1, 1))
+            >>> b.best_score = torch.tensor([1.0, -math.inf])
+            >>> a.keep_best(b).best.flatten().tolist(), a.best_score.tolist()
+            ([1.0, 0.0], [1.0, -inf])
+        """
+        better = other.best_score > self.best_score
+        self.best[better] = other.best[better].to(self.best)
+        self.best_score = torch.where(better, other.best_score.to(self.best_score), self.best_score)
+        first = torch.where(self.first_success < 0, other.first_success.to(self.first_success), self.first_success)
+        self.first_success = first
+        self.done |= other.done.to(self.done)
+        self.steps += other.steps.to(self.steps)
+        return self
 
     def finish(self, images: Tensor, criterion: Criterion | None) -> RunRecord:
         """Set the final images (without a criterion, they are also the best) and return the record."""

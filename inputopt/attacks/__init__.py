@@ -15,6 +15,7 @@ _EXPORTS = {
     "inputopt.attacks.base": ("LOSSES", "Attack", "AttackResult", "PredictionHistory"),
     "inputopt.attacks.gradient": ("BIM", "FGSM", "PGD", "GradientAscent"),
     "inputopt.attacks.minimal": ("FMN", "FMNRadius"),
+    "inputopt.attacks.cw": ("CW", "AbortEarly"),
     "inputopt.attacks.apgd": ("APGD", "APGDT", "APGDSchedule", "APGDStep"),
     "inputopt.attacks.square": ("Square",),
     "inputopt.attacks.autoattack": ("AutoAttack", "AutoAttackReport"),

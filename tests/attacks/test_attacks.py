@@ -345,3 +345,59 @@ def test_bad_inputs(net, data):
         attack.run(x, y, keys=[0, 1])
     with pytest.raises(ValueError, match="start"):
         attack.run(x, y, start=x[:2])
+
+
+class TestCW:
+    def test_binary_search_finds_smaller_perturbations(self, net, held_out):
+        from inputopt.attacks import CW
+
+        x, y = (t[:16] for t in held_out)
+        once = CW(net, c=1.0, steps=30, lr=0.05).run(x, y)[0]
+        searched = CW(net, c=1.0, steps=30, lr=0.05, search_steps=4).run(x, y)[0]
+        assert searched.success.sum() >= once.success.sum()
+        both = once.success & searched.success
+        assert (searched.norms[both] <= once.norms[both] + 1e-6).all() and searched.norms[both].sum() < once.norms[both].sum()
+        assert torch.equal(searched.images[~searched.success], x[~searched.success])  # a miss is the clean image
+
+    def test_targeted_and_confidence(self, net, held_out):
+        from inputopt.attacks import CW
+
+        x, y = (t[:8] for t in held_out)
+        target = (y + 1) % 10
+        result = CW(net, c=10.0, steps=60, lr=0.05, kappa=1.0).run(x, y, target=target)[0]
+        assert result.success.float().mean() >= 0.75
+        with torch.no_grad():
+            logits = net(result.images[result.success])
+        own = logits.gather(1, target[result.success].view(-1, 1)).squeeze(1)
+        other = logits.scatter(1, target[result.success].view(-1, 1), float("-inf")).amax(1)
+        assert ((own - other) > 0).all()
+
+    def test_exception(self, net):
+        from inputopt.attacks import CW
+
+        with pytest.raises(ValueError, match="give bounds"):
+            CW(net, bounds=None)
+        with pytest.raises(ValueError, match="c must be a finite number > 0"):
+            CW(net, c=0)
+        with pytest.raises(ValueError, match="search_steps must be an int >= 1"):
+            CW(net, search_steps=0)
+        with pytest.raises(ValueError, match="takes no loss"):
+            CW(net, loss="ce")
+
+
+def test_a_loss_with_arguments_is_a_config(net, held_out):
+    """``loss`` takes a LabelObjective config with its own arguments; each call gives the labels."""
+    from inputopt._config import instantiate
+    from inputopt.objectives import Margin
+
+    x, y = (t[:8] for t in held_out)
+    capped = {"class_path": "inputopt.objectives.Margin", "init_args": {"confidence": 0.0}}
+    attack = PGD(net, eps=0.1, alpha=0.02, steps=5, loss=capped)
+    assert isinstance(attack.objective(labels=y), Margin) and attack.objective(labels=y).confidence == 0.0
+    # a margin capped at 0 has no gradient once an image is adversarial: it then stays where it is
+    assert torch.equal(instantiate(attack.config())(x, y), attack(x, y))
+    assert not torch.equal(attack(x, y), PGD(net, eps=0.1, alpha=0.02, steps=5, loss="margin")(x, y))
+    with pytest.raises(ValueError, match="must not set \\['labels'\\]"):
+        PGD(net, loss={"class_path": "inputopt.objectives.Margin", "init_args": {"labels": [1]}})
+    with pytest.raises(ValueError, match="confidence must be a finite number"):
+        PGD(net, loss={"class_path": "inputopt.objectives.Margin", "init_args": {"confidence": "big"}})
