@@ -411,8 +411,8 @@ class Attack(Configurable, ABC):
         """The adversarial images: ``(B, C, H, W)`` for one ε, ``(E, B, C, H, W)`` for a list of ε.
 
         Only the images: unlike :meth:`run`, no forward pass measures the clean or the final images (a
-        minimal-norm attack measures its images to keep those within each budget)."""
-        if self.minimal:
+        minimal-norm attack with budgets measures its images to keep those within each budget)."""
+        if self.minimal and self.epsilons:
             adversarial = [r.images for r in self.run(images, labels, target)]
         else:
             adversarial = self._run(images, labels, target, None, None, False, measure=False)
