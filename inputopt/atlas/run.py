@@ -301,7 +301,13 @@ class Atlas:
     def _trainer(self, callbacks: list) -> Any:
         from lightning.pytorch import Trainer
 
-        return Trainer(**{**self.trainer, **_QUIET, "callbacks": callbacks})
+        from lightning.pytorch.accelerators import CPUAccelerator
+
+        from inputopt.commands.common import check_process_count
+
+        trainer = Trainer(**{**self.trainer, **_QUIET, "callbacks": callbacks})
+        check_process_count("cpu" if isinstance(trainer.accelerator, CPUAccelerator) else "other", trainer.num_devices)
+        return trainer
 
     def visualize(self) -> None:
         """Run the sweep of every layer and seed (the units with a file are skipped)."""
@@ -495,17 +501,20 @@ def _parser():
               mean: list[float] | None = None, std: list[float] | None = None,
               visualization: AtlasVisualization = AtlasVisualization(), examples: AtlasExamples = AtlasExamples(),
               metrics: AtlasMetrics = AtlasMetrics(), trainer: dict[str, Any] | None = None,
-              title: str | None = None, progress: bool = True) -> None:
+              title: str | None = None, progress: bool = True, allow_packages: list[str] | None = None) -> None:
         pass
 
     atlas.__doc__ = Atlas.__doc__  # the help of every argument
 
-    parser = ArgumentParser(prog="inputopt atlas", description="Visualize every unit of some layers, find their "
+    from inputopt.commands.common import _one_line_errors, paths_are_paths
+
+    parser = _one_line_errors(ArgumentParser)(prog="inputopt atlas", description="Visualize every unit of some layers, find their "
                             "dataset examples and score them, and write a static web site (index.html) into "
                             "atlas_dir. Resumable: run the same command again.")
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML config (configs/digits_atlas.yaml)")
     parser.add_argument("--site_only", action="store_true", help="only rebuild the site from the files on disk")
     parser.add_function_arguments(atlas, fail_untyped=False)
+    paths_are_paths(parser)
     return parser
 
 
@@ -520,6 +529,9 @@ def atlas_main(argv: Sequence[str]) -> dict[str, float]:
 
     from inputopt.atlas.site import build_site
 
+    from inputopt.commands.common import prepare_command
+
+    prepare_command(argv)  # configs guarded, allow_packages allowed, before anything is parsed
     parser = _parser()
     config = parser.parse_args(list(argv))
     if config.site_only:
@@ -529,7 +541,7 @@ def atlas_main(argv: Sequence[str]) -> dict[str, float]:
               f"{Path(config.atlas_dir) / 'index.html'}")
         return {"site": time.perf_counter() - start}
     init = parser.instantiate(config)
-    kwargs = {k: v for k, v in vars(init).items() if k not in ("config", "site_only")}
+    kwargs = {k: v for k, v in vars(init).items() if k not in ("config", "site_only", "allow_packages")}
     for key in ("visualization", "examples", "metrics"):
         kwargs[key] = dataclasses.asdict(kwargs[key]) if dataclasses.is_dataclass(kwargs[key]) else kwargs[key]
     chatter = _Chatter()
