@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         command = f"inputopt {argv[0]}" if argv else "inputopt"
         message = " ".join(str(error).split()) or type(error).__name__  # one line, whatever the error says
+        if isinstance(error, OSError) and error.filename is not None and error.strerror:
+            message = f"{error.strerror}: {error.filename!r}"  # no [Errno 30]: what happened, and to which file
         if isinstance(error, OverflowError):
             message = f"a number is too large: {message}"
         print(f"{command}: error: {message}\n(--help shows the options; --debug or INPUTOPT_DEBUG=1 the traceback)",

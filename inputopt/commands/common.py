@@ -320,6 +320,9 @@ class _GuardedCLI:
         from lightning.pytorch.accelerators import CPUAccelerator
 
         check_process_count("cpu" if isinstance(trainer.accelerator, CPUAccelerator) else "other", trainer.num_devices)
+        if str(trainer.precision) in ("64-true", "64"):  # torch would fail at the first forward: float input
+            raise CommandLineError(f"--trainer.precision {trainer.precision!r} is not supported: the images and the "
+                                   f"networks stay float32; use '32-true', '16-mixed' or 'bf16-mixed'")
         return trainer
 
 
