@@ -251,7 +251,11 @@ def prepare_command(args: Sequence[str]) -> list[str]:
         packages = guarded_yaml_load(value, "--allow_packages")
         _resolve.allow_packages(packages if isinstance(packages, (list, str)) else str(packages))
     allowed = list(_resolve.allowed_packages())
-    # jsonargparse imports the class_path of a config itself: the same allowlist, and nothing else
+    # jsonargparse imports the class_path of a config itself: the same allowlist, and nothing else (its
+    # import-path policy, from 4.52: set here whole, so that one command's packages do not carry over)
+    if "import_path_verdicts" not in parsing_settings:
+        raise ImportError("inputopt's commands need jsonargparse >= 4.52 (its import-path policy keeps a config "
+                          "from importing other packages): pip install -U 'jsonargparse[signatures]>=4.52'")
     parsing_settings["import_path_verdicts"] = {"*": False, **{package: True for package in allowed}}
     parsing_settings["import_paths_enforced"] = True
     return allowed
