@@ -299,6 +299,8 @@ ROWS += [
      ValueError, r"cannot read init file 'other.png' as an image"),
     ("cli-init-text-file", lambda: fit("--model.init", write_file("hello.txt", b"hello world")), ValueError,
      r"cannot read init file 'hello.txt' as an image"),
+    ("cli-ckpt-file-whose-text-is-last", lambda: fit("--ckpt_path", write_file("run.ckpt", b"last")), ValueError,
+     r"--ckpt_path 'run.ckpt' is not a checkpoint"),
     ("cli-state-dict-file-whose-text-is-null", lambda: fit("--model.state_dict", write_file("weights.pt", b"null")),
      ValueError, r"cannot read state_dict file 'weights.pt'"),
     ("init-zero-images", lambda: module(init=torch.rand(0, 1, 32, 32)), ValueError,

@@ -317,7 +317,12 @@ class _GuardedCLI:
                                  "inputopt, torch, torchvision, timm, lightning, torchmetrics); also "
                                  "INPUTOPT_ALLOW=pkg,other")
         super().add_arguments_to_parser(parser)
-        paths_are_paths(parser)
+
+    def parse_arguments(self, parser, args) -> None:
+        # every option is on the parsers now (a subcommand's own, --ckpt_path, come after add_arguments_to_parser)
+        for each in [parser, *getattr(self, "_subcommand_parsers", {}).values()]:
+            paths_are_paths(each)
+        super().parse_arguments(parser, args)
 
     def instantiate_trainer(self, **kwargs):
         trainer = super().instantiate_trainer(**kwargs)
