@@ -102,44 +102,6 @@ class CommandLineError(ValueError):
     exit_code = 2
 
 
-def _yaml_loader():
-    from jsonargparse._loaders_dumpers import get_yaml_default_loader
-
-    return get_yaml_default_loader()
-
-
-def _expanded_size(node, limit: int, source: str) -> int:
-    """The number of YAML nodes once every alias is expanded, counted without expanding them (a node shared by
-    aliases is counted once per use, from a memo); refused beyond ``limit`` and for a node that contains itself."""
-    import yaml
-
-    sizes: dict[int, int] = {}
-    active: set[int] = set()
-
-    def size(n) -> int:
-        key = id(n)
-        if key in sizes:
-            return sizes[key]
-        if key in active:
-            raise CommandLineError(f"{source}: a YAML alias refers to a node that contains it (a recursive "
-                                   f"structure): refused")
-        active.add(key)
-        if isinstance(n, yaml.SequenceNode):
-            total = 1 + sum(size(child) for child in n.value)
-        elif isinstance(n, yaml.MappingNode):
-            total = 1 + sum(size(k) + size(v) for k, v in n.value)
-        else:
-            total = 1
-        active.discard(key)
-        sizes[key] = total
-        if total > limit:
-            raise CommandLineError(f"{source}: the YAML expands to more than {limit} values (aliases that repeat "
-                                   f"aliases, a 'billion laughs'): refused")
-        return total
-
-    return size(node)
-
-
 def guarded_yaml_load(stream: str, source: str = "a YAML value") -> Any:
     r"""jsonargparse's YAML loading, guarded: text over :data:`MAX_CONFIG_BYTES`, or that expands beyond
     :data:`MAX_CONFIG_NODES` values through aliases, is refused before it is built. Every config and
@@ -157,16 +119,15 @@ def guarded_yaml_load(stream: str, source: str = "a YAML value") -> Any:
     """
     from jsonargparse._loaders_dumpers import yaml_load
 
+    from inputopt.results import check_yaml_expansion
+
     if len(stream) > MAX_CONFIG_BYTES:
         raise CommandLineError(f"{source} is {len(stream)} characters long, more than a config holds "
                                f"({MAX_CONFIG_BYTES} at most): refused")
-    if "*" in stream:  # an alias: count what it expands to before anything is built
-        loader = _yaml_loader()(stream)
-        try:
-            while loader.check_node():
-                _expanded_size(loader.get_node(), MAX_CONFIG_NODES, source)
-        finally:
-            loader.dispose()
+    try:
+        check_yaml_expansion(stream, source, MAX_CONFIG_NODES)
+    except ValueError as error:
+        raise CommandLineError(str(error)) from None
     return yaml_load(stream)
 
 
