@@ -191,3 +191,27 @@ def test_command_puts_the_current_folder_after_the_installed_packages(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "network: digits" in done.stdout
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("SHADOWED")) == []
+
+
+def _atlas_config(tmp_path: Path, unit_names: str, allow: str | None = None) -> str:
+    config = tmp_path / "atlas.yaml"
+    config.write_text((f"allow_packages: [{allow}]\n" if allow else "") +
+                      f"atlas_dir: {tmp_path / 'out'}\nnetwork: digits\nlayers:\n  - name: null\n"
+                      f"    unit_names: {unit_names}\n")
+    return str(config)
+
+
+def test_atlas_command_refuses_unit_names_before_calling_them(trap, tmp_path):
+    with pytest.raises(NotAllowedError, match=r"unit_names 'os.abort': package 'os' is not allowed"):
+        main(["atlas", "--config", _atlas_config(tmp_path, "os.abort")])  # os.abort() would end the test process
+    assert not (tmp_path / "out").exists()
+
+
+def test_atlas_command_takes_unit_names_of_a_package_its_config_allows(trap, tmp_path, monkeypatch):
+    (tmp_path / "mynames.py").write_text("def digits():\n    return [f'digit {i}' for i in range(10)]\n")
+    seen = []
+    monkeypatch.setattr("inputopt.atlas.run.Atlas.run", lambda self: seen.append(self.layers) or {})
+    main(["atlas", "--config", _atlas_config(tmp_path, "mynames.digits", allow="mynames")])
+    assert seen[0][0]["unit_names"][3] == "digit 3"
+    assert "mynames" not in allowed_packages()  # the command's own
+    sys.modules.pop("mynames", None)
