@@ -54,8 +54,10 @@ def _check_package_name(name: str, where: str) -> str:
     if not name or not all(part.isidentifier() for part in name.split(".")):
         raise ValueError(f"{where}: {name!r} is not a package name (dotted identifiers, e.g. 'mylab' or "
                          f"'mylab.models')")
-    if name.partition(".")[0] in ("jsonargparse", "builtins"):
-        raise ValueError(f"{where}: {name!r} cannot be allowed (it would let data run any code)")
+    top = name.partition(".")[0]
+    if top in ("jsonargparse", "builtins", "__main__") or top in sys.stdlib_module_names:
+        raise ValueError(f"{where}: {name!r} cannot be allowed: it is not a package of yours (the standard library "
+                         f"or the config parser), and it would let data run any code")
     return name
 
 

@@ -173,10 +173,13 @@ def test_without_the_allow_entry_the_same_config_is_refused(trap, tmp_path):
     assert not trap.exists()
 
 
-@pytest.mark.parametrize("bad", ["jsonargparse", "builtins", "not a name"])
-def test_some_packages_cannot_be_allowed(bad):
+@pytest.mark.parametrize("bad", ["jsonargparse", "builtins", "os", "tempfile", "subprocess.run", "not a name"])
+def test_some_packages_cannot_be_allowed(bad, monkeypatch):
     with pytest.raises(ValueError, match="allow_packages"):
         allow_packages([bad])
+    monkeypatch.setenv("INPUTOPT_ALLOW", bad)  # nor by the environment
+    with pytest.raises(ValueError, match="INPUTOPT_ALLOW"):
+        allowed_packages()
 
 
 def test_command_puts_the_current_folder_after_the_installed_packages(tmp_path):
