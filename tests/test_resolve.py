@@ -182,8 +182,18 @@ def test_some_packages_cannot_be_allowed(bad, monkeypatch):
         allowed_packages()
 
 
+def test_current_folder_goes_after_the_installed_packages(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    main(["layers", "digits"])
+    assert "" not in sys.path and sys.path[-1] == os.getcwd()
+    assert "features.0" in capsys.readouterr().out
+
+
+@pytest.mark.slow
 def test_command_puts_the_current_folder_after_the_installed_packages(tmp_path):
-    """A lightning.py or torch.py in the current folder is not imported instead of the real package."""
+    """A lightning.py or torch.py in the current folder is not imported instead of the real package (the
+    console script, in a subprocess)."""
     for name in ("lightning", "torch", "jsonargparse"):
         (tmp_path / f"{name}.py").write_text(f"open('SHADOWED-{name}', 'w').close()\nraise SystemExit(7)\n")
     env = {k: v for k, v in os.environ.items() if k != "INPUTOPT_ALLOW"}
