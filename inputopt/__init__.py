@@ -9,6 +9,7 @@ import importlib
 #: Where each public name lives. They are imported on first use (PEP 562), so that ``import inputopt.networks``
 #: or ``inputopt layers`` do not import Lightning and everything else.
 _EXPORTS = {
+    "inputopt._resolve": ("allow_packages",),
     "inputopt.callbacks.attack": ("SaveAttackResults",),
     "inputopt.callbacks.checkpoints": ("CheckpointOnInterrupt", "RunLock"),
     "inputopt.callbacks.examples": ("SaveDatasetExamples",),
@@ -105,6 +106,7 @@ __all__ = [
     "Transform",
     "UnitActivation",
     "UnitsObjective",
+    "allow_packages",
     "build_network",
     "capture_activations",
     "optimize",

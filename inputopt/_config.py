@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Mapping
 from typing import Any
+
+from inputopt._resolve import resolve
 
 __all__ = ["Configurable", "build", "import_class", "instantiate"]
 
@@ -81,14 +82,15 @@ def instantiate(config: Mapping[str, Any], base: type = None) -> Any:
         >>> instantiate({"class_path": "os.system", "init_args": {"command": "echo hi"}})
         Traceback (most recent call last):
         ...
-        TypeError: class_path 'os.system' is not a subclass of Configurable ...
+        inputopt._resolve.NotAllowedError: class_path 'os.system': package 'os' is not allowed ...
     """
     return import_class(config, Configurable if base is None else base)(**dict(config.get("init_args") or {}))
 
 
 def import_class(config: Mapping[str, Any], base: type) -> type:
     """The class a ``{"class_path", "init_args"}`` config names, checked to be a subclass of ``base``
-    before anything of it runs (importing its module is all that happens to another name).
+    before anything of it runs: :func:`inputopt._resolve.resolve`, which imports nothing outside the allowed
+    packages (the library, torch, torchvision, timm, Lightning, torchmetrics and the user's own).
 
     Example:
         >>> import torch
@@ -97,16 +99,7 @@ def import_class(config: Mapping[str, Any], base: type) -> type:
     """
     if not isinstance(config, Mapping) or "class_path" not in config:
         raise ValueError(f"a component config needs a 'class_path', got {config!r}")
-    class_path = config["class_path"]
-    module_name, _, name = str(class_path).rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise ValueError(f"cannot import class_path {class_path!r}: {error}") from error
-    if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise TypeError(f"class_path {class_path!r} is not a subclass of {base.__name__} (a {type(cls).__name__}); "
-                        f"only {base.__module__}.{base.__qualname__} and its subclasses can be built here")
-    return cls
+    return resolve(str(config["class_path"]), "class", base=base)
 
 
 def build(value: Any, base: type = None) -> Any:

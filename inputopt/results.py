@@ -214,6 +214,88 @@ def annotated_adversarial_grid(clean: Tensor, adversarial: Tensor, eps: Sequence
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float().div(255)
 
 
+def check_yaml_expansion(text: str, source: str, limit: int = 100_000) -> None:
+    r"""Refuse YAML ``text`` whose aliases expand to more than ``limit`` values (a "billion laughs" of a few
+    lines expands to 10**9), or refer to a node that contains them, before anything is built: the nodes are
+    counted on the composed graph, where an alias is a shared node, so the count costs the size of the text.
+
+    Example:
+        >>> check_yaml_expansion("a: &a [1, 2]\nb: [*a, *a]", "a config")
+        >>> bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        ...     f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+        >>> check_yaml_expansion(bomb, "bomb.yaml")
+        Traceback (most recent call last):
+        ...
+        ValueError: bomb.yaml: the YAML expands to more than 100000 values (aliases that repeat aliases, ...
+    """
+    import yaml
+
+    if "*" not in text:  # no alias: nothing expands
+        return
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ValueError(f"{source}: a YAML alias refers to a node that contains it (a recursive structure): "
+                             f"refused")
+        active.add(key)
+        if isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        else:
+            total = 1
+        active.discard(key)
+        sizes[key] = total
+        if total > limit:
+            raise ValueError(f"{source}: the YAML expands to more than {limit} values (aliases that repeat "
+                             f"aliases, a 'billion laughs'): refused")
+        return total
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    try:
+        while loader.check_node():
+            size(loader.get_node())
+    finally:
+        loader.dispose()
+
+
+def read_record(path: str | os.PathLike) -> object:
+    """A result or record file the library wrote (``.json``, or YAML for ``.yaml``/``.yml``), with an error that
+    names the file when it is corrupt or truncated (a full disk, a run killed mid-write, a hand edit).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "metrics.json"
+        >>> _ = path.write_text('{"units": {"0": ')
+        >>> read_record(path)
+        Traceback (most recent call last):
+        ...
+        ValueError: cannot read .../metrics.json (corrupt or truncated: Expecting value at line 1, column 17); ...
+    """
+    import json
+
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            check_yaml_expansion(text, str(path))
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        reason = f"{error.msg} at line {error.lineno}, column {error.colno}"
+    except (ValueError, yaml.YAMLError) as error:  # UnicodeDecodeError is a ValueError
+        reason = " ".join(str(error).split())
+    raise ValueError(f"cannot read {path} (corrupt or truncated: {reason}); delete it to have it written again, "
+                     f"or restore it")
+
+
 def strict_json(value, indent: int | None = 2) -> str:
     """``json.dumps`` for result files that every JSON parser reads: NaN and ±Infinity (which Python writes
     as the non-standard ``NaN`` / ``Infinity``) become ``null``.

@@ -7,6 +7,7 @@ cheap; the command-line rows run ``inputopt fit`` in-process on configs/digits.y
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from inputopt.attacks import FGSM, FMN, PGD
 from inputopt.callbacks.images import LogImages, SaveImages
 from inputopt.callbacks.tables import PredictionTable, SphereCheck
 from inputopt.cli import main
+from inputopt.commands.common import CommandLineError
 from inputopt.data import Digits, ImageFolder
 from inputopt.functional.sphere import sphere_check
 from inputopt.networks import build_network
@@ -122,7 +124,7 @@ ROWS = [
     ("unknown-weights", lambda: build_network("alexnet", weights="IMAGENET"), ValueError,
      r"unknown weights 'IMAGENET' for alexnet; valid: DEFAULT, IMAGENET1K_V1"),
     ("network-import-path", lambda: build_network("mypackage.mynet"), ValueError,
-     r"cannot import network 'mypackage.mynet'"),
+     r"network 'mypackage.mynet': package 'mypackage' is not allowed.*allow_packages: \[mypackage\]"),
     ("unknown-layer", lambda: module(objective=UnitActivation("feature.0", unit=3)), ValueError,
      r"unknown layer 'feature.0'.*closest valid names: features.0"),
     ("unit-out-of-range", lambda: module(objective=UnitActivation(None, unit=10)), ValueError,
@@ -289,6 +291,18 @@ ROWS += [
      r"--trainer.max_steps must be an int >= 1, the optimization steps per chunk, got 0"),
     ("cli-init-empty-file", lambda: fit("--model.init", write_file("empty.png", b"")), ValueError,
      r"--model.init 'empty.png' is an empty file"),
+    # paths are paths: a file given as an option is that file, never its text read as the option's value
+    ("cli-init-file-whose-text-is-null", lambda: fit("--model.init", write_file("null.png", b"null")), ValueError,
+     r"cannot read init file 'null.png' as an image"),
+    ("cli-init-file-whose-text-is-another-path", lambda: (write_file("real.png", Image.new("L", (32, 32))),
+                                                          fit("--model.init", write_file("other.png", b"real.png"))),
+     ValueError, r"cannot read init file 'other.png' as an image"),
+    ("cli-init-text-file", lambda: fit("--model.init", write_file("hello.txt", b"hello world")), ValueError,
+     r"cannot read init file 'hello.txt' as an image"),
+    ("cli-ckpt-file-whose-text-is-last", lambda: fit("--ckpt_path", write_file("run.ckpt", b"last")), ValueError,
+     r"--ckpt_path 'run.ckpt' is not a checkpoint"),
+    ("cli-state-dict-file-whose-text-is-null", lambda: fit("--model.state_dict", write_file("weights.pt", b"null")),
+     ValueError, r"cannot read state_dict file 'weights.pt'"),
     ("init-zero-images", lambda: module(init=torch.rand(0, 1, 32, 32)), ValueError,
      r"init holds no images \(shape \(0, 1, 32, 32\)\)"),
     ("pgd-eps-empty-list", lambda: PGD("digits", eps=[]), ValueError,
@@ -324,12 +338,13 @@ ROWS += [
      r"ImageFolder: cannot read image '.*b.png' \(item 1; corrupt"),
 ]
 
-# Rows where jsonargparse refuses the config: it exits with code 2 and prints what is wrong on stderr.
+# Rows where jsonargparse refuses the config: one line naming the option (exit code 2 from the command).
 PARSER_ROWS = [
-    ("cli-yaml-unknown-key", ["--config", "typo.yaml"], r"typo.yaml|max_step"),
-    ("cli-unknown-param-argument", ["--model.param.init_args.sigma", "1"], r"sigma"),
-    ("cli-max-steps-null", ["--trainer.max_steps", "null"], r"trainer.max_steps"),
-    ("cli-batch-size-text", ["--model.batch_size", "ten"], r"batch_size"),
+    ("cli-yaml-unknown-key", ["--config", "typo.yaml"], r"does not accept option 'trainer.max_step'"),
+    ("cli-unknown-param-argument", ["--model.param.init_args.sigma", "1"],
+     r"--model.param: .*'inputopt.PixelImage': Option 'sigma' is not accepted"),
+    ("cli-max-steps-null", ["--trainer.max_steps", "null"], r"--trainer.max_steps: expected an int, got 'None'"),
+    ("cli-batch-size-text", ["--model.batch_size", "ten"], r"--model.batch_size: expected an int.*got 'ten'"),
 ]
 
 
@@ -362,10 +377,9 @@ def test_exception(run_folder, make, error, message):
 @pytest.mark.parametrize(("args", "message"), [row[1:] for row in PARSER_ROWS], ids=[row[0] for row in PARSER_ROWS])
 def test_exception_parser(run_folder, capsys, args, message):
     (run_folder / "typo.yaml").write_text("trainer:\n  max_step: 5\n")
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(CommandLineError, match=message) as info:
         fit(*args)
-    assert info.value.code == 2
-    assert __import__("re").search(message, capsys.readouterr().err)
+    assert info.value.exit_code == 2 and "\n" not in str(info.value)  # one line, not the usage
     assert written(run_folder) == []
 
 
@@ -381,3 +395,101 @@ def test_layers_refuses_a_zero_image_shape(capsys):
         main(["layers", "digits", "--image_shape", "0", "0", "0"])
     assert info.value.code == 2
     assert "--image_shape must be three positive ints C H W, got 0 0 0" in capsys.readouterr().err
+
+
+# -- the command itself: one line naming the option, the value and what is accepted; no usage dump, no traceback
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))  # 10**9 values
+
+
+def command(capsys, monkeypatch, *argv: str) -> tuple[int, list[str]]:
+    """``inputopt ARGV`` as the console script runs it (``main()`` on ``sys.argv``, in-process): its exit code
+    and the lines it printed on stderr."""
+    monkeypatch.setattr(sys, "argv", ["inputopt", *argv])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main()
+    return stop.value.code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def _atlas_with_corrupt_metrics() -> list[str]:
+    Path("atlas/layers/l").mkdir(parents=True)
+    Path("atlas/atlas.yaml").write_text("layers: {l: {}}\n")
+    Path("atlas/layers/l/layer.json").write_text('{"name": "l", "seeds": [0], "units": []}')
+    Path("atlas/layers/l/metrics.json").write_text('{"units": {"0": ')
+    return ["atlas", "--config", "configs/digits_atlas.yaml", "--site_only", "--atlas_dir", "atlas"]
+
+
+FIT = ["fit", "--config", "configs/digits.yaml", "--trainer.max_steps", "2", "--trainer.enable_progress_bar", "false"]
+# (id, files to write first: name -> bytes, the command, regex on its one line of error)
+COMMAND_ROWS = [
+    ("max-steps-text", {}, [*FIT, "--trainer.max_steps", "abc"], r"--trainer.max_steps: expected an int, got 'abc'"),
+    ("lr-nan", {}, [*FIT, "--model.optimizer.init_args.lr", "nan"],
+     r"--model.optimizer.init_args.lr: expected a number, got 'nan'"),
+    ("unit-text", {}, [*FIT, "--model.objective.init_args.unit", "foo"],
+     r"--model.objective.init_args.unit: expected an int or a list or 'all', got 'foo'"),
+    ("unit-huge", {}, [*FIT, "--model.objective.init_args.unit", "99999999999999999999"],
+     r"unit 99999999999999999999 is out of range"),
+    ("precision-7", {}, [*FIT, "--trainer.precision", "7"], r"--trainer.precision: expected .*'32-true'.*got '7'"),
+    ("precision-64-true", {}, [*FIT, "--trainer.precision", "64-true"],
+     r"--trainer.precision '64-true' is not supported.*'32-true'"),
+    ("devices-more-than-cores", {}, [*FIT, "--trainer.accelerator", "cpu", "--trainer.devices", "1000"],
+     r"--trainer.devices 1000: more processes than this machine's \d+ CPU core"),
+    ("attack-devices-more-than-cores", {}, ["attack", "--config", "configs/digits_pgd.yaml", "--trainer.accelerator",
+                                            "cpu", "--trainer.devices", "1000"], r"--trainer.devices 1000: more processes"),
+    ("config-missing", {}, ["fit", "--config", "missing.yaml"], r"--config 'missing.yaml': no such file"),
+    ("config-empty", {"empty.yaml": b""}, ["fit", "--config", "empty.yaml"], r"--config 'empty.yaml' is an empty file"),
+    ("config-truncated", {"cut.yaml": b"model:\n  network: [digits\n"}, ["fit", "--config", "cut.yaml"],
+     r"--config 'cut.yaml' is not valid YAML at line \d+"),
+    ("config-binary", {"bin.yaml": b"PK\x03\x04\x00\x00\xff\xfe"}, ["fit", "--config", "bin.yaml"],
+     r"--config 'bin.yaml' is a binary file"),
+    ("config-a-list", {"list.yaml": b"- model\n- trainer\n"}, ["fit", "--config", "list.yaml"],
+     r"--config 'list.yaml' must hold a mapping of options"),
+    ("config-too-large", {"big.yaml": b"# " + b"x" * (5 * 2**20) + b"\n"}, ["fit", "--config", "big.yaml"],
+     r"--config 'big.yaml' is \d+ bytes, more than a config holds"),
+    ("config-alias-bomb", {"bomb.yaml": BOMB.encode()}, ["fit", "--config", "bomb.yaml"],
+     r"--config 'bomb.yaml': the YAML expands to more than \d+ values"),
+    ("config-recursive-alias", {"loop.yaml": b"a: &a [1, *a]\n"}, ["fit", "--config", "loop.yaml"],
+     r"--config 'loop.yaml': a YAML alias refers to a node that contains it"),
+    ("value-alias-bomb", {}, [*FIT, "--model.image_shape", BOMB],
+     r"the YAML expands to more than \d+ values"),
+    ("atlas-config-alias-bomb", {"bomb.yaml": BOMB.encode()}, ["atlas", "--config", "bomb.yaml"],
+     r"--config 'bomb.yaml': the YAML expands"),
+    ("state-dict-bare-tensor", {}, [*FIT, "--model.state_dict", "bare.pt"],
+     r"state_dict file 'bare.pt' must hold a dict of tensors.*got a tensor of shape \(3,\)"),
+    ("output-folder-is-a-file", {"taken": b"a file"}, [*FIT, "--trainer.default_root_dir", "taken/run",
+                                                      "--trainer.logger", "false"], r"taken"),
+    ("atlas-corrupt-metrics", {}, None, r"cannot read atlas/layers/l/metrics.json \(corrupt or truncated"),
+]
+
+
+@pytest.mark.parametrize(("files", "argv", "message"), [row[1:] for row in COMMAND_ROWS],
+                         ids=[row[0] for row in COMMAND_ROWS])
+def test_command_error_is_one_line(run_folder, capsys, monkeypatch, files, argv, message):
+    import time
+
+    for name, content in files.items():
+        Path(name).write_bytes(content)
+    torch.save(torch.zeros(3), "bare.pt")
+    argv = argv or _atlas_with_corrupt_metrics()
+    start = time.perf_counter()
+    code, lines = command(capsys, monkeypatch, *argv)
+    assert time.perf_counter() - start < 2 or "bomb" not in str(argv)  # refused at once, not expanded
+    assert code in (1, 2) and len(lines) == 2, lines  # the error, and where the usage and the traceback are
+    assert lines[0].startswith(f"inputopt {argv[0]}: error: ") and re.search(message, lines[0]), lines[0]
+    assert "--help shows the options" in lines[1]
+    assert written(run_folder) == []
+
+
+def test_help_still_shows_the_usage(run_folder, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["inputopt", "fit", "--help"])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 0 and "--trainer.max_steps" in capsys.readouterr().out
+
+
+def test_debug_keeps_the_traceback(run_folder, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["inputopt", "fit", "--config", "configs/digits.yaml", "--trainer.max_steps",
+                                      "abc", "--debug"])
+    with pytest.raises(CommandLineError, match="--trainer.max_steps"):
+        main()

@@ -93,7 +93,7 @@ def test_users_own_objective_and_prior_from_their_own_module(tmp_path, monkeypat
         "        return x.pow(2).flatten(1).sum(1)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    result = cli(["fit", "--config", str(CONFIGS / "vgg16_conv4_channel.yaml"), *TINY,
+    result = cli(["fit", "--config", str(CONFIGS / "vgg16_conv4_channel.yaml"), *TINY, "--allow_packages", "[mylab]",
                   "--model.objective", '{"class_path": "mylab.components.MeanActivation", "init_args": {"layer": "features.4"}}',
                   "--model.priors", '[{"class_path": "mylab.components.L2", "init_args": {"weight": 0.5}}]'])
     module = result.model
@@ -169,7 +169,8 @@ def test_command_line_run_does_not_warn_about_args(tmp_path, monkeypatch, recwar
 
 
 def test_user_objective_from_the_current_folder(tmp_path, monkeypatch):
-    """`inputopt fit` imports a class_path from the current folder, as `python -m` would."""
+    """`inputopt fit` imports a class_path from the current folder, once the config allows it (after the
+    installed packages: a torch.py there does not shadow torch)."""
     from inputopt.cli import main
 
     (tmp_path / "my_objectives.py").write_text(
@@ -178,6 +179,7 @@ def test_user_objective_from_the_current_folder(tmp_path, monkeypatch):
         "    def forward(self, activations):\n"
         "        return activations[self.layer].flatten(1).mean(1)\n")
     (tmp_path / "my.yaml").write_text(
+        "allow_packages: [my_objectives]\n"
         "trainer: {max_steps: 1, logger: false, enable_checkpointing: false, enable_progress_bar: false}\n"
         "model:\n  network: digits\n  objective:\n    class_path: my_objectives.MyObjective\n"
         "    init_args: {layer: features.0}\n")

@@ -130,19 +130,23 @@ class TestBuildNetwork:
         assert_same_tensors(net, state)
         assert_frozen(net)
 
-    @pytest.mark.parametrize("layout", ["wrapped", "prefixed", "wrapped_prefixed", "model"])
+    @pytest.mark.parametrize("layout", ["wrapped", "prefixed", "wrapped_prefixed", "model", "lightning_model_attribute"])
     def test_state_dict_file_common_layouts(self, tmp_path, layout):
-        """Lightning-style {"state_dict": ...}, {"model": ...} and DataParallel's "module." prefix."""
+        """Lightning-style {"state_dict": ...}, {"model": ...}, DataParallel's "module." prefix, and a Lightning
+        checkpoint of a module that holds the network as ``self.model`` ("model." prefix)."""
         state = make_tiny_net(seed=7).state_dict()
         if "prefixed" in layout:
             state = {f"module.{k}": v for k, v in state.items()}
+        if layout == "lightning_model_attribute":
+            state = {f"model.{k}": v for k, v in state.items()}
+            layout = "wrapped"
         saved = {"state_dict": state, "epoch": 1} if "wrapped" in layout else {"model": state} if layout == "model" \
             else state
         torch.save(saved, tmp_path / "ckpt.pt")
         net = build_network("tests.conftest.TinyConvNet", state_dict=tmp_path / "ckpt.pt")
         assert_same_tensors(net, make_tiny_net(seed=7).state_dict())
 
-    @pytest.mark.parametrize("content", [[1, 2], {}])
+    @pytest.mark.parametrize("content", [[1, 2], {}, torch.zeros(3)])
     def test_exception_state_dict_not_a_dict(self, tmp_path, content):
         torch.save(content, tmp_path / "bad.pt")
         with pytest.raises(ValueError, match=r"bad.pt' must hold a dict of tensors"):
@@ -172,9 +176,10 @@ class TestBuildNetwork:
         assert_same_tensors(net, make_tiny_net().state_dict())
         assert_frozen(net)
 
-    @pytest.mark.parametrize("name", ["tests.conftest.NoSuchNet", "no_such_package.Net"])
-    def test_exception_dotted_path(self, name):
-        with pytest.raises(ValueError, match=f"cannot import network '{name}'"):
+    @pytest.mark.parametrize(("name", "message"), [("tests.conftest.NoSuchNet", "cannot import network"),
+                                                   ("no_such_package.Net", "package 'no_such_package' is not allowed")])
+    def test_exception_dotted_path(self, name, message):
+        with pytest.raises(ValueError, match=f"network '{name}'.*{message}|{message} '{name}'"):
             build_network(name)
 
     def test_exception_dotted_path_with_weights(self):

@@ -362,7 +362,7 @@ def test_checkpoint_of_plain_data_cannot_name_another_callable(field, tmp_path, 
     hostile = {"class_path": "os.system", "init_args": {"command": "touch PWNED"}}
     checkpoint["hyper_parameters"][field] = hostile if field in ("objective", "param") else [hostile]
     torch.save(checkpoint, path)
-    with pytest.raises(TypeError, match=r"class_path 'os.system' is not a subclass of \w+"):
+    with pytest.raises(ValueError, match=r"class_path 'os.system': package 'os' is not allowed"):
         InputOptimization.load_from_checkpoint(path)
     assert not (tmp_path / "PWNED").exists()
 
@@ -371,7 +371,7 @@ def test_checkpoint_of_plain_data_cannot_name_another_callable(field, tmp_path, 
                                      "collections.OrderedDict"])
 def test_network_name_calls_only_a_module_class_or_factory(network, monkeypatch):
     monkeypatch.setattr("sys.stdin", None)  # builtins.input must not wait for a line
-    with pytest.raises(ValueError, match=rf"network '{network}' is .*nn.Module class or a function that builds one"):
+    with pytest.raises(ValueError, match=rf"network '{network}': package '\w+' is not allowed"):
         InputOptimization(network, UnitActivation(None, unit=0), image_shape=(3, 32, 32))
 
 
@@ -390,7 +390,7 @@ def test_sweep_optimizer_config_builds_only_an_optimizer(tmp_path, monkeypatch):
     from inputopt.runners.sweep import _optimizer
 
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(TypeError, match=r"class_path 'os.system' is not a subclass of Optimizer"):
+    with pytest.raises(ValueError, match=r"class_path 'os.system': package 'os' is not allowed"):
         _optimizer({"class_path": "os.system", "init_args": {"command": "touch PWNED"}})
     assert not (tmp_path / "PWNED").exists()
 

@@ -145,3 +145,18 @@ def test_annotated_adversarial_grid_has_titles_and_captions():
         expected = plain[:, 2 + i * (tile + 2):2 + i * (tile + 2) + tile, 2:2 + tile]
         assert torch.allclose(picture[:, top:top + tile, left:left + tile], expected, atol=1 / 255)
     assert named.shape[2] > picture.shape[2]  # names are wider than indices: the columns grow to fit them
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("metrics.json", '{"units": {"0": ', r"cannot read .*metrics.json \(corrupt or truncated: Expecting value"),
+    ("sweep.yaml", "steps: [1, 2\n", r"cannot read .*sweep.yaml \(corrupt or truncated"),
+    ("atlas.yaml", "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi")),
+     r"atlas.yaml: the YAML expands to more than \d+ values"),
+])
+def test_read_record_names_a_corrupt_or_hostile_file(tmp_path, name, text, message):
+    from inputopt.results import read_record
+
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_record(tmp_path / name)

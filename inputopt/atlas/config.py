@@ -4,11 +4,12 @@ layer folders' names, and the record that a second atlas into the same folder is
 from __future__ import annotations
 
 import hashlib
-import importlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from inputopt._resolve import resolve
 
 __all__ = ["AtlasExamples", "AtlasLayer", "AtlasMetrics", "AtlasVisualization", "full_class_path", "layer_slug",
            "resolve_unit_names"]
@@ -27,8 +28,9 @@ class AtlasLayer:
             most the image).
         display: how this layer's visualizations are shown (``None``: ``visualization.display``).
         unit_names: a name per unit of the layer (the classes of the output, say), shown beside the unit
-            numbers: a list indexed by unit, or the dotted path of a function that returns one
-            (``inputopt.zoo.efficientnet.imagenet_classes``).
+            numbers: a list indexed by unit, or the dotted path of a function without arguments that returns
+            one (``inputopt.zoo.efficientnet.imagenet_classes``), in ``inputopt.zoo``, ``inputopt.data`` or a
+            package the config allows (``allow_packages:``).
     """
 
     name: str | None
@@ -128,13 +130,12 @@ def full_class_path(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not isinstance(config, Mapping) or "class_path" not in config:
         raise ValueError(f"a component config needs a 'class_path', got {config!r}")
     path = str(config["class_path"])
-    module_name, _, name = path.rpartition(".")
-    if module_name:
-        cls = getattr(importlib.import_module(module_name), name, None)
+    if "." in path:
+        cls = resolve(path, "class")  # nothing outside the allowed packages is imported
     else:
         import inputopt
 
-        cls = getattr(inputopt, name, None) if name in inputopt.__all__ else None
+        cls = getattr(inputopt, path, None) if path in inputopt.__all__ else None
     if not isinstance(cls, type):
         raise ValueError(f"class_path {path!r} names no class (give a dotted path, or a name of inputopt.__all__)")
     return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(config.get("init_args") or {})}
@@ -151,12 +152,9 @@ def resolve_unit_names(names: list[str] | str | None, count: int) -> list[str] |
     if names is None:
         return None
     if isinstance(names, str):
-        module_name, _, attr = names.rpartition(".")
-        try:
-            function = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError, ValueError) as error:
-            raise ValueError(f"unit_names {names!r}: cannot import it ({error})") from error
-        names = function()
+        # read from a config: only a function of inputopt.zoo, inputopt.data or a package the user allowed,
+        # checked before it is imported or called (never os.abort, tempfile.mkdtemp or builtins.input)
+        names = resolve(names, "function", option="unit_names")()
     names = [str(n) for n in names]
     if len(names) != count:
         raise ValueError(f"unit_names must name each of the layer's {count} units, got {len(names)} names")

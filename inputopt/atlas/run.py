@@ -36,7 +36,7 @@ from inputopt.atlas.config import (
     layer_slug,
     resolve_unit_names,
 )
-from inputopt.results import file_name
+from inputopt.results import file_name, read_record
 
 __all__ = ["Atlas", "atlas_main", "RECORD"]
 
@@ -236,7 +236,7 @@ class Atlas:
         path = self.atlas_dir / RECORD
         record = self.record()
         if path.is_file():
-            old = yaml.safe_load(path.read_text()) or {}
+            old = read_record(path) or {}
             old_layers = old.pop("layers", {}) or {}
             new_layers = record.pop("layers")
             differences = record_differences(old, record) + record_differences(
@@ -281,7 +281,7 @@ class Atlas:
             units = info["units"]
             names = info["unit_names"]
             if old.is_file():  # the units of every run into this folder
-                before = json.loads(old.read_text())
+                before = read_record(old)
                 done = before.get("units", [])
                 units = done + [u for u in units if u not in done]
                 names = {**{int(u): n for u, n in (before.get("unit_names") or {}).items()}, **(names or {})} or None
@@ -301,7 +301,13 @@ class Atlas:
     def _trainer(self, callbacks: list) -> Any:
         from lightning.pytorch import Trainer
 
-        return Trainer(**{**self.trainer, **_QUIET, "callbacks": callbacks})
+        from lightning.pytorch.accelerators import CPUAccelerator
+
+        from inputopt.commands.common import check_process_count
+
+        trainer = Trainer(**{**self.trainer, **_QUIET, "callbacks": callbacks})
+        check_process_count("cpu" if isinstance(trainer.accelerator, CPUAccelerator) else "other", trainer.num_devices)
+        return trainer
 
     def visualize(self) -> None:
         """Run the sweep of every layer and seed (the units with a file are skipped)."""
@@ -335,7 +341,7 @@ class Atlas:
         for info in self.layers:
             folder = self.atlas_dir / "layers" / info["slug"] / "examples"
             path = folder / "examples.json"
-            results = json.loads(path.read_text()) if path.is_file() else None
+            results = read_record(path) if path.is_file() else None
             if results is None or not set(info["units"]) <= set(results["units"]) or results["k"] != self.examples.k:
                 dataset = dataset or instantiate(self.dataset, Dataset)
                 units = info["units"] if results is None else sorted(set(results["units"]) | set(info["units"]))
@@ -343,7 +349,7 @@ class Atlas:
                                          self.examples.batch_size, self.examples.num_workers, self.weights,
                                          self.state_dict, self.mean, self.std, self.visualization.seeds[0])
                 self._trainer([SaveDatasetExamples(folder)]).test(runner, verbose=False)
-                results = json.loads(path.read_text()) if path.is_file() else runner.results
+                results = read_record(path) if path.is_file() else runner.results
             if _is_rank_zero():
                 dataset = self._write_crops(info, results, folder / "crops", dataset)
 
@@ -381,11 +387,11 @@ class Atlas:
         for info in self.layers:
             layer_dir = self.atlas_dir / "layers" / info["slug"]
             path = layer_dir / "metrics.json"
-            old = json.loads(path.read_text()) if path.is_file() else {"units": {}}
+            old = read_record(path) if path.is_file() else {"units": {}}
             units = [u for u in info["units"] if str(u) not in old["units"]]
             if not units:
                 continue
-            examples = json.loads((layer_dir / "examples" / "examples.json").read_text())
+            examples = read_record(layer_dir / "examples" / "examples.json")
             maxima = dict(zip(examples["units"], (row[0] for row in examples["values"])))
             prefix = info["name"] or "output"
             sums: dict[int, dict[str, float]] = {u: {} for u in units}
@@ -495,17 +501,20 @@ def _parser():
               mean: list[float] | None = None, std: list[float] | None = None,
               visualization: AtlasVisualization = AtlasVisualization(), examples: AtlasExamples = AtlasExamples(),
               metrics: AtlasMetrics = AtlasMetrics(), trainer: dict[str, Any] | None = None,
-              title: str | None = None, progress: bool = True) -> None:
+              title: str | None = None, progress: bool = True, allow_packages: list[str] | None = None) -> None:
         pass
 
     atlas.__doc__ = Atlas.__doc__  # the help of every argument
 
-    parser = ArgumentParser(prog="inputopt atlas", description="Visualize every unit of some layers, find their "
+    from inputopt.commands.common import _one_line_errors, paths_are_paths
+
+    parser = _one_line_errors(ArgumentParser)(prog="inputopt atlas", description="Visualize every unit of some layers, find their "
                             "dataset examples and score them, and write a static web site (index.html) into "
                             "atlas_dir. Resumable: run the same command again.")
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML config (configs/digits_atlas.yaml)")
     parser.add_argument("--site_only", action="store_true", help="only rebuild the site from the files on disk")
     parser.add_function_arguments(atlas, fail_untyped=False)
+    paths_are_paths(parser)
     return parser
 
 
@@ -520,6 +529,9 @@ def atlas_main(argv: Sequence[str]) -> dict[str, float]:
 
     from inputopt.atlas.site import build_site
 
+    from inputopt.commands.common import prepare_command
+
+    prepare_command(argv)  # configs guarded, allow_packages allowed, before anything is parsed
     parser = _parser()
     config = parser.parse_args(list(argv))
     if config.site_only:
@@ -529,7 +541,7 @@ def atlas_main(argv: Sequence[str]) -> dict[str, float]:
               f"{Path(config.atlas_dir) / 'index.html'}")
         return {"site": time.perf_counter() - start}
     init = parser.instantiate(config)
-    kwargs = {k: v for k, v in vars(init).items() if k not in ("config", "site_only")}
+    kwargs = {k: v for k, v in vars(init).items() if k not in ("config", "site_only", "allow_packages")}
     for key in ("visualization", "examples", "metrics"):
         kwargs[key] = dataclasses.asdict(kwargs[key]) if dataclasses.is_dataclass(kwargs[key]) else kwargs[key]
     chatter = _Chatter()

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import yaml
 
-from inputopt.results import file_name
+from inputopt.results import file_name, read_record
 
 __all__ = ["METRIC_LABELS", "build_site", "load_atlas"]
 
@@ -58,21 +57,21 @@ def load_atlas(atlas_dir: str | os.PathLike) -> dict[str, Any]:
     record_path = root / "atlas.yaml"
     if not record_path.is_file():
         raise FileNotFoundError(f"{root} is not an atlas folder: no atlas.yaml (run `inputopt atlas` first)")
-    record = yaml.safe_load(record_path.read_text()) or {}
+    record = read_record(record_path) or {}
     layers = []
     for slug in record.get("layers", {}):
         folder = root / "layers" / slug
         if not (folder / "layer.json").is_file():
             continue
-        info = json.loads((folder / "layer.json").read_text())
+        info = read_record(folder / "layer.json")
         prefix = info["name"] or "output"
         images = {seed: _files(folder / f"seed-{seed}" / "images") for seed in info["seeds"]}
         examples_path = folder / "examples" / "examples.json"
-        examples = json.loads(examples_path.read_text()) if examples_path.is_file() else None
+        examples = read_record(examples_path) if examples_path.is_file() else None
         rows = dict(zip(examples["units"], zip(examples["indices"], examples["values"]))) if examples else {}
         crops = _files(folder / "examples" / "crops")
         metrics_path = folder / "metrics.json"
-        metrics = json.loads(metrics_path.read_text())["units"] if metrics_path.is_file() else {}
+        metrics = read_record(metrics_path)["units"] if metrics_path.is_file() else {}
         keys = list(dict.fromkeys(k for values in metrics.values() for k in values))
         fits = {seed: (folder / f"fit-seed-{seed}.yaml") for seed in info["seeds"]}
         fits = {seed: (f"layers/{slug}/{path.name}", path.read_text()) for seed, path in fits.items() if path.is_file()}
@@ -143,7 +142,7 @@ def build_site(atlas_dir: str | os.PathLike, title: str | None = None) -> list[P
     if title is not None:
         _write(settings, json.dumps({"title": title}) + "\n")
     elif settings.is_file():
-        title = json.loads(settings.read_text()).get("title")
+        title = read_record(settings).get("title")
     title = title or f"{name} atlas"
     env = _environment()
     site = root / "site"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from torchmetrics import Metric
 from inputopt.callbacks._checks import _check_module, _output_dir
 from inputopt.metrics.base import check_metrics
 from inputopt.module import InputOptimization
-from inputopt.results import strict_json
+from inputopt.results import read_record, strict_json
 
 
 class QualityMetrics(Callback):
@@ -90,7 +89,7 @@ class QualityMetrics(Callback):
         if not os.path.isfile(self.examples):
             raise FileNotFoundError(f"QualityMetrics: no examples file {str(self.examples)!r} (write one with "
                                     f"`inputopt examples`)")
-        record = json.loads(Path(self.examples).read_text())
+        record = read_record(self.examples)
         return record["layer"] or "", {int(u): row[0] for u, row in zip(record["units"], record["values"])}
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

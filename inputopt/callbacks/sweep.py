@@ -16,7 +16,7 @@ from torch import Tensor
 
 from inputopt.callbacks.checkpoints import RunLock, RunLockedError
 from inputopt.functional.display import DisplayMode
-from inputopt.results import file_name, save_grid, save_images
+from inputopt.results import file_name, read_record, save_grid, save_images
 from inputopt.runners.sweep import RECORD, FeatureSweep, record_differences
 
 __all__ = ["SaveSweep"]
@@ -27,7 +27,7 @@ def _open_folder(out: Path, record: dict[str, Any], names: Sequence[str]) -> lis
     units = out / "units"
     path = out / RECORD
     if path.is_file():
-        old = yaml.safe_load(path.read_text()) or {}
+        old = read_record(path) or {}
         differences = record_differences(old, record)
         if differences:
             raise ValueError(f"{out} holds the results of another sweep configuration; this one differs in\n  "

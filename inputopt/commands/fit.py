@@ -99,8 +99,8 @@ def check_ckpt_file(ckpt_path: str | None) -> None:
 
 
 def check_init_argument(args) -> None:
-    """Refuse ``--model.init FILE`` when the file is empty: jsonargparse reads a file given as a value as that
-    value's text, so an empty file would become ``init: null`` and the run would start from noise.
+    """Refuse ``--model.init FILE`` when the file is empty, naming the option (an empty file is no image, and a
+    common slip: a download or a save that failed).
 
     Example:
         >>> check_init_argument(["--model.init", "no_such_file.png"])  # a missing file is the module's to name

@@ -232,6 +232,10 @@ class UnitsObjective(InputObjective):
             unit_list = []
         if not unit_list or not all(isinstance(u, int) and not isinstance(u, bool) for u in unit_list):
             raise ValueError(f"units must be an int, a non-empty list of ints or {ALL!r}, got {units!r}")
+        huge = [u for u in unit_list if not -2**63 <= u < 2**63]
+        if huge:  # torch would raise an OverflowError that names no unit
+            raise ValueError(f"unit {huge[0]} is out of range: units are indices of the layer's channels or "
+                             f"features, far below 2**63")
         self._unit_list = unit_list
 
     @property
