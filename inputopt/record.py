@@ -16,7 +16,7 @@ from torch import Tensor
 
 from inputopt.functional.projection import Norm, lp_norms
 
-__all__ = ["Criterion", "HighestScore", "RunRecord", "SmallestNorm", "StepCallback"]
+__all__ = ["Criterion", "HighestScore", "RunRecord", "SmallestNorm", "StepCallback", "StepProgress"]
 
 
 class Criterion:
@@ -232,3 +232,30 @@ class StepCallback:
 
     def on_end(self, record: RunRecord) -> None:
         """After the run (the record is complete)."""
+
+
+class StepProgress(StepCallback):
+    """Show a run's steps on a progress bar, with the rows still active and done (a long attack reports).
+
+    Args:
+        bar: a ``tqdm`` bar (or anything with ``reset``, ``update`` and ``set_postfix_str``), reset at each run.
+        total: the run's steps (the bar's length; ``None``: a count without a length).
+
+    Example:
+        >>> from tqdm.auto import tqdm
+        >>> bar = tqdm(disable=True)
+        >>> progress = StepProgress(bar, total=10)
+        >>> progress.on_start(RunRecord.start(torch.zeros(2, 1, 1, 1)))
+        >>> bar.total
+        10
+    """
+
+    def __init__(self, bar: Any, total: int | None = None) -> None:
+        self.bar, self.total = bar, total
+
+    def on_start(self, record: RunRecord) -> None:
+        self.bar.reset(total=self.total)
+
+    def on_step_end(self, record: RunRecord, step: int) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix_str(f"{int(record.done.sum())}/{record.batch_size} done", refresh=False)

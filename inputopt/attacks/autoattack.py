@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from inputopt.attacks.apgd import APGD, APGDT
 from inputopt.attacks.base import Attack
@@ -15,7 +16,7 @@ from inputopt.attacks.gradient import _positive_int
 from inputopt.attacks.square import Square
 from inputopt.functional.projection import Norm
 from inputopt.loss import LossPath
-from inputopt.record import RunRecord, StepCallback
+from inputopt.record import RunRecord, StepCallback, StepProgress
 
 __all__ = ["AutoAttack", "AutoAttackReport"]
 
@@ -80,6 +81,7 @@ class AutoAttack(Attack):
         steps: APGD steps per run (100).
         target_classes: APGD-T's target classes (9; at most the number of classes − 1).
         queries: Square's query budget (5000).
+        progress: show the members and each member's steps (or queries) on progress bars.
         **kwargs: ``bounds``, ``mean``, ``std``, ``weights``, ``state_dict``, ``seed`` of :class:`Attack`.
 
     Example:
@@ -93,7 +95,7 @@ class AutoAttack(Attack):
 
     def __init__(self, model: str | nn.Module, eps: float | Sequence[float] = 8 / 255, norm: Norm = "Linf",
                  version: str = "standard", steps: int = 100, target_classes: int = 9, queries: int = 5000,
-                 **kwargs: Any) -> None:
+                 progress: bool = False, **kwargs: Any) -> None:
         if kwargs.pop("loss", None) is not None:  # (a config gives the base's default, None)
             raise ValueError("AutoAttack's members choose their losses; it takes no loss argument")
         if version not in VERSIONS:
@@ -106,6 +108,7 @@ class AutoAttack(Attack):
         self.target_classes = _positive_int(target_classes, "target_classes")
         self.queries = _positive_int(queries, "queries")
         self.members = VERSIONS[version]
+        self.progress = bool(progress)
 
     def member(self, name: str, eps: float) -> Attack:
         """The member attack ``name`` for budget ``eps``, sharing this attack's network and settings."""
@@ -134,17 +137,25 @@ class AutoAttack(Attack):
             correct = path.activations(images, [""])[""].argmax(1) == targets
         broken_by = torch.where(correct, -1, -2)
         cost = torch.where(correct, -1, 0)
+        bars = dict(disable=not self.progress, dynamic_ncols=True)
+        members = tqdm(total=len(self.members), desc=f"AutoAttack eps {eps:g}", unit="member", **bars)
+        steps = tqdm(desc="  steps", unit="step", leave=False, **bars)
         for index, name in enumerate(self.members):
             rows = (broken_by == -1).nonzero().flatten()
             if not len(rows):
                 break
             member = self.member(name, eps)
-            result = member.run(images[rows], targets[rows], keys=[keys[i] for i in rows.tolist()])[0]
+            members.set_postfix_str(f"{name} on {len(rows)} robust images")
+            result = member.run(images[rows], targets[rows], keys=[keys[i] for i in rows.tolist()],
+                                callbacks=[StepProgress(steps), *callbacks])[0]
+            members.update(1)
             hit = rows[result.success]
             record.best[hit] = result.images[result.success]
             broken_by[hit] = index
             cost[hit] = result.steps[result.success]
         record.first_success = cost.to(images.device)  # -1: robust; 0: a clean mistake; else the member's steps
         record.done = broken_by != -1
+        steps.close()
+        members.close()
         record.info["report"] = AutoAttackReport(tuple(self.members), broken_by.cpu(), cost.cpu())
         return record.finish(record.best, None)

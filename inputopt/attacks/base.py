@@ -329,7 +329,7 @@ class Attack(Configurable, ABC):
 
     def run(self, images: Tensor, labels: Tensor | None = None, target: Tensor | int | None = None,
             keys: Sequence[int] | None = None, start: Tensor | None = None,
-            history: bool = False) -> list[AttackResult]:
+            history: bool = False, callbacks: Sequence[StepCallback] = ()) -> list[AttackResult]:
         """Attack a batch; one :class:`AttackResult` per ε (in the order given).
 
         Args:
@@ -340,11 +340,14 @@ class Attack(Configurable, ABC):
             keys: one integer per image that seeds its random start (default: ``0..B-1``).
             start: starting adversarial images instead of the (random) start, projected first.
             history: record the predicted class after every step (:attr:`AttackResult.history`).
+            callbacks: :class:`~inputopt.record.StepCallback` objects for the attack's steps (a progress bar,
+                :class:`~inputopt.record.StepProgress`; a stop flag that clears ``record.active``).
         """
-        return self._run(images, labels, target, keys, start, history, measure=True)
+        return self._run(images, labels, target, keys, start, history, measure=True, callbacks=callbacks)
 
     def _run(self, images: Tensor, labels: Tensor | None, target: Tensor | int | None, keys: Sequence[int] | None,
-             start: Tensor | None, history: bool, measure: bool) -> list[AttackResult] | list[Tensor]:
+             start: Tensor | None, history: bool, measure: bool,
+             callbacks: Sequence[StepCallback] = ()) -> list[AttackResult] | list[Tensor]:
         """:meth:`run`; with ``measure=False``, only the adversarial images, one tensor per ε: no forward
         for the clean predictions (unless the labels default to them) nor for the final images'."""
         _check_images(images)
@@ -385,13 +388,15 @@ class Attack(Configurable, ABC):
                         for eps in self.epsilons or [None]]
             if self.minimal:  # one run; each budget keeps the perturbations within it
                 result = self._run_one(path, images, targets, target is not None, None, keys, start, history,
-                                       clean_predictions)
+                                       clean_predictions, callbacks)
                 return [result.at(eps) for eps in self.epsilons] if self.epsilons else [result]
             return [self._run_one(path, images, targets, target is not None, eps, keys, start, history,
-                                  clean_predictions) for eps in self.epsilons or [None]]
+                                  clean_predictions, callbacks) for eps in self.epsilons or [None]]
 
-    def _run_one(self, path, images, targets, targeted, eps, keys, start, history, clean_predictions) -> AttackResult:
-        record = self.attack(path, images, targets, eps, keys, start, [PredictionHistory(path)] if history else [])
+    def _run_one(self, path, images, targets, targeted, eps, keys, start, history, clean_predictions,
+                 callbacks=()) -> AttackResult:
+        callbacks = [*callbacks, *([PredictionHistory(path)] if history else [])]
+        record = self.attack(path, images, targets, eps, keys, start, callbacks)
         adversarial = record.best.detach()
         with torch.no_grad():
             activations = path.activations(adversarial, [""])

@@ -131,9 +131,13 @@ class Square(Attack):
             best = (images + eps * self._l2_start(images, signs)).clamp(low, high)
         margin, loss = self._scores(path, best, targets, targeted)
         first = torch.where(margin <= 0, 0, -1)
+        record = RunRecord.start(images)  # what the callbacks see: each query is a step
+        record.done = margin <= 0
+        for callback in callbacks:
+            callback.on_start(record)
         pixels = height * width
         for query in range(1, self.queries):
-            rows = (margin > 0).nonzero().flatten()
+            rows = ((margin > 0) & record.active).nonzero().flatten()
             if not len(rows):
                 break
             p = square_fraction(query - 1, self.queries, self.p_init)
@@ -155,10 +159,15 @@ class Square(Attack):
             best[rows] = torch.where(keep.view(-1, 1, 1, 1), candidate, current)
             broken = rows[new_margin <= 0]
             first[broken] = query
-        record = RunRecord.start(images)
+            record.done = margin <= 0
+            for callback in callbacks:
+                callback.on_step_end(record, query - 1)
         record.best, record.first_success, record.done = best, first, margin <= 0
         record.steps = torch.where(first >= 0, first, self.queries - 1)  # queries after the start
-        return record.finish(best, None)
+        record.finish(best, None)
+        for callback in callbacks:
+            callback.on_end(record)
+        return record
 
     def _row_stripes(self, keys: Sequence[int], channels: int, width: int, device: torch.device) -> Tensor:
         """The L∞ start: a random ±1 per channel and column (vertical stripes), seeded per image."""

@@ -110,3 +110,33 @@ def test_square_counts_queries(net, data):
     x, y = data
     result = Square(net, eps=0.1, queries=50).run(x, y)[0]
     assert ((result.steps >= 0) == result.success).all() and (result.steps < 50).all()
+
+
+def test_progress_shows_the_members_and_their_steps(net, data, capsys):
+    x, y = data
+    AutoAttack(net, eps=0.05, steps=3, target_classes=2, queries=5, progress=True).run(x[:4], y[:4])
+    err = capsys.readouterr().err
+    assert "AutoAttack eps 0.05" in err and "apgd-ce on 4 robust images" in err and "steps" in err
+    AutoAttack(net, eps=0.05, steps=3, target_classes=2, queries=5).run(x[:4], y[:4])
+    assert "AutoAttack" not in capsys.readouterr().err  # off by default
+
+
+def test_a_callback_stops_an_attack_between_steps(net, data):
+    """A callback that clears ``record.active`` (a stop flag, SIGTERM) ends the run after the current step."""
+    from inputopt.attacks import PGD, Square
+    from inputopt.record import StepCallback
+
+    class StopAfter(StepCallback):
+        def __init__(self, steps):
+            self.steps, self.seen = steps, 0
+
+        def on_step_end(self, record, step):
+            self.seen += 1
+            if self.seen >= self.steps:
+                record.active[:] = False
+
+    x, y = data
+    for attack in (PGD(net, eps=0.05, alpha=0.01, steps=50), Square(net, eps=0.05, queries=200)):
+        stop = StopAfter(2)
+        attack.run(x[:4], y[:4], callbacks=[stop])
+        assert stop.seen == 2
