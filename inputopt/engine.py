@@ -76,9 +76,9 @@ class StepEngine:
     loop of the sweeps, the attacks and the dataset runners (:meth:`step`). A step is:
 
     1. the loss forward of :class:`~inputopt.loss.LossPath` on ``param()`` (with the rows' references and
-       weights, when given), recorded in :attr:`record` (first success, best images); with ``freeze_done``, the rows the
-       objective says are done (:meth:`~inputopt.objectives.InputObjective.is_done`) join :attr:`done` and
-       score a zero loss; in the plain loop (:meth:`step`) they are left out of the forward and backward
+       weights, when given), recorded in :attr:`record` (first success, best images); with ``freeze_done``, the
+       rows the objective says are done (:meth:`~inputopt.objectives.InputObjective.is_done`) join :attr:`done`
+       and score a zero loss; in the plain loop (:meth:`step`) they are left out of the forward and backward
        altogether (:meth:`active_terms`);
     2. the finiteness of the loss: a non-finite row stops the run (:class:`NonFiniteError` naming the term,
        the rows and the step) before any update, so the images of that step are kept;

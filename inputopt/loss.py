@@ -54,10 +54,10 @@ class LossPath:
     - The **loss forward** (:meth:`terms`): the images go through the robustness transforms (seeded by
       row and step), the input normalization and the network, stopped after the deepest layer the
       objective reads; the objective scores the transformed images, the priors penalize the images
-      themselves; ``loss_i = Σ_p w_p·ω_{p,i}·h_p(x_i) − ω_i·f_i(T(x_i))``. The per-row weights ``ω`` (default 1)
-      and the per-row reference of the centred priors (:class:`~inputopt.priors.Distance`: ``h(x_i, r_i)``)
-      are data, like the targets: Carlini-Wagner's ``c_i·f(x_i) + ‖x_i − x0_i‖²`` is the objective weighted by
-      ``c`` and a distance centred on the clean images.
+      themselves; ``loss_i = Σ_p w_p·ω_{p,i}·h_p(x_i) − ω_i·f_i(T(x_i))``. The per-row weights ``ω``
+      (default 1) and the per-row reference of the centred priors (:class:`~inputopt.priors.Distance`:
+      ``h(x_i, r_i)``) are data, like the targets: Carlini-Wagner's ``c_i·f(x_i) + ‖x_i − x0_i‖²`` is the
+      objective weighted by ``c`` and a distance centred on the clean images.
     - The **evaluation forward** (:meth:`activations`): normalization and network only, no transforms.
       Shape probes, targets, ``is_done``, prediction tables, checks and results use it.
 
@@ -151,7 +151,8 @@ class LossPath:
         x = images
         if self.transforms is not None:
             if seeds is None:
-                raise ValueError("random transforms need one seed per row (RowRandom(seed).stream('start').seeds(keys))")
+                raise ValueError("random transforms need one seed per row "
+                                 "(RowRandom(seed).stream('start').seeds(keys))")
             x = self.transforms(images, seeds, step)
         activations = self.activations(x)
         weights = weights or {}
