@@ -21,16 +21,18 @@ __all__ = ["CW", "AbortEarly"]
 
 
 class AbortEarly(StepCallback):
-    """Stop each image whose loss rose since the last check, every tenth of the run (Carlini and Wagner check
-    the batch's total loss; per image, an image's result does not depend on its batch)."""
+    """Every tenth of the run, stop the images whose loss rose since the last check: each image on its own
+    (``"image"``: its result does not depend on its batch), or all of them when the batch's total loss rose
+    (``"batch"``, what Carlini and Wagner, and torchattacks, do)."""
 
-    def __init__(self, steps: int) -> None:
-        self.every, self.previous = max(steps // 10, 1), math.inf
+    def __init__(self, steps: int, per: str = "image") -> None:
+        self.every, self.previous, self.per = max(steps // 10, 1), math.inf, per
 
     def on_after_backward(self, record: RunRecord, step: int, terms: dict[str, Tensor]) -> None:
         if step % self.every == 0:
-            record.active &= ~(terms["loss"] > self.previous)
-            self.previous = terms["loss"].clone()
+            loss = terms["loss"] if self.per == "image" else terms["loss"].sum()
+            record.active &= ~(loss > self.previous)
+            self.previous = loss.clone()
 
 
 class CW(Attack):
@@ -48,7 +50,9 @@ class CW(Attack):
         steps: Adam steps per search step.
         lr: Adam's learning rate in the paper's ``w``.
         search_steps: binary-search steps over ``c`` (1: ``c`` as given, as torchattacks' ``CW``).
-        abort_early: end a search step whose loss rose over a tenth of its steps.
+        abort_early: ``"image"``: stop each image whose loss rose over a tenth of the steps; ``"batch"``: stop
+            them all when the batch's total loss rose (Carlini and Wagner's and torchattacks' rule, which makes an
+            image's result depend on its batch); ``None``: run every step.
         eps: ``None`` for the minimal perturbations, or budgets to evaluate them at.
         **kwargs: ``bounds`` (needed: the box of the tanh space), ``mean``, ``std``, ``weights``, ``state_dict``.
 
@@ -63,7 +67,7 @@ class CW(Attack):
     minimal = True
 
     def __init__(self, model: str | nn.Module, c: float = 1.0, kappa: float = 0.0, steps: int = 50, lr: float = 0.01,
-                 search_steps: int = 1, abort_early: bool = False, eps: float | Sequence[float] | None = None,
+                 search_steps: int = 1, abort_early: str | None = None, eps: float | Sequence[float] | None = None,
                  **kwargs: Any) -> None:
         if kwargs.pop("loss", None) is not None:  # (a config gives the base's default, None)
             raise ValueError("CW works on the logit margin capped at kappa; it takes no loss argument")
@@ -78,7 +82,9 @@ class CW(Attack):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         self.c, self.kappa, self.steps, self.lr = float(c), float(kappa), steps, float(lr)
-        self.search_steps, self.abort_early = search_steps, bool(abort_early)
+        if abort_early not in (None, "image", "batch"):
+            raise ValueError(f"abort_early must be None, 'image' or 'batch', got {abort_early!r}")
+        self.search_steps, self.abort_early = search_steps, abort_early
 
     def attack(self, path: LossPath, images: Tensor, targets: Tensor, eps: float | None, keys: Sequence[int],
                start: Tensor | None, callbacks: Sequence[StepCallback]) -> RunRecord:
@@ -90,7 +96,7 @@ class CW(Attack):
         best = None
         for _ in range(self.search_steps):
             param = PixelImage(sigmoid=self.bounds).to(images.device).initialize_from(images)
-            abort = [AbortEarly(self.steps)] if self.abort_early else []
+            abort = [AbortEarly(self.steps, self.abort_early)] if self.abort_early else []
             record = optimize(param, path, self.steps, partial(torch.optim.Adam, lr=2 * self.lr, eps=5e-9), targets,
                               callbacks=[*abort, *callbacks], track_done=True, reference=images,
                               weights={"objective": c}, best=SmallestNorm(images, "L2"))
