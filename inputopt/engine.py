@@ -227,9 +227,12 @@ class StepEngine:
                                  f"rate too large?); the images of step {step} are restored and kept") from error
         if self.freeze_done:
             restore_rows_(tensors, before, self.done)
-        stopped = ~self.record.active  # rows a callback stopped keep their images
-        restore_rows_(tensors, before, stopped)
-        self.record.steps += (~(self.done | stopped) if self.freeze_done else ~stopped).long()
+        if self.callbacks:  # rows a callback stopped keep their images (no check, no device sync, without callbacks)
+            stopped = ~self.record.active
+            restore_rows_(tensors, before, stopped)
+            self.record.steps += (~(self.done | stopped) if self.freeze_done else ~stopped).long()
+        else:
+            self.record.steps += (~self.done).long() if self.freeze_done else 1
         self.param.project_()
         finite = torch.stack([torch.isfinite(t.detach().flatten(1)).all(1) for t in tensors]).all(0)
         if not finite.all():
@@ -267,7 +270,7 @@ class StepEngine:
         terms = self.active_terms(step) if self.freeze_done else self.terms(step)
         if self.freeze_done and "done" in terms and self.done.all():
             return None
-        if not self.record.active.any():  # every row stopped by a callback
+        if self.callbacks and not self.record.active.any():  # every row stopped by a callback
             return None
         self.check_loss(terms, step)
         terms["loss"].sum().backward()
@@ -363,6 +366,6 @@ def optimize(param: ImageParam, path: LossPath, steps: int,
         done = step + 1
         if schedule is not None:
             schedule.step()
-        if not engine.record.active.any():  # callbacks stopped every row (an early abort)
+        if callbacks and not engine.record.active.any():  # callbacks stopped every row (an early abort)
             break
     return engine.finish(done, score=score_final)
