@@ -54,8 +54,11 @@ class VisualizationChecks(Callback):
             --trainer.callbacks.transfer_network=digits_b
         inputopt sweep --config configs/digits_atlas.yaml --trainer.callbacks+=VisualizationChecks
 
-    A sweep checks the units it computed in this run (not those a resumed sweep skipped), and writes beside
-    its images (the folder of :class:`~inputopt.callbacks.sweep.SaveSweep`) unless ``dirpath`` is given.
+    A sweep checks all its units, those a resumed sweep skipped read from its files, and writes beside its
+    images (the folder of :class:`~inputopt.callbacks.sweep.SaveSweep`) unless ``dirpath`` is given: so
+    ``inputopt sweep`` with this callback on a finished sweep folder (an atlas's ``layers/<layer>/seed-<s>``,
+    with the atlas's ``fit-seed-<s>.yaml``) checks its units without optimizing anything, and the atlas
+    shows the checks.
 
     Args:
         natural: the natural images: ``"digits"`` (the digits' held-out split), ``"photos"`` (crops of the
@@ -214,7 +217,15 @@ class VisualizationChecks(Callback):
         if isinstance(outputs, Mapping) and "images" in outputs:
             self._outputs.append((list(outputs["units"]), list(outputs["names"]), outputs["images"].detach().cpu()))
 
-    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # not on_test_end: a sweep whose units are all done runs no test loop, and its units are still checked
+        if stage == "test":
+            try:
+                self._check_sweep(trainer, pl_module)
+            finally:
+                self._outputs = []
+
+    def _check_sweep(self, trainer: Trainer, pl_module: LightningModule) -> None:
         from inputopt.callbacks.sweep import SaveSweep
         from inputopt.runners.sweep import FeatureSweep
 
@@ -228,14 +239,22 @@ class VisualizationChecks(Callback):
         if not trainer.is_global_zero:
             return
         chunks = [chunk for outputs in gathered for chunk in outputs]
+        save = next((c for c in trainer.callbacks if isinstance(c, SaveSweep)), None)
+        computed = {n for chunk in chunks for n in chunk[1]}
+        if save is not None:  # the units a resumed sweep skipped: their images from the sweep's files
+            from inputopt.results import file_name
+
+            for unit, name in zip(pl_module.units, pl_module.image_names):
+                path = Path(save.dirpath) / "units" / f"{file_name(name)}.pt"
+                if name not in computed and path.is_file():
+                    chunks.append(([unit], [name], torch.load(path, weights_only=True)[None].float()))
         if not chunks:
-            rank_zero_info("Visualization checks: no unit computed in this run (a resumed sweep); nothing checked")
+            rank_zero_info("Visualization checks: no unit to check")
             return
         units = [u for chunk in chunks for u in chunk[0]]
         names = [n for chunk in chunks for n in chunk[1]]
         images = torch.cat([chunk[2] for chunk in chunks]).to(pl_module.device)
         order = sorted(range(len(units)), key=lambda i: pl_module.units.index(units[i]))
         self.run(pl_module, [units[i] for i in order], [names[i] for i in order], images[order])
-        save = next((c for c in trainer.callbacks if isinstance(c, SaveSweep)), None)
         self._write(Path(self.dirpath) if self.dirpath is not None else
                     save.dirpath if save is not None else Path(trainer.default_root_dir))

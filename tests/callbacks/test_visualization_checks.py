@@ -51,3 +51,17 @@ def test_exceptions():
         VisualizationChecks(seeds=0)
     with pytest.raises(ValueError, match="unknown checks"):
         VisualizationChecks(checks=["beauty"])
+
+
+def test_sweep_on_a_finished_folder_checks_every_unit_without_optimizing(tmp_path, monkeypatch):
+    from inputopt.commands.sweep import run_sweep
+
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", str(CONFIGS / "digits_fourier.yaml"), "--trainer.max_steps", "3",
+            "--model.objective.init_args.unit", "[1, 2]"]
+    run_sweep(args, sweep_dir=tmp_path / "sweep", progress=False)
+    assert not (tmp_path / "sweep" / "checks.json").exists()
+    chunks = run_sweep([*args, "--trainer.callbacks+=VisualizationChecks", "--trainer.callbacks.verbose=false",
+                        "--trainer.callbacks.num_natural=100"], sweep_dir=tmp_path / "sweep", progress=False)
+    assert chunks == []  # nothing optimized again
+    assert [row["unit"] for row in json.loads((tmp_path / "sweep" / "checks.json").read_text())] == [1, 2]
