@@ -91,7 +91,10 @@ def main() -> None:
     lines = ["| case | units passing | per check: passing, range |", "|---|---|---|"]
     results = {}
     for name, (network, layer, units, images) in cases.items():
-        results[name] = visualization_checks(network, layer, units, images, natural, **options)
+        extra = {}
+        if name == "digits, channels":  # the seeds check, with two more seeds
+            extra["seed_images"] = torch.stack([visualize(base, "features.4", channels, seed=s) for s in (1, 2)])
+        results[name] = visualization_checks(network, layer, units, images, natural, **options, **extra)
         (out / f"{name.replace(', ', '_').replace(' ', '_')}.md").write_text(
             visualization_checks_table(results[name]) + "\n")
         lines.append(summary(name, results[name]))
