@@ -61,8 +61,9 @@ class VisualizationChecks(Callback):
     shows the checks.
 
     Args:
-        natural: the natural images: ``"digits"`` (the digits' held-out split), ``"photos"`` (crops of the
-            photographs of :class:`~inputopt.data.PhotoCrops`, at the images' size), a data set of
+        natural: the natural images: ``"digits"`` (the digits' held-out split), ``"photos"`` (182 crops of the
+            photographs of :class:`~inputopt.data.PhotoCrops`, at scales 1, 0.7 and 0.5 of each, at the images'
+            size), a data set of
             ``(image, label)`` samples, its ``{class_path, init_args}`` config, or a ``(N, C, H, W)`` tensor.
         transfer_network: an independently trained network with the same classes (a name for
             :func:`~inputopt.build_network`: ``digits_b`` for ``digits``, ``efficientnet_lite1`` for
@@ -132,7 +133,7 @@ class VisualizationChecks(Callback):
                 return Digits("test")
             from inputopt.data import PhotoCrops
 
-            return PhotoCrops(size=image_shape[-1])
+            return PhotoCrops(size=image_shape[-1], scales=(1.0, 0.7, 0.5))  # 182 crops of every photograph
         return build(self.natural) if isinstance(self.natural, Mapping) else self.natural
 
     def _render(self, module: LightningModule, units: list[int], seed: int, steps: int) -> Tensor:

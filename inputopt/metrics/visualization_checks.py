@@ -116,19 +116,25 @@ def _mean_offdiagonal(similarity: Tensor) -> float:
 
 def path_layers(network: nn.Module, layer: str | None, count: int = 3) -> list[str]:
     """``count`` convolution or linear layers before ``layer`` in ``network.named_modules()`` order, spread
-    evenly from the first (for the ``path`` check): its earlier layers.
+    evenly from the first (for the ``path`` check): its earlier layers. For the output (``None``), those
+    before the last one.
 
     Example:
         >>> from inputopt.zoo import digits_cnn
         >>> path_layers(digits_cnn("a"), "features.7")
         ['features.0', 'features.4']
+        >>> path_layers(digits_cnn("a"), None)
+        ['features.0', 'features.7', 'classifier.1']
     """
-    names = []
+    names, reached = [], False
     for name, module in network.named_modules():
         if name and name == layer:
+            reached = True
             break
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             names.append(name)
+    if not reached and names:  # the output: its last layer is the unit's own
+        names = names[:-1]
     if len(names) <= count:
         return names
     return [names[round(i * (len(names) - 1) / (count - 1))] for i in range(count)] if count > 1 else names[-1:]
