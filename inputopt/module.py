@@ -64,6 +64,16 @@ def _load_images(init: Tensor | str | Path, channels: int | None = None) -> Tens
         from inputopt.data.photos import photo
 
         return photo(init[len("photo:"):])
+    if isinstance(init, str) and init.startswith("digits:"):  # held-out digits of the zoo, by index
+        from inputopt.zoo.digits import load_digits_split
+
+        images = load_digits_split("test")[0]
+        try:
+            index = [int(i) for i in init[len("digits:"):].split(",")]
+            return images[index]
+        except (ValueError, IndexError) as error:
+            raise ValueError(f"init {init!r} must be 'digits:' and indices in [0, {len(images)}) separated by "
+                             f"commas, e.g. 'digits:3' or 'digits:3,17'") from error
     path = Path(init).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"init file {str(path)!r} does not exist")
@@ -146,7 +156,8 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
         batch_size: number of images when neither the objective (one image per unit) nor ``init`` says.
         init: starting images instead of noise: a ``(B, C, H, W)`` or ``(C, H, W)`` tensor, or the path
             of a ``.pt`` tensor or an image file (read in [0, 1]), or ``"photo:NAME"``, a photo of
-            :mod:`inputopt.data.photos` (``"photo:chelsea"``, 3×224×224). A path is saved in the hyperparameters;
+            :mod:`inputopt.data.photos` (``"photo:chelsea"``, 3×224×224), or ``"digits:I,J,..."``, held-out
+            digits of the zoo's test split by index (``"digits:3"``, 1×32×32). A path is saved in the hyperparameters;
             a tensor is not (pass it again to ``load_from_checkpoint``, like a network given as a module).
         weights: torchvision weights name for a named network (``None``: random weights).
         state_dict: local state_dict file for a named network.

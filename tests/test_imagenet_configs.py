@@ -16,7 +16,7 @@ from inputopt.data import photo
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 COMMANDS = {  # config -> the command that runs it
     "imagenet_paper_towel": "fit", "imagenet_paper_towel_recommended": "fit", "imagenet_classes": "fit",
-    "imagenet_adversarial": "fit",
+    "imagenet_adversarial": "fit", "imagenet_accentuation": "fit",
     "imagenet_channels": "sweep", "imagenet_examples": "examples", "imagenet_pgd": "attack", "imagenet_fmn": "attack",
     "imagenet_autoattack": "attack", "imagenet_atlas": "atlas", "imagenet_inversion": "invert",
 }

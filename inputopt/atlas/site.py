@@ -49,9 +49,12 @@ def load_atlas(atlas_dir: str | os.PathLike) -> dict[str, Any]:
     """Everything the pages show, read from the files of an atlas folder (what is missing is left out).
 
     Returns ``{"record", "layers"}``; each layer has its ``name``, ``slug``, ``kind``, ``shape``,
-    ``seeds``, ``metrics`` (the keys, in order) and ``units``: per unit its ``unit``, ``images`` (paths
-    relative to the folder, one per seed present), ``examples`` (``path``, ``value``, ``index``),
-    ``metrics`` and ``fit`` (the fit config's path and text, or ``None``).
+    ``seeds``, ``metrics`` (the keys, in order), ``checked`` (whether any unit has visualization checks) and
+    ``units``: per unit its ``unit``, ``images`` (paths relative to the folder, one per seed present),
+    ``examples`` (``path``, ``value``, ``index``), ``metrics``, ``checks`` (``None``, or ``passed`` and
+    ``checks``, each ``name``, ``passed``, ``detail``: the ``checks.json`` of
+    :class:`~inputopt.callbacks.visualization_checks.VisualizationChecks` in the layer's first seed folder that
+    has one) and ``fit`` (the fit config's path and text, or ``None``).
     """
     root = Path(atlas_dir)
     record_path = root / "atlas.yaml"
@@ -73,6 +76,7 @@ def load_atlas(atlas_dir: str | os.PathLike) -> dict[str, Any]:
         metrics_path = folder / "metrics.json"
         metrics = read_record(metrics_path)["units"] if metrics_path.is_file() else {}
         keys = list(dict.fromkeys(k for values in metrics.values() for k in values))
+        checks = _checks(folder, info["seeds"])
         fits = {seed: (folder / f"fit-seed-{seed}.yaml") for seed in info["seeds"]}
         fits = {seed: (f"layers/{slug}/{path.name}", path.read_text()) for seed, path in fits.items() if path.is_file()}
         units = []
@@ -89,11 +93,22 @@ def load_atlas(atlas_dir: str | os.PathLike) -> dict[str, Any]:
                              for rank, (index, value) in enumerate(zip(indices, values))
                              if f"{unit}-{rank}.png" in crops],
                 "metrics": metrics.get(str(unit), {}),
+                "checks": checks.get(unit),
             })
-        layers.append({**info, "units": units, "metrics": keys, "fits": fits,
+        layers.append({**info, "units": units, "metrics": keys, "fits": fits, "checked": bool(checks),
                        "argument": "channel" if info["kind"] == "channel" else "unit",
                        "label": "output (classes)" if info["name"] is None else info["name"]})
     return {"record": record, "layers": layers}
+
+
+def _checks(folder: Path, seeds: list) -> dict[int, dict[str, Any]]:
+    """Per unit, its visualization checks from the first seed folder with a ``checks.json`` (none: ``{}``)."""
+    for seed in seeds:
+        path = folder / f"seed-{seed}" / "checks.json"
+        if path.is_file():
+            return {int(row["unit"]): {"passed": bool(row["passed"]), "checks": row["checks"]}
+                    for row in json.loads(path.read_text())}
+    return {}
 
 
 def _environment():

@@ -26,7 +26,8 @@ class SweepCLI(LightningCLI):
     chunk, ``SaveImages``' ``display``/``nrow``/``scale`` how the PNGs and the grid look, and any Trainer
     setting (devices, strategy, precision). The sweep logs nothing and checkpoints nothing: the per-unit
     files are its checkpoints, so the config's logger and its fit callbacks (``inputopt.callbacks``,
-    ``ModelCheckpoint``) are left out. Built by :func:`sweep_cli`.
+    ``ModelCheckpoint``) are left out, but for :class:`~inputopt.callbacks.visualization_checks.VisualizationChecks`,
+    which checks the sweep's units and writes ``checks.md`` beside them. Built by :func:`sweep_cli`.
     """
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -38,6 +39,7 @@ class SweepCLI(LightningCLI):
         from lightning.pytorch.callbacks import ModelCheckpoint
 
         from inputopt.callbacks.images import SaveImages
+        from inputopt.callbacks.visualization_checks import VisualizationChecks
 
         # components (objective, priors, param, callbacks) are built; InputOptimization itself is not
         self.config_init = self.parser.instantiate(self.config, instantiate_groups=False)
@@ -57,8 +59,8 @@ class SweepCLI(LightningCLI):
         callbacks = trainer["callbacks"] or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         saver = next((c for c in callbacks if isinstance(c, SaveImages)), SaveImages())
-        kept = [c for c in callbacks
-                if not isinstance(c, ModelCheckpoint) and not type(c).__module__.startswith("inputopt.callbacks.")]
+        kept = [c for c in callbacks if isinstance(c, VisualizationChecks) or (
+            not isinstance(c, ModelCheckpoint) and not type(c).__module__.startswith("inputopt.callbacks."))]
         progress = self.config["trainer"]["enable_progress_bar"] is not False
         self.saver = SaveSweep(self.config["sweep_dir"], saver.display, saver.nrow, saver.scale, progress=progress)
         self.trainer = self.instantiate_trainer(callbacks=[*kept, self.saver], logger=False, enable_progress_bar=False,

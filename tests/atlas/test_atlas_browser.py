@@ -150,3 +150,48 @@ def test_hostile_names_shown_as_text(browser, built_hostile_atlas):
         page.page.click("#unit-0 a.unit-link")
         assert page.page.inner_text("h1").startswith(name)
         page.check()
+
+
+def test_layer_page_shows_sorts_and_filters_the_visualization_checks(browser, built_atlas, tmp_path):
+    import torch
+
+    from inputopt.atlas import build_site
+    from inputopt.data import Digits
+    from inputopt.metrics.visualization_checks import visualization_checks, visualization_checks_json
+    from inputopt.zoo import digits_cnn
+
+    folder = tmp_path / "atlas"
+    shutil.copytree(built_atlas, folder)
+    seed = folder / "layers" / "features.4" / "seed-0"
+    units = [0, 1, 2, 3]
+    images = torch.stack([torch.load(seed / "units" / f"features.4-{u}.pt") for u in units])
+    results = visualization_checks(digits_cnn("a"), "features.4", units, images, Digits("test", limit=100),
+                                   names=[f"features.4-{u}" for u in units])
+    (seed / "checks.json").write_text(json.dumps(visualization_checks_json(results), default=float))
+    build_site(folder)
+    trusted = sorted(u for u, row in zip(units, results) if row.passed)
+    passed = {u: sum(r.passed for r in row.results) for u, row in zip(units, results)}
+
+    page = Page(browser)
+    page.open((folder / "site" / "features.4.html").as_uri())
+    badges = page.page.eval_on_selector_all(".card .badge", "bs => bs.map(b => b.innerText)")
+    assert len(badges) == 4
+    assert [b.startswith("✓") for b in badges] == [u in trusted for u in units]
+    assert "path" in page.page.get_attribute("#unit-0 .badge", "title")  # every check's numbers on hover
+    page.page.select_option("#sort-key", label="checks passed")
+    page.page.select_option("#sort-order", "desc")
+    assert page.units() == sorted(units, key=lambda u: (-passed[u], u))
+    page.page.select_option("#checks-filter", "pass")
+    assert sorted(page.units()) == trusted
+    page.page.select_option("#checks-filter", "fail")
+    assert sorted(page.units()) == [u for u in units if u not in trusted]
+    page.page.select_option("#checks-filter", "all")
+    assert sorted(page.units()) == units
+    page.check()
+    page.open((folder / "site" / "features.4" / "1.html").as_uri())
+    assert "Can I trust this picture?" in page.page.inner_text("main")
+    assert page.page.eval_on_selector_all("table.checks tr", "rs => rs.length") == len(results[1].results)
+    page.check()
+    # an atlas without checks shows no badge and no checks filter
+    page.open((built_atlas / "site" / "features.4.html").as_uri())
+    assert page.page.query_selector(".badge") is None and page.page.query_selector("#checks-filter") is None

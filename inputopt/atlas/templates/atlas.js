@@ -1,4 +1,5 @@
-// The layer page's cards: sort by a metric, filter by unit number ("3", "8-12", "1, 4, 9-12").
+// The layer page's cards: sort by a metric or the visualization checks passed, filter by unit number
+// ("3", "8-12", "1, 4, 9-12") and by the checks (all, trusted, failing).
 (function () {
   "use strict";
   var container = document.getElementById("cards");
@@ -8,9 +9,11 @@
   var order = document.getElementById("sort-order");
   var filter = document.getElementById("filter");
   var shown = document.getElementById("shown");
+  var checks = document.getElementById("checks-filter");
 
   function value(card) {
-    var raw = key.value === "unit" ? card.dataset.unit : card.getAttribute("data-metric-" + key.value);
+    var raw = key.value === "unit" ? card.dataset.unit
+      : key.value === "checks" ? card.getAttribute("data-checks") : card.getAttribute("data-metric-" + key.value);
     return raw === null || raw === "" ? NaN : parseFloat(raw);
   }
 
@@ -44,6 +47,9 @@
     cards.forEach(function (card) {
       var unit = parseInt(card.dataset.unit, 10);
       var keep = !ranges || ranges.some(function (r) { return unit >= r[0] && unit <= r[1]; });
+      if (checks && checks.value !== "all") {
+        keep = keep && card.getAttribute("data-trusted") === (checks.value === "pass" ? "1" : "0");
+      }
       card.hidden = !keep;
       count += keep ? 1 : 0;
     });
@@ -53,6 +59,7 @@
   key.addEventListener("change", sort);
   order.addEventListener("change", sort);
   filter.addEventListener("input", apply);
+  if (checks) { checks.addEventListener("change", apply); }
   sort();
   apply();
 }());
