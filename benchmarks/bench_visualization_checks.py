@@ -27,7 +27,7 @@ from functools import partial
 import torch
 
 from inputopt.engine import optimize
-from inputopt.functional.init import row_seeds
+from inputopt.functional.random import RowRandom
 from inputopt.loss import LossPath
 from inputopt.metrics.visualization_checks import visualization_checks
 from inputopt.objectives import ChannelSum
@@ -47,7 +47,7 @@ def digits_case(units: int, steps: int):
                         Transforms([Jitter(2), RandomScale(0.9, 1.1), Jitter(1)]))
         param = FourierImage(decay_power=1.5, mean=0.5, std=0.01, clamp=(0, 1)).initialize((1, 32, 32), channels, seed)
         optimize(param, path, steps, partial(torch.optim.Adam, lr=0.05), path.default_targets(param()),
-                 row_seeds(channels, seed))
+                 RowRandom(seed).stream("start").seeds(channels))
         with torch.no_grad():
             return param().detach()
 
@@ -76,7 +76,7 @@ def lite0_case(units: int, steps: int, size: int):
         path = LossPath(network, ChannelSum("blocks.4", channel=channels), [], Transforms(recommended_transforms(size)))
         param = FourierImage(decorrelate=True, sigmoid=(0, 1)).initialize((3, size, size), channels, seed)
         optimize(param, path, steps, partial(torch.optim.Adam, lr=0.1), path.default_targets(param()),
-                 row_seeds(channels, seed))
+                 RowRandom(seed).stream("start").seeds(channels))
         with torch.no_grad():
             return param().detach()
 

@@ -43,7 +43,7 @@ import torch
 from inputopt.capture import evaluate
 from inputopt.data import PhotoCrops, Photos
 from inputopt.engine import optimize
-from inputopt.functional.init import row_seeds
+from inputopt.functional.random import RowRandom
 from inputopt.functional.plausibility import plausibility_distance
 from inputopt.loss import LossPath
 from inputopt.metrics.quality import high_frequency_energy
@@ -76,7 +76,7 @@ def fourier(network, layer, unit, size, steps, lr=0.1, seed=0):
     param = FourierImage(decorrelate=True, sigmoid=(0, 1)).initialize((3, size, size), keys=[unit], seed=seed)
     path = LossPath(network, objective_of(layer, unit), [], Transforms(recommended_transforms(size)))
     optimize(param, path, steps, partial(torch.optim.Adam, lr=lr), path.default_targets(param()),
-             row_seeds([unit], seed))
+             RowRandom(seed).stream("start").seeds([unit]))
     with torch.no_grad():
         return param().detach()
 
@@ -91,7 +91,7 @@ def accentuate(network, layer, unit, start, match_layer, lam, steps, lr, seed=0)
     param = FourierImage(decorrelate=True, sigmoid=(0, 1)).initialize_from(start)
     path = LossPath(network, objective, [], Transforms([Jitter(4), RandomScale(0.95, 1.05)]))
     optimize(param, path, steps, partial(torch.optim.Adam, lr=lr), path.default_targets(param()),
-             row_seeds([unit], seed))
+             RowRandom(seed).stream("start").seeds([unit]))
     with torch.no_grad():
         return param().detach()
 

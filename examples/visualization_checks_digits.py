@@ -28,7 +28,7 @@ import torch
 from inputopt.capture import evaluate
 from inputopt.data import Digits
 from inputopt.engine import optimize
-from inputopt.functional.init import row_seeds
+from inputopt.functional.random import RowRandom
 from inputopt.loss import LossPath
 from inputopt.metrics.topk import unit_scores
 from inputopt.metrics.visualization_checks import CHECKS, checkerboard_trap, visualization_checks, visualization_checks_table
@@ -49,7 +49,7 @@ def visualize(network, layer, units, pixels=False, steps=100, seed=0):
     param = param.initialize((1, 32, 32), units, seed)
     path = LossPath(network, objective, [], Transforms(transforms))
     optimize(param, path, steps, partial(torch.optim.Adam, lr=0.05), path.default_targets(param()),
-             row_seeds(units, seed))
+             RowRandom(seed).stream("start").seeds(units))
     with torch.no_grad():
         return param().detach()
 

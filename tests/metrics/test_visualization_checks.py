@@ -10,7 +10,7 @@ import torch
 
 from inputopt.data import Digits
 from inputopt.engine import optimize
-from inputopt.functional.init import row_seeds
+from inputopt.functional.random import RowRandom
 from inputopt.loss import LossPath
 from inputopt.metrics.visualization_checks import (
     CHECKS,
@@ -33,7 +33,7 @@ def _visualize(network, steps: int = 100, seed: int = 0):
                                                                               Jitter(1)]))
     param = FourierImage(decay_power=1.5, mean=0.5, std=0.01, clamp=(0, 1)).initialize((1, 32, 32), UNITS, seed)
     optimize(param, path, steps, partial(torch.optim.Adam, lr=0.05), path.default_targets(param()),
-             row_seeds(UNITS, seed))
+             RowRandom(seed).stream("start").seeds(UNITS))
     with torch.no_grad():
         return param().detach()
 
