@@ -28,7 +28,7 @@ from inputopt.params.pixel import PixelImage
 from inputopt.priors.base import Prior
 from inputopt.transforms.base import Transform, Transforms
 
-__all__ = ["FINGERPRINT_FIELDS", "InputOptimization", "check_max_steps"]
+__all__ = ["FINGERPRINT_FIELDS", "InputOptimization", "check_max_steps", "check_one_process"]
 
 #: What defines a run's result: stored in its checkpoints and compared when a fit resumes from one.
 FINGERPRINT_FIELDS = ("network", "network_weights", "normalization", "objective", "priors", "param", "transforms",
@@ -104,6 +104,23 @@ class _OwnCallbacksNotice(logging.Filter):
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_OwnCallbacksNotice())
+
+
+def check_one_process(trainer) -> None:
+    """Refuse a Trainer that runs several processes: :class:`InputOptimization` optimizes its images on one
+    device. ``inputopt fit`` calls it before Lightning launches the other processes.
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> check_one_process(Trainer(accelerator="cpu", devices=1, logger=False))
+    """
+    world_size = trainer.world_size
+    if world_size > 1:
+        raise ValueError(
+            f"InputOptimization optimizes its images on one device, but this Trainer runs {world_size} "
+            f"processes. For many units on several devices, use `inputopt sweep` (the same arguments as "
+            f"`inputopt fit`, plus --units_per_batch) or inputopt.runners.sweep.FeatureSweep with Trainer.test: each "
+            f"process optimizes its own chunks of units. For a few images, use one device (--trainer.devices 1).")
 
 
 def check_max_steps(trainer) -> None:
@@ -385,13 +402,7 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
     # -- Lightning hooks ----------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         check_precision(self.trainer)
-        world_size = self.trainer.world_size
-        if world_size > 1:
-            raise ValueError(
-                f"InputOptimization optimizes its images on one device, but this Trainer runs {world_size} "
-                f"processes. For many units on several devices, use `inputopt sweep` (the same arguments as "
-                f"`inputopt fit`, plus --units_per_batch) or inputopt.runners.sweep.FeatureSweep with Trainer.test: each "
-                f"process optimizes its own chunks of units. For a few images, use one device (--trainer.devices 1).")
+        check_one_process(self.trainer)
         source = getattr(getattr(self.trainer, "fit_loop", None), "_data_source", None)
         if stage == "fit" and source is not None and source.instance is not None and source.instance is not self:
             raise ValueError(

@@ -115,6 +115,10 @@ class RunLock:
     this process already holds nests (a fit's folder and its ``SaveImages`` folder may be one), and the lock
     goes when the outermost holder lets go: the file is removed whether the run succeeded or not.
 
+    A run on several processes takes it once: in the process of rank 0, the one that launches the others
+    (Lightning's ``ddp`` launcher starts ranks 1, 2, ... with their rank in the environment, and these share
+    the run of rank 0: their :meth:`acquire` holds nothing).
+
     Use it as a context manager, or :meth:`acquire` and :meth:`release` (idempotent) from a callback.
 
     Args:
@@ -148,6 +152,9 @@ class RunLock:
         """Take the lock (or nest in this process's hold on it); raises :class:`RunLockedError` when another
         process holds it. Returns ``self``."""
         if self.held:
+            return self
+        if _process_rank() != 0:  # a process launched by rank 0 for the same run: rank 0 holds the folder
+            self.held = True
             return self
         folder = self.path.parent
         created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
@@ -230,6 +237,14 @@ class RunLock:
 
     def __exit__(self, *exc_info) -> None:
         self.release()
+
+
+def _process_rank() -> int:
+    """This process's rank in a multi-process run: set by the Trainer, else from the environment the launcher
+    gave it (``RANK``, ``LOCAL_RANK``, ...); 0 for a process of its own."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
 
 
 def _remove_empty(folders: list[Path]) -> None:

@@ -42,8 +42,9 @@ class SaveSharedInput(Callback):
         return _output_dir(trainer, self.dirpath)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        directory = self.directory(trainer)  # on every process: trainer.log_dir is a collective under DDP
         if trainer.is_global_zero and not trainer.sanity_checking and getattr(pl_module, "history", None):
-            path = self.directory(trainer) / "history.csv"
+            path = directory / "history.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "w", newline="") as file:
                 writer = csv.writer(file)
@@ -51,9 +52,9 @@ class SaveSharedInput(Callback):
                 writer.writerows(pl_module.history)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        directory = self.directory(trainer)  # on every process: trainer.log_dir is a collective under DDP
         if not trainer.is_global_zero:
             return
-        directory = self.directory(trainer)
         directory.mkdir(parents=True, exist_ok=True)
         shared = pl_module.shared().cpu()
         torch.save(shared, directory / "shared.pt")

@@ -15,7 +15,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from inputopt.callbacks.checkpoints import hold_run_folders
 from inputopt.commands.common import lightning_cli
 from inputopt.engine import check_precision
-from inputopt.module import InputOptimization, check_max_steps
+from inputopt.module import InputOptimization, check_max_steps, check_one_process
 
 __all__ = ["InputOptCLI", "check_ckpt_file", "check_init_argument", "check_last_checkpoint", "cli", "fit_main"]
 
@@ -78,6 +78,8 @@ class InputOptCLI(LightningCLI):
         # the trainer's arguments the module would refuse, refused before the run folder is touched
         check_precision(self.trainer)
         check_max_steps(self.trainer)
+        if isinstance(self.model, InputOptimization):  # before Lightning launches the other processes
+            check_one_process(self.trainer)
         if self.config[self.subcommand].get("ckpt_path") == "last":
             check_last_checkpoint(self.trainer)
 
