@@ -28,11 +28,35 @@ from inputopt.params.pixel import PixelImage
 from inputopt.priors.base import Prior
 from inputopt.transforms.base import Transform, Transforms
 
-__all__ = ["FINGERPRINT_FIELDS", "InputOptimization", "check_max_steps", "check_one_process"]
+__all__ = ["FINGERPRINT_FIELDS", "InputOptimization", "TRAINER_FINGERPRINT_FIELDS", "check_max_steps", "check_one_process",
+           "trainer_numerics"]
 
 #: What defines a run's result: stored in its checkpoints and compared when a fit resumes from one.
 FINGERPRINT_FIELDS = ("network", "network_weights", "normalization", "objective", "priors", "param", "transforms",
-                      "image_shape", "init", "seed", "freeze_done", "optimizer")
+                      "image_shape", "init", "seed", "freeze_done", "optimizer", "precision", "gradient_clip",
+                      "accumulate_grad_batches")
+
+#: The Trainer's settings that change the images of a fit (its numerics), in :data:`FINGERPRINT_FIELDS`.
+TRAINER_FINGERPRINT_FIELDS = ("precision", "gradient_clip", "accumulate_grad_batches")
+
+
+def trainer_numerics(trainer) -> dict[str, str]:
+    """The Trainer's settings that change a fit's images, one string per field of
+    :data:`TRAINER_FINGERPRINT_FIELDS`: the precision, the gradient clipping (value and algorithm) and the
+    gradient accumulation. ``"None"`` for each without a Trainer.
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> trainer_numerics(Trainer(logger=False, precision="bf16-mixed", gradient_clip_val=0.5))
+        {'precision': 'bf16-mixed', 'gradient_clip': '0.5 (norm)', 'accumulate_grad_batches': '1'}
+    """
+    if trainer is None:
+        return dict.fromkeys(TRAINER_FINGERPRINT_FIELDS, "None")
+    value, algorithm = trainer.gradient_clip_val, trainer.gradient_clip_algorithm
+    algorithm = getattr(algorithm, "value", algorithm) or "norm"  # Lightning's GradClipAlgorithmType, or None
+    clip = "None" if value is None or value == 0 else f"{float(value)} ({algorithm})"
+    return {"precision": str(trainer.precision), "gradient_clip": clip,
+            "accumulate_grad_batches": str(trainer.accumulate_grad_batches)}
 
 
 def _tensor_hash(tensors: Iterable[tuple[str, Tensor]]) -> str:
@@ -490,6 +514,7 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
             "seed": str(self.seed),
             "freeze_done": str(self.freeze_done),
             "optimizer": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}({settings})",
+            **trainer_numerics(self._trainer),
         }
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -30,7 +30,7 @@ from inputopt.engine import NonFiniteError, StepEngine, check_precision, nonfini
 from inputopt.functional.init import row_seed, row_seeds
 from inputopt.loss import LossPath, prior_names
 from inputopt.metrics.fooling import FoolingRate
-from inputopt.module import FINGERPRINT_FIELDS, _tensor_hash, check_max_steps
+from inputopt.module import FINGERPRINT_FIELDS, TRAINER_FINGERPRINT_FIELDS, _tensor_hash, check_max_steps, trainer_numerics
 from inputopt.networks import FrozenNetworkHolder, NetworkSpec, class_names
 from inputopt.objectives.base import InputObjective
 from inputopt.objectives.classification import LabelObjective
@@ -45,7 +45,7 @@ __all__ = ["SHARED_FINGERPRINT_FIELDS", "SharedBatchSampler", "SharedInputOptimi
 
 #: What defines a shared-input run's result: stored in its checkpoints and compared on resume.
 SHARED_FINGERPRINT_FIELDS = (*FINGERPRINT_FIELDS[:7], "insert", "input_shape", "seed", "global_batch_size",
-                             "optimizer", "reference")
+                             "optimizer", "reference", *TRAINER_FINGERPRINT_FIELDS)
 
 
 def insert_draws(seeds: Sequence[int], step: int, count: int) -> Tensor:
@@ -465,6 +465,7 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
             "global_batch_size": str(self.batch_size * world),
             "optimizer": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}({settings})",
             "reference": self.reference,
+            **trainer_numerics(self._trainer),
         }
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
