@@ -285,7 +285,6 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
                              f"got {allow_resume_mismatch!r}")
         self.allow_resume_mismatch = list(allow_resume_mismatch)
         self._weights_hash: str | None = None
-        self._user_modes: dict[nn.Module, bool] = {}
 
         self.param = param
         self._initialize_param(image_shape, batch_size, init, seed)
@@ -436,10 +435,9 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
                 f"inputopt.runners.shared.SharedInputOptimization (`inputopt universal`); for one input per data "
                 f"item, a dataset runner (inputopt.runners: AttackEvaluation, FeatureInversion).")
         # The network is outside the module tree, so Lightning's train()/eval() never reach it: put it back in
-        # eval mode here, whatever the user did to it since construction; a user's module gets its own modes
-        # back when the fit ends or fails.
-        self._user_modes = {m: m.training for m in self._network.modules()}
-        self._network.eval()
+        # eval mode, without gradients, here, whatever the user did to it since construction; a user's module
+        # gets its own modes and requires_grad flags back when the fit ends or fails.
+        self._freeze_network()
         # The data loader yields only step indices, so resuming mid-"epoch" loses nothing.
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
         quiet_data_loaders()  # Lightning's wrapper of this module's loader warns about torch internals
@@ -476,12 +474,7 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
             self.trainer.log_every_n_steps = 1  # a run is a few hundred steps: the curve of every step is cheap
 
     def on_fit_end(self) -> None:
-        self._give_back_network_modes()
-
-    def _give_back_network_modes(self) -> None:
-        for module, training in self._user_modes.items():
-            module.train(training)
-        self._user_modes = {}
+        self._give_back_network()
 
     # -- checkpoints: finite, and only resumed by the same configuration ---------------------------
     def fingerprint(self) -> dict[str, str]:
@@ -623,4 +616,4 @@ class _GiveBackNetworkModes(Callback):
 
     def on_exception(self, trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if isinstance(pl_module, InputOptimization):
-            pl_module._give_back_network_modes()
+            pl_module._give_back_network()

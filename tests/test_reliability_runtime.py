@@ -70,3 +70,48 @@ def test_sweep_folder_refuses_units_of_another_precision(tmp_path, monkeypatch):
         run_sweep([*args, "--model.objective.init_args.unit", "[2, 3]", "--trainer.precision", "bf16-mixed"],
                   units_per_batch=2, sweep_dir="s", progress=False)
     assert sorted(p.name for p in (tmp_path / "s" / "units").iterdir()) == ["output-0.pt", "output-1.pt"]
+
+
+# -- the user's module is handed back as it was given ----------------------------------------------------------------
+def _users_module():
+    net = make_tiny_net().train()
+    net.classifier[0].eval()  # a mix of modes and flags, handed back as they were
+    net.features[0].weight.requires_grad_(False)
+    return net
+
+
+def _state(net):
+    return ({name: m.training for name, m in net.named_modules()},
+            {name: p.requires_grad for name, p in net.named_parameters()})
+
+
+@pytest.mark.parametrize("kind", ["fit", "sweep", "examples", "universal"])
+def test_the_users_module_is_handed_back_as_it_was_given(kind, tmp_path):
+    """Building a run on a module mid-training, and running it, leaves the module's modes and requires_grad flags
+    as they were (they used to be frozen for good at construction)."""
+    from torch.utils.data import TensorDataset
+
+    from inputopt.objectives import Margin
+    from inputopt.params import PixelImage
+    from inputopt.runners.examples import DatasetExamples
+    from inputopt.runners.shared import SharedInputOptimization
+    from inputopt.runners.sweep import FeatureSweep
+    from inputopt.transforms.insert import AddPerturbation
+
+    net = _users_module()
+    given = _state(net)
+    data = TensorDataset(torch.rand(6, 3, 32, 32), torch.arange(6))
+    run = {"fit": lambda: module(net=net),
+           "sweep": lambda: FeatureSweep(net, UnitActivation("features.4", unit=[0, 1]), image_shape=(3, 32, 32),
+                                         steps=2),
+           "examples": lambda: DatasetExamples(net, "features.4", [0, 1], data, k=2, batch_size=3),
+           "universal": lambda: SharedInputOptimization(
+               net, Margin(), AddPerturbation(), data, batch_size=3, param=PixelImage(mean=0, std=0, eps=0.1))}[kind]()
+    assert _state(net) == given  # construction
+    seen = []
+    hook = net.features[1].register_forward_hook(lambda m, i, o: seen.append((m.training, m.weight.requires_grad)))
+    runner = trainer(tmp_path, 2)
+    runner.fit(run) if kind in ("fit", "universal") else runner.test(run, verbose=False)
+    hook.remove()
+    assert seen and set(seen) == {(False, False)}, "the network ran in train mode or with gradients"
+    assert _state(net) == given  # the run

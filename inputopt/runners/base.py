@@ -98,19 +98,14 @@ class DatasetRunner(FrozenNetworkHolder, LightningModule):
         return image
 
     # The network is outside the module tree, so Lightning's eval() at the start of the test loop never reaches
-    # it: every runner puts it in eval mode for the run (BatchNorm statistics and Dropout untouched, whatever
-    # the user did to the module since), and gives the user's modes back at the end, or when the run fails.
+    # it: every runner freezes it for the run (eval mode, no parameter gradients: BatchNorm statistics and
+    # Dropout untouched, whatever the user did to the module since), and gives the user's modes and
+    # requires_grad flags back at the end, or when the run fails.
     def on_test_start(self) -> None:
-        self._user_modes = {m: m.training for m in self._network.modules()}
-        self._network.eval()
+        self._freeze_network()
 
     def on_test_end(self) -> None:
-        self._give_back_network_modes()
-
-    def _give_back_network_modes(self) -> None:
-        for module, training in getattr(self, "_user_modes", {}).items():
-            module.train(training)
-        self._user_modes = {}
+        self._give_back_network()
 
     def configure_callbacks(self) -> list:
         """A callback that gives the network its user's train/eval modes back when a run fails (Lightning calls
@@ -132,8 +127,9 @@ class DatasetRunner(FrozenNetworkHolder, LightningModule):
 
 
 class _GiveBackRunnerModes(Callback):
-    """Gives a :class:`DatasetRunner`'s network its user's train/eval modes back when a run fails."""
+    """Gives a runner's network (a :class:`~inputopt.networks.FrozenNetworkHolder`'s) its user's train/eval modes
+    and ``requires_grad`` flags back when a run fails."""
 
     def on_exception(self, trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        if isinstance(pl_module, DatasetRunner):
-            pl_module._give_back_network_modes()
+        if isinstance(pl_module, FrozenNetworkHolder):
+            pl_module._give_back_network()

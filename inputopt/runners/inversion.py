@@ -109,7 +109,6 @@ class FeatureInversion(DatasetRunner):
 
     def setup(self, stage: str) -> None:
         check_precision(self.trainer)
-        self.network.eval()
         warnings.filterwarnings("ignore", message=".*test_dataloader' does not have many workers.*")
 
     def on_test_epoch_start(self) -> None:

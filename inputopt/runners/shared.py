@@ -424,12 +424,15 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         if stage == "fit" and getattr(self.trainer, "accumulate_grad_batches", 1) != 1:
             raise ValueError(f"accumulate_grad_batches={self.trainer.accumulate_grad_batches}: a shared-input run "
                              f"counts its batches in optimizer steps; use a larger batch_size or more devices")
-        self._network.eval()
+        self._freeze_network()  # the user's module is handed back as given: at teardown, or when the run fails
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*Total length of `list` across ranks is zero.*")
 
     def on_fit_start(self) -> None:
         check_max_steps(self.trainer)
+
+    def teardown(self, stage: str) -> None:
+        self._give_back_network()
 
     def configure_callbacks(self) -> list:
         """Lightning's step bar replaced by :class:`~inputopt.callbacks.progress.StepProgressBar` (steps out of
@@ -438,13 +441,15 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
 
         from inputopt.callbacks.progress import StepProgressBar
 
+        from inputopt.runners.base import _GiveBackRunnerModes
+
         bar = self.trainer.progress_bar_callback
         if type(bar) is TQDMProgressBar:
-            return [StepProgressBar(bar.refresh_rate, bar.process_position)]
+            return [StepProgressBar(bar.refresh_rate, bar.process_position), _GiveBackRunnerModes()]
         if type(bar) is RichProgressBar:  # Lightning replaces a callback only by one of its own class
             self.trainer.callbacks = [c for c in self.trainer.callbacks if c is not bar]
-            return [StepProgressBar()]
-        return []
+            return [StepProgressBar(), _GiveBackRunnerModes()]
+        return [_GiveBackRunnerModes()]
 
     def fingerprint(self) -> dict[str, str]:
         """What defines the result of this run, one string per field of :data:`SHARED_FINGERPRINT_FIELDS`."""
