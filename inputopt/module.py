@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
@@ -108,6 +108,35 @@ def _load_images(init: Tensor | str | Path, channels: int | None = None) -> Tens
         raise ValueError(f"cannot read init file {str(path)!r} as an image (corrupt, truncated or not an "
                          f"image): {error}") from error
     return pil_to_tensor(image).float().div(255)
+
+
+#: The largest side of an init image file taken at its own size (no image_shape configured, a network given as
+#: a module): beyond it the file is refused, never silently made a run of millions of values.
+MAX_INIT_FILE_SIDE = 1024
+
+
+def _fit_init_file(images: Tensor, init, image_shape) -> Tensor:
+    """An init image *file* (not a tensor or a ``.pt`` file, whose size is the user's) at the run's size: resized
+    (bilinear, antialiased) to the configured ``image_shape`` (given, or the named network's own), or, with
+    none, refused when larger than :data:`MAX_INIT_FILE_SIDE` on a side."""
+    if isinstance(init, Tensor) or Path(str(init)).suffix in (".pt", ".pth"):
+        return images
+    height, width = images.shape[-2:]
+    if image_shape is None:
+        if max(height, width) > MAX_INIT_FILE_SIDE:
+            raise ValueError(f"init image {str(init)!r} is {width}x{height} pixels, more than {MAX_INIT_FILE_SIDE} on "
+                             f"a side, and no image_shape says the run's size: give image_shape (C, H, W) to resize "
+                             f"it to, e.g. --model.image_shape '[{images.shape[-3]}, 224, 224]'")
+        return images
+    size = tuple(image_shape[1:])
+    if (height, width) == size:
+        return images
+    batched = images if images.ndim == 4 else images.unsqueeze(0)
+    resized = torch.nn.functional.interpolate(batched, size=size, mode="bilinear", antialias=True,
+                                              align_corners=False).clamp(0, 1)
+    rank_zero_info(f"inputopt: init image {str(init)!r} resized from {width}x{height} to the run's {size[1]}x{size[0]} "
+                   f"(image_shape)")
+    return resized if images.ndim == 4 else resized[0]
 
 
 #: ``Trainer(log_every_n_steps=...)``'s default, which :class:`InputOptimization` replaces with 1.
@@ -324,6 +353,7 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
             if images.shape[0] == 0:
                 raise ValueError(f"init holds no images (shape {tuple(images.shape)}): give at least one image, or "
                                  f"leave init out to start from noise")
+            images = _fit_init_file(images, init, image_shape)
             if given and tuple(images.shape[1:]) != tuple(image_shape):
                 raise ValueError(f"image_shape is {tuple(image_shape)} but init's images have shape "
                                  f"{tuple(images.shape[1:])}; leave image_shape out (init sets it) or make them agree")
@@ -426,6 +456,9 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
     def setup(self, stage: str) -> None:
         check_precision(self.trainer)
         check_one_process(self.trainer)
+        from inputopt.callbacks.checkpoints import use_atomic_checkpoints
+
+        use_atomic_checkpoints(self.trainer)  # a checkpoint is written whole or not at all
         source = getattr(getattr(self.trainer, "fit_loop", None), "_data_source", None)
         if stage == "fit" and source is not None and source.instance is not None and source.instance is not self:
             raise ValueError(

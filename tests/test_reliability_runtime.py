@@ -115,3 +115,156 @@ def test_the_users_module_is_handed_back_as_it_was_given(kind, tmp_path):
     hook.remove()
     assert seen and set(seen) == {(False, False)}, "the network ran in train mode or with gradients"
     assert _state(net) == given  # the run
+
+
+# -- atomic, contained writes ----------------------------------------------------------------------------------------
+class _FullDisk:
+    """A file opened for writing under ``folder`` that takes ``room`` bytes and then fails as a full disk does."""
+
+    def __init__(self, handle, room: int) -> None:
+        self._handle, self._room = handle, room
+
+    def write(self, data) -> int:
+        import errno
+
+        if len(data) > self._room:
+            self._handle.write(bytes(data[:self._room]))
+            self._room = 0
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self._room -= len(data)
+        return self._handle.write(data)
+
+    def fileno(self):  # no descriptor: copies go through write()
+        import io
+
+        raise io.UnsupportedOperation("fileno")
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.close()
+
+
+def _fill_disk(monkeypatch, folder: Path, room: int = 200) -> None:
+    """Writes under ``folder`` fail half-way with ENOSPC; the system's temporary folder is another device (a
+    rename from it fails with EXDEV, so a move becomes a copy)."""
+    import builtins
+    import errno
+    import os
+
+    real_open, real_rename = builtins.open, os.rename
+
+    def open_(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        inside = isinstance(file, (str, os.PathLike)) and str(os.path.realpath(file)).startswith(str(folder))
+        return _FullDisk(handle, room) if inside and ("w" in mode or "a" in mode) else handle
+
+    def rename(src, dst, *args, **kwargs):
+        if not os.path.realpath(src).startswith(str(folder)):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(os, "rename", rename)
+
+
+def test_a_full_disk_leaves_no_truncated_checkpoint_and_one_line_error(tmp_path, monkeypatch):
+    from inputopt import CheckpointOnInterrupt
+
+    folder = (tmp_path / "ckpt").resolve()
+    trainer(tmp_path, 2, ModelCheckpoint(dirpath=folder, save_last=True), CheckpointOnInterrupt()).fit(module())
+    last = folder / "last.ckpt"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    _fill_disk(monkeypatch, folder)
+    with pytest.raises(OSError, match=r"^could not write .*\.ckpt: No space left on device; (nothing written|the "
+                                      r"previous .*\.ckpt is left as it was)$") as caught:
+        trainer(tmp_path, 4, ModelCheckpoint(dirpath=folder, save_last=True), CheckpointOnInterrupt()).fit(
+            module(), ckpt_path=last)
+    monkeypatch.undo()
+    assert "\n" not in str(caught.value)
+    # whole: the previous checkpoints, no truncated new one, no temporary file left
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_ckpt_path_last_names_a_damaged_last_checkpoint_and_the_intact_one(tmp_path):
+    from inputopt.commands.fit import check_last_checkpoint
+
+    folder = tmp_path / "ckpt"
+    fit = trainer(tmp_path, 3, ModelCheckpoint(dirpath=folder, every_n_train_steps=2, save_last=True))
+    fit.fit(module())
+    last = folder / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:300])  # truncated
+    with pytest.raises(ValueError, match=r"last\.ckpt is damaged .* the intact checkpoint .*step=2\.ckpt \(step 2\) "
+                                         r"is the latest to resume from: --ckpt_path .*step=2\.ckpt"):
+        check_last_checkpoint(fit)
+
+
+def test_one_last_checkpoint_after_a_short_run(tmp_path):
+    """A 3-step run with ModelCheckpoint(save_last=True) and CheckpointOnInterrupt leaves last.ckpt alone (not
+    last.ckpt and last-v1.ckpt), and so does a second run into the folder."""
+    from inputopt import CheckpointOnInterrupt
+
+    for _ in range(2):
+        trainer(tmp_path, 3, ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=50, save_last=True),
+                CheckpointOnInterrupt()).fit(module())
+        assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["last.ckpt"]
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 3
+
+
+def test_a_symlinked_images_folder_is_refused(tmp_path):
+    from inputopt import SaveImages
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "images").symlink_to(elsewhere)
+    with pytest.raises(ValueError, match=r"images is a symbolic link that leads out of the run folder"):
+        trainer(tmp_path, 2, SaveImages(tmp_path / "out")).fit(module())
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_save_images_into_the_users_folder_removes_only_its_own_files(tmp_path, monkeypatch):
+    from inputopt import SaveImages
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "my_photo.png").write_bytes(b"the user's")
+    for units in ((0, 1), (2,)):
+        trainer(tmp_path, 2, SaveImages(dirpath=".")).fit(module(unit=units))
+    assert (tmp_path / "images" / "my_photo.png").read_bytes() == b"the user's"
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["features.4-2.png", "my_photo.png"]
+
+
+def test_without_a_logger_the_command_writes_under_results_not_the_current_folder(tmp_path, monkeypatch):
+    from inputopt.commands.fit import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "my_photo.png").write_bytes(b"the user's")
+    cli(["fit", "--config", str(ROOT / "configs" / "digits.yaml"), "--trainer.max_steps", "2", "--trainer.logger",
+         "false", "--model.objective.init_args.unit", "[0, 1]", "--trainer.enable_progress_bar", "false"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "results"]
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["my_photo.png"]
+    run = tmp_path / "results" / "fit" / "run"
+    assert (run / "grid.png").is_file() and (run / "input.pt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_an_init_image_of_another_size_is_resized_to_the_runs_shape_or_refused(tmp_path):
+    from PIL import Image
+
+    big = tmp_path / "big.png"
+    Image.new("L", (64, 48), color=200).save(big)
+    run = InputOptimization("digits", UnitActivation(None, unit=[3]), init=str(big))  # digits: 1x32x32
+    assert run.images().shape == (1, 1, 32, 32)
+    torch.testing.assert_close(run.images(), torch.full((1, 1, 32, 32), 200 / 255))
+    assert InputOptimization("digits", UnitActivation("features.4", unit=[3]), init=str(big),
+                             image_shape=(1, 16, 16)).images().shape == (1, 1, 16, 16)
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (1100, 8)).save(huge)
+    with pytest.raises(ValueError, match=r"init image .*huge\.png' is 1100x8 pixels, more than 1024 on a side, and no "
+                                         r"image_shape says the run's size"):
+        InputOptimization(make_tiny_net(), UnitActivation("features.4", unit=[0]), init=str(huge))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from torchvision.utils import save_image
 
 from inputopt.callbacks._checks import _check_module, _output_dir
 from inputopt.networks import class_names
-from inputopt.results import annotated_adversarial_grid, strict_json
+from inputopt.results import annotated_adversarial_grid, atomic_write, strict_json, write_text
 
 
 class SaveAttackResults(Callback):
@@ -48,11 +49,12 @@ class SaveAttackResults(Callback):
             return
         out.mkdir(parents=True, exist_ok=True)
         rows = pl_module.results
-        (out / "results.json").write_text(strict_json(rows) + "\n")
-        with open(out / "results.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_text(out / "results.json", strict_json(rows) + "\n")
+        table = io.StringIO()
+        writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(out / "results.csv", table.getvalue())
         self.paths = [out / "results.json", out / "results.csv"]
         examples = pl_module.examples
         if examples:
@@ -61,7 +63,7 @@ class SaveAttackResults(Callback):
             grid = annotated_adversarial_grid(examples["clean"], examples["adversarial"], eps,
                                               examples["clean_predictions"], examples["predictions"],
                                               self.class_names or _class_names(pl_module.attack), self.scale)
-            save_image(grid, out / "examples.png")
+            atomic_write(out / "examples.png", lambda handle: save_image(grid, handle, format="png"))
             self.paths.append(out / "examples.png")
             experiment = getattr(trainer.logger, "experiment", None)
             if hasattr(experiment, "add_image"):

@@ -11,6 +11,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from inputopt.attacks.checks import checks_table, evaluation_checks
 from inputopt.callbacks._checks import _output_dir
+from inputopt.results import write_text
 
 __all__ = ["EvaluationChecks"]
 
@@ -66,8 +67,8 @@ class EvaluationChecks(Callback):
         table = checks_table(self.results)
         out = _output_dir(trainer, self.dirpath)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "checks.md").write_text(table + "\n")
-        (out / "checks.json").write_text(json.dumps(
+        write_text(out / "checks.md", table + "\n")
+        write_text(out / "checks.json", json.dumps(
             [{"name": r.name, "passed": r.passed, "detail": r.detail, "values": r.values} for r in self.results],
             indent=2, default=float))
         if self.verbose:

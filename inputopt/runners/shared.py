@@ -424,6 +424,9 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         if stage == "fit" and getattr(self.trainer, "accumulate_grad_batches", 1) != 1:
             raise ValueError(f"accumulate_grad_batches={self.trainer.accumulate_grad_batches}: a shared-input run "
                              f"counts its batches in optimizer steps; use a larger batch_size or more devices")
+        from inputopt.callbacks.checkpoints import use_atomic_checkpoints
+
+        use_atomic_checkpoints(self.trainer)  # a checkpoint is written whole or not at all
         self._freeze_network()  # the user's module is handed back as given: at teardown, or when the run fails
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*Total length of `list` across ranks is zero.*")
