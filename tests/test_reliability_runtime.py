@@ -268,3 +268,46 @@ def test_an_init_image_of_another_size_is_resized_to_the_runs_shape_or_refused(t
     with pytest.raises(ValueError, match=r"init image .*huge\.png' is 1100x8 pixels, more than 1024 on a side, and no "
                                          r"image_shape says the run's size"):
         InputOptimization(make_tiny_net(), UnitActivation("features.4", unit=[0]), init=str(huge))
+
+
+# -- non-finite and empty data sets ------------------------------------------------------------------------------
+def _data_runner(kind: str, data):
+    from inputopt.attacks import PGD
+    from inputopt.objectives import Margin
+    from inputopt.params import PixelImage
+    from inputopt.runners.attack import AttackEvaluation
+    from inputopt.runners.examples import DatasetExamples
+    from inputopt.runners.inversion import FeatureInversion
+    from inputopt.runners.shared import SharedInputOptimization
+    from inputopt.transforms.insert import AddPerturbation
+
+    net = make_tiny_net()
+    if kind == "examples":
+        return DatasetExamples(net, "features.4", [0, 1], data, k=2, batch_size=3)
+    if kind == "invert":
+        return FeatureInversion(net, "features.4", data, steps=1, batch_size=3)
+    if kind == "universal":
+        return SharedInputOptimization(net, Margin(), AddPerturbation(), data, batch_size=3,
+                                       param=PixelImage(mean=0, std=0, eps=0.1))
+    return AttackEvaluation(PGD(net, eps=[0.05], alpha=0.02, steps=1), data, batch_size=3, sphere_points=0)
+
+
+@pytest.mark.parametrize("kind", ["attack", "examples", "invert", "universal"])
+def test_a_data_set_with_a_non_finite_image_is_refused_naming_the_index(kind, tmp_path):
+    from torch.utils.data import TensorDataset
+
+    images = torch.rand(6, 3, 32, 32)
+    images[4, 1, 2, 3] = float("nan")
+    runner = _data_runner(kind, TensorDataset(images, torch.arange(6)))
+    with pytest.raises(ValueError, match=r"non-finite pixels \(NaN or Inf\) in the image at index 4;"):
+        run = trainer(tmp_path, 2)
+        run.fit(runner) if kind == "universal" else run.test(runner, verbose=False)
+
+
+@pytest.mark.parametrize("kind", ["attack", "invert"])
+def test_an_empty_data_set_is_refused(kind, tmp_path):
+    from torch.utils.data import TensorDataset
+
+    with pytest.raises(ValueError, match=r"the data set is empty"):  # when built (invert), or run (attack)
+        runner = _data_runner(kind, TensorDataset(torch.rand(0, 3, 32, 32), torch.arange(0)))
+        trainer(tmp_path, 2).test(runner, verbose=False)

@@ -14,7 +14,7 @@ from inputopt.functional.init import row_seed
 from inputopt.functional.sphere import sphere_label_changes
 from inputopt.metrics import AttackSuccessRate, PerturbationNorms, RobustAccuracy, SphereLabelChange
 from inputopt.metrics.base import check_metrics
-from inputopt.runners.base import DatasetRunner, inner_optimization
+from inputopt.runners.base import DatasetRunner, check_data_images, inner_optimization
 
 __all__ = ["AttackEvaluation"]
 
@@ -97,6 +97,7 @@ class AttackEvaluation(DatasetRunner):
 
     def test_step(self, batch: tuple, batch_idx: int) -> None:
         indices, images, labels = batch[0], batch[1], batch[2]
+        check_data_images(indices, images)
         with inner_optimization():
             images, labels = images.clone().float(), labels.clone().long()
             results = self.attack.run(images, labels, keys=indices.tolist())

@@ -10,7 +10,7 @@ with a distributed sampler that never repeats a sample, so metrics and results e
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from inputopt._notices import quiet_data_loaders
 from inputopt.networks import FrozenNetworkHolder
 
-__all__ = ["DatasetRunner", "IndexedDataset", "inner_optimization"]
+__all__ = ["DatasetRunner", "IndexedDataset", "check_data_images", "check_not_empty", "inner_optimization"]
 
 
 class IndexedDataset(Dataset):
@@ -42,6 +42,43 @@ class IndexedDataset(Dataset):
     def __getitem__(self, index: int) -> tuple:
         sample = self.dataset[index]
         return (index, *sample) if isinstance(sample, (tuple, list)) else (index, sample)
+
+
+def check_data_images(indices: Tensor | Sequence[int], images: Tensor) -> None:
+    """Refuse a batch of data images with a non-finite pixel (NaN or Inf), naming the samples' data-set indices:
+    one NaN pixel would otherwise make its image the top example of every unit, or an attack's success. The
+    runners call it on every batch.
+
+    Example:
+        >>> images = torch.zeros(3, 1, 2, 2)
+        >>> images[1, 0, 0, 0] = float("nan")
+        >>> check_data_images(torch.tensor([7, 8, 9]), images)
+        Traceback (most recent call last):
+        ...
+        ValueError: the data set has non-finite pixels (NaN or Inf) in the image at index 8; ...
+    """
+    if not images.is_floating_point():
+        return
+    bad = ~torch.isfinite(images.detach()).flatten(1).all(1)
+    if bad.any():
+        where = torch.as_tensor(indices)[bad.cpu()].tolist() if len(indices) == len(images) else bad.nonzero()
+        where = [int(i) for i in where]
+        shown = ", ".join(map(str, where[:10])) + (f" and {len(where) - 10} more" if len(where) > 10 else "")
+        raise ValueError(f"the data set has non-finite pixels (NaN or Inf) in the image{'s' if len(where) > 1 else ''} "
+                         f"at index {shown}; fix or leave out those samples")
+
+
+def check_not_empty(dataset: Any, what: str = "the data set") -> None:
+    """Refuse an empty data set (one with a length of 0): a run over it would end with no results and no error.
+
+    Example:
+        >>> check_not_empty([])
+        Traceback (most recent call last):
+        ...
+        ValueError: the data set is empty: give at least one sample (check its path, split and limit)
+    """
+    if hasattr(dataset, "__len__") and len(dataset) == 0:
+        raise ValueError(f"{what} is empty: give at least one sample (check its path, split and limit)")
 
 
 @contextlib.contextmanager
@@ -114,6 +151,7 @@ class DatasetRunner(FrozenNetworkHolder, LightningModule):
 
     def test_dataloader(self) -> DataLoader:
         quiet_data_loaders()  # Lightning's wrapper of this loader warns about torch internals
+        check_not_empty(self.dataset)
         data = IndexedDataset(self.dataset)
         trainer = self._trainer
         sampler = None

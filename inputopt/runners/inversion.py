@@ -21,7 +21,7 @@ from inputopt.objectives.inversion import FeatureMatch
 from inputopt.params.base import ImageParam
 from inputopt.params.pixel import PixelImage
 from inputopt.priors.base import Prior
-from inputopt.runners.base import DatasetRunner, inner_optimization
+from inputopt.runners.base import DatasetRunner, check_data_images, check_not_empty, inner_optimization
 from inputopt.runners.sweep import _optimizer
 from inputopt.transforms.base import Transform, Transforms
 
@@ -95,6 +95,7 @@ class FeatureInversion(DatasetRunner):
                                                {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}})
         self.steps, self.seed = steps, seed
         self.path = LossPath(net, self.objective, self.priors, self.transforms, self.normalize)
+        check_not_empty(dataset)
         image = self.dataset_image(0)
         self.image_shape = tuple(image.shape)
         instantiate(self.param_config)._check_shape(self.image_shape)
@@ -119,6 +120,7 @@ class FeatureInversion(DatasetRunner):
     def test_step(self, batch: tuple, batch_idx: int) -> dict[str, Tensor]:
         """Invert one batch; returns its ``indices``, ``images`` (the inversions), ``scores`` and ``start_scores``."""
         indices, images = batch[0], batch[1]
+        check_data_images(indices, images)
         with inner_optimization():
             images = images.clone().float()
             targets = self.path.default_targets(images)

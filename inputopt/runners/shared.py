@@ -36,7 +36,7 @@ from inputopt.objectives.base import InputObjective
 from inputopt.objectives.classification import LabelObjective
 from inputopt.params.base import ImageParam
 from inputopt.priors.base import Prior
-from inputopt.runners.base import IndexedDataset
+from inputopt.runners.base import IndexedDataset, check_data_images, check_not_empty
 from inputopt.runners.sweep import _optimizer
 from inputopt.transforms.base import Transform, Transforms
 from inputopt.transforms.insert import Insert
@@ -291,6 +291,7 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
     def train_dataloader(self) -> DataLoader:
+        check_not_empty(self.dataset)
         world, rank = self._world()
         sampler = SharedBatchSampler(len(self.dataset), self.batch_size, world, rank, self.seed,
                                      position=lambda: self.trainer.global_step)
@@ -300,6 +301,7 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
     def val_dataloader(self) -> DataLoader:
         if self.val_dataset is None:
             return []
+        check_not_empty(self.val_dataset, "the held-out data set (val_dataset)")
         world, rank = self._world()
         data = IndexedDataset(self.val_dataset)
         sampler = UnrepeatedDistributedSampler(data, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
@@ -321,6 +323,7 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
             images = images.float().div(255)
         elif not images.is_floating_point():
             raise ValueError(f"the data images hold a {images.dtype} tensor; give float images or uint8")
+        check_data_images(keys, images)
         return keys, images.float(), (None if labels is None else torch.as_tensor(labels).long())
 
     # -- the loss ------------------------------------------------------------------------------------
