@@ -311,3 +311,44 @@ def test_an_empty_data_set_is_refused(kind, tmp_path):
     with pytest.raises(ValueError, match=r"the data set is empty"):  # when built (invert), or run (attack)
         runner = _data_runner(kind, TensorDataset(torch.rand(0, 3, 32, 32), torch.arange(0)))
         trainer(tmp_path, 2).test(runner, verbose=False)
+
+
+# -- long jobs report and stop -----------------------------------------------------------------------------------
+def test_sphere_check_reports_its_points(capsys):
+    from inputopt.functional.sphere import sphere_check, sphere_label_changes
+
+    classify = lambda z: (z.flatten(1).sum(1) > 0).long()  # noqa: E731
+    counts = []
+    sphere_label_changes(classify, torch.ones(3, 4), [0.5, 0.0, 0.5], n=30, chunk_size=16, on_points=counts.append)
+    assert sum(counts) == 60 and len(counts) > 2  # every forward pass reported, the unmoved centre drew nothing
+    sphere_check(classify, torch.ones(1, 4), torch.ones(1, 4) - 0.1, n=40, chunk_size=10, progress=True)
+    err = capsys.readouterr().err
+    assert "random-sphere check" in err and "40/40" in err and "point" in err
+
+
+@pytest.mark.parametrize("kind", ["sweep", "invert"])
+def test_sigterm_stops_a_runner_within_its_inner_loop(kind, tmp_path):
+    """SIGTERM (Lightning's received_sigterm) stops a runner at the next step of its inner loop, not at the end
+    of a batch of many steps."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+    from torch.utils.data import TensorDataset
+
+    from inputopt.runners.inversion import FeatureInversion
+    from inputopt.runners.sweep import FeatureSweep
+
+    net = make_tiny_net()
+    runner = (FeatureSweep(net, UnitActivation("features.4", unit=[0, 1]), image_shape=(3, 32, 32), steps=200)
+              if kind == "sweep" else
+              FeatureInversion(net, "features.4", TensorDataset(torch.rand(2, 3, 32, 32), torch.arange(2)), steps=200))
+    run = trainer(tmp_path, 1)
+    calls = []
+
+    def sigterm_at_the_fifth_forward(*_):
+        calls.append(1)
+        if len(calls) == 5:
+            run._signal_connector.received_sigterm = True
+
+    net.features[0].register_forward_hook(sigterm_at_the_fifth_forward)
+    with pytest.raises(SIGTERMException):
+        run.test(runner, verbose=False)
+    assert len(calls) < 10

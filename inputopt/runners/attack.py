@@ -125,7 +125,8 @@ class AttackEvaluation(DatasetRunner):
         generators = [torch.Generator(device=result.clean.device).manual_seed(row_seed(self.attack.seed, int(i), 1))
                       for i in indices]
         return sphere_label_changes(self.attack.predict, result.clean, radii, self.sphere_points, generators,
-                                    result.clean_predictions, chunk_size=4 * self.batch_size).to(success.device)
+                                    result.clean_predictions, chunk_size=4 * self.batch_size,
+                                    on_points=self.stop_if_asked).to(success.device)
 
     def _keep_examples(self, results: list[AttackResult], labels: Tensor) -> None:
         have = len(self.examples.get("clean", ()))

@@ -144,6 +144,17 @@ class DatasetRunner(FrozenNetworkHolder, LightningModule):
     def on_test_end(self) -> None:
         self._give_back_network()
 
+    def stop_if_asked(self, *_: Any) -> None:
+        """Stop now when the run was asked to stop (SIGTERM: a cluster's time limit), raising Lightning's
+        ``SIGTERMException`` as its loops do between batches. The runners call it between the steps of their
+        inner loops (``optimize(..., callback=self.stop_if_asked)``), so a run stops within a step, not at the
+        end of a batch that may take minutes; what is finished (a sweep's saved units) is kept."""
+        trainer = self._trainer
+        if trainer is not None and getattr(trainer, "received_sigterm", False):
+            from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+            raise SIGTERMException
+
     def configure_callbacks(self) -> list:
         """A callback that gives the network its user's train/eval modes back when a run fails (Lightning calls
         no module hook then)."""

@@ -128,7 +128,8 @@ class FeatureInversion(DatasetRunner):
             param = param.to(self.device)
             with torch.no_grad():
                 start_scores = self.objective(self.path.activations(param()), targets)
-            optimize(param, self.path, self.steps, self.optimizer_factory, targets, row_seeds(indices.tolist(), self.seed))
+            optimize(param, self.path, self.steps, self.optimizer_factory, targets, row_seeds(indices.tolist(), self.seed),
+                     callback=self.stop_if_asked)
             with torch.no_grad():
                 inverted = param().detach()
                 scores = self.objective(self.path.activations(inverted), targets)

@@ -269,7 +269,8 @@ class FeatureSweep(DatasetRunner):
             param = instantiate(self.param_config, ImageParam).initialize(self.image_shape, keys=units, seed=self.seed)
             param = param.to(self.device)
             targets = path.default_targets(param())
-            optimize(param, path, self.steps, self.optimizer_factory, targets, row_seeds(units, self.seed))
+            optimize(param, path, self.steps, self.optimizer_factory, targets, row_seeds(units, self.seed),
+                     callback=self.stop_if_asked)
             with torch.no_grad():
                 images = param().detach()
         return {"units": units, "names": objective.row_names(len(units)), "images": images}
