@@ -352,3 +352,14 @@ def test_sigterm_stops_a_runner_within_its_inner_loop(kind, tmp_path):
     with pytest.raises(SIGTERMException):
         run.test(runner, verbose=False)
     assert len(calls) < 10
+
+
+def test_example_scripts_write_under_results_unless_told_docs_images():
+    """No example script overwrites the committed figures by default (`python examples/shared_input.py universal`
+    used to rewrite docs/images/universal_lite0*.png): their default output is under results/, and the docs give
+    `--out docs/images` where they quote the command that made a committed figure."""
+    import re
+
+    for script in sorted((ROOT / "examples").glob("*.py")):
+        code = "\n".join(line for line in script.read_text().splitlines() if not line.lstrip().startswith("#"))
+        assert not re.search(r'default=[^,\n]*docs/images|"docs" / "images"', code), script.name
