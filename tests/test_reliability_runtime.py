@@ -363,3 +363,20 @@ def test_example_scripts_write_under_results_unless_told_docs_images():
     for script in sorted((ROOT / "examples").glob("*.py")):
         code = "\n".join(line for line in script.read_text().splitlines() if not line.lstrip().startswith("#"))
         assert not re.search(r'default=[^,\n]*docs/images|"docs" / "images"', code), script.name
+
+
+def test_attack_command_prints_autoattacks_per_member_table(tmp_path, monkeypatch, capsys, caplog):
+    import logging
+
+    from inputopt.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO):
+        main(["attack", "--config", str(ROOT / "configs" / "digits_autoattack.yaml"), "--model.dataset.init_args.limit",
+              "6", "--model.batch_size", "4", "--model.attack.init_args.steps", "5", "--model.attack.init_args.target_classes",
+              "2", "--model.attack.init_args.queries", "20", "--trainer.accelerator",
+              "cpu", "--trainer.enable_progress_bar", "false", "--trainer.logger", "false"])
+    printed = capsys.readouterr().out + capsys.readouterr().err + caplog.text
+    assert "robust accuracy after each member:" in printed
+    header = next(line for line in printed.splitlines() if line.startswith("eps ") and "clean" in line)
+    assert header.split()[:2] == ["eps", "clean"] and "apgd-ce" in header

@@ -73,7 +73,8 @@ class SaveAttackResults(Callback):
         name = getattr(pl_module.attack, "network_name", None)
         names = class_names(name) if name else None
         table = format_example_predictions(examples, [r["eps"] for r in rows], names) if examples and names else ""
-        rank_zero_info(format_results(rows) + table + f"\nResults in {out}")
+        members = format_member_accuracy(rows, getattr(pl_module, "member_accuracy", []))
+        rank_zero_info(format_results(rows) + members + table + f"\nResults in {out}")
 
 
 def format_example_predictions(examples: dict, eps: list, names: list[str]) -> str:
@@ -103,6 +104,23 @@ def _class_names(attack) -> list[str] | None:
     except Exception:  # an attack without a config: no names, the picture shows class indices
         return None
     return class_names(model) if isinstance(model, str) else None
+
+
+def format_member_accuracy(rows: list[dict], member_accuracy: list[dict]) -> str:
+    """An ensemble's (AutoAttack's) robust accuracy after each of its members, per ε, as a text table
+    (empty without a per-member report).
+
+    Example:
+        >>> print(format_member_accuracy([{"eps": 0.03}], [{"clean": 1.0, "apgd-ce": 0.5, "square": 0.45}]))
+        <BLANKLINE>
+        robust accuracy after each member:
+        eps   clean  apgd-ce  square
+        0.03  1      0.5      0.45
+    """
+    if not member_accuracy or len(member_accuracy) != len(rows):
+        return ""
+    table = [{"eps": row.get("eps"), **accuracy} for row, accuracy in zip(rows, member_accuracy)]
+    return "\nrobust accuracy after each member:\n" + format_results(table)
 
 
 def format_results(rows: list[dict]) -> str:
