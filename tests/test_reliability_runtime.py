@@ -380,3 +380,17 @@ def test_attack_command_prints_autoattacks_per_member_table(tmp_path, monkeypatc
     assert "robust accuracy after each member:" in printed
     header = next(line for line in printed.splitlines() if line.startswith("eps ") and "clean" in line)
     assert header.split()[:2] == ["eps", "clean"] and "apgd-ce" in header
+
+
+def test_a_symlinked_sweep_subfolder_is_refused(tmp_path, monkeypatch):
+    from inputopt.commands.sweep import run_sweep
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "units").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match=r"units is a symbolic link that leads out of the run folder"):
+        run_sweep(["--config", str(ROOT / "configs" / "digits.yaml"), "--trainer.max_steps", "1", "--trainer.logger",
+                   "false", "--model.objective.init_args.unit", "[0, 1]"], units_per_batch=2, sweep_dir="s",
+                  progress=False)
+    assert list((tmp_path / "elsewhere").iterdir()) == []

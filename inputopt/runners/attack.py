@@ -14,7 +14,7 @@ from inputopt.functional.init import row_seed
 from inputopt.functional.sphere import sphere_label_changes
 from inputopt.metrics import AttackSuccessRate, PerturbationNorms, RobustAccuracy, SphereLabelChange
 from inputopt.metrics.base import check_metrics
-from inputopt.runners.base import DatasetRunner, check_data_images, inner_optimization
+from inputopt.runners.base import DatasetRunner, check_data_images, check_not_empty, inner_optimization
 
 __all__ = ["AttackEvaluation"]
 
@@ -67,6 +67,7 @@ class AttackEvaluation(DatasetRunner):
                  metrics: dict[str, Metric] | None = None) -> None:
         if not isinstance(attack, Attack):
             raise TypeError(f"attack must be an inputopt.attacks.Attack, got {type(attack).__name__}")
+        check_not_empty(dataset)  # a run over nothing would end with no results and no error
         super().__init__(attack.network, dataset, batch_size, num_workers)
         if isinstance(sphere_points, bool) or not isinstance(sphere_points, int) or sphere_points < 0:
             raise ValueError(f"sphere_points must be an int >= 0, got {sphere_points!r}")

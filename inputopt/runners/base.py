@@ -162,7 +162,6 @@ class DatasetRunner(FrozenNetworkHolder, LightningModule):
 
     def test_dataloader(self) -> DataLoader:
         quiet_data_loaders()  # Lightning's wrapper of this loader warns about torch internals
-        check_not_empty(self.dataset)
         data = IndexedDataset(self.dataset)
         trainer = self._trainer
         sampler = None
