@@ -394,3 +394,38 @@ def test_a_symlinked_sweep_subfolder_is_refused(tmp_path, monkeypatch):
                    "false", "--model.objective.init_args.unit", "[0, 1]"], units_per_batch=2, sweep_dir="s",
                   progress=False)
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+SPAWNED = """
+import os, sys, tempfile
+import torch.distributed as dist
+from inputopt.callbacks.checkpoints import RunLock, RunLockedError
+try:
+    RunLock(sys.argv[1]).acquire()
+    print("refused: no")
+except RunLockedError:
+    print("refused: yes")
+dist.init_process_group("gloo", init_method="file://" + tempfile.mktemp(), rank=0, world_size=1)
+lock = RunLock(sys.argv[1]).acquire()
+print("held in the group:", lock.held)
+lock.release()
+dist.destroy_process_group()
+"""
+
+
+def test_run_lock_of_the_launcher_is_shared_by_the_processes_it_spawns(tmp_path):
+    """ddp_spawn: the launching process holds the run folder; a process it spawned into the run's process group
+    shares that hold, where an unrelated process (or its child outside a process group) is refused."""
+    import os
+    import subprocess
+    import sys
+
+    from inputopt.callbacks.checkpoints import RunLock
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
+    with RunLock(tmp_path / "run"):
+        done = subprocess.run([sys.executable, "-c", SPAWNED, str(tmp_path / "run")], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split("\n")[:2] == ["refused: yes", "held in the group: True"]
+        assert (tmp_path / "run" / "run.lock").read_text().strip() == str(os.getpid())  # still the launcher's

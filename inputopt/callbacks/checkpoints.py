@@ -178,7 +178,8 @@ class RunLock:
 
     A run on several processes takes it once: in the process of rank 0, the one that launches the others
     (Lightning's ``ddp`` launcher starts ranks 1, 2, ... with their rank in the environment, and these share
-    the run of rank 0: their :meth:`acquire` holds nothing).
+    the run of rank 0: their :meth:`acquire` holds nothing), or in the process that spawned them
+    (``ddp_spawn``: a process of the run's process group finds the lock held by its parent, and shares it).
 
     Use it as a context manager, or :meth:`acquire` and :meth:`release` (idempotent) from a callback.
 
@@ -226,6 +227,9 @@ class RunLock:
                 _HELD[key][1] += 1
             else:
                 _HELD[key] = [self._flock() if fcntl is not None else self._exclusive(), 1, created]
+        except _HeldByLauncher:
+            self.held = True
+            return self
         except BaseException:
             _remove_empty(created)  # a refused run leaves no folder behind
             raise
@@ -240,6 +244,8 @@ class RunLock:
             except OSError:  # held by a live process
                 text = os.pread(handle, 64, 0).decode(errors="replace").strip()
                 os.close(handle)
+                if text == str(os.getppid()) and _in_process_group():
+                    raise _HeldByLauncher from None  # ddp_spawn: the process that spawned this run holds it
                 raise self._refuse(text) from None
             try:  # the file may have been removed (and made again) by its holder between open and flock
                 same = os.path.samestat(os.fstat(handle), os.stat(self.path))
@@ -298,6 +304,16 @@ class RunLock:
 
     def __exit__(self, *exc_info) -> None:
         self.release()
+
+
+class _HeldByLauncher(Exception):
+    """The lock is held by the process that spawned this one for the same multi-process run."""
+
+
+def _in_process_group() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
 
 
 def _process_rank() -> int:
