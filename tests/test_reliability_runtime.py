@@ -239,14 +239,16 @@ def test_save_images_into_the_users_folder_removes_only_its_own_files(tmp_path, 
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["features.4-2.png", "my_photo.png"]
 
 
-def test_without_a_logger_the_command_writes_under_results_not_the_current_folder(tmp_path, monkeypatch):
+@pytest.mark.parametrize("option", [["--trainer.logger", "false"], ["--trainer.fast_dev_run", "true"]],
+                         ids=["logger_false", "fast_dev_run"])
+def test_without_a_logger_the_command_writes_under_results_not_the_current_folder(option, tmp_path, monkeypatch):
     from inputopt.commands.fit import cli
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "my_photo.png").write_bytes(b"the user's")
-    cli(["fit", "--config", str(ROOT / "configs" / "digits.yaml"), "--trainer.max_steps", "2", "--trainer.logger",
-         "false", "--model.objective.init_args.unit", "[0, 1]", "--trainer.enable_progress_bar", "false"])
+    cli(["fit", "--config", str(ROOT / "configs" / "digits.yaml"), "--trainer.max_steps", "2", *option,
+         "--model.objective.init_args.unit", "[0, 1]", "--trainer.enable_progress_bar", "false"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "results"]
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["my_photo.png"]
     run = tmp_path / "results" / "fit" / "run"
