@@ -19,7 +19,7 @@ from torchvision.utils import make_grid, save_image
 
 from inputopt.functional.display import DisplayMode, to_display
 
-__all__ = ["MANIFEST", "adversarial_grid", "annotated_adversarial_grid", "atomic_write", "check_contained",
+__all__ = ["MANIFEST", "WriteError", "adversarial_grid", "annotated_adversarial_grid", "atomic_write", "check_contained",
            "file_name", "image_grid", "record_written", "remove_written", "save_grid", "save_images", "strict_json",
            "write_text", "written"]
 
