@@ -415,6 +415,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow
 def test_run_lock_of_the_launcher_is_shared_by_the_processes_it_spawns(tmp_path):
     """ddp_spawn: the launching process holds the run folder; a process it spawned into the run's process group
     shares that hold, where an unrelated process (or its child outside a process group) is refused."""
