@@ -6,13 +6,15 @@ held-out digits (DatasetExamples over the 450 test images), each with the 8×8-p
 maximal position outlined in red. Prints each channel's activation ratio (the visualization's maximum over
 positions over the best digit's) and high-frequency energy fraction, and the images' diversity.
 
-    python examples/dataset_examples.py                      # writes docs/images/digits_dataset_examples.png
+    python examples/dataset_examples.py                      # writes results/figures/digits_dataset_examples.png
+    python examples/dataset_examples.py --out docs/images/digits_dataset_examples.png   # the docs' figure
     python examples/dataset_examples.py --channels 0 1 2 --k 5 --out /tmp/examples.png
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from functools import partial
 
 import torch
@@ -66,7 +68,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=8, help="dataset examples per channel")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--scale", type=int, default=3)
-    parser.add_argument("--out", default="docs/images/digits_dataset_examples.png")
+    parser.add_argument("--out", default="results/figures/digits_dataset_examples.png",
+                        help="the figure (the docs' own: docs/images/digits_dataset_examples.png)")
     args = parser.parse_args()
     quiet_lightning()
 
@@ -97,6 +100,7 @@ def main() -> None:
         for index, position in zip(results["indices"][row], results["positions"][row]):
             tiles.append(outlined(runner.dataset[index][0], position, results["map_shape"]))
     images = F.interpolate(torch.stack(tiles), scale_factor=args.scale, mode="nearest")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_image(make_grid(images, nrow=args.k + 1, padding=2, pad_value=1.0), args.out)
     print(f"wrote {args.out}")
 

@@ -8,7 +8,7 @@
    random points at k·‖δ‖₂ around the clean digit whose label differs from the clean label, for several k;
    and the distribution of ‖δ‖₂: ``docs/images/digits_sphere_check.png``.
 
-    python examples/digits_robustness.py [--points 100] [--sphere-digits 200] [--out docs/images]
+    python examples/digits_robustness.py [--points 100] [--sphere-digits 200] [--out results/figures]   # --out docs/images: the docs' figures
 
 Needs matplotlib and torchattacks (both in the ``dev`` extra). Prints every figure it plots.
 """
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100, help="random points per fooled digit")
     parser.add_argument("--sphere-digits", type=int, default=200, help="held-out digits for the sphere figure")
     parser.add_argument("--factors", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0, 4.0])
-    parser.add_argument("--out", type=Path, default=Path("docs/images"))
+    parser.add_argument("--out", type=Path, default=Path("results/figures"), help="the docs' own: docs/images")
     args = parser.parse_args()
     quiet_lightning()
     network = digits_cnn("a").eval()

@@ -210,7 +210,7 @@ def resnet_setting(steps: int, size: int, channels: list[int]) -> Setting:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["digits", "resnet18"], default=None, help="make one figure only")
-    parser.add_argument("--out", type=Path, default=Path("docs/images"))
+    parser.add_argument("--out", type=Path, default=Path("results/figures"), help="the docs' own: docs/images")
     parser.add_argument("--digits-steps", type=int, default=100)
     parser.add_argument("--digits-diversity", type=float, default=14.0, help="the digits' Diversity weight")
     parser.add_argument("--resnet-steps", type=int, default=64)

@@ -6,13 +6,15 @@ negative cross-entropy of the network's own prediction, 15 steps, seed 0. Each p
 predicted class and probability; the perturbation x̃ − x is shown as 0.5 + (x̃ − x)·m, with m chosen so that
 its largest pixel reaches the edge of [0, 1] (m is in the title). Prints the predictions and ‖x − x̃‖.
 
-    python examples/imagenet_attack_figure.py            # writes docs/images/imagenet_attack.png
+    python examples/imagenet_attack_figure.py            # writes results/figures/imagenet_attack.png
+    python examples/imagenet_attack_figure.py --out docs/images/imagenet_attack.png   # the docs' figure
     python examples/imagenet_attack_figure.py --photo coffee --out /tmp/coffee_attack.png
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from functools import partial
 
 import matplotlib
@@ -36,7 +38,7 @@ def main() -> None:
     parser.add_argument("--photo", default="chelsea")
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--out", default="docs/images/imagenet_attack.png")
+    parser.add_argument("--out", default="results/figures/imagenet_attack.png")
     args = parser.parse_args()
     quiet_lightning()
     seed_everything(0, verbose=False)
@@ -71,6 +73,7 @@ def main() -> None:
         axis.axis("off")
     figure.suptitle(f"EfficientNet-Lite0, SGD lr {args.lr} on the pixels, {args.steps} steps", fontsize=11)
     figure.tight_layout()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.out, dpi=100)
     print(f"wrote {args.out}")
 

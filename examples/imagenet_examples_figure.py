@@ -7,13 +7,15 @@ than the network's 224 to fit a 2-core CPU), then its top-k crops of the package
 (``DatasetExamples`` over ``PhotoCrops``, the same size), ranked by the channel's maximum over positions.
 Prints each channel's activation ratio (the visualization's maximum over the best crop's).
 
-    python examples/imagenet_examples_figure.py          # writes docs/images/imagenet_examples.png
+    python examples/imagenet_examples_figure.py          # writes results/figures/imagenet_examples.png
+    python examples/imagenet_examples_figure.py --out docs/images/imagenet_examples.png   # the docs' figure
     python examples/imagenet_examples_figure.py --layer blocks.2 --channels 0 1 2 --steps 64 --out /tmp/ex.png
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from functools import partial
 
 import torch
@@ -39,7 +41,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=128)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--scales", type=float, nargs="+", default=[0.5, 0.35])
-    parser.add_argument("--out", default="docs/images/imagenet_examples.png")
+    parser.add_argument("--out", default="results/figures/imagenet_examples.png")
     args = parser.parse_args()
     quiet_lightning()
     seed_everything(0, verbose=False)
@@ -72,6 +74,7 @@ def main() -> None:
     for row in range(len(args.channels)):
         tiles.append(optimized[row].clamp(0, 1))
         tiles.extend(crops[index][0] for index in results["indices"][row])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_image(make_grid(torch.stack(tiles), nrow=args.k + 1, padding=4, pad_value=1.0), args.out)
     print(f"wrote {args.out} (rows: channels {args.channels}; first column the visualization, then the top "
           f"{args.k} crops)")

@@ -9,7 +9,7 @@
 
     python examples/imagenet_methods.py --out results/methods224          # on a GPU, or patiently on a CPU
     python examples/imagenet_paper_towel.py --out results/towel224
-    python examples/imagenet_figures.py --methods results/methods224 --towel results/towel224
+    python examples/imagenet_figures.py --methods results/methods224 --towel results/towel224 --docs docs/images
 """
 
 from __future__ import annotations
@@ -83,9 +83,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--methods", default="results/methods224")
     parser.add_argument("--towel", default="results/towel224")
-    parser.add_argument("--docs", default="docs/images")
+    parser.add_argument("--docs", default="results/figures", help="where the figures go (the docs' own: docs/images)")
     args = parser.parse_args()
     docs = Path(args.docs)
+    docs.mkdir(parents=True, exist_ok=True)
     images = torch.load(Path(args.methods) / "images.pt")
     results = json.loads((Path(args.methods) / "results.json").read_text())["results"]
     gallery(images, results, docs / "gallery_imagenet.png")

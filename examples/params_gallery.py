@@ -121,7 +121,7 @@ def vgg16_figure(out: Path, steps: int, channels: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["digits", "vgg16"], default=None, help="make one figure only")
-    parser.add_argument("--out", type=Path, default=Path("docs/images"))
+    parser.add_argument("--out", type=Path, default=Path("results/figures"), help="the docs' own: docs/images")
     parser.add_argument("--digits-steps", type=int, default=100)
     parser.add_argument("--vgg16-steps", type=int, default=64)
     parser.add_argument("--channels", type=int, nargs="+", default=[0, 2, 3, 4])

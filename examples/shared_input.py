@@ -5,8 +5,9 @@
     python examples/shared_input.py invert --steps 150     # feature inversion of one photo at three layers
 
 The patch and the perturbation are trained on photo crops of six photographs and measured on the crops of two
-others (chelsea and coffee: photographs they never saw). Writes docs/images/patch_lite0*.png,
-universal_lite0*.png and inversion_lite0.png, and prints the numbers quoted in the docs.
+others (chelsea and coffee: photographs they never saw). Writes patch_lite0*.png, universal_lite0*.png and
+inversion_lite0.png into results/figures (--out docs/images: the docs' own figures), and prints the numbers quoted
+in the docs.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from inputopt.runners.inversion import FeatureInversion
 from inputopt.runners.shared import SharedInputOptimization
 from inputopt.transforms.insert import AddPerturbation, PastePatch
 
-IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+IMAGES = Path("results/figures")  # --out docs/images for the docs' own figures
 TOASTER = 859
 
 
@@ -145,7 +146,9 @@ if __name__ == "__main__":
     parser.add_argument("--eps", type=float, default=8 / 255, help="L-inf budget of the universal perturbation")
     parser.add_argument("--size", type=int, default=224, help="photo size for the inversion")
     parser.add_argument("--tv", type=float, default=0.0, help="total-variation weight of the inversion")
+    parser.add_argument("--out", type=Path, default=IMAGES, help="where the figures go (the docs' own: docs/images)")
     args = parser.parse_args()
+    IMAGES = args.out
     torch.manual_seed(0)
     if args.what == "patch":
         patch(args.steps, args.batch_size, args.held_out, args.val_every)

@@ -11,8 +11,8 @@ thresholds, and the figure of docs/trust.md.
 
 Natural images: the 450 held-out digits; transfer network ``digits_b``, plausibility at its ``classifier.2``.
 Prints, per case, each check's range and how many units pass, and writes the tables and
-``docs/images/trust_digits.png``: channel 3's top natural examples, its picture on the digits model (passes), on the
-trap (fails).
+``results/figures/trust_digits.png`` (``--figure docs/images/trust_digits.png`` for the docs' own): channel 3's top
+natural examples, its picture on the digits model (passes), on the trap (fails).
 
     OMP_NUM_THREADS=1 python examples/visualization_checks_digits.py --out results/trust   # ~1 minute on one thread
 """
@@ -70,7 +70,8 @@ def summary(name, results) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="results/trust")
-    parser.add_argument("--figure", default="docs/images/trust_digits.png")
+    parser.add_argument("--figure", default="results/figures/trust_digits.png",
+                        help="where the figure goes (the docs' own: --figure docs/images/trust_digits.png)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,6 +106,7 @@ def main() -> None:
     # the figure: channel 3's top natural examples | its picture (digits model) | its picture (trap)
     top = unit_scores(evaluate(base, digits, ["features.4"])["features.4"], [3])[0][:, 0].topk(4).indices
     row = torch.cat([digits[top], cases["digits, channels"][3][3:4], cases["trap, channels"][3][3:4]])
+    Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
     save_grid(row, args.figure, "clamp", nrow=6, scale=4)
     print(f"figure: {args.figure} (top examples x4 | digits model | trap); channel 3 on the digits model: "
           f"{'pass' if results['digits, channels'][3].passed else 'FAIL'}, on the trap: "

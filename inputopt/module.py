@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
@@ -28,11 +28,35 @@ from inputopt.params.pixel import PixelImage
 from inputopt.priors.base import Prior
 from inputopt.transforms.base import Transform, Transforms
 
-__all__ = ["FINGERPRINT_FIELDS", "InputOptimization", "check_max_steps"]
+__all__ = ["FINGERPRINT_FIELDS", "InputOptimization", "TRAINER_FINGERPRINT_FIELDS", "check_max_steps", "check_one_process",
+           "trainer_numerics"]
 
 #: What defines a run's result: stored in its checkpoints and compared when a fit resumes from one.
 FINGERPRINT_FIELDS = ("network", "network_weights", "normalization", "objective", "priors", "param", "transforms",
-                      "image_shape", "init", "seed", "freeze_done", "optimizer")
+                      "image_shape", "init", "seed", "freeze_done", "optimizer", "precision", "gradient_clip",
+                      "accumulate_grad_batches")
+
+#: The Trainer's settings that change the images of a fit (its numerics), in :data:`FINGERPRINT_FIELDS`.
+TRAINER_FINGERPRINT_FIELDS = ("precision", "gradient_clip", "accumulate_grad_batches")
+
+
+def trainer_numerics(trainer) -> dict[str, str]:
+    """The Trainer's settings that change a fit's images, one string per field of
+    :data:`TRAINER_FINGERPRINT_FIELDS`: the precision, the gradient clipping (value and algorithm) and the
+    gradient accumulation. ``"None"`` for each without a Trainer.
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> trainer_numerics(Trainer(logger=False, precision="bf16-mixed", gradient_clip_val=0.5))
+        {'precision': 'bf16-mixed', 'gradient_clip': '0.5 (norm)', 'accumulate_grad_batches': '1'}
+    """
+    if trainer is None:
+        return dict.fromkeys(TRAINER_FINGERPRINT_FIELDS, "None")
+    value, algorithm = trainer.gradient_clip_val, trainer.gradient_clip_algorithm
+    algorithm = getattr(algorithm, "value", algorithm) or "norm"  # Lightning's GradClipAlgorithmType, or None
+    clip = "None" if value is None or value == 0 else f"{float(value)} ({algorithm})"
+    return {"precision": str(trainer.precision), "gradient_clip": clip,
+            "accumulate_grad_batches": str(trainer.accumulate_grad_batches)}
 
 
 def _tensor_hash(tensors: Iterable[tuple[str, Tensor]]) -> str:
@@ -96,6 +120,35 @@ def _load_images(init: Tensor | str | Path, channels: int | None = None) -> Tens
     return pil_to_tensor(image).float().div(255)
 
 
+#: The largest side of an init image file taken at its own size (no image_shape configured, a network given as
+#: a module): beyond it the file is refused, never silently made a run of millions of values.
+MAX_INIT_FILE_SIDE = 1024
+
+
+def _fit_init_file(images: Tensor, init, image_shape) -> Tensor:
+    """An init image *file* (not a tensor or a ``.pt`` file, whose size is the user's) at the run's size: resized
+    (bilinear, antialiased) to the configured ``image_shape`` (given, or the named network's own), or, with
+    none, refused when larger than :data:`MAX_INIT_FILE_SIDE` on a side."""
+    if isinstance(init, Tensor) or Path(str(init)).suffix in (".pt", ".pth"):
+        return images
+    height, width = images.shape[-2:]
+    if image_shape is None:
+        if max(height, width) > MAX_INIT_FILE_SIDE:
+            raise ValueError(f"init image {str(init)!r} is {width}x{height} pixels, more than {MAX_INIT_FILE_SIDE} on "
+                             f"a side, and no image_shape says the run's size: give image_shape (C, H, W) to resize "
+                             f"it to, e.g. --model.image_shape '[{images.shape[-3]}, 224, 224]'")
+        return images
+    size = tuple(image_shape[1:])
+    if (height, width) == size:
+        return images
+    batched = images if images.ndim == 4 else images.unsqueeze(0)
+    resized = torch.nn.functional.interpolate(batched, size=size, mode="bilinear", antialias=True,
+                                              align_corners=False).clamp(0, 1)
+    rank_zero_info(f"inputopt: init image {str(init)!r} resized from {width}x{height} to the run's {size[1]}x{size[0]} "
+                   f"(image_shape)")
+    return resized if images.ndim == 4 else resized[0]
+
+
 #: ``Trainer(log_every_n_steps=...)``'s default, which :class:`InputOptimization` replaces with 1.
 LIGHTNING_LOG_EVERY_N_STEPS = 50
 
@@ -114,6 +167,23 @@ class _OwnCallbacksNotice(logging.Filter):
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_OwnCallbacksNotice())
+
+
+def check_one_process(trainer) -> None:
+    """Refuse a Trainer that runs several processes: :class:`InputOptimization` optimizes its images on one
+    device. ``inputopt fit`` calls it before Lightning launches the other processes.
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> check_one_process(Trainer(accelerator="cpu", devices=1, logger=False))
+    """
+    world_size = trainer.world_size
+    if world_size > 1:
+        raise ValueError(
+            f"InputOptimization optimizes its images on one device, but this Trainer runs {world_size} "
+            f"processes. For many units on several devices, use `inputopt sweep` (the same arguments as "
+            f"`inputopt fit`, plus --units_per_batch) or inputopt.runners.sweep.FeatureSweep with Trainer.test: each "
+            f"process optimizes its own chunks of units. For a few images, use one device (--trainer.devices 1).")
 
 
 def check_max_steps(trainer) -> None:
@@ -255,7 +325,6 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
                              f"got {allow_resume_mismatch!r}")
         self.allow_resume_mismatch = list(allow_resume_mismatch)
         self._weights_hash: str | None = None
-        self._user_modes: dict[nn.Module, bool] = {}
 
         self.param = param
         self._initialize_param(image_shape, batch_size, init, seed)
@@ -296,6 +365,7 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
             if images.shape[0] == 0:
                 raise ValueError(f"init holds no images (shape {tuple(images.shape)}): give at least one image, or "
                                  f"leave init out to start from noise")
+            images = _fit_init_file(images, init, image_shape)
             if given and tuple(images.shape[1:]) != tuple(image_shape):
                 raise ValueError(f"image_shape is {tuple(image_shape)} but init's images have shape "
                                  f"{tuple(images.shape[1:])}; leave image_shape out (init sets it) or make them agree")
@@ -398,13 +468,10 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
     # -- Lightning hooks ----------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         check_precision(self.trainer)
-        world_size = self.trainer.world_size
-        if world_size > 1:
-            raise ValueError(
-                f"InputOptimization optimizes its images on one device, but this Trainer runs {world_size} "
-                f"processes. For many units on several devices, use `inputopt sweep` (the same arguments as "
-                f"`inputopt fit`, plus --units_per_batch) or inputopt.runners.sweep.FeatureSweep with Trainer.test: each "
-                f"process optimizes its own chunks of units. For a few images, use one device (--trainer.devices 1).")
+        check_one_process(self.trainer)
+        from inputopt.callbacks.checkpoints import use_atomic_checkpoints
+
+        use_atomic_checkpoints(self.trainer)  # a checkpoint is written whole or not at all
         source = getattr(getattr(self.trainer, "fit_loop", None), "_data_source", None)
         if stage == "fit" and source is not None and source.instance is not None and source.instance is not self:
             raise ValueError(
@@ -414,10 +481,9 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
                 f"inputopt.runners.shared.SharedInputOptimization (`inputopt universal`); for one input per data "
                 f"item, a dataset runner (inputopt.runners: AttackEvaluation, FeatureInversion).")
         # The network is outside the module tree, so Lightning's train()/eval() never reach it: put it back in
-        # eval mode here, whatever the user did to it since construction; a user's module gets its own modes
-        # back when the fit ends or fails.
-        self._user_modes = {m: m.training for m in self._network.modules()}
-        self._network.eval()
+        # eval mode, without gradients, here, whatever the user did to it since construction; a user's module
+        # gets its own modes and requires_grad flags back when the fit ends or fails.
+        self._freeze_network()
         # The data loader yields only step indices, so resuming mid-"epoch" loses nothing.
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
         quiet_data_loaders()  # Lightning's wrapper of this module's loader warns about torch internals
@@ -454,12 +520,7 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
             self.trainer.log_every_n_steps = 1  # a run is a few hundred steps: the curve of every step is cheap
 
     def on_fit_end(self) -> None:
-        self._give_back_network_modes()
-
-    def _give_back_network_modes(self) -> None:
-        for module, training in self._user_modes.items():
-            module.train(training)
-        self._user_modes = {}
+        self._give_back_network()
 
     # -- checkpoints: finite, and only resumed by the same configuration ---------------------------
     def fingerprint(self) -> dict[str, str]:
@@ -492,6 +553,7 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
             "seed": str(self.seed),
             "freeze_done": str(self.freeze_done),
             "optimizer": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}({settings})",
+            **trainer_numerics(self._trainer),
         }
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -604,4 +666,4 @@ class _GiveBackNetworkModes(Callback):
 
     def on_exception(self, trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if isinstance(pl_module, InputOptimization):
-            pl_module._give_back_network_modes()
+            pl_module._give_back_network()

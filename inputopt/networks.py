@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
@@ -16,7 +18,7 @@ from torch import Tensor, nn
 from inputopt.capture import evaluate
 
 __all__ = ["IMAGENET_ZOO", "FrozenNetworkHolder", "NetworkSpec", "WeightsUnavailableError", "build_network", "class_names", "default_image_shape", "freeze",
-           "frozen_network", "load_state_dict_file", "load_torch_file", "probe", "Normalize", "ZOO"]
+           "frozen", "frozen_network", "load_state_dict_file", "load_torch_file", "probe", "Normalize", "ZOO"]
 
 #: The project's own small trained models, available offline (see ``inputopt/zoo``).
 ZOO = {"digits": "a", "digits_b": "b"}
@@ -35,6 +37,33 @@ def freeze(network: nn.Module) -> nn.Module:
     network.eval()
     network.requires_grad_(False)
     return network
+
+
+@contextlib.contextmanager
+def frozen(network: nn.Module) -> Iterator[nn.Module]:
+    """``network`` in eval mode with no parameter gradients while the block runs; every submodule's mode and
+    every parameter's ``requires_grad`` are put back as they were after it, however it ends. The one place
+    where a run freezes a network it was given: the user's module is handed back as it was given.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout()).train()
+        >>> with frozen(net):
+        ...     net.training, net[0].weight.requires_grad
+        (False, False)
+        >>> net.training, net[0].weight.requires_grad
+        (True, True)
+    """
+    modes = {module: module.training for module in network.modules()}
+    flags = {parameter: parameter.requires_grad for parameter in network.parameters()}
+    network.eval()
+    network.requires_grad_(False)
+    try:
+        yield network
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
+        for parameter, flag in flags.items():
+            parameter.requires_grad_(flag)
 
 
 def _network_factory(path: str):
@@ -315,8 +344,9 @@ class Normalize(nn.Module):
 
 def frozen_network(network: str | nn.Module, weights: str | None = None, state_dict: str | None = None,
                    seed: int = 0) -> nn.Module:
-    """The frozen network of a run: built by name (random weights, when asked for, from ``seed`` only,
-    without touching the global random state), or a module frozen in place.
+    """The network of a run: built by name and frozen (random weights, when asked for, from ``seed`` only,
+    without touching the global random state), or a module as it was given (a run freezes it while it runs,
+    with :func:`frozen`, and hands it back with its own modes and ``requires_grad`` flags).
 
     Example:
         >>> frozen_network("digits").training
@@ -330,7 +360,7 @@ def frozen_network(network: str | nn.Module, weights: str | None = None, state_d
             return build_network(network, weights=weights, state_dict=state_dict)
     if weights is not None or state_dict is not None:
         raise ValueError("weights and state_dict apply to a network given by name, not to a module")
-    return freeze(network)
+    return network
 
 
 @dataclass(frozen=True)
@@ -401,7 +431,7 @@ def probe(network: nn.Module, images: Tensor, layers: Sequence[str], normalize: 
         torch.Size([1, 10])
     """
     try:
-        with torch.no_grad():
+        with torch.no_grad(), frozen(network):  # a user's module: BatchNorm statistics untouched
             return evaluate(network, images, layers, normalize)
     except RuntimeError as error:
         raise ValueError(f"the network cannot take images of shape (C, H, W) = {tuple(images.shape[1:])}: "
@@ -448,3 +478,19 @@ class FrozenNetworkHolder:
         super()._apply(fn, *args, **kwargs)
         self._network._apply(fn, *args, **kwargs)
         return self
+
+    def _freeze_network(self) -> None:
+        """Freeze the network for a run (:func:`frozen`): call when the run starts (``setup``); nested calls
+        freeze once."""
+        stack = self.__dict__.get("_frozen_network")
+        if stack is None:
+            stack = contextlib.ExitStack()
+            stack.enter_context(frozen(self._network))
+            self.__dict__["_frozen_network"] = stack
+
+    def _give_back_network(self) -> None:
+        """Hand the network back with the modes and ``requires_grad`` flags it had when the run started: call
+        when the run ends or fails."""
+        stack = self.__dict__.pop("_frozen_network", None)
+        if stack is not None:
+            stack.close()

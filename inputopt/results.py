@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import json
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -16,8 +19,9 @@ from torchvision.utils import make_grid, save_image
 
 from inputopt.functional.display import DisplayMode, to_display
 
-__all__ = ["adversarial_grid", "annotated_adversarial_grid", "file_name", "image_grid", "save_grid", "save_images",
-           "strict_json"]
+__all__ = ["MANIFEST", "WriteError", "adversarial_grid", "annotated_adversarial_grid", "atomic_write", "check_contained",
+           "file_name", "image_grid", "record_written", "remove_written", "save_grid", "save_images", "strict_json",
+           "write_text", "written"]
 
 
 #: Characters a file name never gets from an image's name: path separators, those Windows refuses, control characters.
@@ -41,6 +45,153 @@ def file_name(name: str) -> str:
     if len(safe) > _MAX_NAME:
         safe = safe[:_MAX_NAME - 17] + "-" + hashlib.sha256(str(name).encode()).hexdigest()[:16]
     return safe
+
+
+class WriteError(OSError):
+    """A result or checkpoint file could not be written (a full disk, a read-only folder); the file it was to
+    replace is left as it was."""
+
+    def __str__(self) -> str:  # the message alone, without "[Errno 28]"
+        return str(self.strerror)
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")  # in its own folder: the rename is atomic
+    try:
+        with open(partial, "wb") as handle:
+            yield handle
+            handle.flush()
+            with contextlib.suppress(AttributeError, OSError, ValueError):  # a file object without a descriptor
+                os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except Exception as raised:
+        partial.unlink(missing_ok=True)
+        error = raised  # a writer may wrap the OSError (torch.save's zip writer raises a RuntimeError after it)
+        while error is not None and not isinstance(error, OSError):
+            error = error.__cause__ or error.__context__
+        if error is None or isinstance(error, WriteError):
+            raise
+        reason = error.strerror or str(error)
+        raise WriteError(error.errno or errno.EIO, f"could not write {path}: {reason}; "
+                         f"{'the previous ' + path.name + ' is left as it was' if path.exists() else 'nothing written'}"
+                         ) from None
+    except BaseException:  # KeyboardInterrupt, SystemExit: nothing half-written left behind
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | os.PathLike, write: Callable, folder: str | os.PathLike | None = None) -> Path:
+    """Write ``path`` whole or not at all: ``write(file)`` fills a temporary file beside it (in its own folder,
+    never the system's temporary folder), which is then synced and renamed over ``path``. A failure (a full
+    disk: ``OSError(ENOSPC)``) removes the temporary file, leaves the previous ``path`` as it was, and raises
+    one :class:`WriteError` (an ``OSError``) that names the file. With ``folder``, ``path`` must stay inside it
+    (:func:`check_contained`). Returns the path.
+
+    Example:
+        >>> import tempfile, torch
+        >>> path = atomic_write(Path(tempfile.mkdtemp()) / "x.pt", lambda f: torch.save(torch.ones(2), f))
+        >>> torch.load(path).tolist(), sorted(p.name for p in path.parent.iterdir())
+        ([1.0, 1.0], ['x.pt'])
+    """
+    path = Path(path)
+    if folder is not None:
+        check_contained(path, folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_file(path) as handle:
+        write(handle)
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str, folder: str | os.PathLike | None = None) -> Path:
+    """:func:`atomic_write` of a text file (UTF-8)."""
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), folder)
+
+
+def check_contained(path: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """Refuse a ``path`` that leaves ``folder`` once its symbolic links are followed (a symlinked ``images/``
+    pointing elsewhere): a run writes only inside its folder. Returns ``path``.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "images").symlink_to(tempfile.mkdtemp())
+        >>> check_contained(root / "images" / "a.png", root)
+        Traceback (most recent call last):
+        ...
+        ValueError: ...images is a symbolic link that leads out of the run folder...
+    """
+    path, folder = Path(path), Path(folder)
+    root = os.path.realpath(folder)
+    inside = os.path.realpath(path)
+    if os.path.commonpath([root, inside]) != root:
+        try:
+            parts = path.relative_to(folder).parts
+        except ValueError:
+            parts = path.parts
+        link = next((folder.joinpath(*parts[:i]) for i in range(1, len(parts) + 1)
+                     if folder.joinpath(*parts[:i]).is_symlink()), path)
+        raise ValueError(f"{link} is a symbolic link that leads out of the run folder {folder} (to "
+                         f"{os.path.realpath(link)}); a run writes only inside its folder: remove the link, or "
+                         f"give the run another folder")
+    return path
+
+
+#: The file in an output folder that lists the files the library wrote there (relative paths, one JSON list):
+#: the only files a later run removes as "a previous run's".
+MANIFEST = ".inputopt-written.json"
+
+
+def written(folder: str | os.PathLike) -> list[str]:
+    """The files the library recorded as written in ``folder`` (:func:`record_written`), relative to it."""
+    path = Path(folder) / MANIFEST
+    try:
+        names = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def record_written(folder: str | os.PathLike, paths: Iterable[str | os.PathLike]) -> None:
+    """Add ``paths`` (inside ``folder``) to its manifest of the files the library wrote there.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> record_written(folder, [folder / "grid.png", folder / "images" / "a.png"])
+        >>> written(folder)
+        ['grid.png', 'images/a.png']
+    """
+    folder = Path(folder)
+    names = dict.fromkeys(written(folder))
+    for path in paths:
+        names[Path(os.path.relpath(path, folder)).as_posix()] = None
+    write_text(folder / MANIFEST, json.dumps(sorted(names)) + "\n")
+
+
+def remove_written(folder: str | os.PathLike, keep: Iterable[str | os.PathLike] = (),
+                   select: Callable[[str], bool] = lambda name: True) -> list[str]:
+    """Remove the files the manifest of ``folder`` lists (those ``select`` accepts, but ``keep``), and only
+    those: a file the user put there (``images/my_photo.png``) is never removed. Returns the removed names.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = write_text(folder / "ours.txt", "x"), write_text(folder / "users.txt", "y")
+        >>> record_written(folder, [folder / "ours.txt"])
+        >>> remove_written(folder), sorted(p.name for p in folder.iterdir() if p.name != MANIFEST)
+        (['ours.txt'], ['users.txt'])
+    """
+    folder = Path(folder)
+    kept = {Path(os.path.relpath(p, folder)).as_posix() for p in keep}
+    names, removed = written(folder), []
+    for name in names:
+        if name not in kept and select(name) and ".." not in Path(name).parts and not Path(name).is_absolute():
+            (folder / name).unlink(missing_ok=True)
+            removed.append(name)
+    if removed:
+        write_text(folder / MANIFEST, json.dumps([n for n in names if n not in removed]) + "\n")
+    return removed
 
 
 def image_grid(x: Tensor, display: DisplayMode = "std", nrow: int | None = None, scale: int = 1) -> Tensor:
@@ -67,10 +218,8 @@ def image_grid(x: Tensor, display: DisplayMode = "std", nrow: int | None = None,
 def save_grid(x: Tensor, path: str | os.PathLike, display: DisplayMode = "std", nrow: int | None = None,
               scale: int = 1) -> Path:
     """Save all images of ``x`` as one PNG grid; returns the path. See :func:`image_grid`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(image_grid(x, display, nrow, scale), path)
-    return path
+    grid = image_grid(x, display, nrow, scale)
+    return atomic_write(path, lambda handle: save_image(grid, handle, format="png"))
 
 
 def save_images(x: Tensor, directory: str | os.PathLike, names: Sequence[str], display: DisplayMode = "std",
@@ -98,7 +247,7 @@ def save_images(x: Tensor, directory: str | os.PathLike, names: Sequence[str], d
         images = F.interpolate(images, scale_factor=scale, mode="nearest")
     paths = [directory / f"{name}.png" for name in files]
     for image, path in zip(images, paths):
-        save_image(image, path)
+        atomic_write(path, lambda handle, image=image: save_image(image, handle, format="png"))
     return paths
 
 

@@ -57,3 +57,58 @@ def test_sweep_on_two_processes_gives_the_images_of_one_process(tmp_path, monkey
     assert two.shape == one.shape == (10, 1, 32, 32)
     torch.testing.assert_close(two, one, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(two, one[[1, 0, *range(2, 10)]])  # in unit order
+
+
+@pytest.mark.slow
+def test_fit_on_two_processes_from_the_command_line_is_refused_before_any_launch(tmp_path):
+    """`inputopt fit ... --trainer.devices 2 --trainer.strategy ddp`: the one-device refusal, once, before Lightning
+    starts a second process (which used to find the run folder locked by the first)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    command = [str(Path(sys.executable).with_name("inputopt")), "fit", *ARGS, "--trainer.accelerator", "cpu",
+               "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    done = subprocess.run(command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stderr.count("runs 2 processes. For many units on several devices, use `inputopt sweep`") == 1
+    assert "Initializing distributed" not in done.stdout + done.stderr and "run.lock" not in done.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+ATLAS = """
+network: digits
+image_shape: [1, 32, 32]
+layers:
+  - {name: features.4, units: [0, 1, 2], crop_size: 8, context: 16}
+  - {name: null, units: [0, 1, 2], display: clamp}
+visualization: {steps: 2, units_per_batch: 2}
+examples:
+  dataset: {class_path: inputopt.data.Digits, init_args: {split: test, limit: 21}}
+  k: 2
+  batch_size: 4
+trainer: {accelerator: cpu}
+progress: false
+"""
+
+
+@pytest.mark.slow
+def test_atlas_on_two_processes_from_the_command_line_equals_one(tmp_path, monkeypatch):
+    """`inputopt atlas ... --trainer.devices 2 --trainer.strategy ddp` (gloo): the visualizations and dataset
+    examples of one process, and the site."""
+    from inputopt.cli import main
+
+    (tmp_path / "atlas.yaml").write_text(ATLAS)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    command = [str(Path(sys.executable).with_name("inputopt")), "atlas", "--config", "atlas.yaml", "--atlas_dir", "two",
+               "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    done = subprocess.run(command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    monkeypatch.chdir(tmp_path)
+    main(["atlas", "--config", "atlas.yaml", "--atlas_dir", "one", "--trainer.devices", "1"])
+    for name in ("two", "one"):
+        assert (tmp_path / name / "index.html").is_file() and not (tmp_path / name / "run.lock").exists()
+    layer = Path("layers") / "features.4"
+    logits = next(p.name for p in (tmp_path / "one" / "layers").iterdir() if p.name.startswith("output"))
+    for part in (layer / "examples" / "examples.json", Path("layers") / logits / "examples" / "examples.json"):
+        assert (tmp_path / "two" / part).read_text() == (tmp_path / "one" / part).read_text()
+    two, one = (torch.load(tmp_path / name / layer / "seed-0" / "input.pt") for name in ("two", "one"))
+    assert two.shape == (3, 1, 32, 32)
+    torch.testing.assert_close(two, one, rtol=1e-4, atol=1e-5)

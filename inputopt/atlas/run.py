@@ -424,7 +424,11 @@ class Atlas:
         from inputopt.callbacks.checkpoints import RunLock
 
         # one atlas at a time in a folder (as a fit or a sweep): a second one fails before writing anything
+        from inputopt.networks import frozen
+
         lock = RunLock(self.atlas_dir).acquire() if _is_rank_zero() else None
+        give_back = frozen(self._net)  # a user's module is handed back as given
+        give_back.__enter__()
         try:
             if _is_rank_zero():
                 self._open_folder()
@@ -446,6 +450,7 @@ class Atlas:
             times["site"] = time.perf_counter() - start
             return times
         finally:
+            give_back.__exit__(None, None, None)
             if lock is not None:
                 lock.release()
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +19,7 @@ from inputopt.functional.random import RowRandom
 from inputopt.functional.projection import Norm, lp_norms
 from inputopt.functional.sphere import sphere_check
 from inputopt.loss import LossPath
-from inputopt.networks import NetworkSpec
+from inputopt.networks import NetworkSpec, frozen
 from inputopt.objectives.classification import LOSSES, LabelObjective
 from inputopt.params.pixel import PixelImage
 from inputopt.record import RunRecord, StepCallback
@@ -115,23 +114,6 @@ class AttackResult:
                 raise ValueError("a targeted attack's labels are its targets: pass the true labels")
             labels = self.labels
         return self.predictions == labels.to(self.predictions.device)
-
-
-@contextlib.contextmanager
-def _attack_mode(network: nn.Module) -> Iterator[None]:
-    """Eval mode and no weight gradients while attacking; the network's modes and flags are restored after
-    (so an attack can run inside an adversarial-training loop)."""
-    modes = {m: m.training for m in network.modules()}
-    flags = {p: p.requires_grad for p in network.parameters()}
-    network.eval()
-    network.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
-        for p, flag in flags.items():
-            p.requires_grad_(flag)
 
 
 def _check_classes(classes: Tensor, num_classes: int, name: str) -> None:
@@ -322,7 +304,7 @@ class Attack(Configurable, ABC):
 
     def predict(self, images: Tensor) -> Tensor:
         """The predicted class of each image (normalization included)."""
-        with torch.no_grad(), _attack_mode(self.network):
+        with torch.no_grad(), frozen(self.network):
             normalize = None if self.normalize is None else self.normalize.to(images.device)
             logits = evaluate(self.network, images, [OUTPUT], normalize)[OUTPUT]
             return _check_finite_logits(logits, "images").argmax(1)
@@ -363,7 +345,7 @@ class Attack(Configurable, ABC):
             raise ValueError(f"images must lie in the attack's bounds {self.bounds}, got values in "
                              f"[{images.min().item():.4g}, {images.max().item():.4g}]; scale them (e.g. uint8 / 255) "
                              f"or set bounds")
-        with _attack_mode(self.network):
+        with frozen(self.network):
             num_classes = self._num_classes(images)
             clean_predictions = self.predict(images) if measure or labels is None else None
             labels = clean_predictions if labels is None else torch.as_tensor(labels).to(self.device)

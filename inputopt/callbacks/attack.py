@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from torchvision.utils import save_image
 
 from inputopt.callbacks._checks import _check_module, _output_dir
 from inputopt.networks import class_names
-from inputopt.results import annotated_adversarial_grid, strict_json
+from inputopt.results import annotated_adversarial_grid, atomic_write, strict_json, write_text
 
 
 class SaveAttackResults(Callback):
@@ -48,11 +49,12 @@ class SaveAttackResults(Callback):
             return
         out.mkdir(parents=True, exist_ok=True)
         rows = pl_module.results
-        (out / "results.json").write_text(strict_json(rows) + "\n")
-        with open(out / "results.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_text(out / "results.json", strict_json(rows) + "\n")
+        table = io.StringIO()
+        writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(out / "results.csv", table.getvalue())
         self.paths = [out / "results.json", out / "results.csv"]
         examples = pl_module.examples
         if examples:
@@ -61,7 +63,7 @@ class SaveAttackResults(Callback):
             grid = annotated_adversarial_grid(examples["clean"], examples["adversarial"], eps,
                                               examples["clean_predictions"], examples["predictions"],
                                               self.class_names or _class_names(pl_module.attack), self.scale)
-            save_image(grid, out / "examples.png")
+            atomic_write(out / "examples.png", lambda handle: save_image(grid, handle, format="png"))
             self.paths.append(out / "examples.png")
             experiment = getattr(trainer.logger, "experiment", None)
             if hasattr(experiment, "add_image"):
@@ -71,7 +73,8 @@ class SaveAttackResults(Callback):
         name = getattr(pl_module.attack, "network_name", None)
         names = class_names(name) if name else None
         table = format_example_predictions(examples, [r["eps"] for r in rows], names) if examples and names else ""
-        rank_zero_info(format_results(rows) + table + f"\nResults in {out}")
+        members = format_member_accuracy(rows, getattr(pl_module, "member_accuracy", []))
+        rank_zero_info(format_results(rows) + members + table + f"\nResults in {out}")
 
 
 def format_example_predictions(examples: dict, eps: list, names: list[str]) -> str:
@@ -101,6 +104,23 @@ def _class_names(attack) -> list[str] | None:
     except Exception:  # an attack without a config: no names, the picture shows class indices
         return None
     return class_names(model) if isinstance(model, str) else None
+
+
+def format_member_accuracy(rows: list[dict], member_accuracy: list[dict]) -> str:
+    """An ensemble's (AutoAttack's) robust accuracy after each of its members, per ε, as a text table
+    (empty without a per-member report).
+
+    Example:
+        >>> print(format_member_accuracy([{"eps": 0.03}], [{"clean": 1.0, "apgd-ce": 0.5, "square": 0.45}]))
+        <BLANKLINE>
+        robust accuracy after each member:
+        eps   clean  apgd-ce  square
+        0.03  1      0.5      0.45
+    """
+    if not member_accuracy or len(member_accuracy) != len(rows):
+        return ""
+    table = [{"eps": row.get("eps"), **accuracy} for row, accuracy in zip(rows, member_accuracy)]
+    return "\nrobust accuracy after each member:\n" + format_results(table)
 
 
 def format_results(rows: list[dict]) -> str:

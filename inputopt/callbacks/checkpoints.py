@@ -3,16 +3,59 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import warnings
+
+import torch
 from collections.abc import Iterator
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
 from inputopt.engine import NonFiniteError
+from inputopt.results import WriteError, atomic_write
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``TorchCheckpointIO``, writing every checkpoint whole or not at all: into a temporary file
+    beside it, synced, then renamed over it (:func:`~inputopt.results.atomic_write`). Lightning's own writes
+    its temporary file in the system's temporary folder and then *moves* it, a copy across file systems that
+    a full disk leaves truncated. A failed write leaves the previous checkpoint as it was and raises one
+    ``OSError`` naming the file. Remote paths (``s3://...``) go through Lightning's.
+
+    :func:`use_atomic_checkpoints` gives it to a Trainer; :class:`~inputopt.InputOptimization` and the
+    shared-input runner do so at setup.
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(logger=False, plugins=[AtomicCheckpointIO()])
+    """
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        buffer = io.BytesIO()  # serialized first, as Lightning does: only the file write can meet a full disk
+        torch.save(checkpoint, buffer)
+        atomic_write(path, lambda handle: handle.write(buffer.getbuffer()))
+
+
+def use_atomic_checkpoints(trainer: Trainer) -> None:
+    """Write the checkpoints of ``trainer`` with :class:`AtomicCheckpointIO`, unless it has a checkpoint IO of
+    its own (a plugin the user gave).
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(logger=False)
+        >>> use_atomic_checkpoints(trainer)
+        >>> type(trainer.strategy.checkpoint_io).__name__
+        'AtomicCheckpointIO'
+    """
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
 
 class CheckpointOnInterrupt(Callback):
@@ -61,16 +104,31 @@ class CheckpointOnInterrupt(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._first_step = trainer.global_step  # after a resume's checkpoint is restored
+        last = self._model_checkpoint_last(trainer)
+        if last is not None and not trainer.checkpoint_callback.last_model_path:
+            # the folder's last.ckpt (a previous run's, or this run's before a resume) is the one its
+            # ModelCheckpoint replaces: never a last-v1.ckpt beside it
+            trainer.checkpoint_callback.last_model_path = str(last)
+
+    @staticmethod
+    def _model_checkpoint_last(trainer: Trainer) -> Path | None:
+        """The ``last.ckpt`` of the trainer's ``ModelCheckpoint(save_last=True)``, if it has one."""
+        checkpoint = trainer.checkpoint_callback
+        if isinstance(checkpoint, ModelCheckpoint) and checkpoint.save_last and checkpoint.dirpath:
+            return Path(checkpoint.dirpath) / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}"
+        return None
 
     def _stepped(self, trainer: Trainer) -> bool:
         return self._first_step is not None and trainer.global_step > self._first_step
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        checkpoint = trainer.checkpoint_callback
-        if (self._stepped(trainer) and isinstance(checkpoint, ModelCheckpoint) and checkpoint.save_last
-                and checkpoint.dirpath):
-            last = Path(checkpoint.dirpath) / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}"
+        last = self._model_checkpoint_last(trainer)
+        if self._stepped(trainer) and last is not None:
+            checkpoint = trainer.checkpoint_callback
+            checkpoint.last_model_path = str(last)
             trainer.save_checkpoint(last, weights_only=False)
+            # the final state is saved: the ModelCheckpoint's own end-of-run save would version it (last-v1.ckpt)
+            checkpoint._last_checkpoint_saved = str(last)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if not self._stepped(trainer):
@@ -83,6 +141,9 @@ class CheckpointOnInterrupt(Callback):
         except NonFiniteError as error:
             rank_zero_info(f"inputopt: run stopped at step {trainer.global_step}; {error}, so {path} is not "
                            f"overwritten")
+            return
+        except WriteError as error:  # a full disk: the run's own error is the one to report
+            rank_zero_info(f"inputopt: run stopped at step {trainer.global_step}; {error}")
             return
         self.saved = path
         rank_zero_info(f"inputopt: run interrupted at step {trainer.global_step} ({type(exception).__name__}); "
@@ -114,6 +175,11 @@ class RunLock:
     with a warning; one whose process still runs (a lock written without ``flock``) is refused. Taking a lock
     this process already holds nests (a fit's folder and its ``SaveImages`` folder may be one), and the lock
     goes when the outermost holder lets go: the file is removed whether the run succeeded or not.
+
+    A run on several processes takes it once: in the process of rank 0, the one that launches the others
+    (Lightning's ``ddp`` launcher starts ranks 1, 2, ... with their rank in the environment, and these share
+    the run of rank 0: their :meth:`acquire` holds nothing), or in the process that spawned them
+    (``ddp_spawn``: a process of the run's process group finds the lock held by its parent, and shares it).
 
     Use it as a context manager, or :meth:`acquire` and :meth:`release` (idempotent) from a callback.
 
@@ -149,6 +215,9 @@ class RunLock:
         process holds it. Returns ``self``."""
         if self.held:
             return self
+        if _process_rank() != 0:  # a process launched by rank 0 for the same run: rank 0 holds the folder
+            self.held = True
+            return self
         folder = self.path.parent
         created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
         folder.mkdir(parents=True, exist_ok=True)
@@ -158,6 +227,9 @@ class RunLock:
                 _HELD[key][1] += 1
             else:
                 _HELD[key] = [self._flock() if fcntl is not None else self._exclusive(), 1, created]
+        except _HeldByLauncher:
+            self.held = True
+            return self
         except BaseException:
             _remove_empty(created)  # a refused run leaves no folder behind
             raise
@@ -172,6 +244,8 @@ class RunLock:
             except OSError:  # held by a live process
                 text = os.pread(handle, 64, 0).decode(errors="replace").strip()
                 os.close(handle)
+                if text == str(os.getppid()) and _in_process_group():
+                    raise _HeldByLauncher from None  # ddp_spawn: the process that spawned this run holds it
                 raise self._refuse(text) from None
             try:  # the file may have been removed (and made again) by its holder between open and flock
                 same = os.path.samestat(os.fstat(handle), os.stat(self.path))
@@ -230,6 +304,24 @@ class RunLock:
 
     def __exit__(self, *exc_info) -> None:
         self.release()
+
+
+class _HeldByLauncher(Exception):
+    """The lock is held by the process that spawned this one for the same multi-process run."""
+
+
+def _in_process_group() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def _process_rank() -> int:
+    """This process's rank in a multi-process run: set by the Trainer, else from the environment the launcher
+    gave it (``RANK``, ``LOCAL_RANK``, ...); 0 for a process of its own."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
 
 
 def _remove_empty(folders: list[Path]) -> None:

@@ -11,6 +11,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from inputopt.attacks.checks import checks_table, evaluation_checks
 from inputopt.callbacks._checks import _output_dir
+from inputopt.results import write_text
 
 __all__ = ["EvaluationChecks"]
 
@@ -18,13 +19,15 @@ __all__ = ["EvaluationChecks"]
 class EvaluationChecks(Callback):
     """After an attack evaluation, run the checks of Carlini et al. (2019) on its attack and first samples.
 
-    Writes ``checks.md`` (the pass/fail table) and ``checks.json`` (the numbers) and prints the table.
+    Writes ``checks.md`` (the attack, its norm and ε, the number of samples n, and the pass/fail table) and
+    ``checks.json`` (the numbers), and prints them.
     From the command line: ``inputopt attack --config configs/digits_autoattack.yaml
     --trainer.callbacks+=inputopt.callbacks.checks.EvaluationChecks``.
 
     Args:
         num_samples: how many samples of the data set the checks use (the first ones).
-        dirpath: where to write; default the trainer's log directory (or its root directory).
+        dirpath: where to write; default beside ``results.json`` (the folder of the run's
+            :class:`~inputopt.callbacks.attack.SaveAttackResults`), else the trainer's log directory.
         **options: keyword arguments of :func:`~inputopt.attacks.checks.evaluation_checks` (``queries``,
             ``restarts``, ``tolerance``, ...).
 
@@ -53,7 +56,17 @@ class EvaluationChecks(Callback):
         self.options = options
         self.results: list = []
 
+    def directory(self, trainer: Trainer):
+        """Where it writes: ``dirpath``, else the folder of the run's ``SaveAttackResults`` (beside
+        ``results.json``), else the trainer's log directory (or its root directory). Every process calls it:
+        ``trainer.log_dir`` is a collective under DDP."""
+        from inputopt.callbacks.attack import SaveAttackResults
+
+        saver = next((c for c in trainer.callbacks if isinstance(c, SaveAttackResults)), None)
+        return _output_dir(trainer, self.dirpath or (saver.dirpath if saver is not None else None))
+
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        out = self.directory(trainer)
         if trainer.global_rank != 0:
             return
         data = pl_module.dataset
@@ -63,12 +76,17 @@ class EvaluationChecks(Callback):
             images = torch.stack([torch.as_tensor(s[0]).clone() for s in samples]).float().to(pl_module.device)
             labels = torch.tensor([int(s[1]) for s in samples], device=pl_module.device)
             self.results = evaluation_checks(pl_module.attack, images, labels, keys=list(range(count)), **self.options)
-        table = checks_table(self.results)
-        out = _output_dir(trainer, self.dirpath)
+        attack = pl_module.attack
+        eps = ", ".join(f"{e:g}" for e in getattr(attack, "epsilons", []) or []) or "none (minimal norm)"
+        header = (f"Evaluation checks of {type(attack).__name__} ({getattr(attack, 'norm', '?')}, eps {eps}) on the "
+                  f"first n = {count} samples of the data set")
+        table = header + "\n\n" + checks_table(self.results)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "checks.md").write_text(table + "\n")
-        (out / "checks.json").write_text(json.dumps(
-            [{"name": r.name, "passed": r.passed, "detail": r.detail, "values": r.values} for r in self.results],
-            indent=2, default=float))
+        write_text(out / "checks.md", table + "\n")
+        write_text(out / "checks.json", json.dumps(
+            {"attack": type(attack).__name__, "norm": getattr(attack, "norm", None),
+             "eps": list(getattr(attack, "epsilons", []) or []), "n": count,
+             "checks": [{"name": r.name, "passed": r.passed, "detail": r.detail, "values": r.values}
+                        for r in self.results]}, indent=2, default=float))
         if self.verbose:
             print(table)

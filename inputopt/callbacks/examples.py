@@ -11,7 +11,7 @@ from torchvision.utils import save_image
 
 from inputopt.callbacks._checks import _check_module, _output_dir
 from inputopt.functional.display import DisplayMode
-from inputopt.results import image_grid, strict_json
+from inputopt.results import atomic_write, image_grid, strict_json, write_text
 from inputopt.runners.examples import DatasetExamples
 
 __all__ = ["SaveDatasetExamples"]
@@ -44,10 +44,10 @@ class SaveDatasetExamples(Callback):
         if not trainer.is_global_zero:
             return
         out.mkdir(parents=True, exist_ok=True)
-        (out / "examples.json").write_text(strict_json(pl_module.results, indent=1) + "\n")
+        write_text(out / "examples.json", strict_json(pl_module.results, indent=1) + "\n")
         images = pl_module.example_images()
         grid = image_grid(images.flatten(0, 1), self.display, nrow=images.shape[1], scale=self.scale)
-        save_image(grid, out / "examples.png")
+        atomic_write(out / "examples.png", lambda handle: save_image(grid, handle, format="png"))
         self.paths = [out / "examples.json", out / "examples.png"]
         experiment = getattr(trainer.logger, "experiment", None)
         if hasattr(experiment, "add_image"):

@@ -13,7 +13,8 @@ from inputopt.callbacks._checks import _check_display, _check_module, _output_di
 from inputopt.callbacks.checkpoints import RunLock
 from inputopt.functional.display import DisplayMode
 from inputopt.module import InputOptimization
-from inputopt.results import image_grid, save_grid, save_images
+from inputopt.results import (atomic_write, check_contained, image_grid, record_written, remove_written, save_grid,
+                              save_images)
 
 
 class SaveImages(Callback):
@@ -26,7 +27,10 @@ class SaveImages(Callback):
     of a fit has ended finite, the folder is that run's: the previous run's ``grid.png``, ``input.pt`` and
     PNGs are removed then (a run that fails before leaves them whole, and one that fails after leaves no
     images of another run beside its checkpoint), and the PNGs of units a previous run had and this one has
-    not are removed when it writes its own. A run stopped by an
+    not are removed when it writes its own. Only files the library wrote there are ever removed (a manifest,
+    ``.inputopt-written.json``, lists them): ``SaveImages(dirpath=".")`` leaves the user's own
+    ``images/*.png`` alone. Every file is written whole or not at all, and a symlinked ``images/`` that leads
+    out of the folder is refused at setup. A run stopped by an
     error (a non-finite loss included) writes nothing, so the results of an earlier run stay as they were.
 
     Args:
@@ -63,6 +67,7 @@ class SaveImages(Callback):
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
             raise PermissionError(f"SaveImages cannot write its results into {out}: {existing} is "
                                   f"{'not a folder' if not existing.is_dir() else 'not writable'}")
+        check_contained(out / "images", out)  # a symlinked images/ would write outside the results folder
         if trainer.is_global_zero:  # one run per results folder, even when runs of other log folders share it
             self._lock = RunLock(out).acquire()
         self._first_step: int | None = None
@@ -79,15 +84,10 @@ class SaveImages(Callback):
     @staticmethod
     def _remove_previous(out: Path, keep: set[str] = frozenset()) -> None:
         """Remove the results a previous run wrote here (all but ``keep``'s PNGs), so that this run's
-        checkpoints and config never sit next to another run's images."""
-        for name in ("grid.png", "input.pt"):
-            if not keep:
-                (out / name).unlink(missing_ok=True)
-        images = out / "images"
-        if images.is_dir():
-            for png in images.glob("*.png"):
-                if png.name not in keep:
-                    png.unlink(missing_ok=True)
+        checkpoints and config never sit next to another run's images. Only the files the library recorded
+        as written there (:func:`~inputopt.results.record_written`) are removed: never the user's own."""
+        remove_written(out, [out / "images" / name for name in keep], select=lambda name: (
+            (name in ("grid.png", "input.pt") and not keep) or (name.startswith("images/") and name.endswith(".png"))))
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._release()
@@ -117,11 +117,13 @@ class SaveImages(Callback):
         if not trainer.is_global_zero:
             return
         x = module.images().cpu()
+        check_contained(out / "images", out)
         grid = save_grid(x, out / "grid.png", self.display, self.nrow, self.scale)
         singles = save_images(x, out / "images", module.image_names(), self.display, self.scale)
         self._remove_previous(out, keep={p.name for p in singles})  # a previous run's other units
-        torch.save(x, out / "input.pt")
+        atomic_write(out / "input.pt", lambda handle: torch.save(x, handle))
         self.paths = [grid, *singles, out / "input.pt"]
+        record_written(out, self.paths)
         rank_zero_info(f"inputopt: wrote {grid} ({x.shape[0]} images; one per image in {out / 'images'})")
 
 

@@ -13,7 +13,7 @@ from torch.utils.hooks import RemovableHandle
 
 from inputopt.callbacks._checks import _output_dir
 from inputopt.params.base import ImageParam
-from inputopt.results import save_grid
+from inputopt.results import atomic_write, save_grid
 
 __all__ = ["SaveImportance"]
 
@@ -91,7 +91,7 @@ class SaveImportance(Callback):
             return
         out.mkdir(parents=True, exist_ok=True)
         importance = self.importance.cpu()
-        torch.save(importance, out / "importance.pt")
+        atomic_write(out / "importance.pt", lambda handle: torch.save(importance, handle))
         grid = save_grid(self.heat_maps().cpu(), out / "importance.png", "clamp", self.nrow, self.scale)
         self.paths = [grid, out / "importance.pt"]
         rank_zero_info(f"inputopt: wrote {grid} (importance maps of {importance.shape[0]} images)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from torchvision.utils import save_image
 
 from inputopt.callbacks._checks import _check_display, _check_module, _output_dir
 from inputopt.functional.display import DisplayMode
-from inputopt.results import image_grid
+from inputopt.results import atomic_write, image_grid, write_text
 from inputopt.runners.inversion import FeatureInversion
 
 __all__ = ["SaveInversions", "pairs_grid"]
@@ -78,15 +79,17 @@ class SaveInversions(Callback):
             return
         out.mkdir(parents=True, exist_ok=True)
         results, objective = pl_module.results, pl_module.objective
-        torch.save({**results, "layer": objective.layer, "metric": objective.metric}, out / "inversions.pt")
+        saved = {**results, "layer": objective.layer, "metric": objective.metric}
+        atomic_write(out / "inversions.pt", lambda handle: torch.save(saved, handle))
         originals = torch.stack([pl_module.dataset_image(i) for i in results["indices"].tolist()])
         grid = pairs_grid(originals, results["images"], self.columns, self.display, self.scale)
-        save_image(grid, out / "inversions.png")
-        with open(out / "scores.csv", "w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(["index", "start_score", "score"])
-            writer.writerows(zip(results["indices"].tolist(), results["start_scores"].tolist(),
-                                 results["scores"].tolist()))
+        atomic_write(out / "inversions.png", lambda handle: save_image(grid, handle, format="png"))
+        table = io.StringIO()
+        writer = csv.writer(table)
+        writer.writerow(["index", "start_score", "score"])
+        writer.writerows(zip(results["indices"].tolist(), results["start_scores"].tolist(),
+                             results["scores"].tolist()))
+        write_text(out / "scores.csv", table.getvalue())
         self.paths = [out / "inversions.pt", out / "inversions.png", out / "scores.csv"]
         experiment = getattr(trainer.logger, "experiment", None)
         if hasattr(experiment, "add_image"):

@@ -13,7 +13,7 @@ from torchmetrics import Metric
 from inputopt.callbacks._checks import _check_module, _output_dir
 from inputopt.metrics.base import check_metrics
 from inputopt.module import InputOptimization
-from inputopt.results import read_record, strict_json
+from inputopt.results import read_record, strict_json, write_text
 
 
 class QualityMetrics(Callback):
@@ -160,6 +160,6 @@ class QualityMetrics(Callback):
         out.mkdir(parents=True, exist_ok=True)
         self.path = out / "metrics.json"
         record = {**values, "high_frequency_cutoff": self.high_frequency_cutoff, "images": module.image_names()}
-        self.path.write_text(strict_json(record) + "\n")
+        write_text(self.path, strict_json(record) + "\n")
         rank_zero_info("Quality metrics:\n" + "\n".join(f"  {name}: {value:.4g}" for name, value in values.items()))
 

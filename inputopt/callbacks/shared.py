@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from inputopt.callbacks._checks import _output_dir
-from inputopt.results import save_grid
+from inputopt.results import atomic_write, save_grid, write_text
 
 __all__ = ["SaveSharedInput"]
 
@@ -42,21 +43,21 @@ class SaveSharedInput(Callback):
         return _output_dir(trainer, self.dirpath)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        directory = self.directory(trainer)  # on every process: trainer.log_dir is a collective under DDP
         if trainer.is_global_zero and not trainer.sanity_checking and getattr(pl_module, "history", None):
-            path = self.directory(trainer) / "history.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "w", newline="") as file:
-                writer = csv.writer(file)
-                writer.writerow(["step", "fooling_rate"])
-                writer.writerows(pl_module.history)
+            table = io.StringIO()
+            writer = csv.writer(table)
+            writer.writerow(["step", "fooling_rate"])
+            writer.writerows(pl_module.history)
+            write_text(directory / "history.csv", table.getvalue())
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        directory = self.directory(trainer)  # on every process: trainer.log_dir is a collective under DDP
         if not trainer.is_global_zero:
             return
-        directory = self.directory(trainer)
         directory.mkdir(parents=True, exist_ok=True)
         shared = pl_module.shared().cpu()
-        torch.save(shared, directory / "shared.pt")
+        atomic_write(directory / "shared.pt", lambda handle: torch.save(shared, handle))
         picture = shared
         if self.display == "perturbation":
             picture = 0.5 + shared / (2 * shared.abs().max().clamp_min(1e-12))
@@ -71,9 +72,10 @@ class SaveSharedInput(Callback):
             names = pl_module.class_names
             def name(c: int) -> str:
                 return names[c] if names else str(c)
-            with open(directory / "examples.csv", "w", newline="") as file:
-                writer = csv.writer(file)
-                writer.writerow(["example", "clean", "adversarial"])
-                for i, (a, b) in enumerate(zip(out["clean"].tolist(), out["adversarial"].tolist())):
-                    writer.writerow([i, name(a), name(b)])
+            table = io.StringIO()
+            writer = csv.writer(table)
+            writer.writerow(["example", "clean", "adversarial"])
+            for i, (a, b) in enumerate(zip(out["clean"].tolist(), out["adversarial"].tolist())):
+                writer.writerow([i, name(a), name(b)])
+            write_text(directory / "examples.csv", table.getvalue())
         rank_zero_info(f"inputopt: wrote {directory}/shared.pt, shared.png, examples.png")

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from inputopt.callbacks.checkpoints import RunLock, RunLockedError
 from inputopt.functional.display import DisplayMode
-from inputopt.results import file_name, read_record, save_grid, save_images
+from inputopt.results import atomic_write, check_contained, file_name, read_record, save_grid, save_images
 from inputopt.runners.sweep import RECORD, FeatureSweep, record_differences
 
 __all__ = ["SaveSweep"]
@@ -51,9 +51,7 @@ def _open_folder(out: Path, record: dict[str, Any], names: Sequence[str]) -> lis
 
 
 def _save_atomic(tensor: Tensor, path: Path) -> None:
-    partial_path = path.with_name(path.name + ".partial")
-    torch.save(tensor, partial_path)
-    partial_path.replace(path)  # the file exists only once complete
+    atomic_write(path, lambda handle: torch.save(tensor, handle))  # the file exists only once complete
 
 
 class SaveSweep(Callback):
@@ -104,6 +102,8 @@ class SaveSweep(Callback):
         problem, done = None, []
         if trainer.is_global_zero:
             try:
+                for sub in ("units", "images"):  # a symlinked subfolder would write outside the sweep folder
+                    check_contained(Path(self.dirpath) / sub, self.dirpath)
                 self._lock = RunLock(self.dirpath).acquire()  # one sweep per folder, from setup to the end
                 done = _open_folder(self.dirpath, sweep.record(), sweep.image_names)
                 self._check_done_units(done, sweep.image_shape)

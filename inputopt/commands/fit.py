@@ -3,6 +3,7 @@ checks that refuse a bad run before it touches its run folder."""
 
 from __future__ import annotations
 
+import os
 import sys
 import zipfile
 from types import SimpleNamespace
@@ -15,9 +16,9 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from inputopt.callbacks.checkpoints import hold_run_folders
 from inputopt.commands.common import lightning_cli
 from inputopt.engine import check_precision
-from inputopt.module import InputOptimization, check_max_steps
+from inputopt.module import InputOptimization, check_max_steps, check_one_process
 
-__all__ = ["InputOptCLI", "check_ckpt_file", "check_init_argument", "check_last_checkpoint", "cli", "fit_main"]
+__all__ = ["InputOptCLI", "check_ckpt_file", "default_root_dir", "check_init_argument", "check_last_checkpoint", "cli", "fit_main"]
 
 
 class _SaveConfigAtFirstStep(SaveConfigCallback):
@@ -78,6 +79,8 @@ class InputOptCLI(LightningCLI):
         # the trainer's arguments the module would refuse, refused before the run folder is touched
         check_precision(self.trainer)
         check_max_steps(self.trainer)
+        if isinstance(self.model, InputOptimization):  # before Lightning launches the other processes
+            check_one_process(self.trainer)
         if self.config[self.subcommand].get("ckpt_path") == "last":
             check_last_checkpoint(self.trainer)
 
@@ -131,6 +134,23 @@ def check_last_checkpoint(trainer: Trainer) -> None:
         where = ", ".join(dict.fromkeys(places)) or "nowhere: the run has no ModelCheckpoint(save_last=True)"
         raise FileNotFoundError(f"--ckpt_path last: there is no last checkpoint to resume from (looked in {where}); "
                                 f"leave --ckpt_path out to start a new run, or give a checkpoint file")
+    latest = max(found, key=os.path.getmtime)  # the one Lightning resumes from
+    if not zipfile.is_zipfile(latest):  # truncated (a full disk) or damaged
+        intact = sorted((p for place in dict.fromkeys(places) for p in Path(place).glob("*.ckpt")
+                         if zipfile.is_zipfile(p)), key=os.path.getmtime, reverse=True)
+        use = (f"the intact checkpoint {intact[0]} (step {_checkpoint_step(intact[0])}) is the latest to resume "
+               f"from: --ckpt_path {intact[0]}" if intact else "there is no intact checkpoint beside it")
+        raise ValueError(f"--ckpt_path last: {latest} is damaged (truncated or not a checkpoint); {use}, or leave "
+                         f"--ckpt_path out to start a new run")
+
+
+def _checkpoint_step(path: Path) -> str:
+    import torch
+
+    try:
+        return str(torch.load(path, map_location="cpu", weights_only=True).get("global_step", "?"))
+    except Exception:  # noqa: BLE001 - only for the message
+        return "?"
 
 
 def cli(args: list[str] | None = None, run: bool = True) -> InputOptCLI:
@@ -141,8 +161,24 @@ def cli(args: list[str] | None = None, run: bool = True) -> InputOptCLI:
     """
     # configs write to fixed run directories (config.yaml overwritten), so that --ckpt_path last finds their
     # checkpoints
+    from inputopt.commands.common import FIT_TRAINER_DEFAULTS
+
+    # without a logger (--trainer.logger false, --trainer.fast_dev_run true) the outputs go to DEFAULT_ROOT_DIR,
+    # never the current folder
     return lightning_cli(InputOptimization, args, cli_class=InputOptCLI, run=run, fit_defaults=True,
-                         save_config_callback=_SaveConfigAtFirstStep)
+                         save_config_callback=_SaveConfigAtFirstStep,
+                         trainer_defaults={**FIT_TRAINER_DEFAULTS, "default_root_dir": default_root_dir("fit")})
+
+
+def default_root_dir(command: str) -> str:
+    """The folder a command writes into when its config names none (no logger, a callback without ``dirpath``):
+    ``results/<command>/run``, never the current folder, where a user's own ``images/`` or ``grid.png`` may be.
+
+    Example:
+        >>> default_root_dir("attack")
+        'results/attack/run'
+    """
+    return f"results/{command}/run"
 
 
 def fit_main(argv: list[str]) -> None:

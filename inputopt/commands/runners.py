@@ -22,9 +22,12 @@ def runner_command(runner: type[DatasetRunner], argv: Sequence[str], prog: str, 
         >>> runner_command(AttackEvaluation, ["--config", "configs/digits_pgd.yaml"], "inputopt attack", "")  # doctest: +SKIP
     """
     from inputopt.commands.common import lightning_cli
+    from inputopt.commands.fit import default_root_dir
 
     cli = lightning_cli(runner, argv, prog=prog, description=description,
-                        trainer_defaults={"logger": False, "enable_model_summary": False})
+                        trainer_defaults={"logger": False, "enable_model_summary": False,
+                                          # never the current folder: results/<command>/run
+                                          "default_root_dir": default_root_dir(prog.split()[-1])})
     from lightning.pytorch.utilities import rank_zero_only
 
     from inputopt.callbacks.checkpoints import hold_run_folders

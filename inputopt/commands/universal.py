@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from lightning.pytorch.utilities import rank_zero_info
 
 from inputopt.callbacks.checkpoints import RunLock
-from inputopt.commands.fit import InputOptCLI, _SaveConfigAtFirstStep
+from inputopt.commands.fit import InputOptCLI, _SaveConfigAtFirstStep, default_root_dir
 from inputopt.runners.shared import SharedInputOptimization
 
 __all__ = ["UniversalCLI", "universal_main"]
@@ -40,7 +40,7 @@ def universal_main(argv: Sequence[str]) -> UniversalCLI:
 
     return lightning_cli(
         SharedInputOptimization, ["fit", *argv], cli_class=UniversalCLI, run=True,
-        trainer_defaults={"max_steps": 200, "log_every_n_steps": 1, "check_val_every_n_epoch": None,
+        trainer_defaults={"default_root_dir": default_root_dir("universal"), "max_steps": 200, "log_every_n_steps": 1, "check_val_every_n_epoch": None,
                           "val_check_interval": 50, "num_sanity_val_steps": 0},
         auto_configure_optimizers=False,
         save_config_callback=_SaveConfigAtFirstStep,

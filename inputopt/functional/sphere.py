@@ -49,7 +49,8 @@ def random_sphere_points(center: Tensor, radius: float | Tensor, n: int,
 def sphere_label_changes(classify: Callable[[Tensor], Tensor], centers: Tensor, radii: Tensor | Sequence[float],
                          n: int = 1000, generators: torch.Generator | Sequence[torch.Generator] | None = None,
                          labels: Tensor | None = None, chunk_size: int = 250,
-                         clip: tuple[float, float] | None = None) -> Tensor:
+                         clip: tuple[float, float] | None = None,
+                         on_points: Callable[[int], None] | None = None) -> Tensor:
     """For each centre, the fraction of ``n`` random points on the sphere of its radius whose predicted label
     differs from the centre's.
 
@@ -71,6 +72,8 @@ def sphere_label_changes(classify: Callable[[Tensor], Tensor], centers: Tensor, 
         labels: the labels at the centres (default: ``classify(centers)``).
         chunk_size: points classified per forward pass.
         clip: ``(low, high)``: clamp the points into this box; ``None`` (default): points exactly on the sphere.
+        on_points: called with the number of points just classified, after every forward pass (a progress
+            bar's ``update``; it may raise to stop the check).
 
     Returns:
         ``(B,)`` fractions in [0, 1] (float64), NaN where the radius is not positive.
@@ -101,6 +104,8 @@ def sphere_label_changes(classify: Callable[[Tensor], Tensor], centers: Tensor, 
             differs = (classify(torch.cat([p for _, p in pending])) != labels[owners.to(labels.device)]).cpu()
             changed.index_add_(0, owners, differs.double())
             pending.clear()
+            if on_points is not None:
+                on_points(len(owners))
 
     for i, (center, radius) in enumerate(zip(centers, radii)):
         if radius <= 0:
@@ -168,7 +173,8 @@ def sphere_check(classify: Callable[[Tensor], Tensor], x: Tensor, x_adv: Tensor,
         n: random points per image.
         seed: seed of the random points (one generator for the whole batch).
         chunk_size: points classified per forward pass.
-        progress: show a progress bar over the images.
+        progress: show a progress bar over the random points (updated after every forward pass: a large
+            image's thousand points show their progress, not "0/1 image" for minutes).
         clip: ``(low, high)``: clamp the points into this box before classifying them (default: not clipped).
 
     Returns:
@@ -192,9 +198,9 @@ def sphere_check(classify: Callable[[Tensor], Tensor], x: Tensor, x_adv: Tensor,
     labels = classify(x)
     group = max(1, chunk_size // n)  # images whose points fill one forward pass
     fractions = []
-    with tqdm(total=len(x), desc="random-sphere check", unit="image", disable=not progress) as bar:
+    moving = int((radii > 0).sum())  # an image that did not move draws no point
+    with tqdm(total=moving * n, desc="random-sphere check", unit="point", disable=not progress) as bar:
         for i in range(0, len(x), group):
             fractions.append(sphere_label_changes(classify, x[i:i + group], radii[i:i + group], n, generator,
-                                                  labels[i:i + group], chunk_size, clip))
-            bar.update(len(fractions[-1]))
+                                                  labels[i:i + group], chunk_size, clip, on_points=bar.update))
     return torch.cat(fractions).float(), radii.cpu()

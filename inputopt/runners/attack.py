@@ -14,7 +14,7 @@ from inputopt.functional.random import RowRandom
 from inputopt.functional.sphere import sphere_label_changes
 from inputopt.metrics import AttackSuccessRate, PerturbationNorms, RobustAccuracy, SphereLabelChange
 from inputopt.metrics.base import check_metrics
-from inputopt.runners.base import DatasetRunner, inner_optimization
+from inputopt.runners.base import DatasetRunner, check_data_images, check_not_empty, inner_optimization
 
 __all__ = ["AttackEvaluation"]
 
@@ -67,6 +67,7 @@ class AttackEvaluation(DatasetRunner):
                  metrics: dict[str, Metric] | None = None) -> None:
         if not isinstance(attack, Attack):
             raise TypeError(f"attack must be an inputopt.attacks.Attack, got {type(attack).__name__}")
+        check_not_empty(dataset)  # a run over nothing would end with no results and no error
         super().__init__(attack.network, dataset, batch_size, num_workers)
         if isinstance(sphere_points, bool) or not isinstance(sphere_points, int) or sphere_points < 0:
             raise ValueError(f"sphere_points must be an int >= 0, got {sphere_points!r}")
@@ -88,6 +89,9 @@ class AttackEvaluation(DatasetRunner):
         self.extra_metrics = torch.nn.ModuleDict(check_metrics(metrics, "AttackEvaluation", reserved=builtin))
         self.results: list[dict[str, Any]] = []
         self.examples: dict[str, Tensor] = {}
+        self.member_accuracy: list[dict[str, float]] = []  # an ensemble's per member and ε (AutoAttack)
+        self._member_counts: Tensor | None = None
+        self._members: list[str] = []
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
@@ -97,9 +101,10 @@ class AttackEvaluation(DatasetRunner):
 
     def test_step(self, batch: tuple, batch_idx: int) -> None:
         indices, images, labels = batch[0], batch[1], batch[2]
+        check_data_images(indices, images)
         with inner_optimization():
             images, labels = images.clone().float(), labels.clone().long()
-            results = self.attack.run(images, labels, keys=indices.tolist())
+            results = self.attack.run(images, labels, keys=indices.tolist(), callbacks=[self.stop_callback])
         correct = results[0].clean_predictions == labels
         success = torch.stack([r.success for r in results]) & correct
         self.clean_accuracy.update(correct.float())
@@ -114,6 +119,37 @@ class AttackEvaluation(DatasetRunner):
             for metric in self.extra_metrics.values():
                 metric.update(adversarial, results[0].clean, labels, predictions)
         self._keep_examples(results, labels)
+        self._count_members(results)
+
+    def _count_members(self, results: list[AttackResult]) -> None:
+        """An ensemble's (AutoAttack's) per-member report of this batch (``result.info["report"]``), added up:
+        per ε, the samples still correctly classified clean and after each member."""
+        reports = [r.info["report"] for r in results if "report" in r.info]
+        if not reports:
+            return
+        counts = torch.tensor([[float((r.broken_by != -2).sum()),
+                                *[float(((r.broken_by == -1) | (r.broken_by > i)).sum()) for i in range(len(r.members))],
+                                float(r.broken_by.numel())] for r in reports], dtype=torch.float64)
+        self._members = list(reports[0].members)
+        self._member_counts = counts if self._member_counts is None else self._member_counts + counts
+
+    def _member_accuracy(self) -> list[dict[str, float]]:
+        """Per ε, ``{"clean": …, member: robust accuracy after it, …}`` over the whole data set (every
+        process), for an ensemble with a per-member report; else an empty list."""
+        counts = self._member_counts
+        if self._trainer is not None and self.trainer.world_size > 1:  # every process takes part
+            size = torch.tensor([0 if counts is None else counts.numel()], device=self.device)
+            size = int(self.trainer.strategy.reduce(size.float(), reduce_op="max").item())
+            if size == 0:
+                return []
+            local = counts if counts is not None else torch.zeros(size, dtype=torch.float64)
+            counts = self.trainer.strategy.reduce(local.to(self.device).reshape(-1), reduce_op="sum").cpu()
+            counts = counts.reshape(len(self.epsilons), -1)
+        if counts is None or not self._members:
+            return []
+        return [{"clean": row[0].item() / max(row[-1].item(), 1),
+                 **{name: row[1 + i].item() / max(row[-1].item(), 1) for i, name in enumerate(self._members)}}
+                for row in counts]
 
     def _sphere(self, result: AttackResult, success: Tensor, indices: Tensor) -> Tensor:
         """Per sample, the fraction of random points at ``sphere_factor·‖δ‖₂`` that change the clean label
@@ -124,7 +160,8 @@ class AttackEvaluation(DatasetRunner):
         generators = RowRandom(self.attack.seed).stream("sphere.points").generators(indices.tolist(),
                                                                                  device=result.clean.device)
         return sphere_label_changes(self.attack.predict, result.clean, radii, self.sphere_points, generators,
-                                    result.clean_predictions, chunk_size=4 * self.batch_size).to(success.device)
+                                    result.clean_predictions, chunk_size=4 * self.batch_size,
+                                    on_points=self.stop_if_asked).to(success.device)
 
     def _keep_examples(self, results: list[AttackResult], labels: Tensor) -> None:
         have = len(self.examples.get("clean", ()))
@@ -141,6 +178,7 @@ class AttackEvaluation(DatasetRunner):
 
     def on_test_epoch_start(self) -> None:
         self.results, self.examples = [], {}
+        self._member_counts, self._members, self.member_accuracy = None, [], []
 
     def on_test_epoch_end(self) -> None:
         clean = self.clean_accuracy.compute().item()
@@ -163,6 +201,7 @@ class AttackEvaluation(DatasetRunner):
             tag = "min" if eps is None else f"{eps:g}"
             for name in values:
                 self.log(f"{name}/eps={tag}", row[name], sync_dist=False)
+        self.member_accuracy = self._member_accuracy()
         self.log("clean_accuracy", clean, sync_dist=False)
         for metric in (self.clean_accuracy, self.robust_accuracy, self.success_rate, self.norms, self.sphere,
                        *self.extra_metrics.values()):

@@ -10,7 +10,7 @@ with a distributed sampler that never repeats a sample, so metrics and results e
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -21,8 +21,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from inputopt._notices import quiet_data_loaders
 from inputopt.networks import FrozenNetworkHolder
+from inputopt.record import StepCallback
 
-__all__ = ["DatasetRunner", "IndexedDataset", "inner_optimization"]
+__all__ = ["DatasetRunner", "IndexedDataset", "check_data_images", "check_not_empty", "inner_optimization"]
 
 
 class IndexedDataset(Dataset):
@@ -42,6 +43,43 @@ class IndexedDataset(Dataset):
     def __getitem__(self, index: int) -> tuple:
         sample = self.dataset[index]
         return (index, *sample) if isinstance(sample, (tuple, list)) else (index, sample)
+
+
+def check_data_images(indices: Tensor | Sequence[int], images: Tensor) -> None:
+    """Refuse a batch of data images with a non-finite pixel (NaN or Inf), naming the samples' data-set indices:
+    one NaN pixel would otherwise make its image the top example of every unit, or an attack's success. The
+    runners call it on every batch.
+
+    Example:
+        >>> images = torch.zeros(3, 1, 2, 2)
+        >>> images[1, 0, 0, 0] = float("nan")
+        >>> check_data_images(torch.tensor([7, 8, 9]), images)
+        Traceback (most recent call last):
+        ...
+        ValueError: the data set has non-finite pixels (NaN or Inf) in the image at index 8; ...
+    """
+    if not images.is_floating_point():
+        return
+    bad = ~torch.isfinite(images.detach()).flatten(1).all(1)
+    if bad.any():
+        where = torch.as_tensor(indices)[bad.cpu()].tolist() if len(indices) == len(images) else bad.nonzero()
+        where = [int(i) for i in where]
+        shown = ", ".join(map(str, where[:10])) + (f" and {len(where) - 10} more" if len(where) > 10 else "")
+        raise ValueError(f"the data set has non-finite pixels (NaN or Inf) in the image{'s' if len(where) > 1 else ''} "
+                         f"at index {shown}; fix or leave out those samples")
+
+
+def check_not_empty(dataset: Any, what: str = "the data set") -> None:
+    """Refuse an empty data set (one with a length of 0): a run over it would end with no results and no error.
+
+    Example:
+        >>> check_not_empty([])
+        Traceback (most recent call last):
+        ...
+        ValueError: the data set is empty: give at least one sample (check its path, split and limit)
+    """
+    if hasattr(dataset, "__len__") and len(dataset) == 0:
+        raise ValueError(f"{what} is empty: give at least one sample (check its path, split and limit)")
 
 
 @contextlib.contextmanager
@@ -98,19 +136,31 @@ class DatasetRunner(FrozenNetworkHolder, LightningModule):
         return image
 
     # The network is outside the module tree, so Lightning's eval() at the start of the test loop never reaches
-    # it: every runner puts it in eval mode for the run (BatchNorm statistics and Dropout untouched, whatever
-    # the user did to the module since), and gives the user's modes back at the end, or when the run fails.
+    # it: every runner freezes it for the run (eval mode, no parameter gradients: BatchNorm statistics and
+    # Dropout untouched, whatever the user did to the module since), and gives the user's modes and
+    # requires_grad flags back at the end, or when the run fails.
     def on_test_start(self) -> None:
-        self._user_modes = {m: m.training for m in self._network.modules()}
-        self._network.eval()
+        self._freeze_network()
 
     def on_test_end(self) -> None:
-        self._give_back_network_modes()
+        self._give_back_network()
 
-    def _give_back_network_modes(self) -> None:
-        for module, training in getattr(self, "_user_modes", {}).items():
-            module.train(training)
-        self._user_modes = {}
+    @property
+    def stop_callback(self) -> StepCallback:
+        """The step callback of the inner loops (``optimize(..., callbacks=[self.stop_callback])``, an attack's
+        ``run(..., callbacks=...)``): :meth:`stop_if_asked` after every backward."""
+        return _StopIfAsked(self)
+
+    def stop_if_asked(self, *_: Any) -> None:
+        """Stop now when the run was asked to stop (SIGTERM: a cluster's time limit), raising Lightning's
+        ``SIGTERMException`` as its loops do between batches. The runners call it between the steps of their
+        inner loops (:attr:`stop_callback`), so a run stops within a step, not at the end of a batch that may
+        take minutes; what is finished (a sweep's saved units) is kept."""
+        trainer = self._trainer
+        if trainer is not None and getattr(trainer, "received_sigterm", False):
+            from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+            raise SIGTERMException
 
     def configure_callbacks(self) -> list:
         """A callback that gives the network its user's train/eval modes back when a run fails (Lightning calls
@@ -132,8 +182,19 @@ class DatasetRunner(FrozenNetworkHolder, LightningModule):
 
 
 class _GiveBackRunnerModes(Callback):
-    """Gives a :class:`DatasetRunner`'s network its user's train/eval modes back when a run fails."""
+    """Gives a runner's network (a :class:`~inputopt.networks.FrozenNetworkHolder`'s) its user's train/eval modes
+    and ``requires_grad`` flags back when a run fails."""
 
     def on_exception(self, trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        if isinstance(pl_module, DatasetRunner):
-            pl_module._give_back_network_modes()
+        if isinstance(pl_module, FrozenNetworkHolder):
+            pl_module._give_back_network()
+
+
+class _StopIfAsked(StepCallback):
+    """A runner's :meth:`DatasetRunner.stop_if_asked` as a step callback."""
+
+    def __init__(self, runner: DatasetRunner) -> None:
+        self.runner = runner
+
+    def on_after_backward(self, record, step, terms) -> None:
+        self.runner.stop_if_asked()

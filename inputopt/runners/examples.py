@@ -21,7 +21,7 @@ from inputopt.capture import OUTPUT, evaluate
 from inputopt.engine import check_precision
 from inputopt.metrics.topk import TopKExamples, unit_scores
 from inputopt.networks import NetworkSpec, probe
-from inputopt.runners.base import DatasetRunner
+from inputopt.runners.base import DatasetRunner, check_data_images
 
 __all__ = ["DatasetExamples", "crop_around"]
 
@@ -151,6 +151,7 @@ class DatasetExamples(DatasetRunner):
 
     def test_step(self, batch: tuple, batch_idx: int) -> None:
         indices, images = batch[0], batch[1]
+        check_data_images(indices, images)
         scores, positions = unit_scores(self._activations(images), self.units)
         self.topk.update(scores.float(), indices, positions)
 

@@ -21,7 +21,7 @@ from inputopt.objectives.inversion import FeatureMatch
 from inputopt.params.base import ImageParam
 from inputopt.params.pixel import PixelImage
 from inputopt.priors.base import Prior
-from inputopt.runners.base import DatasetRunner, inner_optimization
+from inputopt.runners.base import DatasetRunner, check_data_images, check_not_empty, inner_optimization
 from inputopt.runners.sweep import _optimizer
 from inputopt.transforms.base import Transform, Transforms
 
@@ -95,6 +95,7 @@ class FeatureInversion(DatasetRunner):
                                                {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}})
         self.steps, self.seed = steps, seed
         self.path = LossPath(net, self.objective, self.priors, self.transforms, self.normalize)
+        check_not_empty(dataset)
         image = self.dataset_image(0)
         self.image_shape = tuple(image.shape)
         instantiate(self.param_config)._check_shape(self.image_shape)
@@ -109,7 +110,6 @@ class FeatureInversion(DatasetRunner):
 
     def setup(self, stage: str) -> None:
         check_precision(self.trainer)
-        self.network.eval()
         warnings.filterwarnings("ignore", message=".*test_dataloader' does not have many workers.*")
 
     def on_test_epoch_start(self) -> None:
@@ -120,6 +120,7 @@ class FeatureInversion(DatasetRunner):
     def test_step(self, batch: tuple, batch_idx: int) -> dict[str, Tensor]:
         """Invert one batch; returns its ``indices``, ``images`` (the inversions), ``scores`` and ``start_scores``."""
         indices, images = batch[0], batch[1]
+        check_data_images(indices, images)
         with inner_optimization():
             images = images.clone().float()
             targets = self.path.default_targets(images)
@@ -127,7 +128,8 @@ class FeatureInversion(DatasetRunner):
             param = param.to(self.device)
             with torch.no_grad():
                 start_scores = self.objective(self.path.activations(param()), targets)
-            optimize(param, self.path, self.steps, self.optimizer_factory, targets, RowRandom(self.seed).stream("start").seeds(indices.tolist()))
+            optimize(param, self.path, self.steps, self.optimizer_factory, targets,
+                     RowRandom(self.seed).stream("start").seeds(indices.tolist()), callbacks=[self.stop_callback])
             with torch.no_grad():
                 inverted = param().detach()
                 scores = self.objective(self.path.activations(inverted), targets)

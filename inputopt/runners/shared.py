@@ -30,13 +30,13 @@ from inputopt.engine import NonFiniteError, StepEngine, check_precision, nonfini
 from inputopt.functional.random import RowRandom
 from inputopt.loss import LossPath, prior_names
 from inputopt.metrics.fooling import FoolingRate
-from inputopt.module import FINGERPRINT_FIELDS, _tensor_hash, check_max_steps
+from inputopt.module import FINGERPRINT_FIELDS, TRAINER_FINGERPRINT_FIELDS, _tensor_hash, check_max_steps, trainer_numerics
 from inputopt.networks import FrozenNetworkHolder, NetworkSpec, class_names
 from inputopt.objectives.base import InputObjective
 from inputopt.objectives.classification import LabelObjective
 from inputopt.params.base import ImageParam
 from inputopt.priors.base import Prior
-from inputopt.runners.base import IndexedDataset
+from inputopt.runners.base import IndexedDataset, check_data_images, check_not_empty
 from inputopt.runners.sweep import _optimizer
 from inputopt.transforms.base import Transform, Transforms
 from inputopt.transforms.insert import Insert
@@ -45,7 +45,7 @@ __all__ = ["SHARED_FINGERPRINT_FIELDS", "SharedBatchSampler", "SharedInputOptimi
 
 #: What defines a shared-input run's result: stored in its checkpoints and compared on resume.
 SHARED_FINGERPRINT_FIELDS = (*FINGERPRINT_FIELDS[:7], "insert", "input_shape", "seed", "global_batch_size",
-                             "optimizer", "reference")
+                             "optimizer", "reference", *TRAINER_FINGERPRINT_FIELDS)
 
 
 def insert_draws(seeds: Sequence[int], step: int, count: int) -> Tensor:
@@ -291,6 +291,7 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
     def train_dataloader(self) -> DataLoader:
+        check_not_empty(self.dataset)
         world, rank = self._world()
         sampler = SharedBatchSampler(len(self.dataset), self.batch_size, world, rank, self.seed,
                                      position=lambda: self.trainer.global_step)
@@ -300,6 +301,7 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
     def val_dataloader(self) -> DataLoader:
         if self.val_dataset is None:
             return []
+        check_not_empty(self.val_dataset, "the held-out data set (val_dataset)")
         world, rank = self._world()
         data = IndexedDataset(self.val_dataset)
         sampler = UnrepeatedDistributedSampler(data, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
@@ -321,6 +323,7 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
             images = images.float().div(255)
         elif not images.is_floating_point():
             raise ValueError(f"the data images hold a {images.dtype} tensor; give float images or uint8")
+        check_data_images(keys, images)
         return keys, images.float(), (None if labels is None else torch.as_tensor(labels).long())
 
     # -- the loss ------------------------------------------------------------------------------------
@@ -425,12 +428,18 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         if stage == "fit" and getattr(self.trainer, "accumulate_grad_batches", 1) != 1:
             raise ValueError(f"accumulate_grad_batches={self.trainer.accumulate_grad_batches}: a shared-input run "
                              f"counts its batches in optimizer steps; use a larger batch_size or more devices")
-        self._network.eval()
+        from inputopt.callbacks.checkpoints import use_atomic_checkpoints
+
+        use_atomic_checkpoints(self.trainer)  # a checkpoint is written whole or not at all
+        self._freeze_network()  # the user's module is handed back as given: at teardown, or when the run fails
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*Total length of `list` across ranks is zero.*")
 
     def on_fit_start(self) -> None:
         check_max_steps(self.trainer)
+
+    def teardown(self, stage: str) -> None:
+        self._give_back_network()
 
     def configure_callbacks(self) -> list:
         """Lightning's step bar replaced by :class:`~inputopt.callbacks.progress.StepProgressBar` (steps out of
@@ -439,13 +448,15 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
 
         from inputopt.callbacks.progress import StepProgressBar
 
+        from inputopt.runners.base import _GiveBackRunnerModes
+
         bar = self.trainer.progress_bar_callback
         if type(bar) is TQDMProgressBar:
-            return [StepProgressBar(bar.refresh_rate, bar.process_position)]
+            return [StepProgressBar(bar.refresh_rate, bar.process_position), _GiveBackRunnerModes()]
         if type(bar) is RichProgressBar:  # Lightning replaces a callback only by one of its own class
             self.trainer.callbacks = [c for c in self.trainer.callbacks if c is not bar]
-            return [StepProgressBar()]
-        return []
+            return [StepProgressBar(), _GiveBackRunnerModes()]
+        return [_GiveBackRunnerModes()]
 
     def fingerprint(self) -> dict[str, str]:
         """What defines the result of this run, one string per field of :data:`SHARED_FINGERPRINT_FIELDS`."""
@@ -466,6 +477,7 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
             "global_batch_size": str(self.batch_size * world),
             "optimizer": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}({settings})",
             "reference": self.reference,
+            **trainer_numerics(self._trainer),
         }
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

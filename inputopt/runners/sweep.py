@@ -239,8 +239,12 @@ class FeatureSweep(DatasetRunner):
         })
 
     def record(self) -> dict[str, Any]:
-        """Everything that defines the images, as plain data, but the units: a sweep folder's ``sweep.yaml``."""
-        return json.loads(json.dumps(self._record))
+        """Everything that defines the images, as plain data, but the units: a sweep folder's ``sweep.yaml``;
+        with a Trainer, its precision too (bf16 images never sit beside fp32 ones)."""
+        record = json.loads(json.dumps(self._record))
+        if self._trainer is not None:
+            record["precision"] = str(self._trainer.precision)
+        return record
 
     def skip(self, names: Sequence[str]) -> None:
         """Leave out the units named ``names`` (already done): call before the test loop starts."""
@@ -265,7 +269,8 @@ class FeatureSweep(DatasetRunner):
             param = instantiate(self.param_config, ImageParam).initialize(self.image_shape, keys=units, seed=self.seed)
             param = param.to(self.device)
             targets = path.default_targets(param())
-            optimize(param, path, self.steps, self.optimizer_factory, targets, RowRandom(self.seed).stream("start").seeds(units))
+            optimize(param, path, self.steps, self.optimizer_factory, targets,
+                     RowRandom(self.seed).stream("start").seeds(units), callbacks=[self.stop_callback])
             with torch.no_grad():
                 images = param().detach()
         return {"units": units, "names": objective.row_names(len(units)), "images": images}

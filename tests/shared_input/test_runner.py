@@ -242,50 +242,46 @@ def test_exception_input_optimization_refuses_a_dataloader(tmp_path, train):
 
 
 # -- several processes ---------------------------------------------------------------------------------------------
-SCRIPT = """
-import sys, torch
-from functools import partial
-from lightning.pytorch import Trainer
-from inputopt.cli import close_process_group
-from inputopt.data import Digits
-from inputopt.objectives import Margin
-from inputopt.params import PixelImage
-from inputopt.runners.shared import SharedInputOptimization
-from inputopt.transforms.insert import PastePatch
-torch.set_num_threads(1)
-devices, batch = int(sys.argv[1]), int(sys.argv[2])
-module = SharedInputOptimization("digits", Margin(), PastePatch(area=0.1, degrees=15, scale=(0.8, 1.2)),
-                                 Digits("train", limit=96), Digits("test", limit=40), batch_size=batch,
-                                 optimizer=partial(torch.optim.Adam, lr=0.05))
-trainer = Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", max_steps=5,
-                  logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                  check_val_every_n_epoch=None, val_check_interval=5, num_sanity_val_steps=0)
-trainer.fit(module)
-if trainer.is_global_zero:
-    torch.save({"shared": module.shared(), "history": module.history}, sys.argv[3])
-close_process_group()  # else gloo's threads may abort the process at exit
-"""
+UNIVERSAL = {
+    "model": {"network": "digits", "objective": {"class_path": "Margin"},
+              "insert": {"class_path": "PastePatch", "init_args": {"area": 0.1, "degrees": 15, "scale": [0.8, 1.2]}},
+              "dataset": {"class_path": "inputopt.data.Digits", "init_args": {"split": "train", "limit": 96}},
+              "val_dataset": {"class_path": "inputopt.data.Digits", "init_args": {"split": "test", "limit": 40}},
+              "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}}},
+    "trainer": {"accelerator": "cpu", "max_steps": 5, "val_check_interval": 5, "logger": False,
+                "enable_progress_bar": False, "enable_model_summary": False}}
+
+
+def _one_process(batch: int) -> SharedInputOptimization:
+    module = SharedInputOptimization("digits", Margin(), PastePatch(area=0.1, degrees=15, scale=(0.8, 1.2)),
+                                     Digits("train", limit=96), Digits("test", limit=40), batch_size=batch,
+                                     optimizer=partial(torch.optim.Adam, lr=0.05))
+    Trainer(accelerator="cpu", devices=1, max_steps=5, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, check_val_every_n_epoch=None, val_check_interval=5,
+            num_sanity_val_steps=0).fit(module)
+    return module
 
 
 @pytest.mark.slow
 def test_two_gloo_processes_give_the_input_of_one_process_with_the_same_global_batch(tmp_path):
-    """2 CPU processes (DDP, gloo) with 16 samples each equal 1 process with 32: the same samples at every step
-    (the shared sampler), the same patch placements (seeded by sample), the gradient averaged by DDP, and the
-    held-out fooling rate synced by the metric. Across 3 passes of the data (96 samples, 32 a step)."""
-    script = tmp_path / "run.py"
-    script.write_text(SCRIPT)
+    """``inputopt universal --trainer.devices 2 --trainer.strategy ddp`` from the command line, 2 CPU processes
+    (DDP, gloo) with 16 samples each, equals 1 process with 32: the same samples at every step (the shared
+    sampler), the same patch placements (seeded by sample), the gradient averaged by DDP, and the held-out
+    fooling rate synced by the metric. Across 3 passes of the data (96 samples, 32 a step). The run lock is
+    taken once (rank 1 does not find its folder held by rank 0)."""
+    import yaml
+
+    (tmp_path / "universal.yaml").write_text(yaml.safe_dump(UNIVERSAL))
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    results = {}
-    for devices, batch in ((2, 16), (1, 32)):
-        out = tmp_path / f"{devices}.pt"
-        done = subprocess.run([sys.executable, str(script), str(devices), str(batch), str(out)], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
-        results[devices] = torch.load(out)
-    torch.testing.assert_close(results[2]["shared"], results[1]["shared"], rtol=1e-5, atol=1e-6)
-    assert results[2]["history"][0][0] == results[1]["history"][0][0] == 5
-    assert results[2]["history"][0][1] == pytest.approx(results[1]["history"][0][1])
-    one_process_batch_16 = tmp_path / "16.pt"
-    subprocess.run([sys.executable, str(script), "1", "16", str(one_process_batch_16)], cwd=tmp_path, env=env,
-                   check=True, capture_output=True, timeout=600)
-    assert not torch.allclose(torch.load(one_process_batch_16)["shared"], results[1]["shared"])  # it is the batch
+    command = [str(Path(sys.executable).with_name("inputopt")), "universal", "--config", "universal.yaml",
+               "--model.batch_size", "16", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+               "--trainer.callbacks", '[{"class_path": "SaveSharedInput", "init_args": {"dirpath": "two"}}]']
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "run.lock" not in done.stderr
+    one = _one_process(32)
+    torch.testing.assert_close(torch.load(tmp_path / "two" / "shared.pt"), one.shared(), rtol=1e-5, atol=1e-6)
+    rows = (tmp_path / "two" / "history.csv").read_text().split()
+    assert rows[0] == "step,fooling_rate" and [r.split(",")[0] for r in rows[1:]] == ["0", "5"]  # before, after
+    assert one.history[0][0] == 5 and float(rows[2].split(",")[1]) == pytest.approx(one.history[0][1])
+    assert not torch.allclose(_one_process(16).shared(), one.shared())  # it is the batch
