@@ -188,7 +188,7 @@ ROWS = [
     ("attack-unknown-norm", lambda: PGD("digits", norm="L3"), ValueError, r"norm must be 'Linf' or 'L2', got 'L3'"),
     ("attack-steps-0", lambda: PGD("digits", steps=0), ValueError, r"steps must be an int >= 1, got 0"),
     ("attack-unknown-loss", lambda: PGD("digits", loss="xent"), ValueError,
-     r"loss must be one of \['ce', 'dlr', 'margin'\], got 'xent'"),
+     r"loss must be one of \['ce', 'dlr', 'margin'\] or a LabelObjective config, got 'xent'"),
     ("attack-step-size-0", lambda: PGD("digits", alpha=0), ValueError, r"alpha must be a finite number > 0, got 0"),
     ("fmn-gamma", lambda: FMN("digits", gamma=2), ValueError, r"gamma must be in \(0, 1\), got 2"),
     ("attack-labels-length", lambda: PGD("digits", steps=1)(digits_images, digits_labels[:3]), ValueError,

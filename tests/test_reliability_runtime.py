@@ -378,7 +378,8 @@ def test_attack_command_prints_autoattacks_per_member_table(tmp_path, monkeypatc
               "6", "--model.batch_size", "4", "--model.attack.init_args.steps", "5", "--model.attack.init_args.target_classes",
               "2", "--model.attack.init_args.queries", "20", "--trainer.accelerator",
               "cpu", "--trainer.enable_progress_bar", "false", "--trainer.logger", "false"])
-    printed = capsys.readouterr().out + capsys.readouterr().err + caplog.text
+    captured = capsys.readouterr()  # once: a second call returns only what was printed since the first
+    printed = captured.out + captured.err + caplog.text
     assert "robust accuracy after each member:" in printed
     header = next(line for line in printed.splitlines() if line.startswith("eps ") and "clean" in line)
     assert header.split()[:2] == ["eps", "clean"] and "apgd-ce" in header
