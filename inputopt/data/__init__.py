@@ -15,7 +15,12 @@ from torchvision import datasets, transforms
 
 from inputopt.data.photos import PhotoCrops, Photos, photo
 
-__all__ = ["Digits", "ImageFolder", "PhotoCrops", "Photos", "photo"]
+__all__ = ["Digits", "ImageFolder", "PhotoCrops", "Photos", "UnreadableImageError", "photo"]
+
+
+class UnreadableImageError(ValueError):
+    """An image file that cannot be decoded (corrupt, truncated, not an image). Dataset runners that stream a
+    data set (:class:`~inputopt.runners.examples.DatasetExamples`) skip and count such samples."""
 
 
 class Digits(TensorDataset):
@@ -76,7 +81,7 @@ class ImageFolder(datasets.ImageFolder):
         try:
             return super().__getitem__(index)
         except (OSError, SyntaxError, ValueError) as error:  # what PIL raises for a corrupt or truncated file
-            raise ValueError(f"ImageFolder: cannot read image {self.samples[index][0]!r} (item {index}; corrupt, "
+            raise UnreadableImageError(f"ImageFolder: cannot read image {self.samples[index][0]!r} (item {index}; corrupt, "
                              f"truncated or not an image): {error}") from error
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:

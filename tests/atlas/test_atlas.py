@@ -127,7 +127,7 @@ def test_exception_other_config_refused(built_atlas, tmp_path):
     with pytest.raises(ValueError, match=r"another atlas configuration(.|\n)*visualization.steps: 5 -> 6"):
         digits_atlas(folder, steps=6).run()
     layers = [{"name": "features.4", "units": [0], "crop_size": 5}]
-    with pytest.raises(ValueError, match=r"layers.features.4.crop_size: 8 -> 5"):
+    with pytest.raises(ValueError, match=r"layers.features.4.crop_size: None -> 5"):
         digits_atlas(folder, layers=layers).run()
     assert (folder / "atlas.yaml").read_text() == record  # nothing written
     # the same configuration with another layer is the same atlas, grown
@@ -210,13 +210,16 @@ progress: false
 
 def test_marked_crop_box_and_context():
     image = torch.zeros(1, 32, 32)
-    crop = marked_crop(image, [15, 15], [16, 16], 8, 16)  # bottom-right cell: shifted inside the image
+    crop = marked_crop(image, [27, 27, 32, 32], 8, 16)  # a field clipped at the corner, 8 px: shifted inside
     assert crop.shape == (3, 16, 16)
     red = (crop[0] == 1) & (crop[1] == 0)
     rows, cols = red.nonzero(as_tuple=True)
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (8, 15, 8, 15)  # the 8x8 box at the corner
-    assert marked_crop(image, None, None, None, None).shape == (3, 32, 32)
-    large = marked_crop(torch.zeros(3, 224, 224), [0, 0], [28, 28], 67, 112)  # a 2-pixel line
+    assert marked_crop(image, None).shape == (3, 32, 32)
+    assert marked_crop(image, [0, 0, 32, 32]).shape == (3, 32, 32)  # a global field: the whole image
+    computed = marked_crop(image, [4, 6, 12, 14])  # the box itself; context twice its side
+    assert computed.shape == (3, 16, 16)
+    large = marked_crop(torch.zeros(3, 224, 224), [0, 0, 41, 41], 67, 112)  # a 2-pixel line
     assert large[0, :2, :67].eq(1).all() and large[0, 2, 2:65].eq(0).all() and large[0, 66, :67].eq(1).all()
 
 
