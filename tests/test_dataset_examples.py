@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -272,3 +273,75 @@ def test_examples_command_on_two_processes_equals_one(tmp_path):
         assert (out / "examples.png").is_file()
     assert runs[2] == runs[1]
     assert len(runs[1]["units"]) == 32 and all(len(row) == 5 for row in runs[1]["indices"])
+
+
+def make_folder(root, count=12, corrupt=1):
+    """A tiny ImageFolder of random JPEGs in two classes, with ``corrupt`` files that are not images."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        folder = root / ("cat" if index % 2 else "dog")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"{index:03}.jpg")
+    for index in range(corrupt):
+        (root / "dog" / f"zz-broken-{index}.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
+def test_an_image_folder_from_the_config_with_unreadable_files(tmp_path, monkeypatch):
+    from inputopt.cli import main
+
+    root = make_folder(tmp_path / "images")
+    monkeypatch.chdir(tmp_path)
+    main(["examples", "--config", str(ROOT / "configs" / "imagefolder_examples.yaml"), "--model.network", "digits",
+          "--model.layer", "features.4", "--model.units", "[0, 1]", "--model.dataset.init_args.root", str(root),
+          "--model.dataset.init_args.image_shape", "[1, 32, 32]", "--model.k", "3", "--model.num_workers", "0",
+          "--model.batch_size", "4", "--trainer.enable_progress_bar", "false"])
+    out = tmp_path / "results" / "imagefolder_examples"
+    written = json.loads((out / "examples.json").read_text())
+    assert written["skipped"] == 1  # the broken file, skipped and counted
+    assert written["class_names"] == {"0": "cat", "1": "dog"}
+    assert all(label in (0, 1) for row in written["labels"] for label in row)
+    assert len(written["bottom"]["indices"][0]) == 3 and written["percentiles"]["q"] == [99.0, 90.0, 50.0]
+    assert (out / "examples.png").is_file() and not list((out / "state").glob("*.pt"))
+
+
+def test_webdataset_shards_give_the_result_of_the_image_folder(tmp_path):
+    pytest.importorskip("webdataset")
+    import io
+    import tarfile
+
+    from inputopt.data import ImageFolder, WebDataset
+
+    root = make_folder(tmp_path / "images", count=10, corrupt=1)
+    folder = ImageFolder(root, image_shape=(1, 32, 32))
+    shards = []
+    for shard, chunk in enumerate((folder.samples[:6], folder.samples[6:])):  # in the folder's order
+        path = tmp_path / f"shard-{shard}.tar"
+        with tarfile.open(path, "w") as tar:
+            for number, (file, label) in enumerate(chunk):
+                for extension, data in (("jpg", Path(file).read_bytes()), ("cls", str(label).encode())):
+                    info = tarfile.TarInfo(f"{shard}{number:04}.{extension}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        shards.append(str(path))
+    expected = DatasetExamples("digits", "features.4", [0, 3], folder, k=3, bottom=True)
+    streamed = DatasetExamples("digits", "features.4", [0, 3], WebDataset(shards, image_shape=(1, 32, 32)), k=3,
+                               bottom=True)
+    for runner in (expected, streamed):
+        Trainer(**QUIET).test(runner, verbose=False)
+    for key in ("values", "indices", "labels", "boxes", "bottom", "skipped"):
+        assert streamed.results[key] == expected.results[key], key
+    assert streamed.results["skipped"] == 1
+    torch.testing.assert_close(streamed.example_images(), expected.example_images())
+
+
+def test_the_progress_bar_shows_images_per_second(data, capsys):
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    runner = DatasetExamples(make_tiny_net(), "features.4", [0], data, k=2, batch_size=8)
+    Trainer(logger=False, enable_model_summary=False, callbacks=[TQDMProgressBar()]).test(runner, verbose=False)
+    captured = capsys.readouterr()
+    assert re.search(r"[0-9.]+ images/s", captured.out + captured.err)

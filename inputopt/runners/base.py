@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -23,7 +23,8 @@ from inputopt._notices import quiet_data_loaders
 from inputopt.data import UnreadableImageError
 from inputopt.networks import FrozenNetworkHolder
 
-__all__ = ["DatasetRunner", "IndexedDataset", "IndexedIterable", "inner_optimization", "skip_unreadable_collate"]
+__all__ = ["DatasetRunner", "IndexedDataset", "IndexedIterable", "inner_optimization", "skip_unreadable_collate",
+           "stream"]
 
 
 def _indexed(index: int, sample: Any) -> tuple:
@@ -63,6 +64,9 @@ class IndexedIterable(IterableDataset):
     ``world_size``-th sample, and its workers split those in turn. ``start`` skips the first samples of this
     process's share (a resumed pass), without yielding them.
 
+    A streamed data set may yield zero-argument callables that decode a sample (as
+    :class:`~inputopt.data.WebDataset` does): each process and worker then decodes only its own samples.
+
     Example:
         >>> class Letters(IterableDataset):
         ...     def __iter__(self):
@@ -79,26 +83,48 @@ class IndexedIterable(IterableDataset):
     def __iter__(self) -> Iterator[tuple | None]:
         worker = get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker is not None else (1, 0)
-        mine = itertools.islice(enumerate(_checked_iter(self.dataset, self.skip_unreadable)), self.rank, None,
-                                self.world_size)
-        for position, (index, sample) in enumerate(itertools.islice(mine, self.start, None)):
-            if position % workers == worker_id:
-                yield None if sample is None else _indexed(index, sample)
+
+        def wanted(index: int) -> bool:
+            position = index // self.world_size - self.start  # in this process's share, after the resumed start
+            return index % self.world_size == self.rank and position >= 0 and position % workers == worker_id
+
+        for index, sample in stream(self.dataset, self.skip_unreadable, wanted):
+            yield None if sample is None else _indexed(index, sample)
 
 
-def _checked_iter(dataset: Any, skip_unreadable: bool) -> Iterator[Any]:
-    """The samples of an iterable data set; ``None`` for one that raises :class:`~inputopt.data.UnreadableImageError`
-    (with ``skip_unreadable``; the stream goes on where the data set's iterator can)."""
+def stream(dataset: Any, skip_unreadable: bool = False, wanted: Callable[[int], bool] | None = None
+           ) -> Iterator[tuple[int, Any]]:
+    """``(index, sample)`` for the samples of an iterable data set that ``wanted(index)`` selects (default: all),
+    numbered in the order the data set yields them. A sample yielded as a zero-argument callable is decoded here,
+    only when wanted. With ``skip_unreadable``, a sample that raises :class:`~inputopt.data.UnreadableImageError`
+    is ``None`` (the stream goes on where the data set's iterator can).
+
+    Example:
+        >>> list(stream(["a", lambda: "b", "c"], wanted=lambda i: i > 0))
+        [(1, 'b'), (2, 'c')]
+    """
     iterator = iter(dataset)
+    index = -1
     while True:
+        index += 1
         try:
-            yield next(iterator)
+            sample = next(iterator)
         except StopIteration:
             return
         except UnreadableImageError:
             if not skip_unreadable:
                 raise
-            yield None
+            sample = None
+        if wanted is not None and not wanted(index):
+            continue
+        if callable(sample) and not isinstance(sample, (Tensor, tuple, list)):
+            try:
+                sample = sample()
+            except UnreadableImageError:
+                if not skip_unreadable:
+                    raise
+                sample = None
+        yield index, sample
 
 
 def skip_unreadable_collate(samples: list) -> tuple[list | None, int]:
@@ -193,7 +219,7 @@ class DatasetRunner(FrozenNetworkHolder, LightningModule):
                 except UnreadableImageError:
                     continue
             raise ValueError("the data set is empty (or none of its images can be read)")
-        for sample in _checked_iter(self.dataset, True):
+        for _, sample in stream(self.dataset, True):
             if sample is not None:
                 return self._image_of(sample)
         raise ValueError("the data set is empty (or none of its images can be read)")

@@ -33,7 +33,7 @@ from inputopt.engine import check_precision
 from inputopt.functional.receptive_field import ReceptiveField, crop_box, receptive_field
 from inputopt.metrics.topk import TopKExamples, unit_scores
 from inputopt.networks import NetworkSpec, probe
-from inputopt.runners.base import DatasetRunner, _checked_iter
+from inputopt.runners.base import DatasetRunner, stream
 
 __all__ = ["DatasetExamples"]
 
@@ -196,8 +196,18 @@ class DatasetExamples(DatasetRunner):
         done = self.skip_batches + batch_idx + 1
         if self.state_dir is not None and done % self.save_every == 0:
             self._save(done)
-        rate = self._seen_here / max(time.perf_counter() - self._start, 1e-9)
-        self.log("images/s", rate, prog_bar=True, logger=False, on_step=True, on_epoch=False, batch_size=1)
+
+    @property
+    def images_per_second(self) -> float | None:
+        """Images read per second since this pass (or its resumed part) started; shown on the progress bar."""
+        start = getattr(self, "_start", None)
+        return None if start is None else self._seen_here / max(time.perf_counter() - start, 1e-9)
+
+    def configure_callbacks(self) -> list:
+        """The base's callbacks, and :class:`~inputopt.callbacks.progress.ImagesPerSecond` on the progress bar."""
+        from inputopt.callbacks.progress import ImagesPerSecond
+
+        return [*super().configure_callbacks(), ImagesPerSecond()]
 
     def on_test_epoch_start(self) -> None:
         self.results = {}
@@ -311,8 +321,8 @@ class DatasetExamples(DatasetRunner):
         if not self.streamed:
             return {index: self.dataset_image(index) for index in wanted}
         found = {}
-        for index, sample in enumerate(_checked_iter(self.dataset, True)):
-            if index in wanted and sample is not None:
+        for index, sample in stream(self.dataset, True, wanted.__contains__):
+            if sample is not None:
                 found[index] = self._image_of(sample)
                 if len(found) == len(wanted):
                     break
