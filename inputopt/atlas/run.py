@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import yaml
 from torch import Tensor, nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from inputopt.atlas.config import (
     AtlasExamples,
@@ -362,9 +362,16 @@ class Atlas:
             return dataset
         dataset = dataset or instantiate(self.dataset, Dataset)
         folder.mkdir(parents=True, exist_ok=True)
+        wanted = {rows[unit][0][rank] for unit, rank in todo}
+        if isinstance(dataset, IterableDataset):  # streamed: one more pass, for the examples' images only
+            from inputopt.runners.base import stream
+
+            samples = dict(stream(dataset, True, wanted.__contains__))
+        else:
+            samples = {index: dataset[index] for index in wanted}
         for unit, rank in todo:
             index, box = rows[unit][0][rank], rows[unit][1][rank]
-            sample = dataset[index]
+            sample = samples[index]
             image = (sample[0] if isinstance(sample, (tuple, list)) else sample).float()
             crop = marked_crop(image, box, info["crop_size"], info["context"])
             array = (crop.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()

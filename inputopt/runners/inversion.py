@@ -95,7 +95,7 @@ class FeatureInversion(DatasetRunner):
                                                {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}})
         self.steps, self.seed = steps, seed
         self.path = LossPath(net, self.objective, self.priors, self.transforms, self.normalize)
-        image = self.dataset_image(0)
+        image = self.first_image()  # a map-style or a streamed data set
         self.image_shape = tuple(image.shape)
         instantiate(self.param_config)._check_shape(self.image_shape)
         self.transforms.check(self.image_shape)
