@@ -19,7 +19,9 @@ class AtlasLayer:
     """One layer of the atlas.
 
     Args:
-        name: dotted layer name from ``named_modules()`` (``None``: the network's output, the classes).
+        name: dotted layer name from ``named_modules()`` (``None``: the network's output, the classes), or a
+            pattern (``fnmatch``: ``blocks.?`` is every stage ``blocks.0`` ... ``blocks.6`` of EfficientNet-Lite0)
+            that stands for every layer it matches, each with these settings.
         units: channel/feature indices, or ``"all"``.
         crop_size: the side in pixels of the box marked on the dataset examples, overriding the receptive
             field (``None``: the receptive field of the unit at its maximal position, computed from the

@@ -152,7 +152,7 @@ class Atlas:
 
         self._net = spec.build(vis.seeds[0])
         self._normalize = spec.normalization()
-        self.layers = [self._layer_info(_as(AtlasLayer, layer)) for layer in layers]
+        self.layers = [self._layer_info(layer) for layer in self._expand([_as(AtlasLayer, layer) for layer in layers])]
         if not self.layers:
             raise ValueError("give at least one layer")
         slugs = [info["slug"] for info in self.layers]
@@ -160,6 +160,24 @@ class Atlas:
             raise ValueError(f"layers {[info['name'] for info in self.layers]} repeat a layer")
 
     # -- the layers ---------------------------------------------------------------------------------
+    def _expand(self, layers: list[AtlasLayer]) -> list[AtlasLayer]:
+        """Layers whose name is a pattern (``*``, ``?``, ``[...]``, as :mod:`fnmatch`) become every layer of the
+        network it matches, in the order of ``named_modules()``, each with the pattern's settings."""
+        import fnmatch
+
+        names = [name for name, _ in self._net.named_modules() if name]
+        expanded = []
+        for layer in layers:
+            if layer.name is None or not any(c in layer.name for c in "*?["):
+                expanded.append(layer)
+                continue
+            matches = [name for name in names if fnmatch.fnmatchcase(name, layer.name)]
+            if not matches:
+                raise ValueError(f"layer pattern {layer.name!r} matches no layer of {self.name} (`inputopt layers "
+                                 f"{self.name}` lists them)")
+            expanded += [dataclasses.replace(layer, name=name) for name in matches]
+        return expanded
+
     @torch.no_grad()
     def _activations(self, images: Tensor, layer: str | None, network: nn.Module | None = None) -> Tensor:
         from inputopt.capture import OUTPUT, capture_activations

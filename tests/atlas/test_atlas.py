@@ -130,9 +130,23 @@ def test_exception_other_config_refused(built_atlas, tmp_path):
     with pytest.raises(ValueError, match=r"layers.features.4.crop_size: None -> 5"):
         digits_atlas(folder, layers=layers).run()
     assert (folder / "atlas.yaml").read_text() == record  # nothing written
-    # the same configuration with another layer is the same atlas, grown
+    # the same configuration with another layer is the same atlas, grown; the other layers are not recomputed
+    def written():  # when each file of the existing layers was written (a recomputed file is written again)
+        return {p: p.stat().st_mtime_ns for p in (folder / "layers").rglob("*") if p.is_file() and p.name != "layer.json"}
+
+    others = written()
     digits_atlas(folder, layers=[{"name": "features.0", "units": [1]}]).run()
     assert [layer["name"] for layer in load_atlas(folder)["layers"]] == ["features.4", None, "features.0"]
+    after = written()
+    assert {p: after[p] for p in others} == others and any("features.0" in str(p) for p in after)
+
+
+def test_a_layer_pattern_stands_for_every_layer_it_matches(tmp_path):
+    atlas = digits_atlas(tmp_path, layers=[{"name": "features.?", "units": [0], "context": 16}, {"name": None}])
+    assert [info["name"] for info in atlas.layers] == [f"features.{i}" for i in range(10)] + [None]
+    assert all(info["context"] == 16 for info in atlas.layers[:10])
+    with pytest.raises(ValueError, match="matches no layer"):
+        digits_atlas(tmp_path, layers=[{"name": "blocks.?"}])
 
 
 def test_exception_bad_settings(tmp_path):
