@@ -345,3 +345,36 @@ def test_the_progress_bar_shows_images_per_second(data, capsys):
     Trainer(logger=False, enable_model_summary=False, callbacks=[TQDMProgressBar()]).test(runner, verbose=False)
     captured = capsys.readouterr()
     assert re.search(r"[0-9.]+ images/s", captured.out + captured.err)
+
+
+@pytest.mark.slow
+def test_a_pass_killed_with_sigkill_resumes_with_the_result_of_an_uninterrupted_one(tmp_path):
+    """`inputopt examples` killed (SIGKILL, no clean-up at all) once it has saved a state, then run again."""
+    import signal
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    state = tmp_path / "state"
+    command = [str(Path(sys.executable).with_name("inputopt")), "examples", "--config",
+               str(ROOT / "configs" / "digits_examples.yaml"), "--model.batch_size", "1", "--model.k", "4",
+               "--model.state_dir", str(state), "--model.save_every", "20", "--trainer.logger", "false",
+               "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu", "--trainer.callbacks",
+               json.dumps([{"class_path": "inputopt.callbacks.examples.SaveDatasetExamples",
+                            "init_args": {"dirpath": str(tmp_path / "out")}}])]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not (state / "examples-state-rank0.pt").is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the pass ended before it could be killed: " + process.stderr.read().decode()[-2000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = torch.load(state / "examples-state-rank0.pt", weights_only=True)
+    assert 0 < saved["batches"] < 450 and not (tmp_path / "out" / "examples.json").exists()
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = json.loads((tmp_path / "out" / "examples.json").read_text())
+    from inputopt.data import Digits
+
+    whole = DatasetExamples("digits", "features.4", "all", Digits("test"), k=4, bottom=True, percentiles=[99, 90, 50])
+    Trainer(**QUIET).test(whole, verbose=False)
+    assert resumed == json.loads(json.dumps(whole.results)) and not list(state.glob("*.pt"))
