@@ -10,7 +10,7 @@ It writes ``--count`` 224×224 JPEGs (quality 90) into an ``ImageFolder`` with o
 jitter (brightness, contrast, saturation 0.4, hue 0.1) of the photos, seeded, so every run makes the same
 images. Then measure:
 
-    python benchmarks/bench_dataset_examples.py run --root /tmp/bench-images --counts 5000 20000 --processes 1 2
+    python benchmarks/bench_dataset_examples.py run --root /tmp/bench-images --counts 5000 20000 --processes 1 2 --reps 2
 
 Each measurement runs in its own Python process (its peak memory is its own), on the first ``count`` images
 of the folder (``torch.utils.data.Subset``), ``inputopt.data.ImageFolder(root, (3, 224, 224))`` read by a
@@ -19,13 +19,18 @@ on the CPU with ``OMP_NUM_THREADS=1`` per process:
 
 * **plain**: ``for images, labels in loader: evaluate(net, images, ["blocks.3"], normalize)``
   under ``torch.no_grad()`` (the forward stops after the layer, as inputopt's does), nothing kept;
-* **examples**: ``DatasetExamples(..., layer="blocks.3", units="all", k=8)`` and ``Trainer(accelerator="cpu",
-  devices=P).test(runner)`` (``strategy="ddp"``, gloo, for 2), timed from the construction of the Trainer to
-  the return of ``test``, the receptive field computed beforehand and reported on its own (a one-off cost per
-  layer and image size, independent of the number of images).
+* **examples**: ``DatasetExamples(..., layer="blocks.3", units="all", k=8)``, its receptive field loaded from
+  the file below, and ``Trainer(accelerator="cpu",
+  devices=P).test(runner)`` (``strategy="ddp"``, gloo, for 2), timed as the plain loop is, from the start of
+  the pass (the test epoch: the loader's first batch) to its end on rank 0 (``runner.pass_seconds``: all
+  images of all processes, as the processes end together); ``test_s`` is the whole ``trainer.test`` (the
+  Trainer's and the processes' start-up, the pass, the merge).
 
-It prints, per run, the images/s, the peak resident memory (``ru_maxrss`` of the process, rank 0), and the
-ratio examples/plain for the same count and processes.
+The receptive field of ``blocks.3`` (``inputopt.functional.receptive_field``) is computed once, timed, and
+saved for the measurements (a one-off cost per layer and image size, independent of the number of images).
+The cases of a count run ``--reps`` times, interleaved (plain, examples ×P, then the reverse order, ...), as
+the load of a shared machine moves. It prints, per run, the images/s and the peak resident memory
+(``ru_maxrss`` of the process, rank 0), then per count the medians and the ratio to the plain loop.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -69,7 +75,24 @@ def make(root: Path, count: int, seed: int = 0) -> None:
     print(f"{count} images in {root} ({time.perf_counter() - start:.0f} s)")
 
 
-def one(mode: str, root: str, count: int, processes: int, batch_size: int, workers: int) -> None:
+def field(path: str) -> None:
+    """The receptive field of Lite0's blocks.3 at 224 px, timed, saved to ``path`` for the measurements."""
+    import torch
+
+    from inputopt.functional.receptive_field import receptive_field
+    from inputopt.networks import NetworkSpec
+
+    torch.set_num_threads(1)
+    spec = NetworkSpec("efficientnet_lite0")
+    net, normalize = spec.build(0), spec.normalization()
+    start = time.perf_counter()
+    found = receptive_field(net, "blocks.3", (3, 224, 224), normalize)
+    seconds = time.perf_counter() - start
+    torch.save({"boxes": found.boxes, "image_size": found.image_size}, path)
+    print("RESULT " + json.dumps({"receptive_field_s": round(seconds, 2), "size": found.size}), flush=True)
+
+
+def one(mode: str, root: str, count: int, processes: int, batch_size: int, workers: int, field_path: str) -> None:
     """One measurement, in this process: prints a JSON line (rank 0)."""
     import torch
     from torch.utils.data import DataLoader, Subset
@@ -101,14 +124,16 @@ def one(mode: str, root: str, count: int, processes: int, batch_size: int, worke
 
         runner = DatasetExamples("efficientnet_lite0", "blocks.3", "all", data, k=8, batch_size=batch_size,
                                  num_workers=workers)
-        start = time.perf_counter()
-        runner.receptive_field()
-        record["receptive_field_s"] = round(time.perf_counter() - start, 2)
+        from inputopt.functional.receptive_field import ReceptiveField
+
+        saved = torch.load(field_path, weights_only=True)  # computed once, timed on its own (``field``)
+        runner._field = ReceptiveField(saved["boxes"], tuple(saved["image_size"]))
         start = time.perf_counter()
         trainer = Trainer(accelerator="cpu", devices=processes, strategy="ddp" if processes > 1 else "auto",
                           logger=False, enable_progress_bar=False, enable_model_summary=False)
         trainer.test(runner, verbose=False)
-        seconds = time.perf_counter() - start
+        record["test_s"] = round(time.perf_counter() - start, 2)  # Trainer, DDP start-up, pass, merge
+        seconds = runner.pass_seconds  # the first batch to the last, as the plain loop is timed
         seen = count
         if not trainer.is_global_zero:
             return
@@ -124,28 +149,36 @@ def run(args: argparse.Namespace) -> None:
     print(f"# {cpu_name()}, inputopt {inputopt_revision()}, batch {args.batch_size}, {args.workers} loader "
           f"worker(s) per process, OMP_NUM_THREADS=1")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
+
+    def measure(*arguments: str) -> dict:
+        command = [sys.executable, __file__, *arguments]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if done.returncode != 0 or not lines:
+            raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        record = json.loads(lines[0][7:])
+        print(json.dumps(record), flush=True)
+        return record
+
+    field_path = str(Path(args.root) / "blocks3-field.pt")
+    measure("field", "--path", field_path)
     rows = []
     for count in args.counts:
-        for processes in args.processes:
-            for mode in ("plain", "examples"):
-                if mode == "plain" and processes > 1:
-                    continue  # the plain loop is one process
-                command = [sys.executable, __file__, "one", "--mode", mode, "--root", args.root, "--count",
-                           str(count), "--processes", str(processes), "--batch-size", str(args.batch_size),
-                           "--workers", str(args.workers)]
-                done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
-                lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-                if done.returncode != 0 or not lines:
-                    raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-                record = json.loads(lines[0][7:])
-                rows.append(record)
-                print(json.dumps(record), flush=True)
-    plain = {r["count"]: r for r in rows if r["mode"] == "plain"}
-    print(f"\n{'count':>7} {'mode':>9} {'proc':>4} {'images/s':>9} {'x plain':>8} {'peak MiB':>9} {'field s':>8}")
-    for r in rows:
-        ratio = r["images_per_s"] / plain[r["count"]]["images_per_s"] if r["count"] in plain else float("nan")
-        print(f"{r['count']:7} {r['mode']:>9} {r['processes']:4} {r['images_per_s']:9.1f} {ratio:8.2f} "
-              f"{r['peak_rss_mib']:9.1f} {r.get('receptive_field_s', ''):>8}")
+        # the plain loop and inputopt interleaved (A B, B A, ...): the machine's load moves in between
+        cases = [("plain", 1)] + [("examples", p) for p in args.processes]
+        for rep in range(args.reps):
+            for mode, processes in (cases if rep % 2 == 0 else cases[::-1]):
+                rows.append(measure("one", "--mode", mode, "--root", args.root, "--count", str(count),
+                                    "--processes", str(processes), "--batch-size", str(args.batch_size),
+                                    "--workers", str(args.workers), "--field", field_path))
+    print(f"\n{'count':>7} {'mode':>9} {'proc':>4} {'images/s (median)':>18} {'x plain':>8} {'peak MiB (max)':>15}")
+    for count in args.counts:
+        plain = statistics.median(r["images_per_s"] for r in rows if r["count"] == count and r["mode"] == "plain")
+        for mode, processes in [("plain", 1)] + [("examples", p) for p in args.processes]:
+            mine = [r for r in rows if (r["count"], r["mode"], r["processes"]) == (count, mode, processes)]
+            rate = statistics.median(r["images_per_s"] for r in mine)
+            print(f"{count:7} {mode:>9} {processes:4} {rate:18.2f} {rate / plain:8.2f} "
+                  f"{max(r['peak_rss_mib'] for r in mine):15.1f}")
 
 
 def main() -> None:
@@ -160,6 +193,9 @@ def main() -> None:
     p_run.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     p_run.add_argument("--batch-size", type=int, default=64)
     p_run.add_argument("--workers", type=int, default=1)
+    p_run.add_argument("--reps", type=int, default=2)
+    p_field = sub.add_parser("field")
+    p_field.add_argument("--path", required=True)
     p_one = sub.add_parser("one")
     p_one.add_argument("--mode", choices=["plain", "examples"], required=True)
     p_one.add_argument("--root", required=True)
@@ -167,13 +203,16 @@ def main() -> None:
     p_one.add_argument("--processes", type=int, default=1)
     p_one.add_argument("--batch-size", type=int, default=64)
     p_one.add_argument("--workers", type=int, default=1)
+    p_one.add_argument("--field", required=True)
     args = parser.parse_args()
     if args.command == "make":
         make(Path(args.root), args.count)
     elif args.command == "run":
         run(args)
+    elif args.command == "field":
+        field(args.path)
     else:
-        one(args.mode, args.root, args.count, args.processes, args.batch_size, args.workers)
+        one(args.mode, args.root, args.count, args.processes, args.batch_size, args.workers, args.field)
 
 
 if __name__ == "__main__":

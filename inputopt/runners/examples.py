@@ -214,6 +214,8 @@ class DatasetExamples(DatasetRunner):
         self._start, self._seen_here = time.perf_counter(), 0
 
     def on_test_epoch_end(self) -> None:
+        #: seconds from the first batch of this process's pass (or its resumed part) to its last
+        self.pass_seconds = time.perf_counter() - self._start
         top = self.topk.compute()  # a collective under several processes: merged across them
         skipped = torch.tensor(float(self._skipped), device=self.device)
         if self.trainer.world_size > 1:
