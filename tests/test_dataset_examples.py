@@ -155,15 +155,16 @@ def test_an_interrupted_pass_resumes_with_the_result_of_an_uninterrupted_one(tmp
                 raise Interrupt
 
     whole = run(data, k=4, batch_size=4, bottom=True, percentiles=[50])
-    for dataset in (data, Stream(data)):
-        state = tmp_path / type(dataset).__name__
-        runner = DatasetExamples(make_tiny_net(), "features.4", [0, 3, 7], dataset, k=4, batch_size=4, bottom=True,
-                                 percentiles=[50], state_dir=state, save_every=2, mean=MEAN, std=STD)
+    # map-style, streamed, and streamed by 2 loader workers (the loader's batches still cover a prefix)
+    for case, (dataset, workers) in enumerate([(data, 0), (Stream(data), 0), (Stream(data), 2)]):
+        state = tmp_path / f"case{case}"
+        options = dict(k=4, batch_size=4, bottom=True, percentiles=[50], state_dir=state, save_every=2, mean=MEAN,
+                       std=STD, num_workers=workers)
+        runner = DatasetExamples(make_tiny_net(), "features.4", [0, 3, 7], dataset, **options)
         with pytest.raises(Interrupt):
             Trainer(**QUIET, callbacks=[StopAfter()]).test(runner, verbose=False)
         assert (state / "examples-state-rank0.pt").is_file() and not list(state.glob("*.partial"))
-        runner = DatasetExamples(make_tiny_net(), "features.4", [0, 3, 7], dataset, k=4, batch_size=4, bottom=True,
-                                 percentiles=[50], state_dir=state, save_every=2, mean=MEAN, std=STD)
+        runner = DatasetExamples(make_tiny_net(), "features.4", [0, 3, 7], dataset, **options)
         Trainer(**QUIET).test(runner, verbose=False)
         assert runner.skip_batches == 2 and runner.results == whole.results
         assert not (state / "examples-state-rank0.pt").exists()  # removed when the pass ends

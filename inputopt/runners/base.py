@@ -61,8 +61,9 @@ class IndexedDataset(Dataset):
 class IndexedIterable(IterableDataset):
     """``(index, *sample)`` for the samples of an iterable data set (``index``: the sample's rank in the stream),
     each sample on one process and one loader worker: process ``rank`` of ``world_size`` takes every
-    ``world_size``-th sample, and its workers split those in turn. ``start`` skips the first samples of this
-    process's share (a resumed pass), without yielding them.
+    ``world_size``-th sample, and its loader workers take turns by ``batch_size`` samples, so that the loader's
+    ``i``-th batch holds the share's samples ``[i·batch_size, (i+1)·batch_size)`` whatever the number of
+    workers. ``start`` skips the first samples of this process's share (a resumed pass), without yielding them.
 
     A streamed data set may yield zero-argument callables that decode a sample (as
     :class:`~inputopt.data.WebDataset` does): each process and worker then decodes only its own samples.
@@ -76,9 +77,9 @@ class IndexedIterable(IterableDataset):
     """
 
     def __init__(self, dataset: Any, rank: int = 0, world_size: int = 1, start: int = 0,
-                 skip_unreadable: bool = False) -> None:
+                 skip_unreadable: bool = False, batch_size: int = 1) -> None:
         self.dataset, self.rank, self.world_size, self.start = dataset, rank, world_size, start
-        self.skip_unreadable = skip_unreadable
+        self.skip_unreadable, self.batch_size = skip_unreadable, batch_size
 
     def __iter__(self) -> Iterator[tuple | None]:
         worker = get_worker_info()
@@ -86,7 +87,8 @@ class IndexedIterable(IterableDataset):
 
         def wanted(index: int) -> bool:
             position = index // self.world_size - self.start  # in this process's share, after the resumed start
-            return index % self.world_size == self.rank and position >= 0 and position % workers == worker_id
+            return (index % self.world_size == self.rank and position >= 0
+                    and (position // self.batch_size) % workers == worker_id)
 
         for index, sample in stream(self.dataset, self.skip_unreadable, wanted):
             yield None if sample is None else _indexed(index, sample)
@@ -263,7 +265,7 @@ class DatasetRunner(FrozenNetworkHolder, LightningModule):
         start = self.skip_batches * self.batch_size
         collate = skip_unreadable_collate if self.skip_unreadable else None
         if self.streamed:  # each sample on one process, in the order of the stream
-            data = IndexedIterable(self.dataset, rank, world, start, self.skip_unreadable)
+            data = IndexedIterable(self.dataset, rank, world, start, self.skip_unreadable, self.batch_size)
             return DataLoader(data, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate)
         data = IndexedDataset(self.dataset, self.skip_unreadable)
         if world > 1 and len(data) < world:  # every process needs a sample

@@ -363,7 +363,8 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
             return []
         world, rank = self._world()
         if isinstance(self.val_dataset, IterableDataset):  # streamed: each sample on one process
-            return DataLoader(IndexedIterable(self.val_dataset, rank, world), batch_size=self.val_batch_size,
+            return DataLoader(IndexedIterable(self.val_dataset, rank, world, batch_size=self.val_batch_size),
+                              batch_size=self.val_batch_size,
                               num_workers=self.num_workers)
         data = IndexedDataset(self.val_dataset)
         sampler = UnrepeatedDistributedSampler(data, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
