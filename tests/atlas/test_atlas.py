@@ -261,3 +261,34 @@ def test_exception_folder_held_by_another_run(built_atlas, tmp_path):
         holder.kill()
         holder.wait()
     assert snapshot(folder) == before
+
+
+def test_an_atlas_of_a_streamed_data_set(tmp_path):
+    """The examples of an atlas from WebDataset tar shards (an IterableDataset): found in one pass, their crops
+    read back by a second pass."""
+    pytest.importorskip("webdataset")
+    import io
+    import tarfile
+
+    from inputopt.data import Digits
+
+    digits = Digits("test", limit=12)
+    shard = tmp_path / "digits.tar"
+    with tarfile.open(shard, "w") as tar:
+        for index in range(len(digits)):
+            image, label = digits[index]
+            png = io.BytesIO()
+            from PIL import Image
+
+            Image.fromarray((image[0] * 255).round().byte().numpy()).save(png, format="PNG")
+            for extension, data in (("png", png.getvalue()), ("cls", str(int(label)).encode())):
+                info = tarfile.TarInfo(f"{index:04}.{extension}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    dataset = {"class_path": "inputopt.data.WebDataset", "init_args": {"urls": str(shard), "image_shape": [1, 32, 32]}}
+    atlas = digits_atlas(tmp_path / "atlas", steps=2, layers=[{"name": "features.4", "units": [0, 1]}],
+                         examples={"dataset": dataset, "k": 3, "batch_size": 5})
+    atlas.run()
+    examples = json.loads((tmp_path / "atlas" / "layers" / "features.4" / "examples" / "examples.json").read_text())
+    assert all(0 <= i < 12 for row in examples["indices"] for i in row) and examples["field_size"] == [8, 8]
+    assert len(list((tmp_path / "atlas" / "layers" / "features.4" / "examples" / "crops").glob("*.png"))) == 6
