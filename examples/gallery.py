@@ -136,7 +136,7 @@ def gallery(setting: Setting, out: Path, title: str) -> None:
     groups["diversity"] = (x.unflatten(0, (len(setting.units), setting.copies)),
                            metrics(module, x, setting.units, setting, dataset_max, setting.copies))
     print(f"  {'diversity':22} {time.perf_counter() - start:6.1f} s")
-    examples = runner.example_images()
+    examples = runner.example_images(cropped=False)  # whole images: the metrics run the network on them
     groups[f"top-{setting.k} dataset examples"] = (
         examples, metrics(module, examples.flatten(0, 1), setting.units, setting, dataset_max, setting.k))
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -20,8 +21,8 @@ from torchvision.utils import make_grid, save_image
 from inputopt.functional.display import DisplayMode, to_display
 
 __all__ = ["MANIFEST", "WriteError", "adversarial_grid", "annotated_adversarial_grid", "atomic_write", "check_contained",
-           "file_name", "image_grid", "record_written", "remove_written", "save_grid", "save_images", "strict_json",
-           "write_text", "written"]
+           "example_sheet", "file_name", "image_grid", "record_written", "remove_written", "save_grid", "save_images",
+           "strict_json", "write_text", "written"]
 
 
 #: Characters a file name never gets from an image's name: path separators, those Windows refuses, control characters.
@@ -465,3 +466,68 @@ def strict_json(value, indent: int | None = 2) -> str:
         return item
 
     return json.dumps(clean(value), indent=indent, allow_nan=False)
+
+
+def example_sheet(blocks: Sequence[dict], tile: int = 96, display: DisplayMode = "clamp",
+                  columns: int | None = None) -> Tensor:
+    """A readable sheet of labelled examples: one block per unit (its title, then rows of tiles, each row with
+    a label and each tile with a caption of up to two lines, cut to the tile's width), the blocks laid out in
+    ``columns`` columns.
+
+    Args:
+        blocks: ``[{"title": str, "rows": [{"label": str, "images": (n, C, h, w), "captions": [str] * n}]}]``
+            (a caption's lines are separated by ``"\n"``).
+        tile: the side in pixels of a tile (images are scaled to fit: nearest neighbour up, antialiased down).
+        display: ``"clamp"`` (pixel space) or ``"std"`` (see :func:`~inputopt.functional.display.to_display`).
+        columns: blocks per line of the sheet (default: about as tall as wide).
+
+    Returns:
+        ``(3, H, W)`` in [0, 1].
+
+    Example:
+        >>> import torch
+        >>> sheet = example_sheet([{"title": "channel 3", "rows": [
+        ...     {"label": "top", "images": torch.rand(2, 1, 8, 8), "captions": ["4.1 | 7", "3.9 | 1"]}]}], tile=32)
+        >>> sheet.shape
+        torch.Size([3, 82, 132])
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not blocks:
+        raise ValueError("example_sheet needs at least one block")
+    font = ImageFont.load_default(size=12)
+    line, gap, label_width = 14, 4, 56
+    widest = max(len(row["captions"]) for block in blocks for row in block["rows"])
+    below = 2 * line  # two caption lines under every tile
+    heights = [line + len(block["rows"]) * (tile + below + gap) + gap for block in blocks]
+    block_w, block_h = label_width + widest * (tile + gap) + gap, max(heights)
+    if columns is None:
+        columns = max(1, min(len(blocks), round(math.sqrt(len(blocks) * block_h / block_w))))
+    lines = math.ceil(len(blocks) / columns)
+    sheet = Image.new("RGB", (columns * block_w, lines * block_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for number, block in enumerate(blocks):
+        x0, y0 = (number % columns) * block_w, (number // columns) * block_h
+        draw.text((x0 + gap, y0 + 1), block["title"], fill="black", font=font)
+        y = y0 + line
+        for row in block["rows"]:
+            draw.text((x0 + gap, y + tile // 2 - line // 2), row["label"], fill="black", font=font)
+            if len(row["images"]):
+                images = to_display(row["images"].float(), display)
+                if images.shape[1] == 1:
+                    images = images.expand(-1, 3, -1, -1)
+                height, width = images.shape[-2:]
+                scale = tile / max(height, width)
+                size = (max(1, round(height * scale)), max(1, round(width * scale)))
+                images = (F.interpolate(images, size=size, mode="nearest") if scale >= 1 else
+                          F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False))
+                arrays = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+                for column, (array, caption) in enumerate(zip(arrays, row["captions"])):
+                    x = x0 + label_width + column * (tile + gap)
+                    sheet.paste(Image.fromarray(array), (x, y))
+                    for number_, text in enumerate(caption.split("\n")[:2]):
+                        while text and draw.textlength(text, font=font) > tile + gap - 1:
+                            text = text[:-1]
+                        draw.text((x, y + tile + 1 + number_ * line), text, fill="black", font=font)
+            y += tile + below + gap
+    return torch.from_numpy(np.asarray(sheet).copy()).permute(2, 0, 1).float() / 255

@@ -1,10 +1,12 @@
-"""Dataset examples: the runner's top-k equals a direct ranking of the whole data set, whatever the batches
-or the processes; crops, files and the command."""
+"""Dataset examples: the runner's top-k (and bottom-k, percentiles) equals a direct ranking of the whole data
+set, whatever the batches, the processes, a streamed data set or an interruption; crops, files and the command."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch import Trainer
-from torch.utils.data import TensorDataset
+from torch.utils.data import IterableDataset, TensorDataset
 
-from inputopt.callbacks.examples import SaveDatasetExamples
+from inputopt.callbacks.examples import SaveDatasetExamples, examples_sheet
 from inputopt.capture import capture_activations
-from inputopt.runners.examples import DatasetExamples, crop_around
+from inputopt.data import UnreadableImageError
+from inputopt.functional.receptive_field import crop_box
+from inputopt.runners.examples import DatasetExamples
 from tests.conftest import make_tiny_net
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,20 +41,140 @@ def run(dataset, **kwargs):
     return runner
 
 
-def test_top_k_equals_a_ranking_of_the_whole_data_set(data):
-    runner = run(data, k=5, batch_size=8)
+def channel_maxima(data):
     images = data.tensors[0]
     normalized = (images - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
     with torch.no_grad():
         acts = capture_activations(make_tiny_net(), normalized, ["features.4"])["features.4"][:, [0, 3, 7]]
-    maxima, where = acts.flatten(2).max(2)
+    return acts.flatten(2).max(2)
+
+
+def test_top_k_equals_a_ranking_of_the_whole_data_set(data):
+    runner = run(data, k=5, batch_size=8)
+    maxima, where = channel_maxima(data)
     values, indices = maxima.T.topk(5, dim=1)
     torch.testing.assert_close(torch.tensor(runner.results["values"]), values)
     assert runner.results["indices"] == indices.tolist()
     flat = where.T.gather(1, indices)
     assert runner.results["positions"] == [[[int(p) // 16, int(p) % 16] for p in row] for row in flat]
+    assert runner.results["labels"] == data.tensors[1][indices].tolist()  # the class of every example
     assert runner.dataset_max() == {u: row[0] for u, row in zip([0, 3, 7], values.tolist())}
     assert run(data, k=5, batch_size=37).results == runner.results
+
+
+def test_bottom_k_and_percentiles_equal_a_ranking_of_the_whole_data_set(data):
+    runner = run(data, k=4, batch_size=8, bottom=True, percentiles=[99, 90, 50, 0])
+    maxima, _ = channel_maxima(data)
+    lowest, lowest_indices = maxima.T.topk(4, dim=1, largest=False)
+    torch.testing.assert_close(torch.tensor(runner.results["bottom"]["values"]), lowest)
+    assert runner.results["bottom"]["indices"] == lowest_indices.tolist()
+    found = runner.results["percentiles"]
+    assert found["sampled"] == 37  # the sample holds the whole (small) data set: the percentiles are exact
+    ordered = maxima.T.sort(dim=1).values
+    for column, q in enumerate([99, 90, 50, 0]):
+        rank = max(0, math.ceil(q / 100 * 37) - 1)  # nearest rank
+        torch.testing.assert_close(torch.tensor(found["values"])[:, column], ordered[:, rank])
+    assert runner.example_images("bottom").shape[:2] == (3, 4)
+    assert runner.example_images("percentiles").shape[:2] == (3, 4)
+    # a sample smaller than the data: real images, spread over it, the same whatever the batches
+    small = run(data, k=2, batch_size=5, percentiles=[50], sample_size=10)
+    assert small.results["percentiles"]["sampled"] == 10
+    assert run(data, k=2, batch_size=37, percentiles=[50], sample_size=10).results == small.results
+
+
+class Stream(IterableDataset):
+    """The samples of ``data`` as a stream; ``unreadable`` indices raise UnreadableImageError (an iterator, not a
+    generator, so that it goes on after one, as a reader of files does)."""
+
+    def __init__(self, data, unreadable=()):
+        self.data, self.unreadable = data, set(unreadable)
+
+    def __iter__(self):
+        return StreamIterator(self)
+
+
+class StreamIterator:
+    def __init__(self, stream):
+        self.stream, self.index = stream, 0
+
+    def __next__(self):
+        index = self.index
+        if index >= len(self.stream.data):
+            raise StopIteration
+        self.index += 1
+        if index in self.stream.unreadable:
+            raise UnreadableImageError(f"item {index} is corrupt")
+        return self.stream.data[index]
+
+
+class Corrupt(torch.utils.data.Dataset):
+    def __init__(self, data, unreadable):
+        self.data, self.unreadable = data, set(unreadable)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, index):
+        if index in self.unreadable:
+            raise UnreadableImageError(f"item {index} is corrupt")
+        return self.data[index]
+
+
+def test_a_streamed_data_set_gives_the_result_of_a_map_style_one(data):
+    mapped = run(data, k=4, batch_size=8, bottom=True)
+    streamed = run(Stream(data), k=4, batch_size=8, bottom=True)
+    assert streamed.results == mapped.results
+    torch.testing.assert_close(streamed.example_images(), mapped.example_images())
+
+
+def test_unreadable_images_are_skipped_and_counted(data):
+    bad = [0, 5, 36]
+    kept = TensorDataset(*(t[[i for i in range(37) if i not in bad]] for t in data.tensors))
+    expected = run(kept, k=3, batch_size=8).results
+    index_of = [i for i in range(37) if i not in bad]
+    for dataset in (Corrupt(data, bad), Stream(data, bad)):
+        runner = run(dataset, k=3, batch_size=8)
+        assert runner.results["skipped"] == 3
+        # the same ranking, over the readable images
+        assert runner.results["indices"] == [[index_of[i] for i in row] for row in expected["indices"]]
+        assert runner.results["values"] == expected["values"]
+    with pytest.raises(UnreadableImageError):
+        run(Corrupt(data, bad), k=3, skip_unreadable=False)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_pass_resumes_with_the_result_of_an_uninterrupted_one(tmp_path, data):
+    from lightning.pytorch import Callback
+
+    class StopAfter(Callback):
+        def on_test_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
+            if batch_idx == 2:  # after the save at batch 2 and one more batch, lost
+                raise Interrupt
+
+    whole = run(data, k=4, batch_size=4, bottom=True, percentiles=[50])
+    # map-style, streamed, and streamed by 2 loader workers (the loader's batches still cover a prefix)
+    for case, (dataset, workers) in enumerate([(data, 0), (Stream(data), 0), (Stream(data), 2)]):
+        state = tmp_path / f"case{case}"
+        options = dict(k=4, batch_size=4, bottom=True, percentiles=[50], state_dir=state, save_every=2, mean=MEAN,
+                       std=STD, num_workers=workers)
+        runner = DatasetExamples(make_tiny_net(), "features.4", [0, 3, 7], dataset, **options)
+        with pytest.raises(Interrupt):
+            Trainer(**QUIET, callbacks=[StopAfter()]).test(runner, verbose=False)
+        assert (state / "examples-state-rank0.pt").is_file() and not list(state.glob("*.partial"))
+        runner = DatasetExamples(make_tiny_net(), "features.4", [0, 3, 7], dataset, **options)
+        Trainer(**QUIET).test(runner, verbose=False)
+        assert runner.skip_batches == 2 and runner.results == whole.results
+        assert not (state / "examples-state-rank0.pt").exists()  # removed when the pass ends
+    other = DatasetExamples(make_tiny_net(), "features.4", [0, 3], data, k=4, batch_size=4, state_dir=tmp_path / "x",
+                            save_every=2, mean=MEAN, std=STD)
+    (tmp_path / "x").mkdir()
+    torch.save({"fingerprint": "another", "batches": 1, "skipped": 0, "seen": 4, "metric": {}},
+               tmp_path / "x" / "examples-state-rank0.pt")
+    with pytest.raises(ValueError, match="another pass"):
+        Trainer(**QUIET).test(other, verbose=False)
 
 
 def test_dense_layers_and_all_units(data):
@@ -60,17 +184,21 @@ def test_dense_layers_and_all_units(data):
     assert runner.example_images().shape == (10, 2, 3, 32, 32)
 
 
-def test_crop_around_the_maximal_position(data):
-    image = torch.arange(32 * 32.0).view(1, 32, 32)
-    # cell (3, 5) of a 16x16 map covers pixels 6-7 x 10-11: an 8-pixel crop centred on it starts at (3, 7)
-    torch.testing.assert_close(crop_around(image, 3 * 16 + 5, (16, 16), 8), image[:, 3:11, 7:15])
-    torch.testing.assert_close(crop_around(image, 0, (16, 16), 8), image[:, :8, :8])  # shifted inside
-    torch.testing.assert_close(crop_around(image, 255, (16, 16), 8), image[:, 24:, 24:])
-    runner = run(data, k=3, crop_size=8)
+def test_examples_are_cropped_to_the_receptive_field(data):
+    runner = run(data, k=3)
+    field = runner.receptive_field()
+    assert runner.results["field_size"] == list(field.size)
     crops = runner.example_images()
-    assert crops.shape == (3, 3, 3, 8, 8)
-    y, x = runner.results["positions"][1][0]
-    torch.testing.assert_close(crops[1, 0], crop_around(data[runner.results["indices"][1][0]][0], y * 16 + x, (16, 16), 8))
+    assert crops.shape[-2:] == tuple(field.size)
+    for row, unit in enumerate([0, 3, 7]):
+        for rank in range(3):
+            box = runner.results["boxes"][row][rank]
+            assert box == list(field.box(unit, runner.results["positions"][row][rank]))
+            image = data[runner.results["indices"][row][rank]][0]
+            top, left, bottom, right = crop_box(image, box, field.size)
+            torch.testing.assert_close(crops[row, rank], image[:, top:bottom, left:right])
+    override = run(data, k=3, crop_size=5)  # crop_size: an override of the field's size
+    assert override.example_images().shape == (3, 3, 3, 5, 5)
 
 
 def test_one_unit_and_one_example(data):
@@ -80,14 +208,19 @@ def test_one_unit_and_one_example(data):
     assert runner.example_images().shape[:2] == (1, 1)
 
 
-def test_save_dataset_examples_writes_json_and_grid(tmp_path, data):
-    runner = DatasetExamples(make_tiny_net(), "features.4", [1, 2], data, k=4)
-    Trainer(**QUIET, callbacks=[SaveDatasetExamples(tmp_path, scale=2)]).test(runner, verbose=False)
-    assert json.loads((tmp_path / "examples.json").read_text()) == runner.results
+def test_save_dataset_examples_writes_json_and_a_readable_sheet(tmp_path, data):
+    runner = DatasetExamples(make_tiny_net(), "features.4", list(range(8)), data, k=4, bottom=True)
+    Trainer(**QUIET, callbacks=[SaveDatasetExamples(tmp_path, tile=40)]).test(runner, verbose=False)
+    assert json.loads((tmp_path / "examples.json").read_text()) == json.loads(json.dumps(runner.results))
     from PIL import Image
 
-    with Image.open(tmp_path / "examples.png") as picture:  # 2 rows of 4 images, 64 px each, 2 px padding
-        assert picture.size == (4 * 66 + 2, 2 * 66 + 2)
+    sheet = examples_sheet(runner, tile=40)
+    with Image.open(tmp_path / "examples.png") as picture:
+        assert picture.size == (sheet.shape[2], sheet.shape[1])
+    # 8 units in blocks on a grid, not one strip: the sheet is at most twice as tall as wide
+    assert sheet.shape[1] <= 2 * sheet.shape[2] and sheet.shape[2] <= 2 * sheet.shape[1]
+    # every tile shows its example (the sheet's pixels are the crops', scaled to the tile)
+    assert (sheet < 1).any()
 
 
 def test_exception(data):
@@ -98,6 +231,10 @@ def test_exception(data):
         DatasetExamples(net, "features.4", [8], data)
     with pytest.raises(ValueError, match="crop_size"):
         DatasetExamples(net, "features.4", [0], data, crop_size=33)
+    with pytest.raises(ValueError, match="percentiles"):
+        DatasetExamples(net, "features.4", [0], data, percentiles=[101])
+    with pytest.raises(ValueError, match="group"):
+        run(data, k=2).example_images("bottom")
     with pytest.raises(ValueError, match="empty"):
         DatasetExamples(net, "features.4", [0], [])
     with pytest.raises(RuntimeError, match="no results"):
@@ -125,7 +262,7 @@ def test_examples_command_on_two_processes_equals_one(tmp_path, monkeypatch):
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
     base = [str(Path(sys.executable).with_name("inputopt")), "examples", "--config",
             str(ROOT / "configs" / "digits_examples.yaml"), "--model.dataset.init_args.limit", "101",
-            "--model.batch_size", "16", "--model.k", "5", "--model.crop_size", "8", "--trainer.logger", "false",
+            "--model.batch_size", "16", "--model.k", "5", "--trainer.logger", "false",
             "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
     runs = {}
     for devices in (2, 1):  # 2 processes from the command line; 1 in this process
@@ -143,3 +280,109 @@ def test_examples_command_on_two_processes_equals_one(tmp_path, monkeypatch):
         assert (out / "examples.png").is_file()
     assert runs[2] == runs[1]
     assert len(runs[1]["units"]) == 32 and all(len(row) == 5 for row in runs[1]["indices"])
+
+
+def make_folder(root, count=12, corrupt=1):
+    """A tiny ImageFolder of random JPEGs in two classes, with ``corrupt`` files that are not images."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        folder = root / ("cat" if index % 2 else "dog")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"{index:03}.jpg")
+    for index in range(corrupt):
+        (root / "dog" / f"zz-broken-{index}.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
+def test_an_image_folder_from_the_config_with_unreadable_files(tmp_path, monkeypatch):
+    from inputopt.cli import main
+
+    root = make_folder(tmp_path / "images")
+    monkeypatch.chdir(tmp_path)
+    main(["examples", "--config", str(ROOT / "configs" / "imagefolder_examples.yaml"), "--model.network", "digits",
+          "--model.layer", "features.4", "--model.units", "[0, 1]", "--model.dataset.init_args.root", str(root),
+          "--model.dataset.init_args.image_shape", "[1, 32, 32]", "--model.k", "3", "--model.num_workers", "0",
+          "--model.batch_size", "4", "--trainer.enable_progress_bar", "false"])
+    out = tmp_path / "results" / "imagefolder_examples"
+    written = json.loads((out / "examples.json").read_text())
+    assert written["skipped"] == 1  # the broken file, skipped and counted
+    assert written["class_names"] == {"0": "cat", "1": "dog"}
+    assert all(label in (0, 1) for row in written["labels"] for label in row)
+    assert len(written["bottom"]["indices"][0]) == 3 and written["percentiles"]["q"] == [99.0, 90.0, 50.0]
+    assert (out / "examples.png").is_file() and not list((out / "state").glob("*.pt"))
+
+
+def test_webdataset_shards_give_the_result_of_the_image_folder(tmp_path):
+    pytest.importorskip("webdataset")
+    import io
+    import tarfile
+
+    from inputopt.data import ImageFolder, WebDataset
+
+    root = make_folder(tmp_path / "images", count=10, corrupt=1)
+    folder = ImageFolder(root, image_shape=(1, 32, 32))
+    shards = []
+    for shard, chunk in enumerate((folder.samples[:6], folder.samples[6:])):  # in the folder's order
+        path = tmp_path / f"shard-{shard}.tar"
+        with tarfile.open(path, "w") as tar:
+            for number, (file, label) in enumerate(chunk):
+                for extension, data in (("jpg", Path(file).read_bytes()), ("cls", str(label).encode())):
+                    info = tarfile.TarInfo(f"{shard}{number:04}.{extension}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        shards.append(str(path))
+    expected = DatasetExamples("digits", "features.4", [0, 3], folder, k=3, bottom=True)
+    streamed = DatasetExamples("digits", "features.4", [0, 3], WebDataset(shards, image_shape=(1, 32, 32)), k=3,
+                               bottom=True)
+    for runner in (expected, streamed):
+        Trainer(**QUIET).test(runner, verbose=False)
+    for key in ("values", "indices", "labels", "boxes", "bottom", "skipped"):
+        assert streamed.results[key] == expected.results[key], key
+    assert streamed.results["skipped"] == 1
+    torch.testing.assert_close(streamed.example_images(), expected.example_images())
+
+
+def test_the_progress_bar_shows_images_per_second(data, capsys):
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    runner = DatasetExamples(make_tiny_net(), "features.4", [0], data, k=2, batch_size=8)
+    Trainer(logger=False, enable_model_summary=False, callbacks=[TQDMProgressBar()]).test(runner, verbose=False)
+    captured = capsys.readouterr()
+    assert re.search(r"[0-9.]+ images/s", captured.out + captured.err)
+
+
+@pytest.mark.slow
+def test_a_pass_killed_with_sigkill_resumes_with_the_result_of_an_uninterrupted_one(tmp_path):
+    """`inputopt examples` killed (SIGKILL, no clean-up at all) once it has saved a state, then run again."""
+    import signal
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    state = tmp_path / "state"
+    command = [str(Path(sys.executable).with_name("inputopt")), "examples", "--config",
+               str(ROOT / "configs" / "digits_examples.yaml"), "--model.batch_size", "1", "--model.k", "4",
+               "--model.state_dir", str(state), "--model.save_every", "20", "--trainer.logger", "false",
+               "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu", "--trainer.callbacks",
+               json.dumps([{"class_path": "inputopt.callbacks.examples.SaveDatasetExamples",
+                            "init_args": {"dirpath": str(tmp_path / "out")}}])]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not (state / "examples-state-rank0.pt").is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the pass ended before it could be killed: " + process.stderr.read().decode()[-2000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = torch.load(state / "examples-state-rank0.pt", weights_only=True)
+    assert 0 < saved["batches"] < 450 and not (tmp_path / "out" / "examples.json").exists()
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = json.loads((tmp_path / "out" / "examples.json").read_text())
+    from inputopt.data import Digits
+
+    whole = DatasetExamples("digits", "features.4", "all", Digits("test"), k=4, bottom=True, percentiles=[99, 90, 50],
+                            batch_size=1)  # the batches of the killed pass: the same float rounding
+    Trainer(**QUIET).test(whole, verbose=False)
+    assert resumed == json.loads(json.dumps(whole.results)) and not list(state.glob("*.pt"))

@@ -20,11 +20,14 @@ class AtlasLayer:
     """One layer of the atlas.
 
     Args:
-        name: dotted layer name from ``named_modules()`` (``None``: the network's output, the classes).
+        name: dotted layer name from ``named_modules()`` (``None``: the network's output, the classes), or a
+            pattern (``fnmatch``: ``blocks.?`` is every stage ``blocks.0`` ... ``blocks.6`` of EfficientNet-Lite0)
+            that stands for every layer it matches, each with these settings.
         units: channel/feature indices, or ``"all"``.
-        crop_size: the receptive field in pixels of a unit of this layer (``None``: whole images, as
-            for a ``(B, F)`` layer): the side of the box marked on its dataset examples.
-        context: the side in pixels of the crop shown around the box (``None``: twice ``crop_size``, at
+        crop_size: the side in pixels of the box marked on the dataset examples, overriding the receptive
+            field (``None``: the receptive field of the unit at its maximal position, computed from the
+            network; the whole image for a ``(B, F)`` layer or a global field).
+        context: the side in pixels of the crop shown around the box (``None``: twice the box's side, at
             most the image).
         display: how this layer's visualizations are shown (``None``: ``visualization.display``).
         unit_names: a name per unit of the layer (the classes of the output, say), shown beside the unit

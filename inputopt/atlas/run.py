@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import yaml
 from torch import Tensor, nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from inputopt.atlas.config import (
     AtlasExamples,
@@ -152,7 +152,7 @@ class Atlas:
 
         self._net = spec.build(vis.seeds[0])
         self._normalize = spec.normalization()
-        self.layers = [self._layer_info(_as(AtlasLayer, layer)) for layer in layers]
+        self.layers = [self._layer_info(layer) for layer in self._expand([_as(AtlasLayer, layer) for layer in layers])]
         if not self.layers:
             raise ValueError("give at least one layer")
         slugs = [info["slug"] for info in self.layers]
@@ -160,6 +160,24 @@ class Atlas:
             raise ValueError(f"layers {[info['name'] for info in self.layers]} repeat a layer")
 
     # -- the layers ---------------------------------------------------------------------------------
+    def _expand(self, layers: list[AtlasLayer]) -> list[AtlasLayer]:
+        """Layers whose name is a pattern (``*``, ``?``, ``[...]``, as :mod:`fnmatch`) become every layer of the
+        network it matches, in the order of ``named_modules()``, each with the pattern's settings."""
+        import fnmatch
+
+        names = [name for name, _ in self._net.named_modules() if name]
+        expanded = []
+        for layer in layers:
+            if layer.name is None or not any(c in layer.name for c in "*?["):
+                expanded.append(layer)
+                continue
+            matches = [name for name in names if fnmatch.fnmatchcase(name, layer.name)]
+            if not matches:
+                raise ValueError(f"layer pattern {layer.name!r} matches no layer of {self.name} (`inputopt layers "
+                                 f"{self.name}` lists them)")
+            expanded += [dataclasses.replace(layer, name=name) for name in matches]
+        return expanded
+
     @torch.no_grad()
     def _activations(self, images: Tensor, layer: str | None, network: nn.Module | None = None) -> Tensor:
         from inputopt.capture import OUTPUT, capture_activations
@@ -190,7 +208,9 @@ class Atlas:
                                  f"got {value}")
         kind = "channel" if activation.ndim == 4 else "feature"
         crop = layer.crop_size if kind == "channel" else None
-        context = None if crop is None else max(crop, layer.context or min(2 * crop, height, width))
+        context = layer.context if kind == "channel" else None
+        if crop is not None and context is not None:
+            context = max(crop, context)
         display = layer.display or self.visualization.display
         if display not in ("std", "clamp"):
             raise ValueError(f"layer {layer.name!r}: display must be 'std' or 'clamp', got {display!r}")
@@ -345,9 +365,10 @@ class Atlas:
             if results is None or not set(info["units"]) <= set(results["units"]) or results["k"] != self.examples.k:
                 dataset = dataset or instantiate(self.dataset, Dataset)
                 units = info["units"] if results is None else sorted(set(results["units"]) | set(info["units"]))
-                runner = DatasetExamples(self.network, info["name"], units, dataset, self.examples.k, None,
-                                         self.examples.batch_size, self.examples.num_workers, self.weights,
-                                         self.state_dict, self.mean, self.std, self.visualization.seeds[0])
+                runner = DatasetExamples(self.network, info["name"], units, dataset, self.examples.k,
+                                         batch_size=self.examples.batch_size, num_workers=self.examples.num_workers,
+                                         weights=self.weights, state_dict=self.state_dict, mean=self.mean,
+                                         std=self.std, seed=self.visualization.seeds[0])
                 self._trainer([SaveDatasetExamples(folder)]).test(runner, verbose=False)
                 results = read_record(path) if path.is_file() else runner.results
             if _is_rank_zero():
@@ -358,18 +379,25 @@ class Atlas:
 
         from inputopt._config import instantiate
 
-        rows = dict(zip(results["units"], zip(results["indices"], results["positions"])))
+        rows = dict(zip(results["units"], zip(results["indices"], results["boxes"])))
         todo = [(u, r) for u in info["units"] for r, index in enumerate(rows[u][0])
                 if index >= 0 and not (folder / f"{u}-{r}.png").is_file()]
         if not todo:
             return dataset
         dataset = dataset or instantiate(self.dataset, Dataset)
         folder.mkdir(parents=True, exist_ok=True)
+        wanted = {rows[unit][0][rank] for unit, rank in todo}
+        if isinstance(dataset, IterableDataset):  # streamed: one more pass, for the examples' images only
+            from inputopt.runners.base import stream
+
+            samples = dict(stream(dataset, True, wanted.__contains__))
+        else:
+            samples = {index: dataset[index] for index in wanted}
         for unit, rank in todo:
-            index, position = rows[unit][0][rank], rows[unit][1][rank]
-            sample = dataset[index]
+            index, box = rows[unit][0][rank], rows[unit][1][rank]
+            sample = samples[index]
             image = (sample[0] if isinstance(sample, (tuple, list)) else sample).float()
-            crop = marked_crop(image, position, results["map_shape"], info["crop_size"], info["context"])
+            crop = marked_crop(image, box, info["crop_size"], info["context"])
             array = (crop.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
             partial = folder / f"{unit}-{rank}.png.partial"
             Image.fromarray(array).save(partial, format="PNG")
@@ -455,39 +483,36 @@ class Atlas:
                 lock.release()
 
 
-def marked_crop(image: Tensor, position: Sequence[int] | None, map_shape: Sequence[int] | None,
-                crop_size: int | None, context: int | None) -> Tensor:
-    """An example as RGB: the ``context × context`` crop around a map position, with the ``crop_size ×
-    crop_size`` receptive field outlined in red (both shifted to stay inside the image; the line is
-    ``context // 40`` pixels wide, at least 1); the whole image when there is no position or no
-    ``crop_size``.
+def marked_crop(image: Tensor, box: Sequence[int] | None, crop_size: int | None = None,
+                context: int | None = None) -> Tensor:
+    """An example as RGB: the ``context × context`` crop around a unit's receptive field ``box`` (``[top, left,
+    bottom, right)`` in pixels, as :class:`~inputopt.runners.examples.DatasetExamples` gives it), with the box
+    outlined in red (a ``crop_size`` square centred on it instead, when given; the line is ``context // 40``
+    pixels wide, at least 1). ``context`` defaults to twice the box's side; the crop is shifted to stay inside
+    the image. The whole image when there is no box (a feature, or a global field).
 
     Example:
-        >>> crop = marked_crop(torch.zeros(1, 8, 8), [0, 0], [4, 4], 2, 4)
+        >>> crop = marked_crop(torch.zeros(1, 8, 8), [0, 0, 2, 2], context=4)
         >>> crop.shape, crop[:, 0, 0].tolist()   # the top-left cell's box, in red
         (torch.Size([3, 4, 4]), [1.0, 0.0, 0.0])
     """
+    from inputopt.functional.receptive_field import crop_box
+
     rgb = image[:3] if image.shape[0] >= 3 else image[:1].expand(3, -1, -1)
     rgb = rgb.clamp(0, 1).clone()
-    if position is None or map_shape is None or crop_size is None:
-        return rgb
     height, width = image.shape[-2:]
-    centre = [(p + 0.5) * size / cells for p, size, cells in zip(position, (height, width), map_shape)]
-
-    def corner(side: int) -> tuple[int, int]:
-        return tuple(min(max(round(c - side / 2), 0), size - side) for c, size in zip(centre, (height, width)))
-
-    side = context or crop_size
-    top, left = corner(crop_size)
-    bottom, right = top + crop_size, left + crop_size
-    line = max(1, min(side // 40, crop_size // 4))  # 1 pixel for small crops, thicker for large ones
+    if box is None or box[0] < 0 or list(box) == [0, 0, height, width]:
+        return rgb
+    top, left, bottom, right = crop_box(image, box, crop_size)
+    side = context or min(2 * max(bottom - top, right - left), height, width)
+    line = max(1, min(side // 40, max(1, min(bottom - top, right - left) // 4)))  # thicker for large crops
     red = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
     rgb[:, top:top + line, left:right] = red
     rgb[:, bottom - line:bottom, left:right] = red
     rgb[:, top:bottom, left:left + line] = red
     rgb[:, top:bottom, right - line:right] = red
-    y, x = corner(side)
-    return rgb[:, y:y + side, x:x + side]
+    y, x, y2, x2 = crop_box(image, box, max(side, bottom - top, right - left))
+    return rgb[:, y:y2, x:x2]
 
 
 class _Chatter(logging.Filter):

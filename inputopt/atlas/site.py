@@ -51,10 +51,10 @@ def load_atlas(atlas_dir: str | os.PathLike) -> dict[str, Any]:
     Returns ``{"record", "layers"}``; each layer has its ``name``, ``slug``, ``kind``, ``shape``,
     ``seeds``, ``metrics`` (the keys, in order), ``checked`` (whether any unit has visualization checks) and
     ``units``: per unit its ``unit``, ``images`` (paths relative to the folder, one per seed present),
-    ``examples`` (``path``, ``value``, ``index``), ``metrics``, ``checks`` (``None``, or ``passed`` and
-    ``checks``, each ``name``, ``passed``, ``detail``: the ``checks.json`` of
-    :class:`~inputopt.callbacks.visualization_checks.VisualizationChecks` in the layer's first seed folder that
-    has one) and ``fit`` (the fit config's path and text, or ``None``).
+    ``examples`` (``path``, ``value``, ``index``, ``label``: the image's class or ``None``), ``metrics``,
+    ``checks`` (``None``, or ``passed`` and ``checks``, each ``name``, ``passed``, ``detail``: the ``checks.json``
+    of :class:`~inputopt.callbacks.visualization_checks.VisualizationChecks` in the layer's first seed folder
+    that has one) and ``fit`` (the fit config's path and text, or ``None``).
     """
     root = Path(atlas_dir)
     record_path = root / "atlas.yaml"
@@ -71,7 +71,10 @@ def load_atlas(atlas_dir: str | os.PathLike) -> dict[str, Any]:
         images = {seed: _files(folder / f"seed-{seed}" / "images") for seed in info["seeds"]}
         examples_path = folder / "examples" / "examples.json"
         examples = read_record(examples_path) if examples_path.is_file() else None
-        rows = dict(zip(examples["units"], zip(examples["indices"], examples["values"]))) if examples else {}
+        rows = dict(zip(examples["units"], zip(examples["indices"], examples["values"],
+                                               examples.get("labels") or [[None] * len(r) for r in examples["indices"]]))
+                    ) if examples else {}
+        class_names = (examples or {}).get("class_names") or {}
         crops = _files(folder / "examples" / "crops")
         metrics_path = folder / "metrics.json"
         metrics = read_record(metrics_path)["units"] if metrics_path.is_file() else {}
@@ -82,20 +85,22 @@ def load_atlas(atlas_dir: str | os.PathLike) -> dict[str, Any]:
         units = []
         for unit in info["units"]:
             name = f"{file_name(f'{prefix}-{unit}')}.png"
-            indices, values = rows.get(unit, ([], []))
+            indices, values, labels = rows.get(unit, ([], [], []))
             units.append({
                 "unit": unit,
                 "name": (info.get("unit_names") or {}).get(str(unit)),
                 "images": [(seed, _url("layers", slug, f"seed-{seed}", "images", name)) for seed in info["seeds"]
                            if name in images[seed]],
                 "examples": [{"path": _url("layers", slug, "examples", "crops", f"{unit}-{rank}.png"),
-                              "value": value, "index": index}
-                             for rank, (index, value) in enumerate(zip(indices, values))
+                              "value": value, "index": index,
+                              "label": None if label is None else class_names.get(str(label), f"class {label}")}
+                             for rank, (index, value, label) in enumerate(zip(indices, values, labels))
                              if f"{unit}-{rank}.png" in crops],
                 "metrics": metrics.get(str(unit), {}),
                 "checks": checks.get(unit),
             })
         layers.append({**info, "units": units, "metrics": keys, "fits": fits, "checked": bool(checks),
+                       "field_size": (examples or {}).get("field_size"),
                        "argument": "channel" if info["kind"] == "channel" else "unit",
                        "label": "output (classes)" if info["name"] is None else info["name"]})
     return {"record": record, "layers": layers}

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import sys
 
-from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelSummary, TQDMProgressBar
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelSummary, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.utilities import rank_zero_info
 
-__all__ = ["InputSummary", "StepProgressBar"]
+__all__ = ["ImagesPerSecond", "InputSummary", "StepProgressBar"]
 
 
 class InputSummary(ModelSummary):
@@ -72,3 +72,29 @@ class StepProgressBar(TQDMProgressBar):
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
         return metrics
+
+
+class ImagesPerSecond(Callback):
+    """Shows a pass over a data set's throughput, ``images/s`` (the module's ``images_per_second``), on Lightning's
+    test progress bar (TQDM or Rich; nothing when the bar is off). Lightning's bars count batches, not images,
+    and show no metrics while testing.
+
+    :class:`~inputopt.runners.examples.DatasetExamples` adds it itself (``configure_callbacks``).
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(callbacks=[ImagesPerSecond()])
+    """
+
+    def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int,
+                          dataloader_idx: int = 0) -> None:
+        rate = getattr(pl_module, "images_per_second", None)
+        bar = trainer.progress_bar_callback
+        if rate is None or bar is None or not trainer.is_global_zero:
+            return
+        text = f"{rate:.1f} images/s"
+        if isinstance(bar, TQDMProgressBar):
+            if getattr(bar, "_test_progress_bar", None) is not None:
+                bar.test_progress_bar.set_postfix_str(text, refresh=False)
+        elif isinstance(bar, RichProgressBar) and bar.progress is not None and bar.test_progress_bar_id is not None:
+            bar.progress.update(bar.test_progress_bar_id, description=f"Testing, {text}")

@@ -96,7 +96,7 @@ class FeatureInversion(DatasetRunner):
         self.steps, self.seed = steps, seed
         self.path = LossPath(net, self.objective, self.priors, self.transforms, self.normalize)
         check_not_empty(dataset)
-        image = self.dataset_image(0)
+        image = self.first_image()  # a map-style or a streamed data set
         self.image_shape = tuple(image.shape)
         instantiate(self.param_config)._check_shape(self.image_shape)
         self.transforms.check(self.image_shape)

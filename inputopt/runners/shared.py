@@ -23,7 +23,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, get_worker_info
 
 from inputopt._config import build
 from inputopt.engine import NonFiniteError, StepEngine, check_precision, nonfinite_message
@@ -36,12 +36,13 @@ from inputopt.objectives.base import InputObjective
 from inputopt.objectives.classification import LabelObjective
 from inputopt.params.base import ImageParam
 from inputopt.priors.base import Prior
-from inputopt.runners.base import IndexedDataset, check_data_images, check_not_empty
+from inputopt.runners.base import IndexedDataset, IndexedIterable, check_data_images, check_not_empty, stream
 from inputopt.runners.sweep import _optimizer
 from inputopt.transforms.base import Transform, Transforms
 from inputopt.transforms.insert import Insert
 
-__all__ = ["SHARED_FINGERPRINT_FIELDS", "SharedBatchSampler", "SharedInputOptimization", "insert_draws"]
+__all__ = ["SHARED_FINGERPRINT_FIELDS", "SharedBatchSampler", "SharedInputOptimization", "SharedStream",
+           "insert_draws"]
 
 #: What defines a shared-input run's result: stored in its checkpoints and compared on resume.
 SHARED_FINGERPRINT_FIELDS = (*FINGERPRINT_FIELDS[:7], "insert", "input_shape", "seed", "global_batch_size",
@@ -115,6 +116,59 @@ class SharedBatchSampler(DistributedSampler):
         return self.steps_per_pass * self.batch_size
 
 
+class SharedStream(IterableDataset):
+    """The global batches of a streamed (iterable) data set, as :class:`SharedBatchSampler` makes them of a
+    map-style one, in the stream's own order (shuffle at the source: shards, buffers): global batch ``k`` of a
+    pass is the stream's samples ``[k·G, (k+1)·G)``, ``G = batch_size × num_replicas``, process ``r`` takes the
+    ``r``-th part of it, and the samples after the last whole global batch wait for the next pass. One
+    iteration is the rest of the current pass, from the global step ``position()`` gives when it starts (a
+    resumed fit goes on with the batches it would have seen). The first iteration counts the stream's
+    samples (one pass that decodes nothing when the data set yields decoders, as
+    :class:`~inputopt.data.WebDataset` does); then each process decodes only the samples it takes.
+
+    Example:
+        >>> class Numbers(IterableDataset):
+        ...     def __iter__(self):
+        ...         return iter(range(10))
+        >>> one = [s[0] for s in SharedStream(Numbers(), batch_size=4)]
+        >>> two = [[s[0] for s in SharedStream(Numbers(), batch_size=2, num_replicas=2, rank=r)] for r in (0, 1)]
+        >>> one, two[0][:2] + two[1][:2] == one[:4]
+        ([0, 1, 2, 3, 4, 5, 6, 7], True)
+    """
+
+    def __init__(self, dataset: Any, batch_size: int, num_replicas: int = 1, rank: int = 0,
+                 position: Callable[[], int] | None = None) -> None:
+        self.dataset, self.batch_size, self.num_replicas, self.rank = dataset, batch_size, num_replicas, rank
+        self.global_batch_size = batch_size * num_replicas
+        self.position = position or (lambda: 0)
+        self.steps_per_pass: int | None = None  # counted at the first iteration
+
+    def _mine(self, index: int, first: int) -> bool:
+        step, place = divmod(index, self.global_batch_size)
+        if step < first or place // self.batch_size != self.rank:
+            return False
+        if self.steps_per_pass is not None and step >= self.steps_per_pass:
+            return False  # after the last whole global batch
+        worker = get_worker_info()
+        return worker is None or step % worker.num_workers == worker.id
+
+    def __iter__(self):
+        if self.steps_per_pass is None:
+            self.steps_per_pass = self._count_steps()
+        first = int(self.position()) % self.steps_per_pass
+        for index, sample in stream(self.dataset, False, lambda i: self._mine(i, first)):
+            yield (index, *sample) if isinstance(sample, (tuple, list)) else (index, sample)
+
+    def _count_steps(self) -> int:
+        count = sum(1 for _ in iter(self.dataset))
+        steps = count // self.global_batch_size
+        if steps < 1:
+            raise ValueError(f"the data set has {count} samples, fewer than one global batch ({self.batch_size} per "
+                             f"process x {self.num_replicas} processes = {self.global_batch_size}); use a smaller "
+                             f"batch_size")
+        return steps
+
+
 class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
     """Optimize one input for a whole data set: ``loss = mean_i[−f(T(insert(s, x_i)))] + Σ_p w_p·h_p(s)``.
 
@@ -144,8 +198,10 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         objective: what to maximize on each image, e.g. ``Margin()`` (untargeted) or
             ``NegativeCrossEntropy(target=859)``.
         insert: how the shared input enters the images.
-        dataset: the training images, ``(image, label)`` samples in the network's pixel space.
-        val_dataset: the held-out images for the fooling rate (``None``: no validation).
+        dataset: the training images, ``(image, label)`` samples in the network's pixel space: a map-style
+            data set (shuffled by :class:`SharedBatchSampler`) or an ``IterableDataset`` (streamed in its own
+            order, :class:`SharedStream`).
+        val_dataset: the held-out images for the fooling rate (``None``: no validation), map-style or streamed.
         priors: penalties on the shared input.
         param: the shared input's parameterization (default: the insert's, e.g. a patch in [0, 1]); a
             universal perturbation needs one with an ε-ball around zero, ``PixelImage(std=0, eps=0.2)``.
@@ -210,10 +266,13 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         if reference not in ("prediction", "label"):
             raise ValueError(f"reference must be 'prediction' or 'label', got {reference!r}")
         for name, data in (("dataset", dataset), ("val_dataset", val_dataset)):
-            if data is not None and (not hasattr(data, "__len__") or not hasattr(data, "__getitem__")):
-                raise TypeError(f"{name} must be a map-style data set (with __len__ and __getitem__), got "
-                                f"{type(data).__name__}")
-        if len(dataset) == 0:
+            if data is not None and not isinstance(data, IterableDataset) and (
+                    not hasattr(data, "__len__") or not hasattr(data, "__getitem__")):
+                raise TypeError(f"{name} must be a map-style data set (with __len__ and __getitem__) or a "
+                                f"torch.utils.data.IterableDataset, got {type(data).__name__}")
+        first = next((sample for _, sample in stream(dataset)), None) if isinstance(dataset, IterableDataset) else (
+            dataset[0] if len(dataset) else None)
+        if first is None:
             raise ValueError("dataset is empty")
         objective = build(objective)
         if not isinstance(objective, InputObjective):
@@ -260,7 +319,6 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
                              f"{list(SHARED_FINGERPRINT_FIELDS)}, got {allow_resume_mismatch!r}")
         self.allow_resume_mismatch = list(allow_resume_mismatch)
 
-        first = dataset[0]
         image = first[0] if isinstance(first, (tuple, list)) else first
         self.image_shape = tuple(image.shape)
         self.input_shape = insert.input_shape(self.image_shape)
@@ -293,6 +351,9 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
     def train_dataloader(self) -> DataLoader:
         check_not_empty(self.dataset)
         world, rank = self._world()
+        if isinstance(self.dataset, IterableDataset):  # streamed: global batches in the stream's order
+            data = SharedStream(self.dataset, self.batch_size, world, rank, position=lambda: self.trainer.global_step)
+            return DataLoader(data, batch_size=self.batch_size, num_workers=self.num_workers)
         sampler = SharedBatchSampler(len(self.dataset), self.batch_size, world, rank, self.seed,
                                      position=lambda: self.trainer.global_step)
         return DataLoader(IndexedDataset(self.dataset), batch_size=self.batch_size, sampler=sampler,
@@ -303,6 +364,10 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
             return []
         check_not_empty(self.val_dataset, "the held-out data set (val_dataset)")
         world, rank = self._world()
+        if isinstance(self.val_dataset, IterableDataset):  # streamed: each sample on one process
+            return DataLoader(IndexedIterable(self.val_dataset, rank, world, batch_size=self.val_batch_size),
+                              batch_size=self.val_batch_size,
+                              num_workers=self.num_workers)
         data = IndexedDataset(self.val_dataset)
         sampler = UnrepeatedDistributedSampler(data, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
         return DataLoader(data, batch_size=self.val_batch_size, sampler=sampler, num_workers=self.num_workers)

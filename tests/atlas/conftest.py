@@ -17,7 +17,7 @@ def digits_atlas(atlas_dir: Path, steps: int = 5, **overrides):
 
     settings = dict(
         network="digits", atlas_dir=str(atlas_dir), image_shape=[1, 32, 32],
-        layers=[{"name": "features.4", "units": [0, 1, 2, 3], "crop_size": 8, "context": 16, "display": "std"},
+        layers=[{"name": "features.4", "units": [0, 1, 2, 3], "context": 16, "display": "std"},
                 {"name": None, "units": [0, 1, 2], "unit_names": [f"digit {d}" for d in range(10)]}],
         visualization={"param": {"class_path": "PixelImage", "init_args": {"mean": 0.5, "std": 0.01}},
                        "priors": [{"class_path": "MultiScaleEdgeEnergy", "init_args": {"weight": 0.3}}],

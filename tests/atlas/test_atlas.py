@@ -127,12 +127,26 @@ def test_exception_other_config_refused(built_atlas, tmp_path):
     with pytest.raises(ValueError, match=r"another atlas configuration(.|\n)*visualization.steps: 5 -> 6"):
         digits_atlas(folder, steps=6).run()
     layers = [{"name": "features.4", "units": [0], "crop_size": 5}]
-    with pytest.raises(ValueError, match=r"layers.features.4.crop_size: 8 -> 5"):
+    with pytest.raises(ValueError, match=r"layers.features.4.crop_size: None -> 5"):
         digits_atlas(folder, layers=layers).run()
     assert (folder / "atlas.yaml").read_text() == record  # nothing written
-    # the same configuration with another layer is the same atlas, grown
+    # the same configuration with another layer is the same atlas, grown; the other layers are not recomputed
+    def written():  # when each file of the existing layers was written (a recomputed file is written again)
+        return {p: p.stat().st_mtime_ns for p in (folder / "layers").rglob("*") if p.is_file() and p.name != "layer.json"}
+
+    others = written()
     digits_atlas(folder, layers=[{"name": "features.0", "units": [1]}]).run()
     assert [layer["name"] for layer in load_atlas(folder)["layers"]] == ["features.4", None, "features.0"]
+    after = written()
+    assert {p: after[p] for p in others} == others and any("features.0" in str(p) for p in after)
+
+
+def test_a_layer_pattern_stands_for_every_layer_it_matches(tmp_path):
+    atlas = digits_atlas(tmp_path, layers=[{"name": "features.?", "units": [0], "context": 16}, {"name": None}])
+    assert [info["name"] for info in atlas.layers] == [f"features.{i}" for i in range(10)] + [None]
+    assert all(info["context"] == 16 for info in atlas.layers[:10])
+    with pytest.raises(ValueError, match="matches no layer"):
+        digits_atlas(tmp_path, layers=[{"name": "blocks.?"}])
 
 
 def test_exception_bad_settings(tmp_path):
@@ -210,13 +224,16 @@ progress: false
 
 def test_marked_crop_box_and_context():
     image = torch.zeros(1, 32, 32)
-    crop = marked_crop(image, [15, 15], [16, 16], 8, 16)  # bottom-right cell: shifted inside the image
+    crop = marked_crop(image, [27, 27, 32, 32], 8, 16)  # a field clipped at the corner, 8 px: shifted inside
     assert crop.shape == (3, 16, 16)
     red = (crop[0] == 1) & (crop[1] == 0)
     rows, cols = red.nonzero(as_tuple=True)
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (8, 15, 8, 15)  # the 8x8 box at the corner
-    assert marked_crop(image, None, None, None, None).shape == (3, 32, 32)
-    large = marked_crop(torch.zeros(3, 224, 224), [0, 0], [28, 28], 67, 112)  # a 2-pixel line
+    assert marked_crop(image, None).shape == (3, 32, 32)
+    assert marked_crop(image, [0, 0, 32, 32]).shape == (3, 32, 32)  # a global field: the whole image
+    computed = marked_crop(image, [4, 6, 12, 14])  # the box itself; context twice its side
+    assert computed.shape == (3, 16, 16)
+    large = marked_crop(torch.zeros(3, 224, 224), [0, 0, 41, 41], 67, 112)  # a 2-pixel line
     assert large[0, :2, :67].eq(1).all() and large[0, 2, 2:65].eq(0).all() and large[0, 66, :67].eq(1).all()
 
 
@@ -244,3 +261,34 @@ def test_exception_folder_held_by_another_run(built_atlas, tmp_path):
         holder.kill()
         holder.wait()
     assert snapshot(folder) == before
+
+
+def test_an_atlas_of_a_streamed_data_set(tmp_path):
+    """The examples of an atlas from WebDataset tar shards (an IterableDataset): found in one pass, their crops
+    read back by a second pass."""
+    pytest.importorskip("webdataset")
+    import io
+    import tarfile
+
+    from inputopt.data import Digits
+
+    digits = Digits("test", limit=12)
+    shard = tmp_path / "digits.tar"
+    with tarfile.open(shard, "w") as tar:
+        for index in range(len(digits)):
+            image, label = digits[index]
+            png = io.BytesIO()
+            from PIL import Image
+
+            Image.fromarray((image[0] * 255).round().byte().numpy()).save(png, format="PNG")
+            for extension, data in (("png", png.getvalue()), ("cls", str(int(label)).encode())):
+                info = tarfile.TarInfo(f"{index:04}.{extension}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    dataset = {"class_path": "inputopt.data.WebDataset", "init_args": {"urls": str(shard), "image_shape": [1, 32, 32]}}
+    atlas = digits_atlas(tmp_path / "atlas", steps=2, layers=[{"name": "features.4", "units": [0, 1]}],
+                         examples={"dataset": dataset, "k": 3, "batch_size": 5})
+    atlas.run()
+    examples = json.loads((tmp_path / "atlas" / "layers" / "features.4" / "examples" / "examples.json").read_text())
+    assert all(0 <= i < 12 for row in examples["indices"] for i in row) and examples["field_size"] == [8, 8]
+    assert len(list((tmp_path / "atlas" / "layers" / "features.4" / "examples" / "crops").glob("*.png"))) == 6

@@ -58,7 +58,8 @@ def cases() -> dict[str, tuple]:
 
     def top_k(k=4):
         values, indices = scores.T.topk(k, dim=1)
-        return {"values": values, "indices": indices, "positions": positions.T.gather(1, indices)}
+        return {"values": values, "indices": indices, "positions": positions.T.gather(1, indices),
+                "labels": torch.full_like(indices, -1)}
 
     return {
         "RobustAccuracy": (lambda: RobustAccuracy(2), _batches(predictions, labels, dims=(1, 0)),

@@ -131,3 +131,22 @@ def test_exception_command_unknown_layer_names_the_layers(tmp_path, monkeypatch)
     with pytest.raises(ValueError, match=r"unknown layer 'nolayer' in DigitsCNN; valid names include: features"):
         main(_invert("--model.layer", "nolayer"))
     assert not (tmp_path / "results").exists()  # refused before any run
+
+
+def test_a_streamed_data_set_gives_the_inversions_of_a_map_style_one():
+    from torch.utils.data import IterableDataset
+
+    data = Digits(limit=6)
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return (data[i] for i in range(len(data)))
+
+    runs = []
+    for dataset in (data, Stream()):
+        runner = FeatureInversion("digits", "features.4", dataset, steps=2, batch_size=4)
+        Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(runner, verbose=False)
+        runs.append(runner.results)
+    assert runs[1]["indices"].tolist() == list(range(6))
+    for name in runs[0]:
+        torch.testing.assert_close(runs[1][name], runs[0][name])

@@ -12,7 +12,7 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from inputopt import InputOptimization
 from inputopt.data import Digits
@@ -21,7 +21,7 @@ from inputopt.objectives import Margin, NegativeCrossEntropy, UnitActivation
 from inputopt.optim import SignGradient
 from inputopt.params import PixelImage
 from inputopt.priors import TotalVariation
-from inputopt.runners.shared import SharedBatchSampler, SharedInputOptimization
+from inputopt.runners.shared import SharedBatchSampler, SharedInputOptimization, SharedStream
 from inputopt.transforms import Jitter
 from inputopt.transforms.insert import AddPerturbation, PastePatch
 
@@ -73,6 +73,44 @@ def test_sampler_resumes_at_the_global_step_and_draws_a_new_order_each_pass():
 def test_exception_sampler_batch_larger_than_data():
     with pytest.raises(ValueError, match="fewer than one global batch"):
         SharedBatchSampler(10, batch_size=8, num_replicas=2, rank=0)
+
+
+class Stream(IterableDataset):
+    """A map-style data set's samples as a stream."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __iter__(self):
+        return (self.data[i] for i in range(len(self.data)))
+
+
+def test_stream_two_processes_take_the_global_batches_of_one_and_resume_at_the_global_step(train):
+    def indices(**kwargs):
+        return [int(sample[0]) for sample in SharedStream(Stream(train), **kwargs)]
+
+    one = indices(batch_size=10)
+    two = [indices(batch_size=5, num_replicas=2, rank=r) for r in (0, 1)]
+    assert one == list(range(60))  # 6 whole global batches of 10, in the stream's order; 4 samples wait
+    for step in range(6):
+        assert one[10 * step:10 * step + 10] == two[0][5 * step:5 * step + 5] + two[1][5 * step:5 * step + 5]
+    assert indices(batch_size=10, position=lambda: 8) == one[20:]  # step 8: step 2 of the second pass
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        indices(batch_size=40, num_replicas=2)
+
+
+def test_a_streamed_data_set_trains_and_resumes_mid_pass(tmp_path, train, held_out):
+    def module():
+        return universal(Stream(train), Stream(held_out))
+
+    whole = module()
+    trainer(tmp_path / "a", 6).fit(whole)
+    assert whole.history[-1][0] == 6 and whole.shared().abs().max() > 0
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=3, save_top_k=-1)
+    trainer(tmp_path / "b", 3, limit_val_batches=0, callbacks=[checkpoint], enable_checkpointing=True).fit(module())
+    resumed = module()  # 4 global batches of 16 a pass: step 3 is mid-pass
+    trainer(tmp_path / "c", 6, limit_val_batches=0).fit(resumed, ckpt_path=str(tmp_path / "ckpt" / "epoch=0-step=3.ckpt"))
+    torch.testing.assert_close(resumed.shared(), whole.shared())
 
 
 # -- universal perturbations --------------------------------------------------------------------------------------
