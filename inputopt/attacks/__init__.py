@@ -17,6 +17,7 @@ _EXPORTS = {
     "inputopt.attacks.minimal": ("FMN", "FMNRadius"),
     "inputopt.attacks.cw": ("CW", "AbortEarly"),
     "inputopt.attacks.apgd": ("APGD", "APGDT", "APGDSchedule", "APGDStep"),
+    "inputopt.attacks.fab": ("FAB",),
     "inputopt.attacks.square": ("Square",),
     "inputopt.attacks.autoattack": ("AutoAttack", "AutoAttackReport"),
     "inputopt.attacks.checks": ("CheckResult", "QuantizedInput", "checks_table", "evaluation_checks"),
