@@ -309,7 +309,7 @@ class FAB(Attack):
         run = 0
         for aim in aims:
             for restart in range(self.restarts):
-                rows = (best_norm > enough).nonzero().flatten()
+                rows = ((best_norm > enough) & (best_norm > 0)).nonzero().flatten()  # 0: adversarial already
                 if not len(rows):
                     break
                 steps_before = run * self.steps_per_run
