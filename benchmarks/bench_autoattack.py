@@ -1,4 +1,4 @@
-"""AutoAttack and APGD-CE in inputopt against torchattacks, side by side in one run: time and robust accuracy.
+"""AutoAttack, APGD-CE and FAB in inputopt against torchattacks, side by side in one run: time and robust accuracy.
 
 Same network object, same images, same ε, one process. ``--data digits`` (default): the zoo's digits CNN and
 held-out digits; ``--data photos``: EfficientNet-Lite0 (pretrained elsewhere) and the 8 labelled real photos of
@@ -8,10 +8,12 @@ held-out digits; ``--data photos``: EfficientNet-Lite0 (pretrained elsewhere) an
   (``--steps``, default 100; goal: time ratio ≤ 0.9, robust accuracy within 1 point).
 * ``autoattack``: ``inputopt.attacks.AutoAttack(net, eps, steps)`` against torchattacks' standard ensemble
   (goal: ≤ 0.8×, the same robust accuracy). With the defaults (digits, 5000 queries, 10 steps) that is
-  ``torchattacks.AutoAttack(net, eps, n_classes=10)`` itself: APGD-CE, APGD-T, FAB-T (which ours leaves out) and
-  Square, 10 APGD steps (the paper's are 100). Otherwise the same members built as its ``AutoAttack`` builds
+  ``torchattacks.AutoAttack(net, eps, n_classes=10)`` itself: APGD-CE, APGD-T, FAB-T and Square, the same four
+  members as ours, 10 APGD and FAB steps (the paper's are 100). Otherwise the same members built as its ``AutoAttack`` builds
   them, with ``--aa-steps`` steps and ``--queries`` Square queries on both sides, and 9 target classes for
   APGD-T and FAB-T (the standard AutoAttack's; torchattacks would aim at all 999 other classes of ImageNet).
+* ``fab``: ``inputopt.attacks.FAB(net, eps=eps, steps)`` against ``torchattacks.FAB(net, eps=eps, steps)``
+  (untargeted L∞, ``--aa-steps`` steps, one restart; goal: ≤ 0.9×, the same robust accuracy at ε).
 
 Each side is timed over ``--reps`` interleaved calls (A B, B A, ...) after one warm-up call (``--reps 0``: the
 warm-up call alone is timed, for budgets too slow to run twice); the table gives medians of the wall time and
@@ -19,7 +21,7 @@ the ratio inputopt / torchattacks.
 
     python benchmarks/bench_autoattack.py                       # 100 digits, eps 0.05, 3 reps
     python benchmarks/bench_autoattack.py --images 450 --queries 5000 --device cuda
-    python benchmarks/bench_autoattack.py --cases autoattack --images 50 --queries 500 --reps 1
+    python benchmarks/bench_autoattack.py --cases autoattack fab --images 50 --queries 500 --reps 1
     python benchmarks/bench_autoattack.py --data photos --eps 0.0005 --steps 3 --cases apgd-ce --reps 0
 
 Needs torchattacks (the ``dev`` extra).
@@ -35,7 +37,7 @@ import torch
 import torchattacks
 from _machine import cpu_name, inputopt_revision
 
-from inputopt.attacks import APGD, AutoAttack
+from inputopt.attacks import APGD, FAB, AutoAttack
 from inputopt.data import Photos
 from inputopt.networks import build_network
 from inputopt.zoo import digits_cnn, load_digits_split
@@ -76,7 +78,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--cases", nargs="+", default=["apgd-ce", "autoattack"], choices=["apgd-ce", "autoattack"])
+    parser.add_argument("--cases", nargs="+", default=["apgd-ce", "autoattack"], choices=["apgd-ce", "autoattack", "fab"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -97,6 +99,9 @@ def main() -> None:
         f"autoattack ({args.aa_steps} steps, {args.queries} queries)": (
             lambda: AutoAttack(net, eps=args.eps, steps=args.aa_steps, queries=args.queries)(x, y),
             lambda: torchattacks_autoattack(net, args.eps, args.queries, args.aa_steps, classes)(x, y)),
+        f"fab ({args.aa_steps} steps)": (
+            lambda: FAB(net, eps=args.eps, steps=args.aa_steps)(x, y),
+            lambda: torchattacks.FAB(net, eps=args.eps, steps=args.aa_steps, n_restarts=1, seed=0)(x, y)),
     }
     print(f"# {cpu_name()} / {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, torch "
           f"{torch.__version__}, torchattacks {torchattacks.__version__}, inputopt{inputopt_revision()}")

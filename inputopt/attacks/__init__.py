@@ -3,7 +3,7 @@
 Every gradient attack runs on the loss path and projection of the rest of the library
 (:func:`~inputopt.engine.optimize`); :meth:`Attack.run` returns an :class:`AttackResult` per ε with
 per-sample success, norms and the step at which each sample first succeeded. The robustness evaluation
-of record is :class:`AutoAttack` (APGD-CE, APGD-T, Square); :func:`evaluation_checks` runs the checks of
+of record is :class:`AutoAttack` (APGD-CE, APGD-T, FAB-T, Square); :func:`evaluation_checks` runs the checks of
 Carlini et al. (2019) on it.
 
 The names are imported on first use, so ``from inputopt.attacks import PGD`` loads only what PGD needs.
@@ -18,8 +18,9 @@ _EXPORTS = {
     "inputopt.attacks.cw": ("CW", "AbortEarly"),
     "inputopt.attacks.apgd": ("APGD", "APGDT", "APGDSchedule", "APGDStep"),
     "inputopt.attacks.square": ("Square",),
+    "inputopt.attacks.fab": ("FAB",), "inputopt.attacks.adaptive": ("BPDA", "EOT", "RandomResizePad"),
     "inputopt.attacks.autoattack": ("AutoAttack", "AutoAttackReport"),
-    "inputopt.attacks.checks": ("CheckResult", "QuantizedInput", "checks_table", "evaluation_checks"),
+    "inputopt.attacks.checks": ("CheckResult", "Quantize", "QuantizedInput", "checks_table", "evaluation_checks"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from inputopt._config import instantiate
 from inputopt.attacks.base import Attack
 
-__all__ = ["CheckResult", "QuantizedInput", "checks_table", "evaluation_checks"]
+__all__ = ["CheckResult", "Quantize", "QuantizedInput", "checks_table", "evaluation_checks"]
 
 
 @dataclass
@@ -52,7 +52,8 @@ class QuantizedInput(nn.Module):
 
     The pixels are rounded to ``levels`` levels before the network; rounding has a zero gradient almost
     everywhere, so gradient attacks see no signal while the classifier is as easy to fool as before.
-    Made to show that :func:`evaluation_checks` flags masking.
+    Made to show that :func:`evaluation_checks` flags masking, and that :class:`~inputopt.attacks.BPDA` on its
+    ``quantize`` layer removes it (``BPDA.inside(model, "quantize")``).
 
     Example:
         >>> from inputopt.zoo import digits_cnn
@@ -64,13 +65,31 @@ class QuantizedInput(nn.Module):
 
     def __init__(self, network: nn.Module, levels: int = 8) -> None:
         super().__init__()
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-            raise ValueError(f"levels must be an int >= 2, got {levels!r}")
+        self.quantize = Quantize(levels)
         self.network = network
         self.levels = levels
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.network(torch.round(x * (self.levels - 1)) / (self.levels - 1))
+        return self.network(self.quantize(x))
+
+
+class Quantize(nn.Module):
+    """Round ``[0, 1]`` pixels to ``levels`` levels: a zero gradient almost everywhere (:class:`QuantizedInput`'s
+    first layer; :class:`~inputopt.attacks.BPDA` gives it the identity's gradient).
+
+    Example:
+        >>> Quantize(3)(torch.tensor([0.1, 0.3, 0.9]))
+        tensor([0.0000, 0.5000, 1.0000])
+    """
+
+    def __init__(self, levels: int = 8) -> None:
+        super().__init__()
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+            raise ValueError(f"levels must be an int >= 2, got {levels!r}")
+        self.levels = levels
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.round(x * (self.levels - 1)) / (self.levels - 1)
 
 
 def _variant(attack: Attack, **changes: Any) -> Attack:

@@ -9,8 +9,9 @@ global stream, so single images may differ while the accuracy agrees.
   image depends on which squares are drawn: at ε = 0.05 and 200 queries, over seeds 0-4, our robust
   accuracy on these 100 digits was 84-88 % and torchattacks' 83-86 % (measured when this test was
   written), so two independent streams agree to about 4 points.
-- AutoAttack standard: the same robust images as torchattacks' ``AutoAttack`` ensemble (which also runs
-  FAB-T) at two ε, up to one borderline image that the random start decides.
+- AutoAttack standard against torchattacks' standard ensemble, member for member (APGD-CE, APGD-T, FAB-T,
+  Square), on 100 held-out digits at two ε: never more than one image more robust, at most two fewer (our
+  APGD-T breaks two more at ε = 0.05, whatever the seed: the test's docstring has the figures).
 """
 
 from __future__ import annotations
@@ -70,20 +71,20 @@ def torchattacks_standard(ta, net, eps: float, queries: int):
 @pytest.mark.slow
 @pytest.mark.parametrize("eps", [0.05, 0.08])
 def test_autoattack_robust_accuracy_matches_torchattacks(net, held_out, eps):
-    """torchattacks' standard ensemble with its default 10 APGD steps (the paper uses 100), and 500 Square
-    queries instead of 5000 to keep the test short on a CPU: the same robust images."""
+    """The same four members on both sides (APGD-CE, APGD-T, FAB-T, Square) with torchattacks' default of 10
+    steps (the paper uses 100) and 200 Square queries instead of 5000 to keep the test short on a CPU, on 100
+    held-out digits: ours never leaves more than one image more robust, and at most two fewer.
+
+    The two fewer are APGD-T's: alone, at ε = 0.05 on these digits, torchattacks' APGD-T left 50, 50, 50, 52
+    robust over its seeds 0-3 and ours 48 at each of the same seeds (measured when FAB-T joined the ensemble;
+    FAB-T alone left 61 on both sides, the same images). At ε = 0.08 the ensembles agree within one."""
     ta = _reference("torchattacks")
-    x, y = (t[:30] for t in held_out)
-    attack = AutoAttack(net, eps=eps, steps=10, queries=500)
+    x, y = (t[:100] for t in held_out)
+    attack = AutoAttack(net, eps=eps, steps=10, queries=200)
+    assert attack.members == ("apgd-ce", "apgd-t", "fab-t", "square")
     ours = attack(x, y)
-    theirs = torchattacks_standard(ta, net, eps, 500)(x, y)
+    theirs = torchattacks_standard(ta, net, eps, 200)(x, y)
     with torch.no_grad():
-        robust_ours, robust_theirs = net(ours).argmax(1) == y, net(theirs).argmax(1) == y
-    assert 0 < robust_theirs.sum() < len(y)
-    # the same robust accuracy within one image, and the same robust images but for the two borderline ones
-    # whose fate depends on the random start: at ε = 0.05, over seeds 0-3 each (before the named random streams),
-    # ours broke image 25 at three seeds, torchattacks' at none and broke image 24 at one; with the streams, seed 0
-    # breaks 25 and keeps 24, and torchattacks' seed 0 the reverse; the other 13 robust images were the same
-    assert abs(int(robust_ours.sum()) - int(robust_theirs.sum())) <= 1
-    differ = (robust_ours ^ robust_theirs).nonzero().flatten().tolist()
-    assert len(differ) <= 1 or set(differ) <= {24, 25}, (robust_ours.nonzero().flatten(), robust_theirs.nonzero().flatten())
+        robust_ours, robust_theirs = int((net(ours).argmax(1) == y).sum()), int((net(theirs).argmax(1) == y).sum())
+    assert 0 < robust_theirs < len(y)
+    assert robust_theirs - 2 <= robust_ours <= robust_theirs + 1, (robust_ours, robust_theirs)

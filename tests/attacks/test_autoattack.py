@@ -28,7 +28,7 @@ def test_members_run_in_order_on_the_still_robust_images(net, data):
     result = attack.run(x, y)[0]
     report = result.info["report"]
     accuracy = report.robust_accuracy()
-    assert list(accuracy) == ["clean", "apgd-ce", "apgd-t", "square"]
+    assert list(accuracy) == ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]
     values = list(accuracy.values())
     assert values == sorted(values, reverse=True)
     assert accuracy["square"] == pytest.approx(result.robust(y).float().mean().item())
@@ -49,6 +49,9 @@ def test_version_plus_and_rand_members(net, data):
     assert result.info["report"].members == ("apgd-ce", "apgd-dlr")
     with pytest.raises(ValueError, match="version"):
         AutoAttack(net, eps=0.05, version="fast")
+    assert AutoAttack(net, eps=0.05, fab=False).members == ("apgd-ce", "apgd-t", "square")
+    with pytest.raises(ValueError, match="fab"):
+        AutoAttack(net, eps=0.05, fab="no")
     with pytest.raises(ValueError, match="untargeted"):
         AutoAttack(net, eps=0.05, **SMALL).run(x[:2], y[:2], target=3)
 
