@@ -15,10 +15,10 @@ digits; ``--data photos``: EfficientNet-Lite0 and the 8 labelled real photos (10
   ``L2FMNAttack(steps=S)``.
 
 Goal: time ratio ≤ 0.9 with the median L2 no larger. The median norm is over the images correctly classified and
-broken by that side; "broken" counts them. Each side is timed over ``--reps`` interleaved calls (A B, B A, ...)
-after one warm-up call that gives the success and norms; the table gives the medians of the wall times and their
-ratio inputopt / peer. ``--table`` prints instead one row per implementation (FMN, DDN, CW and DeepFool, each
-followed by its peer): the table of docs/adversarial.md.
+broken by that side ("broken" counts them), and over those both sides break. Each side is timed over ``--reps``
+interleaved calls (A B, B A, ...) after one warm-up call that gives the success and norms; the table gives the
+medians of the wall times and their ratio inputopt / peer. ``--table`` prints instead one row per implementation
+(FMN, DDN, CW and DeepFool, each followed by its peer): the table of docs/adversarial.md.
 
     python benchmarks/bench_minimal_norm.py                                   # 100 digits: CW, DeepFool, DDN
     python benchmarks/bench_minimal_norm.py --steps 100 --lr 0.01 --reps 5 --attacks cw
@@ -111,22 +111,24 @@ def main() -> None:
     with torch.no_grad():
         correct = net(x).argmax(1) == y
 
-    def measure(adversarial: torch.Tensor) -> tuple[int, float]:
+    def measure(adversarial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             broken = (net(adversarial).argmax(1) != y) & correct
-        norms = (adversarial - x).flatten(1).norm(dim=1)
-        return int(broken.sum()), norms[broken].median().item() if broken.any() else float("nan")
+        return broken, (adversarial - x).flatten(1).norm(dim=1)
+
+    def median(norms: torch.Tensor, rows: torch.Tensor) -> float:
+        return norms[rows].median().item() if rows.any() else float("nan")
 
     print(f"# {cpu_name()} / cpu, torch {torch.__version__}, torchattacks {torchattacks.__version__}, "
           f"foolbox {foolbox.__version__}, inputopt{inputopt_revision()}")
     print(f"# {what} ({int(correct.sum())} correctly classified), {args.reps} reps, {args.threads} thread(s)")
     if args.table:
-        print("| attack | implementation | broken | median L2 | time s |")
-        print("|---|---|---|---|---|")
+        print("| attack | implementation | broken | median L2 | median L2 on the images both break | time s |")
+        print("|---|---|---|---|---|---|")
     else:
         print("| attack | peer | inputopt s | peer s | ratio | broken inputopt | broken peer | median L2 inputopt "
-              "| median L2 peer |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "| median L2 peer | median L2 on both inputopt | on both peer |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (ours, peer, theirs) in cases(args, net, x, y).items():
         results = {side: measure(call()) for side, call in (("ours", ours), ("theirs", theirs))}  # warm-up
         times: dict[str, list[float]] = {"ours": [], "theirs": []}
@@ -137,12 +139,17 @@ def main() -> None:
                 call()
                 times[side].append(time.perf_counter() - start)
         a, b = statistics.median(times["ours"]), statistics.median(times["theirs"])
+        (ours_broken, ours_norms), (theirs_broken, theirs_norms) = results["ours"], results["theirs"]
+        both = ours_broken & theirs_broken
         if args.table:
-            for side, who, seconds in (("ours", "inputopt", a), ("theirs", peer, b)):
-                print(f"| {name} | {who} | {results[side][0]} | {results[side][1]:.4f} | {seconds:.2f} |", flush=True)
+            for who, seconds, (broken, norms) in (("inputopt", a, results["ours"]), (peer, b, results["theirs"])):
+                print(f"| {name} | {who} | {int(broken.sum())} | {median(norms, broken):.4f} | "
+                      f"{median(norms, both):.4f} | {seconds:.2f} |", flush=True)
         else:
-            print(f"| {name} | {peer} | {a:.2f} | {b:.2f} | {a / b:.2f} | {results['ours'][0]} | "
-                  f"{results['theirs'][0]} | {results['ours'][1]:.4f} | {results['theirs'][1]:.4f} |", flush=True)
+            print(f"| {name} | {peer} | {a:.2f} | {b:.2f} | {a / b:.2f} | {int(ours_broken.sum())} | "
+                  f"{int(theirs_broken.sum())} | {median(ours_norms, ours_broken):.4f} | "
+                  f"{median(theirs_norms, theirs_broken):.4f} | {median(ours_norms, both):.4f} | "
+                  f"{median(theirs_norms, both):.4f} |", flush=True)
 
 
 if __name__ == "__main__":
