@@ -172,8 +172,8 @@ class DDN(Attack):
     perturbation seen (:class:`~inputopt.record.SmallestNorm`), the final images included. It runs on
     :func:`~inputopt.engine.optimize`.
 
-    A row whose gradient is exactly zero does not move (Rony et al. and Foolbox draw a random direction there:
-    the attack stays deterministic instead).
+    A row whose gradient is exactly zero takes no step, only the radius update (Rony et al. and Foolbox draw a
+    random direction there: this attack stays deterministic instead).
 
     Args:
         model: the classifier (an ``nn.Module`` or a network name).
