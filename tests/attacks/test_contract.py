@@ -16,8 +16,7 @@ import torch
 
 import inputopt.attacks
 from inputopt._config import instantiate
-from inputopt.attacks import (APGD, APGDT, BIM, CW, DDN, FGSM, FMN, PGD, Attack, AutoAttack, DeepFool, GradientAscent,
-                              Square)
+from inputopt.attacks import APGD, APGDT, BIM, CW, FGSM, FMN, PGD, Attack, AutoAttack, GradientAscent, Square
 from inputopt.functional.projection import lp_norms
 from tests.conftest import concrete_subclasses
 
@@ -30,8 +29,9 @@ EXAMPLES: dict[type, list[dict]] = {
     BIM: [dict(eps=0.1, alpha=0.03, steps=3), dict(eps=0.5, alpha=0.2, steps=3, norm="L2", loss="margin")],
     PGD: [dict(eps=0.1, alpha=0.03, steps=3), dict(eps=0.5, alpha=0.2, steps=3, norm="L2", loss="dlr")],
     FMN: [dict(steps=5), dict(steps=5, norm="Linf")],
+    inputopt.attacks.DeepFool: [dict(steps=5), dict(steps=3, norm="Linf", candidates=3, eps=0.1)],
+    inputopt.attacks.DDN: [dict(steps=5), dict(steps=5, eps=1.0)],
     CW: [dict(steps=5, lr=0.05), dict(steps=4, search_steps=2, kappa=0.5, abort_early=True)],
-    DeepFool: [dict(steps=5), dict(steps=3, norm="Linf", candidates=3, eps=0.1)], DDN: [dict(steps=5, eps=1.0)],
     GradientAscent: [dict(lr=0.1, steps=3)],
     APGD: [dict(eps=0.1, steps=5), dict(eps=0.5, steps=5, norm="L2", loss="dlr", restarts=2)],
     APGDT: [dict(eps=0.1, steps=4, target_classes=2)],

@@ -1,6 +1,6 @@
 """DeepFool and DDN (``inputopt.attacks.minimal``) beyond the attack contract: what each step does, the history,
 targeted DDN, and the errors. FMN is tested in test_attacks.py; the agreement with torchattacks and Foolbox is in
-test_agreement.py."""
+test_agreement_minimal.py."""
 
 from __future__ import annotations
 
