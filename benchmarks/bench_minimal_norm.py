@@ -1,5 +1,5 @@
-"""Minimal-norm attacks in inputopt against their torchattacks counterparts, side by side in one run: time,
-success and median norm at equal settings.
+"""Minimal-norm attacks in inputopt against their torchattacks and Foolbox counterparts, side by side in one run:
+time, success and median norm at equal settings.
 
 Same network object, same images, one process. ``--data digits`` (default): the zoo's digits CNN and held-out
 digits; ``--data photos``: EfficientNet-Lite0 and the 8 labelled real photos (1000 classes).
@@ -7,18 +7,28 @@ digits; ``--data photos``: EfficientNet-Lite0 and the 8 labelled real photos (10
 * ``cw``: ``inputopt.attacks.CW(net, c, steps=S, lr, abort_early="batch")`` against ``torchattacks.CW(net, c,
   kappa=0, steps=S, lr)``: one c (torchattacks has no binary search), Adam for S steps, the smallest adversarial
   image kept, and the early abort torchattacks always applies (the run stops when the batch's total loss rose
-  at a tenth of the steps; ``--cw-abort none`` runs every step on our side). Goal: time ratio ≤ 0.9 with the
-  median L2 no larger.
+  at a tenth of the steps; ``--cw-abort none`` runs every step on our side).
+* ``deepfool``: ``inputopt.attacks.DeepFool(net, steps=D, overshoot=0.02)`` (L2, 10 candidate classes) against
+  ``torchattacks.DeepFool(net, steps=D, overshoot=0.02)`` (every class a candidate: on the digits' 10 classes the
+  same); on the photos, against Foolbox's ``L2DeepFoolAttack(steps=D, candidates=10, overshoot=0.02)``
+  (torchattacks' takes the full Jacobian: 1000 backward passes per image and step).
+* ``ddn``: ``inputopt.attacks.DDN(net, steps=N)`` against Foolbox's ``DDNAttack(steps=N)`` (ε0 1, γ 0.05).
+* ``fmn`` (only in ``--table``): ``inputopt.attacks.FMN(net, norm="L2", steps=S)`` against Foolbox's
+  ``L2FMNAttack(steps=S)``.
 
-The median norm is over the images correctly classified and broken by that side; "broken" counts them. Each
-side is timed over ``--reps`` interleaved calls (A B, B A, ...) after one warm-up call that gives the success
-and norms; the table gives the medians of the wall times and their ratio inputopt / torchattacks.
+Goal: time ratio ≤ 0.9 with the median L2 no larger. The median norm is over the images correctly classified and
+broken by that side ("broken" counts them), and over those both sides break. Each side is timed over ``--reps``
+interleaved calls (A B, B A, ...) after one warm-up call that gives the success and norms; the table gives the
+medians of the wall times and their ratio inputopt / peer. ``--table`` prints instead one row per implementation
+(FMN, DDN, CW and DeepFool, each followed by its peer): the table of docs/adversarial.md.
 
-    python benchmarks/bench_minimal_norm.py                                   # 100 digits, c 1, 50 steps
-    python benchmarks/bench_minimal_norm.py --steps 100 --lr 0.01 --reps 5
-    python benchmarks/bench_minimal_norm.py --data photos --images 8 --c 0.1 --steps 20 --reps 1
+    python benchmarks/bench_minimal_norm.py                                   # 100 digits: CW, DeepFool, DDN
+    python benchmarks/bench_minimal_norm.py --steps 100 --lr 0.01 --reps 5 --attacks cw
+    python benchmarks/bench_minimal_norm.py --table --reps 1                  # the docs' table
+    python benchmarks/bench_minimal_norm.py --data photos --images 8 --c 0.1 --steps 20 --ddn-steps 20 \\
+        --deepfool-steps 10 --reps 1
 
-Needs torchattacks (the ``dev`` extra).
+Needs torchattacks and Foolbox (the ``dev`` extra).
 """
 
 from __future__ import annotations
@@ -26,15 +36,19 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
+import foolbox
 import torch
 import torchattacks
 from _machine import cpu_name, inputopt_revision
 
-from inputopt.attacks import CW
+from inputopt.attacks import CW, DDN, FMN, DeepFool
 from inputopt.data import Photos
 from inputopt.networks import build_network
 from inputopt.zoo import digits_cnn, load_digits_split
+
+Call = Callable[[], torch.Tensor]
 
 
 def load(data: str, images: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, str]:
@@ -48,42 +62,79 @@ def load(data: str, images: int) -> tuple[torch.nn.Module, torch.Tensor, torch.T
     return digits_cnn("a").eval(), x, y, f"{len(x)} held-out digits, digits CNN"
 
 
+def cases(args: argparse.Namespace, net: torch.nn.Module, x: torch.Tensor,
+          y: torch.Tensor) -> dict[str, tuple[Call, str, Call]]:
+    """``{attack: (inputopt's call, the peer's name, the peer's call)}`` for ``--attacks``."""
+    model = foolbox.PyTorchModel(net, bounds=(0, 1))
+
+    def fb(attack) -> Call:
+        return lambda: attack(model, x, y, epsilons=None)[1]
+
+    if args.data == "photos":
+        deepfool_peer = ("Foolbox", fb(foolbox.attacks.L2DeepFoolAttack(steps=args.deepfool_steps, candidates=10,
+                                                                          overshoot=0.02)))
+    else:
+        deepfool_peer = ("torchattacks", lambda: torchattacks.DeepFool(net, steps=args.deepfool_steps,
+                                                                         overshoot=0.02)(x, y))
+    every = {
+        "fmn": (f"FMN-L2 ({args.steps} steps)", lambda: FMN(net, norm="L2", steps=args.steps)(x, y),
+                "Foolbox", fb(foolbox.attacks.L2FMNAttack(steps=args.steps))),
+        "ddn": (f"DDN ({args.ddn_steps} steps)", lambda: DDN(net, steps=args.ddn_steps)(x, y),
+                "Foolbox", fb(foolbox.attacks.DDNAttack(steps=args.ddn_steps))),
+        "cw": (f"CW-L2 (c {args.c}, {args.steps} steps, lr {args.lr}, abort {args.cw_abort})",
+               lambda: CW(net, c=args.c, steps=args.steps, lr=args.lr,
+                          abort_early=None if args.cw_abort == "none" else args.cw_abort)(x, y),
+               "torchattacks", lambda: torchattacks.CW(net, c=args.c, kappa=0, steps=args.steps, lr=args.lr)(x, y)),
+        "deepfool": (f"DeepFool-L2 ({args.deepfool_steps} steps, overshoot 0.02)",
+                     lambda: DeepFool(net, steps=args.deepfool_steps, overshoot=0.02)(x, y), *deepfool_peer),
+    }
+    return {every[name][0]: (every[name][1], *every[name][2:]) for name in args.attacks}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=["digits", "photos"], default="digits")
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--c", type=float, default=1.0)
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=50, help="CW's and FMN's steps")
     parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--ddn-steps", type=int, default=100)
+    parser.add_argument("--deepfool-steps", type=int, default=50)
+    parser.add_argument("--attacks", type=lambda s: s.split(","), default=None,
+                        help="comma-separated among fmn, ddn, cw, deepfool (default: cw,deepfool,ddn; with --table "
+                             "all four)")
+    parser.add_argument("--table", action="store_true", help="one row per implementation (the docs' table)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cw-abort", choices=["batch", "image", "none"], default="batch",
                         help="CW's early abort on our side (torchattacks': batch)")
     args = parser.parse_args()
+    if args.attacks is None:
+        args.attacks = ["fmn", "ddn", "cw", "deepfool"] if args.table else ["cw", "deepfool", "ddn"]
     torch.set_num_threads(args.threads)
     net, x, y, what = load(args.data, args.images)
     with torch.no_grad():
         correct = net(x).argmax(1) == y
 
-    def measure(adversarial: torch.Tensor) -> tuple[int, float]:
+    def measure(adversarial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             broken = (net(adversarial).argmax(1) != y) & correct
-        norms = (adversarial - x).flatten(1).norm(dim=1)
-        return int(broken.sum()), norms[broken].median().item() if broken.any() else float("nan")
+        return broken, (adversarial - x).flatten(1).norm(dim=1)
 
-    cases = {
-        f"CW-L2 (c {args.c}, {args.steps} steps, lr {args.lr}, abort {args.cw_abort})": (
-            lambda: CW(net, c=args.c, steps=args.steps, lr=args.lr,
-                       abort_early=None if args.cw_abort == "none" else args.cw_abort)(x, y),
-            lambda: torchattacks.CW(net, c=args.c, kappa=0, steps=args.steps, lr=args.lr)(x, y)),
-    }
+    def median(norms: torch.Tensor, rows: torch.Tensor) -> float:
+        return norms[rows].median().item() if rows.any() else float("nan")
+
     print(f"# {cpu_name()} / cpu, torch {torch.__version__}, torchattacks {torchattacks.__version__}, "
-          f"inputopt{inputopt_revision()}")
+          f"foolbox {foolbox.__version__}, inputopt{inputopt_revision()}")
     print(f"# {what} ({int(correct.sum())} correctly classified), {args.reps} reps, {args.threads} thread(s)")
-    print("| attack | inputopt s | torchattacks s | ratio | broken inputopt | broken torchattacks | median L2 inputopt "
-          "| median L2 torchattacks |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, (ours, theirs) in cases.items():
+    if args.table:
+        print("| attack | implementation | broken | median L2 | median L2 on the images both break | time s |")
+        print("|---|---|---|---|---|---|")
+    else:
+        print("| attack | peer | inputopt s | peer s | ratio | broken inputopt | broken peer | median L2 inputopt "
+              "| median L2 peer | median L2 on both inputopt | on both peer |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, (ours, peer, theirs) in cases(args, net, x, y).items():
         results = {side: measure(call()) for side, call in (("ours", ours), ("theirs", theirs))}  # warm-up
         times: dict[str, list[float]] = {"ours": [], "theirs": []}
         for rep in range(args.reps):
@@ -93,8 +144,17 @@ def main() -> None:
                 call()
                 times[side].append(time.perf_counter() - start)
         a, b = statistics.median(times["ours"]), statistics.median(times["theirs"])
-        print(f"| {name} | {a:.2f} | {b:.2f} | {a / b:.2f} | {results['ours'][0]} | {results['theirs'][0]} | "
-              f"{results['ours'][1]:.4f} | {results['theirs'][1]:.4f} |", flush=True)
+        (ours_broken, ours_norms), (theirs_broken, theirs_norms) = results["ours"], results["theirs"]
+        both = ours_broken & theirs_broken
+        if args.table:
+            for who, seconds, (broken, norms) in (("inputopt", a, results["ours"]), (peer, b, results["theirs"])):
+                print(f"| {name} | {who} | {int(broken.sum())} | {median(norms, broken):.4f} | "
+                      f"{median(norms, both):.4f} | {seconds:.2f} |", flush=True)
+        else:
+            print(f"| {name} | {peer} | {a:.2f} | {b:.2f} | {a / b:.2f} | {int(ours_broken.sum())} | "
+                  f"{int(theirs_broken.sum())} | {median(ours_norms, ours_broken):.4f} | "
+                  f"{median(theirs_norms, theirs_broken):.4f} | {median(ours_norms, both):.4f} | "
+                  f"{median(theirs_norms, both):.4f} |", flush=True)
 
 
 if __name__ == "__main__":

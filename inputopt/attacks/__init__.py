@@ -14,7 +14,7 @@ import importlib
 _EXPORTS = {
     "inputopt.attacks.base": ("LOSSES", "Attack", "AttackResult", "PredictionHistory"),
     "inputopt.attacks.gradient": ("BIM", "FGSM", "PGD", "GradientAscent"),
-    "inputopt.attacks.minimal": ("FMN", "FMNRadius"),
+    "inputopt.attacks.minimal": ("FMN", "FMNRadius", "DDN", "DDNRadius", "DeepFool"),
     "inputopt.attacks.cw": ("CW", "AbortEarly"),
     "inputopt.attacks.apgd": ("APGD", "APGDT", "APGDSchedule", "APGDStep"),
     "inputopt.attacks.square": ("Square",),

@@ -29,6 +29,8 @@ EXAMPLES: dict[type, list[dict]] = {
     BIM: [dict(eps=0.1, alpha=0.03, steps=3), dict(eps=0.5, alpha=0.2, steps=3, norm="L2", loss="margin")],
     PGD: [dict(eps=0.1, alpha=0.03, steps=3), dict(eps=0.5, alpha=0.2, steps=3, norm="L2", loss="dlr")],
     FMN: [dict(steps=5), dict(steps=5, norm="Linf")],
+    inputopt.attacks.DeepFool: [dict(steps=5), dict(steps=3, norm="Linf", candidates=3, eps=0.1)],
+    inputopt.attacks.DDN: [dict(steps=5), dict(steps=5, eps=1.0)],
     CW: [dict(steps=5, lr=0.05), dict(steps=4, search_steps=2, kappa=0.5, abort_early="image")],
     GradientAscent: [dict(lr=0.1, steps=3)],
     APGD: [dict(eps=0.1, steps=5), dict(eps=0.5, steps=5, norm="L2", loss="dlr", restarts=2)],
