@@ -9,6 +9,10 @@ constructor arguments valid for the tiny network in ``EXAMPLES`` below: a new ob
 from __future__ import annotations
 
 import copy
+import re
+import sys
+import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,8 +105,31 @@ EXAMPLES: dict[type, list[dict]] = {
 TARGETS_FROM_OTHER_IMAGES = {FeatureMatch}
 
 CLASSES = concrete_subclasses(InputObjective, inputopt.objectives)
+
+
+def _docs_objective(name: str) -> type:
+    """The objective class ``name`` of docs/extending.md, its code block run verbatim as a module of its own
+    (registered in ``sys.modules``, so a config or a checkpoint can name it like any user's objective)."""
+    text = (Path(__file__).parents[2] / "docs" / "extending.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if f"class {name}(" in b]
+    assert len(blocks) == 1, f"docs/extending.md should have one python block defining {name}, found {len(blocks)}"
+    module = types.ModuleType(f"tests.objectives._docs_{name.lower()}")
+    sys.modules[module.__name__] = module
+    exec(compile(blocks[0], "docs/extending.md", "exec"), module.__dict__)
+    return getattr(module, name)
+
+
+#: The objectives of the docs, as a reader copies them: they must pass the same contract.
+DOCS_EXAMPLES: dict[type, list[dict]] = {
+    _docs_objective("ChannelMax"): [
+        dict(layer="features.4", channel=[0, 3, 7]),
+        dict(layer="features.0", channel=5),
+    ],
+}
 CASES = [pytest.param(cls, kwargs, id=f"{cls.__name__}-{i}")
          for cls in CLASSES for i, kwargs in enumerate(EXAMPLES.get(cls) or [None])]
+CASES += [pytest.param(cls, kwargs, id=f"docs-{cls.__name__}-{i}")
+          for cls, examples in DOCS_EXAMPLES.items() for i, kwargs in enumerate(examples)]
 
 
 def test_discovery_finds_known_objectives():
