@@ -10,7 +10,7 @@ result equals one process. :class:`~inputopt.callbacks.examples.SaveDatasetExamp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -85,6 +85,10 @@ class DatasetExamples(DatasetRunner):
         mean: per-channel mean subtracted before the network (with ``std``).
         std: per-channel standard deviation.
         seed: the seed of random weights, for a named network without weights.
+        layouts: per-layer layouts declaring or overriding the network's (:mod:`inputopt.layouts`), e.g.
+            ``{"blocks.3": {"kind": "tokens", "special": 1, "grid": [14, 14]}}``.
+        output: for a network whose forward returns a tuple, dict or dataclass, the output to use (an
+            index, a key or a field such as ``"logits"``).
 
     Example:
         >>> from lightning.pytorch import Trainer
@@ -110,8 +114,10 @@ class DatasetExamples(DatasetRunner):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         seed: int = 0,
+        layouts: Mapping[str, Any] | None = None,
+        output: str | int | None = None,
     ) -> None:
-        spec = NetworkSpec(network, weights, state_dict, mean, std)
+        spec = NetworkSpec(network, weights, state_dict, mean, std, layouts, output)
         super().__init__(spec.build(seed), dataset, batch_size, num_workers)
         if crop_size is not None and (isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < 1):
             raise ValueError(f"crop_size must be an int >= 1 or None, got {crop_size!r}")
