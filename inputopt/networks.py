@@ -25,7 +25,7 @@ __all__ = ["IMAGENET_ZOO", "TIMM_PREFIX", "FrozenNetworkHolder", "NetworkSpec", 
            "frozen_network", "load_state_dict_file", "load_torch_file", "probe", "Normalize", "ZOO"]
 
 #: The project's own small trained models, available offline (see ``inputopt/zoo``).
-ZOO = {"digits": "a", "digits_b": "b"}
+ZOO = {"digits": "a", "digits_b": "b", "digits_vit": "vit"}
 
 #: The prefix of a timm model's name: ``"timm/vit_tiny_patch16_224"``.
 TIMM_PREFIX = "timm/"
@@ -117,7 +117,8 @@ def build_network(name: str, weights: str | None = None, state_dict: str | os.Pa
 
     ``name`` is one of:
 
-    - a zoo model of this project (``"digits"``, ``"digits_b"``), trained weights included;
+    - a zoo model of this project (``"digits"``, ``"digits_b"``, the transformer ``"digits_vit"``), trained
+      weights included;
     - a pretrained ImageNet network of the ``imagenet`` extra (``"efficientnet_lite0"``,
       ``"efficientnet_lite1"``): weights included, [0, 1] RGB input (the normalization is its first step);
     - a torchvision classifier (``"vgg16"``, ``"alexnet"``, ...) with ``weights`` the name of a member
@@ -156,7 +157,12 @@ def build_network(name: str, weights: str | None = None, state_dict: str | os.Pa
 
         if weights is not None:
             raise ValueError(f"zoo model {name!r} ships its weights; use state_dict for other weights")
-        network = digits_cnn(ZOO[name], pretrained=state_dict is None)
+        if ZOO[name] == "vit":
+            from inputopt.zoo.vit import digits_vit
+
+            network = digits_vit(pretrained=state_dict is None)
+        else:
+            network = digits_cnn(ZOO[name], pretrained=state_dict is None)
     elif name in IMAGENET_ZOO:
         from inputopt.zoo.efficientnet import efficientnet_lite
 

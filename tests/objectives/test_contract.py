@@ -22,11 +22,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 import inputopt.objectives
 from inputopt import InputOptimization
 from inputopt.capture import capture_activations, resolve_layer
-from inputopt.objectives import (DLR, Alignment, ChannelInteraction, ChannelSum, DeepDream, Direction, Diversity,
-                                 FeatureMatch, InputObjective, Margin, NegativeCrossEntropy, Sum, TargetedDLR,
-                                 UnitActivation)
+from inputopt.objectives import (DLR, Alignment, AttentionHead, ChannelInteraction, ChannelSum, DeepDream, Direction,
+                                 Diversity, FeatureMatch, InputObjective, Margin, NegativeCrossEntropy, Sum, TargetedDLR,
+                                 TokenActivation, UnitActivation)
 from inputopt.objectives.base import select_rows
-from tests.conftest import concrete_subclasses, make_tiny_net
+from tests.conftest import concrete_subclasses, make_tiny_net, make_tiny_vit
 
 B = 3  # images per batch in every example; list-valued units have one entry per image
 
@@ -98,7 +98,19 @@ EXAMPLES: dict[type, list[dict]] = {
         dict(layer="features.4"),
         dict(layer="features.0", position=[2, 0, 1], decay_ratio=3.0, max_distance=1),
     ],
+    # transformer objectives, on the tiny ViT of NETWORKS (layers that give bfloat16 under autocast)
+    TokenActivation: [
+        dict(layer="blocks.1.mlp", unit=[0, 5, 15]),
+        dict(layer="blocks.0.mlp.0", unit=3, token=7),
+    ],
+    AttentionHead: [
+        dict(layer="blocks.1.attn.heads", head=[0, 1, 1]),
+        dict(layer="blocks.0.attn.heads", head=1, token=0),
+    ],
 }
+
+#: The network of a class's examples when it is not the tiny CNN: the transformer objectives read tokens.
+NETWORKS = {TokenActivation: make_tiny_vit, AttentionHead: make_tiny_vit}
 
 
 #: Objectives whose targets are data from other images (see ``build``).
@@ -150,9 +162,9 @@ def test_no_stale_examples():
 # -- helpers --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def net():
-    return make_tiny_net().requires_grad_(False)
+@pytest.fixture
+def net(cls):
+    return NETWORKS.get(cls, make_tiny_net)().requires_grad_(False)
 
 
 def _images(seed: int = 0) -> torch.Tensor:
