@@ -6,12 +6,15 @@ dataset examples. The figures of docs/transformers.md.
    settings, configs/digits.yaml and configs/digits_fourier.yaml) with five methods, for ``--seeds``; printed:
    how many of the ten images ``digits_b`` (and the other source model) classifies as their class, and the
    patch-grid ratio: the mean absolute difference between neighbouring pixels across the 4-pixel patch
-   borders of the ViT over the same inside the patches (1: no grid; > 1: the patch grid shows).
+   borders of the ViT over the same inside the patches (1: no grid; > 1: the patch grid shows), and the
+   periodic fraction: the share of the image's variance that repeats in every 4x4 patch, and the mean logit
+   of each image's own class in the source model.
 3. Dataset examples of a few units (top 8 of the 450 held-out digits): the layer's features 0..5, and how
    many of each unit's 8 examples share their most common label (purity).
 
 Figures: ``docs/images/transformers_digits_vit.png`` (rows: the CNN with pixels + edge prior and with Fourier +
-transforms, then the ViT with the same; seed 0), ``docs/images/transformers_examples.png`` (dataset examples of
+transforms + edge prior, then the ViT with the same; seed 0), ``docs/images/transformers_digits_vit_std.png``
+(the ViT rows, contrast-normalized per image), ``docs/images/transformers_examples.png`` (dataset examples of
 6 features of the ViT's last block, 4x4-pixel patches cropped with their neighbours: 12 pixels).
 
     python examples/digits_vit.py --seeds 0 1 2        # a few minutes on one CPU thread
@@ -62,6 +65,16 @@ def visualize(network: str, make_param, make_transforms, weight: float, seed: in
     return module.images()
 
 
+def periodic_fraction(x: torch.Tensor, patch: int = 4) -> float:
+    """The share of an image's variance repeated in every patch: the mean ``patch x patch`` tile over the grid,
+    tiled back, over the whole (both without the image mean); the mean over images. A picture made of one
+    pattern stamped on every patch scores 1; the held-out digits score 0.0003."""
+    centred = x - x.mean((-2, -1), keepdim=True)
+    tiles = centred.unflatten(-2, (-1, patch)).unflatten(-1, (-1, patch))  # (..., gh, p, gw, p)
+    mean_tile = tiles.mean((-4, -2), keepdim=True).expand_as(tiles).flatten(-4, -3).flatten(-2, -1)
+    return float((mean_tile.pow(2).sum((-2, -1)) / centred.pow(2).sum((-2, -1)).clamp_min(1e-12)).mean())
+
+
 def grid_ratio(x: torch.Tensor, patch: int = 4) -> float:
     """Mean |difference| of horizontally and vertically neighbouring pixels across patch borders over inside them."""
     dx = (x[..., :, 1:] - x[..., :, :-1]).abs()
@@ -89,27 +102,33 @@ def main() -> None:
         for name, model in models.items():
             accuracy = (model(images).argmax(1) == labels).float().mean().item()
             print(f"{name:10} held-out accuracy {accuracy:.4f} ({round(accuracy * len(labels))}/{len(labels)})")
+    print(f"held-out digits: grid ratio {grid_ratio(images):.2f}, periodic {periodic_fraction(images):.3f}")
 
     print(f"\nclass visualizations, {args.steps} steps, seeds {args.seeds}: recognized as their class by "
           f"digits_b / by the other source model; patch-grid ratio (mean over seeds)")
     rows = []
     for source, other in (("digits", "digits_vit"), ("digits_vit", "digits")):
         for method, (param, transforms, weight) in methods().items():
-            judged, crossed, ratios = 0, 0, []
+            judged, crossed, ratios, periodic, logits = 0, 0, [], [], []
             for seed in args.seeds:
                 x = visualize(source, param, transforms, weight, seed, args.steps)
                 with torch.no_grad():
                     judged += int((models["digits_b"](x).argmax(1) == torch.arange(10)).sum())
                     crossed += int((models[other](x).argmax(1) == torch.arange(10)).sum())
+                    logits.append(models[source](x).diag().mean().item())
                 ratios.append(grid_ratio(x))
+                periodic.append(periodic_fraction(x))
                 if seed == args.seeds[0] and method in ("pixels + edge prior", "Fourier + transforms + edge prior"):
                     rows.append(x)
             n = 10 * len(args.seeds)
             print(f"  {source:10} {method:34} digits_b {judged:2}/{n}  {other} {crossed:2}/{n}  "
-                  f"grid ratio {sum(ratios) / len(ratios):.2f}")
+                  f"grid ratio {sum(ratios) / len(ratios):.2f}  periodic {sum(periodic) / len(periodic):.3f}  "
+                  f"own logit {sum(logits) / len(logits):.1f}")
     path = save_grid(torch.cat(rows), args.out / "transformers_digits_vit.png", display="clamp", nrow=10, scale=4)
     print(f"  wrote {path} (rows: digits pixels + edge prior, digits Fourier + transforms + edge prior, then "
           f"digits_vit the same; columns: digits 0-9; seed {args.seeds[0]})")
+    path = save_grid(torch.cat(rows[2:]), args.out / "transformers_digits_vit_std.png", display="std", nrow=10, scale=4)
+    print(f"  wrote {path} (the digits_vit rows, each image shown as 0.5 + 0.1 (x - mean) / std)")
 
     print("\ndataset examples (450 held-out digits, top 8), units 0-5: purity = examples sharing the most common label")
     trainer = Trainer(**QUIET)

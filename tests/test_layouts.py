@@ -146,3 +146,24 @@ def test_torchvision_transformers_by_name_offline(name, size, layer):
     module = InputOptimization(name, ChannelSum(layer, channel=[0, 1]), image_shape=(3, size, size))
     Trainer(max_steps=1, **QUIET).fit(module)
     assert torch.isfinite(module.images()).all()
+
+
+def test_layouts_and_token_objectives_from_a_config(tmp_path, monkeypatch):
+    """configs/digits_vit.yaml with a TokenActivation and a `layouts:` override from the command line: plain
+    data that parses, reaches the network and is kept in the hyperparameters."""
+    from pathlib import Path
+
+    from inputopt.commands.fit import cli
+    from inputopt.objectives import TokenActivation
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "digits_vit.yaml"
+    monkeypatch.chdir(tmp_path)
+    module = cli(["fit", "--config", str(config), "--trainer.max_steps", "2", "--trainer.logger", "false",
+                  "--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false",
+                  "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+                  "--model.objective", "TokenActivation", "--model.objective.init_args.layer", "blocks.3",
+                  "--model.objective.init_args.unit", "[0, 5]",
+                  "--model.layouts", "{blocks.3: {kind: tokens, special: 1, grid: [8, 8]}}"]).model
+    assert isinstance(module.objective, TokenActivation) and module.images().shape == (2, 1, 32, 32)
+    assert module.hparams["layouts"] == {"blocks.3": {"kind": "tokens", "special": 1, "grid": [8, 8]}}
+    assert declared_layouts(module.network)["blocks.3"] == Layout("tokens", special=1, grid=(8, 8))
