@@ -167,3 +167,14 @@ def test_layouts_and_token_objectives_from_a_config(tmp_path, monkeypatch):
     assert isinstance(module.objective, TokenActivation) and module.images().shape == (2, 1, 32, 32)
     assert module.hparams["layouts"] == {"blocks.3": {"kind": "tokens", "special": 1, "grid": [8, 8]}}
     assert declared_layouts(module.network)["blocks.3"] == Layout("tokens", special=1, grid=(8, 8))
+
+
+def test_the_atlas_takes_a_transformer_layer(tmp_path):
+    """A block of digits_vit is a layer of 64 features on the 8x8 patch grid; its units are visualized as features
+    summed over the patch tokens (ChannelSum), their examples cropped around a patch."""
+    from inputopt.atlas.run import Atlas
+
+    atlas = Atlas("digits_vit", [{"name": "blocks.3", "units": "all", "crop_size": 12}], atlas_dir=str(tmp_path),
+                  image_shape=(1, 32, 32))
+    info = atlas.layers[0]
+    assert (info["kind"], info["shape"], info["units"]) == ("channel", [64, 8, 8], list(range(64)))
