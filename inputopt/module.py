@@ -475,7 +475,8 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
         settings = {k: v for k, v in optimizer.defaults.items() if k not in ("foreach", "fused", "capturable", "differentiable")}
         return {
             "network": (self.network_name or f"{type(net).__module__}.{type(net).__qualname__}")
-            + "".join(f" {key}={self.hparams[key]!r}" for key in ("layouts", "output") if self.hparams.get(key)),
+            + "".join(f" {key}={self.hparams[key]!r}" for key in ("layouts", "output")
+                      if self.hparams.get(key) not in (None, {})),
             "network_weights": self._weights_hash,
             "normalization": str(normalization),
             "objective": str(self.hparams["objective"]),
