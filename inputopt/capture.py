@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from torch import Tensor, nn
 
-__all__ = ["OUTPUT", "capture_activations", "evaluate", "resolve_layer"]
+from inputopt.layouts import Activations, declared_layouts, to_channels_first
+
+__all__ = ["OUTPUT", "capture_activations", "evaluate", "resolve_layer", "select_output"]
 
 #: Layer name of the network itself: its output (the empty name, as in ``named_modules()``).
 OUTPUT = ""
@@ -56,8 +58,15 @@ def capture_activations(network: nn.Module, x: Tensor, layers: Iterable[str]) ->
         x: its input.
         layers: dotted names from ``network.named_modules()``; ``""`` is the network's output.
 
+    Every output is given channels first, ``(B, C)`` or ``(B, C, H, W)`` with ``C`` the features, whatever
+    the layer's declared layout (:mod:`inputopt.layouts`: channels-last maps permuted, tokens as the map of
+    their patch tokens on the patch grid); the raw outputs stay in :attr:`~inputopt.layouts.Activations.raw`.
+    A layer whose layout is not declared and whose output is not ``(B, C[, H, W])`` is refused (a
+    :class:`~inputopt.layouts.LayoutError` naming the override). A network whose forward returns a tuple,
+    dict or dataclass gives the entry named by its ``inputopt_output`` (see :func:`select_output`).
+
     Returns:
-        A dict from layer name to that layer's output.
+        An :class:`~inputopt.layouts.Activations` dict from layer name to that layer's output.
 
     Example:
         >>> import torch
@@ -72,11 +81,11 @@ def capture_activations(network: nn.Module, x: Tensor, layers: Iterable[str]) ->
     captured: dict[str, Tensor] = {}
     if wanted == [OUTPUT]:
         captured[OUTPUT] = network(x)
-        return _tensors(network, captured)
+        return _views(network, captured, x)
 
     def make_hook(name: str):
         def hook(_module: nn.Module, _inputs, output) -> None:
-            captured.setdefault(name, output)
+            captured.setdefault(name, output if name != OUTPUT else select_output(network, output))
             if len(captured) == len(wanted):
                 raise _StopForward
 
@@ -94,7 +103,7 @@ def capture_activations(network: nn.Module, x: Tensor, layers: Iterable[str]) ->
     missing = [name for name in wanted if name not in captured]
     if missing:
         raise RuntimeError(f"layers {missing} did not run in the forward pass of {type(network).__name__}")
-    return _tensors(network, captured)
+    return _views(network, captured, x)
 
 
 def evaluate(network: nn.Module, images: Tensor, layers: Iterable[str] = (OUTPUT,),
@@ -112,11 +121,45 @@ def evaluate(network: nn.Module, images: Tensor, layers: Iterable[str] = (OUTPUT
     return capture_activations(network, x, layers)
 
 
-def _tensors(network: nn.Module, captured: dict[str, Tensor]) -> dict[str, Tensor]:
-    """``captured``, once every output is checked to be a tensor (not a tuple, dict or named output)."""
+def select_output(network: nn.Module, output: object) -> object:
+    """The network's output to use: ``output`` itself, or, for a forward that returns a tuple, a dict or a
+    dataclass (a Hugging Face ``ModelOutput``), its entry named by the network's ``inputopt_output``
+    attribute (an index, a key or a field name; set by ``NetworkSpec(output=...)``, ``output:`` in a config).
+
+    Example:
+        >>> net = nn.Linear(2, 2)
+        >>> net.inputopt_output = "logits"
+        >>> select_output(net, {"logits": 1, "hidden": 2})
+        1
+    """
+    key = getattr(network, "inputopt_output", None)
+    if key is None or isinstance(output, Tensor):
+        return output
+    try:
+        if isinstance(output, (tuple, list)):
+            return output[int(key)]
+        if isinstance(output, Mapping):
+            return output[key]
+        return getattr(output, str(key))
+    except (KeyError, IndexError, AttributeError, ValueError, TypeError):
+        fields = (list(range(len(output))) if isinstance(output, (tuple, list)) else list(output)
+                  if isinstance(output, Mapping) else [n for n in vars(output) if not n.startswith("_")])
+        raise ValueError(f"{type(network).__name__} returns a {type(output).__name__} without the output "
+                         f"{key!r}; its outputs are {fields}") from None
+
+
+def _views(network: nn.Module, captured: dict[str, object], x: Tensor) -> Activations:
+    """``captured`` (checked to be tensors) viewed channels first by their declared layouts."""
+    if OUTPUT in captured:
+        captured[OUTPUT] = select_output(network, captured[OUTPUT])
     for name, output in captured.items():
         if not isinstance(output, Tensor):
+            what = ("name the output to use (output: logits, or an index, in the network's config)" if name == OUTPUT
+                    else "pick a layer that returns one (`inputopt layers` lists them)")
             raise TypeError(f"layer {name!r} of {type(network).__name__} returns a {type(output).__name__}, not a "
-                            f"tensor; objectives read one tensor per layer: pick a layer that returns one (`inputopt "
-                            f"layers` lists them), or wrap the network so that it returns its logits")
-    return captured
+                            f"tensor; objectives read one tensor per layer: {what}, or wrap the network so that it "
+                            f"returns its logits")
+    layouts = declared_layouts(network)
+    size = tuple(x.shape[-2:]) if x.ndim == 4 else None
+    views = {name: to_channels_first(output, layouts.get(name), name, size) for name, output in captured.items()}
+    return Activations(views, {name: layouts.get(name) for name in captured}, captured)

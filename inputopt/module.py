@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule
@@ -241,6 +242,10 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
             the step).
         log_per_image: also log every image's objective and loss as ``objective/<name>`` and
             ``loss/<name>``, named like the result files (the means over images are always logged).
+        layouts: per-layer layouts declaring or overriding the network's (:mod:`inputopt.layouts`), e.g.
+            ``{"blocks.3": {"kind": "tokens", "special": 1, "grid": [14, 14]}}``.
+        output: for a network whose forward returns a tuple, dict or dataclass, the output to use (an
+            index, a key or a field such as ``"logits"``).
         allow_resume_mismatch: fields of the configuration fingerprint (:data:`FINGERPRINT_FIELDS`) that may
             differ from the checkpoint a fit resumes from, e.g. ``["optimizer"]`` to continue with another
             learning rate. Any other difference is refused, naming the fields.
@@ -278,6 +283,8 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
         seed: int = 0,
         log_per_image: bool = False,
         allow_resume_mismatch: Sequence[str] = (),
+        layouts: Mapping[str, Any] | None = None,
+        output: str | int | None = None,
     ) -> None:
         super().__init__()
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
@@ -304,7 +311,7 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
         self.hparams["param"] = param.config()
         self.hparams["transforms"] = [t.config() for t in transforms.transforms]
 
-        spec = NetworkSpec(network, weights, state_dict, mean, std)
+        spec = NetworkSpec(network, weights, state_dict, mean, std, layouts, output)
         net = spec.build(seed)
         object.__setattr__(self, "_network", net)  # outside the module tree: not trained, saved or mode-switched
         self.network_name = spec.name
@@ -541,7 +548,9 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
         optimizer = self.optimizer_factory([nn.Parameter(torch.zeros(1))])
         settings = {k: v for k, v in optimizer.defaults.items() if k not in ("foreach", "fused", "capturable", "differentiable")}
         return {
-            "network": self.network_name or f"{type(net).__module__}.{type(net).__qualname__}",
+            "network": (self.network_name or f"{type(net).__module__}.{type(net).__qualname__}")
+            + "".join(f" {key}={self.hparams[key]!r}" for key in ("layouts", "output")
+                      if self.hparams.get(key) not in (None, {})),
             "network_weights": self._weights_hash,
             "normalization": str(normalization),
             "objective": str(self.hparams["objective"]),

@@ -7,21 +7,27 @@ import difflib
 import math
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.error import URLError
 
 import torch
 from torch import Tensor, nn
 
 from inputopt.capture import evaluate
+from inputopt.layouts import Layout, declare_layouts
 
-__all__ = ["IMAGENET_ZOO", "FrozenNetworkHolder", "NetworkSpec", "WeightsUnavailableError", "build_network", "class_names", "default_image_shape", "freeze",
-           "frozen", "frozen_network", "load_state_dict_file", "load_torch_file", "probe", "Normalize", "ZOO"]
+__all__ = ["IMAGENET_ZOO", "TIMM_PREFIX", "FrozenNetworkHolder", "NetworkSpec", "WeightsUnavailableError", "build_network",
+           "class_names", "default_image_shape", "default_normalization", "freeze", "frozen", "hf_cache_dir",
+           "frozen_network", "load_state_dict_file", "load_torch_file", "probe", "Normalize", "ZOO"]
 
 #: The project's own small trained models, available offline (see ``inputopt/zoo``).
-ZOO = {"digits": "a", "digits_b": "b"}
+ZOO = {"digits": "a", "digits_b": "b", "digits_vit": "vit"}
+
+#: The prefix of a timm model's name: ``"timm/vit_tiny_patch16_224"``.
+TIMM_PREFIX = "timm/"
 
 #: Real pretrained ImageNet classifiers that install offline with the ``imagenet`` extra
 #: (:mod:`inputopt.zoo.efficientnet`); they take [0, 1] RGB images, the ImageNet normalization built in.
@@ -113,12 +119,16 @@ def build_network(name: str, weights: str | None = None, state_dict: str | os.Pa
 
     ``name`` is one of:
 
-    - a zoo model of this project (``"digits"``, ``"digits_b"``), trained weights included;
+    - a zoo model of this project (``"digits"``, ``"digits_b"``, the transformer ``"digits_vit"``), trained
+      weights included;
     - a pretrained ImageNet network of the ``imagenet`` extra (``"efficientnet_lite0"``,
       ``"efficientnet_lite1"``): weights included, [0, 1] RGB input (the normalization is its first step);
     - a torchvision classifier (``"vgg16"``, ``"alexnet"``, ...) with ``weights`` the name of a member
       of its weights enum (``"IMAGENET1K_V1"``, ``"DEFAULT"``) or ``None`` for random weights. Weights go
       through torchvision's own API: downloaded once when online, read from the torch hub cache after;
+    - ``"timm/<name>"``: any timm model (``timm.list_models()``), random weights, or with
+      ``weights="pretrained"`` its pretrained weights read from the local Hugging Face cache (never
+      downloaded: a clear error names the cache and the offline alternative, ``state_dict``);
     - a dotted path ``"package.module.factory"`` to an ``nn.Module`` class or a function that builds one, called
       with no arguments: in torch, torchvision, timm, the library, or a package the user allowed
       (``allow_packages:``, ``INPUTOPT_ALLOW``; see :func:`inputopt._resolve.resolve`).
@@ -151,13 +161,23 @@ def build_network(name: str, weights: str | None = None, state_dict: str | os.Pa
 
         if weights is not None:
             raise ValueError(f"zoo model {name!r} ships its weights; use state_dict for other weights")
-        network = digits_cnn(ZOO[name], pretrained=state_dict is None)
+        if ZOO[name] == "vit":
+            from inputopt.zoo.vit import digits_vit
+
+            network = digits_vit(pretrained=state_dict is None)
+        else:
+            network = digits_cnn(ZOO[name], pretrained=state_dict is None)
     elif name in IMAGENET_ZOO:
         from inputopt.zoo.efficientnet import efficientnet_lite
 
         if weights is not None:
             raise ValueError(f"{name!r} ships its weights (the imagenet extra); use state_dict for other weights")
         network = efficientnet_lite(name, pretrained=state_dict is None)
+    elif name.startswith(TIMM_PREFIX):
+        network = _timm_network(name[len(TIMM_PREFIX):], weights)
+        if state_dict is not None:  # timm's own key layout, loaded by timm (safetensors or torch files)
+            _timm_load(network, state_dict, name)
+            return freeze(network)
     elif "." in name:
         network = _network_factory(name)()
         if not isinstance(network, nn.Module):
@@ -246,6 +266,9 @@ def default_image_shape(name: str) -> tuple[int, int, int] | None:
         return (1, 32, 32)
     if name in IMAGENET_ZOO:
         return (3, 224, 224)
+    if name.startswith(TIMM_PREFIX):
+        config = _timm_config(name[len(TIMM_PREFIX):])
+        return tuple(config.input_size) if config is not None and config.input_size else None
     if name in _torchvision_names():
         import torchvision
 
@@ -255,6 +278,96 @@ def default_image_shape(name: str) -> tuple[int, int, int] | None:
             return (3, 224, 224)
         return (3, height, width)
     return None
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError as error:
+        raise ImportError("timm/<name> networks need timm: pip install timm (or the imagenet extra: "
+                          "pip install 'inputopt[imagenet]')") from error
+    return timm
+
+
+def _timm_config(name: str):
+    """timm's pretrained config of model ``name`` (its default tag unless the name has one)."""
+    timm = _timm()
+    if not timm.is_model(name.partition(".")[0]):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5)
+        raise ValueError(f"unknown timm model {name!r}; closest: {', '.join(close) or 'none'} "
+                         f"(timm.list_models() lists them)")
+    try:
+        return timm.models.get_pretrained_cfg(name, allow_unregistered=False)
+    except (RuntimeError, ValueError, KeyError):
+        return None
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache that ``weights: pretrained`` reads: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``,
+    else ``~/.cache/huggingface/hub`` (read when called, so the environment decides)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    return Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub"
+
+
+def _timm_cached_weights(name: str) -> Path:
+    """The file of ``name``'s pretrained weights in the local Hugging Face cache; a
+    :class:`WeightsUnavailableError` naming the cache and the offline alternative when it is not there."""
+    config = _timm_config(name)
+    repo = getattr(config, "hf_hub_id", None)
+    if not repo:
+        raise WeightsUnavailableError(f"timm model {name!r} has no Hugging Face weights to read from the cache; "
+                                      f"give a local file with state_dict: path/to/weights")
+    from huggingface_hub import try_to_load_from_cache
+
+    cache = hf_cache_dir()
+    files = [getattr(config, "hf_hub_filename", None), "model.safetensors", "pytorch_model.bin"]
+    for file in dict.fromkeys(f for f in files if f):
+        found = try_to_load_from_cache(repo, file, cache_dir=cache)
+        if isinstance(found, str):
+            return Path(found)
+    raise WeightsUnavailableError(
+        f"the pretrained weights of timm/{name} ({repo}) are not in the Hugging Face cache {cache} (nothing is "
+        f"downloaded here). Put them there (huggingface-cli download {repo} on a machine online, then copy the "
+        f"cache; HF_HUB_CACHE or HF_HOME move it), or give a local file: state_dict: path/to/weights "
+        f"(.safetensors or torch.save), or weights: null for random weights")
+
+
+def _timm_network(name: str, weights: str | None) -> nn.Module:
+    _timm_config(name)  # checks the name
+    if weights not in (None, "pretrained"):
+        raise ValueError(f"weights for a timm model are 'pretrained' (from the Hugging Face cache) or None, "
+                         f"got {weights!r}")
+    network = _timm().create_model(name, pretrained=False)
+    if weights == "pretrained":
+        _timm_load(network, _timm_cached_weights(name), TIMM_PREFIX + name)
+    return network
+
+
+def _timm_load(network: nn.Module, path: str | os.PathLike, name: str) -> None:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"state_dict file {str(path)!r} does not exist")
+    try:
+        _timm().models.load_checkpoint(network, str(path), strict=True)
+    except Exception as error:  # safetensors, pickle and key errors alike: name the file
+        raise ValueError(f"cannot load {str(path)!r} into {name}: {error}") from error
+
+
+def default_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """``(mean, std)`` a named network expects its [0, 1] input normalized with, when its name says it:
+    a timm model's pretrained config; else ``None`` (give ``mean``/``std``).
+
+    Example:
+        >>> default_normalization("timm/vit_tiny_patch16_224"), default_normalization("digits")
+        (((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), None)
+    """
+    if not name.startswith(TIMM_PREFIX):
+        return None
+    config = _timm_config(name[len(TIMM_PREFIX):])
+    if config is None or config.mean is None:
+        return None
+    return tuple(float(v) for v in config.mean), tuple(float(v) for v in config.std)
 
 
 def _torchvision_network(name: str, weights: str | None) -> nn.Module:
@@ -376,6 +489,10 @@ class NetworkSpec:
         state_dict: local state_dict file, for a named network.
         mean: per-channel mean of the input normalization (with ``std``, or neither).
         std: per-channel standard deviation of the normalization.
+        layouts: per-layer layouts that declare or override the network's (:mod:`inputopt.layouts`):
+            ``{"blocks.3": {"kind": "tokens", "special": 1, "grid": [14, 14]}}``; plain data.
+        output: for a network whose forward returns a tuple, dict or dataclass (a Hugging Face
+            ``ModelOutput``), the entry to use as its output: an index, a key or a field (``"logits"``).
 
     Example:
         >>> spec = NetworkSpec("digits", mean=[0.5], std=[0.5])
@@ -388,6 +505,8 @@ class NetworkSpec:
     state_dict: str | None = None
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
+    layouts: Mapping[str, Any] | None = None
+    output: str | int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.network, (str, nn.Module)):
@@ -396,6 +515,17 @@ class NetworkSpec:
             raise ValueError("weights and state_dict apply to a network given by name, not to a module")
         if (self.mean is None) != (self.std is None):
             raise ValueError("give both mean and std for input normalization, or neither")
+        if self.layouts is not None:
+            if not isinstance(self.layouts, Mapping):
+                raise ValueError(f"layouts must map layer names to layouts, got {self.layouts!r}")
+            for name, value in self.layouts.items():
+                try:
+                    Layout.of(value)  # checked now; the names when the network is built
+                except ValueError as error:
+                    raise ValueError(f"layout of layer {name!r}: {error}") from error
+        if self.output is not None and (isinstance(self.output, bool) or not isinstance(self.output, (str, int))):
+            raise ValueError(f"output must name the network's output (an index, a key or a field), "
+                             f"got {self.output!r}")
         if self.mean is not None:
             Normalize(self.mean, self.std)  # checks the values now (the error shows them as given)
             object.__setattr__(self, "mean", tuple(self.mean))
@@ -408,16 +538,27 @@ class NetworkSpec:
 
     def build(self, seed: int | None = 0) -> nn.Module:
         """The network: :func:`frozen_network` with ``seed`` (random weights from it only), or with
-        ``seed=None`` built under the global random state and a module used as it is."""
+        ``seed=None`` built under the global random state and a module used as it is; with the spec's
+        ``layouts`` declared on it and its ``output`` chosen."""
         if seed is not None:
-            return frozen_network(self.network, self.weights, self.state_dict, seed)
-        if isinstance(self.network, str):
-            return build_network(self.network, weights=self.weights, state_dict=self.state_dict)
-        return self.network
+            network = frozen_network(self.network, self.weights, self.state_dict, seed)
+        elif isinstance(self.network, str):
+            network = build_network(self.network, weights=self.weights, state_dict=self.state_dict)
+        else:
+            network = self.network
+        if self.layouts:
+            declare_layouts(network, self.layouts)
+        if self.output is not None:
+            object.__setattr__(network, "inputopt_output", self.output)
+        return network
 
     def normalization(self) -> Normalize | None:
-        """A new :class:`Normalize` of ``mean``/``std``, or ``None`` without them."""
-        return Normalize(self.mean, self.std) if self.mean is not None else None
+        """A new :class:`Normalize` of ``mean``/``std``; without them, a timm model's from its pretrained config
+        (:func:`default_normalization`), else ``None``."""
+        if self.mean is not None:
+            return Normalize(self.mean, self.std)
+        default = default_normalization(self.name) if self.name is not None else None
+        return Normalize(*default) if default is not None else None
 
 
 def probe(network: nn.Module, images: Tensor, layers: Sequence[str], normalize: nn.Module | None = None,

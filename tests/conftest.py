@@ -44,6 +44,18 @@ def make_tiny_net(seed: int = 0, **kwargs) -> TinyConvNet:
     return net.eval()
 
 
+def make_tiny_vit(seed: int = 0, in_chans: int = 3):
+    """The zoo's ViT class, tiny (2 blocks of 16 features, 2 heads, 8×8 patches of 32×32 images: a 4×4 grid),
+    with seeded random weights: its layouts are declared (tokens with a class token, heads exposed)."""
+    from inputopt.zoo.vit import DigitsViT
+
+    torch.manual_seed(seed)
+    net = DigitsViT(in_chans=in_chans, image_size=32, patch=8, dim=16, depth=2, num_heads=2)
+    with torch.no_grad():
+        net.cls_token.normal_()  # a class token that differs from the zeros it starts as
+    return net.eval()
+
+
 def concrete_subclasses(base: type, package) -> list[type]:
     """Every non-abstract subclass of ``base`` defined in the ``inputopt`` package, after importing all of
     ``package``: the registry that contract tests parametrize over (subclasses defined in tests or

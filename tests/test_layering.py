@@ -23,7 +23,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "inputopt"
 
 LAYERS = [
-    ("base", ["inputopt._config", "inputopt._resolve", "inputopt.functional", "inputopt.term", "inputopt.capture", "inputopt.networks",
+    ("base", ["inputopt._config", "inputopt._resolve", "inputopt.functional", "inputopt.term", "inputopt.capture",
+              "inputopt.layouts", "inputopt.networks",
               "inputopt.zoo", "inputopt.layers", "inputopt.optim", "inputopt.results", "inputopt.data"]),
     ("terms", ["inputopt.objectives", "inputopt.priors", "inputopt.transforms", "inputopt.params"]),
     ("loss", ["inputopt.engine", "inputopt.loss", "inputopt.record"]),

@@ -6,7 +6,7 @@ __all__ = ["layers_main"]
 
 
 def layers_main(argv: list[str]) -> None:
-    """``inputopt layers NETWORK``: print the dotted names, types and output shapes of its layers."""
+    """``inputopt layers NETWORK``: print the dotted names, types, output shapes and layouts of its layers."""
     import argparse
 
     from inputopt.layers import layer_table
@@ -23,8 +23,9 @@ def layers_main(argv: list[str]) -> None:
     shape = args.image_shape or default_image_shape(args.network) or (3, 224, 224)
     if any(size < 1 for size in shape):
         parser.error(f"--image_shape must be three positive ints C H W, got {' '.join(map(str, shape))}")
-    rows = [(name or "\"\" (output)", kind, out) for name, kind, out in
+    header = ("name", "type", "output shape", "layout")
+    rows = [(name or "\"\" (output)", kind, out, layout) for name, kind, out, layout in
             layer_table(build_network(args.network, state_dict=args.state_dict), shape)]
-    widths = [max(len(row[i]) for row in rows + [("name", "type", "output shape")]) for i in range(3)]
-    for row in [("name", "type", "output shape"), *rows]:
+    widths = [max(len(row[i]) for row in rows + [header]) for i in range(4)]
+    for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

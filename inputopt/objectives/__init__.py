@@ -7,7 +7,8 @@ from inputopt.objectives.combine import Sum
 from inputopt.objectives.coupled import Alignment, Diversity
 from inputopt.objectives.direction import Direction
 from inputopt.objectives.inversion import FeatureMatch
+from inputopt.objectives.tokens import AttentionHead, TokenActivation
 
-__all__ = ["Alignment", "ChannelInteraction", "ChannelSum", "DeepDream", "Direction", "Diversity", "DLR", "FeatureMatch",
-           "InputObjective", "LabelObjective", "Margin", "TargetedDLR", "NegativeCrossEntropy", "Sum", "UnitActivation",
+__all__ = ["Alignment", "AttentionHead", "ChannelInteraction", "ChannelSum", "DeepDream", "Direction", "Diversity", "DLR", "FeatureMatch",
+           "InputObjective", "LabelObjective", "Margin", "TargetedDLR", "NegativeCrossEntropy", "Sum", "TokenActivation", "UnitActivation",
            "UnitsObjective"]

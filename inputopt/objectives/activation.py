@@ -67,9 +67,7 @@ class UnitActivation(UnitsObjective):
     def _position(self, height: int, width: int) -> tuple[int, int]:
         return (height // 2, width // 2) if self.position is None else self.position
 
-    def forward(self, activations: dict[str, Tensor], units: Tensor | None = None) -> Tensor:
-        if units is None:
-            units = self.default_targets(activations)
+    def forward(self, activations: dict[str, Tensor], units: Tensor) -> Tensor:
         selected = self.select(activations[self.layer], units)
         if selected.ndim == 3:
             row, col = self._position(*selected.shape[-2:])
@@ -97,9 +95,7 @@ class ChannelSum(UnitsObjective):
         super().__init__(layer, channel)
         self.channel = channel
 
-    def forward(self, activations: dict[str, Tensor], channels: Tensor | None = None) -> Tensor:
-        if channels is None:
-            channels = self.default_targets(activations)
+    def forward(self, activations: dict[str, Tensor], channels: Tensor) -> Tensor:
         selected = self.select(activations[self.layer], channels)
         return selected.reshape(selected.shape[0], -1).sum(1)
 
@@ -156,9 +152,7 @@ class ChannelInteraction(InputObjective):
         return torch.stack([_as_row_targets(c, batch, name, type(self).__name__)
                             for name, c in zip(("channel1", "channel2"), self._channels)], 1).to(act.device)
 
-    def forward(self, activations: dict[str, Tensor], channels: Tensor | None = None) -> Tensor:
-        if channels is None:
-            channels = self.default_targets(activations)
+    def forward(self, activations: dict[str, Tensor], channels: Tensor) -> Tensor:
         act = activations[self.layer]
         act = act if act.dtype == torch.float64 else act.float()
         first = UnitsObjective.select(act, channels[:, 0])

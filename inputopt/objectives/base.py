@@ -76,8 +76,10 @@ class InputObjective(Term):
     classes) receives them as a second argument, ``forward(activations, targets)``, a tensor with one
     entry per row. :meth:`default_targets` builds them from the constructor arguments (or from the
     starting images, e.g. the network's own prediction); the caller passes them in, sliced with the rows
-    it scores, so a subclass never has to know which rows of a larger batch it sees. An objective
-    without targets writes ``forward(self, activations)``.
+    it scores, so a subclass never has to know which rows of a larger batch it sees. Called without
+    targets, the base class resolves them through :meth:`default_targets` before calling
+    :meth:`forward`, so a subclass's ``forward`` always receives them. An objective without targets
+    (:meth:`default_targets` returns ``None``) writes ``forward(self, activations)``.
 
     Objectives add, subtract and scale: ``a - 0.5 * b`` is a :class:`~inputopt.objectives.Sum`.
 
@@ -156,9 +158,12 @@ class InputObjective(Term):
         """Return the ``(B,)`` score of each image, to be maximized."""
 
     def __call__(self, activations: dict[str, Tensor], targets: Targets = None) -> Tensor:
+        """The checked ``(B,)`` score; ``targets=None`` means :meth:`default_targets` of ``activations``."""
         missing = [name for name in self.layers if name not in activations]
         if missing:
             raise KeyError(f"{type(self).__name__} reads layers {missing}, which were not captured")
+        if targets is None:
+            targets = self.default_targets(activations)
         score = super().__call__(activations) if targets is None else super().__call__(activations, targets)
         return self.per_image(score, activations[self.layers[0]].shape[0])
 

@@ -98,9 +98,7 @@ class LabelObjective(InputObjective):
     def score(self, logits: Tensor, y: Tensor) -> Tensor:
         """How far each row has moved away from its label ``y`` (untargeted): ``(B,)``, to maximize."""
 
-    def forward(self, activations: dict[str, Tensor], y: Tensor | None = None) -> Tensor:
-        if y is None:
-            y = self.default_targets(activations)
+    def forward(self, activations: dict[str, Tensor], y: Tensor) -> Tensor:
         logits = activations[self.layer]
         logits = logits if logits.dtype == torch.float64 else logits.float()
         score = self.score(logits, y.to(logits.device))
@@ -176,7 +174,7 @@ class Margin(LabelObjective, loss="margin"):
         other = logits.scatter(1, y.view(-1, 1), float("-inf")).amax(1)
         return other - own
 
-    def forward(self, activations: dict[str, Tensor], y: Tensor | None = None) -> Tensor:
+    def forward(self, activations: dict[str, Tensor], y: Tensor) -> Tensor:
         margin = super().forward(activations, y)
         return margin if self.confidence is None else margin.clamp(max=self.confidence)
 
@@ -273,9 +271,7 @@ class TargetedDLR(InputObjective):
                 for values, what in ((self._labels, "label"), (self._target, "target"))]
         return torch.stack(rows, 1).to(logits.device)
 
-    def forward(self, activations: dict[str, Tensor], targets: Tensor | None = None) -> Tensor:
-        if targets is None:
-            targets = self.default_targets(activations)
+    def forward(self, activations: dict[str, Tensor], targets: Tensor) -> Tensor:
         logits = activations[self.layer]
         logits = logits if logits.dtype == torch.float64 else logits.float()
         targets = targets.to(logits.device)

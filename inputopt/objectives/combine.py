@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from inputopt._config import build
-from inputopt.objectives.base import InputObjective, Targets
+from inputopt.objectives.base import InputObjective
 
 __all__ = ["Sum"]
 
@@ -127,8 +127,7 @@ class Sum(InputObjective):
     def default_targets(self, activations: dict[str, Tensor]) -> tuple:
         return tuple(term.default_targets(activations) for term in self.terms)
 
-    def forward(self, activations: dict[str, Tensor], targets: Targets = None) -> Tensor:
-        targets = (None,) * len(self.terms) if targets is None else targets
+    def forward(self, activations: dict[str, Tensor], targets: tuple) -> Tensor:
         if not isinstance(targets, tuple) or len(targets) != len(self.terms):
             raise ValueError(f"a Sum of {len(self.terms)} objectives needs a tuple of {len(self.terms)} targets, one "
                              f"per term (see default_targets)")

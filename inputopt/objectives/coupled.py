@@ -91,9 +91,7 @@ class Diversity(InputObjective):
         act = _float_activation(activations, self.layer)
         return torch.tensor(self.row_groups(act.shape[0]), dtype=torch.long, device=act.device)
 
-    def forward(self, activations: dict[str, Tensor], groups: Tensor | None = None) -> Tensor:
-        if groups is None:
-            groups = self.default_targets(activations)
+    def forward(self, activations: dict[str, Tensor], groups: Tensor) -> Tensor:
         act = _float_activation(activations, self.layer)
         with torch.autocast(device_type=act.device.type, enabled=False):  # sums of many products
             flat = act.reshape(act.shape[0], act.shape[1], -1)
@@ -174,9 +172,7 @@ class Alignment(InputObjective):
         act = _float_activation(activations, self.layer)
         return torch.tensor(self._row_positions(act.shape[0]), dtype=torch.long, device=act.device)
 
-    def forward(self, activations: dict[str, Tensor], positions: Tensor | None = None) -> Tensor:
-        if positions is None:
-            positions = self.default_targets(activations)
+    def forward(self, activations: dict[str, Tensor], positions: Tensor) -> Tensor:
         act = _float_activation(activations, self.layer)
         flat = act.reshape(act.shape[0], -1)
         distance = torch.stack([(flat - row).pow(2).mean(1) for row in flat])  # (B, B) mean squared distances

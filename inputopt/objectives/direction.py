@@ -95,9 +95,7 @@ class Direction(InputObjective):
         dtype = torch.float64 if act.dtype == torch.float64 else torch.float32
         return self._vectors.to(device=act.device, dtype=dtype).expand(batch, -1).clone()
 
-    def forward(self, activations: dict[str, Tensor], vectors: Tensor | None = None) -> Tensor:
-        if vectors is None:
-            vectors = self.default_targets(activations)
+    def forward(self, activations: dict[str, Tensor], vectors: Tensor) -> Tensor:
         act = activations[self.layer]
         act = act if act.dtype == torch.float64 else act.float()
         vectors = vectors.to(act)

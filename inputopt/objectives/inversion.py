@@ -48,9 +48,7 @@ class FeatureMatch(InputObjective):
         """The activations of the images given, detached: the targets that reproduce them."""
         return activations[self.layer].detach().float().clone()
 
-    def forward(self, activations: dict[str, Tensor], targets: Tensor | None = None) -> Tensor:
-        if targets is None:
-            targets = self.default_targets(activations)
+    def forward(self, activations: dict[str, Tensor], targets: Tensor) -> Tensor:
         x = activations[self.layer].flatten(1).float()
         t = targets.to(x.device).flatten(1).float()
         if x.shape != t.shape:

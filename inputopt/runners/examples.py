@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from inputopt.capture import OUTPUT, evaluate
 from inputopt.engine import check_precision
 from inputopt.functional.receptive_field import ReceptiveField, crop_box, receptive_field
+from inputopt.layouts import layout_of
 from inputopt.metrics.topk import TopKExamples, unit_scores
 from inputopt.networks import NetworkSpec, probe
 from inputopt.runners.base import DatasetRunner, check_data_images, stream
@@ -84,6 +85,10 @@ class DatasetExamples(DatasetRunner):
         mean: per-channel mean subtracted before the network (with ``std``).
         std: per-channel standard deviation.
         seed: the seed of random weights, for a named network without weights.
+        layouts: per-layer layouts declaring or overriding the network's (:mod:`inputopt.layouts`), e.g.
+            ``{"blocks.3": {"kind": "tokens", "special": 1, "grid": [14, 14]}}``.
+        output: for a network whose forward returns a tuple, dict or dataclass, the output to use (an
+            index, a key or a field such as ``"logits"``).
 
     Example:
         >>> from lightning.pytorch import Trainer
@@ -115,8 +120,10 @@ class DatasetExamples(DatasetRunner):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         seed: int = 0,
+        layouts: Mapping[str, Any] | None = None,
+        output: str | int | None = None,
     ) -> None:
-        spec = NetworkSpec(network, weights, state_dict, mean, std)
+        spec = NetworkSpec(network, weights, state_dict, mean, std, layouts, output)
         super().__init__(spec.build(seed), dataset, batch_size, num_workers)
         self.skip_unreadable = bool(skip_unreadable)
         if crop_size is not None and (isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < 1):
@@ -234,10 +241,31 @@ class DatasetExamples(DatasetRunner):
         self.topk.reset()
         self._remove_state()
 
+    def _patch(self) -> list[int] | None:
+        """``(height, width)`` of one cell of a token layer's patch grid, where its field is global (attention):
+        a transformer unit's position is a patch, and its examples are cropped to that patch."""
+        field = self.receptive_field()
+        layout = layout_of(self.network, self.layer or OUTPUT)
+        if field is None or not field.is_global or layout is None or layout.kind != "tokens" or not self.map_shape:
+            return None
+        return [self.image_shape[1] // self.map_shape[0], self.image_shape[2] // self.map_shape[1]]
+
+    def _box(self, field: ReceptiveField | None, unit: int, position: list[int] | None) -> list[int] | None:
+        """An example's box: its unit's receptive field at its position, or the token's patch (:meth:`_patch`)."""
+        if field is None or position is None:
+            return None
+        patch = self._patch()
+        if patch is not None:
+            return [position[0] * patch[0], position[1] * patch[1], (position[0] + 1) * patch[0],
+                    (position[1] + 1) * patch[1]]
+        return list(field.box(unit, position))
+
     def _field_size(self) -> list[int] | None:
         field = self.receptive_field()
-        if field is None or field.is_global:
+        if field is None:
             return None
+        if field.is_global:
+            return self._patch()
         return list(field.size)
 
     def _rows(self, found: dict[str, Tensor]) -> dict[str, list]:
@@ -247,8 +275,7 @@ class DatasetExamples(DatasetRunner):
         width = self.map_shape[1] if self.map_shape else 1
         positions = [[list(divmod(int(p), width)) if p >= 0 else None for p in row] for row in found["positions"]]
         field = self.receptive_field()
-        boxes = [[list(field.box(unit, position)) if field is not None and position is not None else None
-                  for position in row] for unit, row in zip(self.units, positions)]
+        boxes = [[self._box(field, unit, position) for position in row] for unit, row in zip(self.units, positions)]
         labels = found["labels"].tolist()
         return {"values": found["values"].tolist(), "indices": found["indices"].tolist(), "positions": positions,
                 "labels": [[None if label < 0 else label for label in row] for row in labels], "boxes": boxes}

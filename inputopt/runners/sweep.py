@@ -140,6 +140,10 @@ class FeatureSweep(DatasetRunner):
         steps: optimization steps per chunk.
         seed: the seed of every unit's starting tensor and transforms, with the unit.
         units_per_batch: units optimized together (one test batch).
+        layouts: per-layer layouts declaring or overriding the network's (:mod:`inputopt.layouts`), e.g.
+            ``{"blocks.3": {"kind": "tokens", "special": 1, "grid": [14, 14]}}``.
+        output: for a network whose forward returns a tuple, dict or dataclass, the output to use (an
+            index, a key or a field such as ``"logits"``).
 
     Example:
         >>> import tempfile
@@ -173,6 +177,8 @@ class FeatureSweep(DatasetRunner):
         steps: int = 250,
         seed: int = 0,
         units_per_batch: int = 64,
+        layouts: Mapping[str, Any] | None = None,
+        output: str | int | None = None,
     ) -> None:
         if isinstance(units_per_batch, bool) or not isinstance(units_per_batch, int) or units_per_batch < 1:
             raise ValueError(f"units_per_batch must be >= 1, got {units_per_batch!r}")
@@ -186,7 +192,7 @@ class FeatureSweep(DatasetRunner):
         if not isinstance(objective, UnitsObjective):
             raise ValueError(f"a sweep needs an objective with units (UnitActivation, ChannelSum, ...), got "
                              f"{type(objective).__name__}")
-        spec = NetworkSpec(network, weights, state_dict, mean, std)
+        spec = NetworkSpec(network, weights, state_dict, mean, std, layouts, output)
         net = spec.build(seed)
         if image_shape is None:
             image_shape = default_image_shape(network) if isinstance(network, str) else None

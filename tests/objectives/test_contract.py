@@ -9,6 +9,10 @@ constructor arguments valid for the tiny network in ``EXAMPLES`` below: a new ob
 from __future__ import annotations
 
 import copy
+import re
+import sys
+import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,11 +22,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 import inputopt.objectives
 from inputopt import InputOptimization
 from inputopt.capture import capture_activations, resolve_layer
-from inputopt.objectives import (DLR, Alignment, ChannelInteraction, ChannelSum, DeepDream, Direction, Diversity,
-                                 FeatureMatch, InputObjective, Margin, NegativeCrossEntropy, Sum, TargetedDLR,
-                                 UnitActivation)
+from inputopt.objectives import (DLR, Alignment, AttentionHead, ChannelInteraction, ChannelSum, DeepDream, Direction,
+                                 Diversity, FeatureMatch, InputObjective, Margin, NegativeCrossEntropy, Sum, TargetedDLR,
+                                 TokenActivation, UnitActivation)
 from inputopt.objectives.base import select_rows
-from tests.conftest import concrete_subclasses, make_tiny_net
+from tests.conftest import concrete_subclasses, make_tiny_net, make_tiny_vit
 
 B = 3  # images per batch in every example; list-valued units have one entry per image
 
@@ -94,15 +98,50 @@ EXAMPLES: dict[type, list[dict]] = {
         dict(layer="features.4"),
         dict(layer="features.0", position=[2, 0, 1], decay_ratio=3.0, max_distance=1),
     ],
+    # transformer objectives, on the tiny ViT of NETWORKS (layers that give bfloat16 under autocast)
+    TokenActivation: [
+        dict(layer="blocks.1.mlp", unit=[0, 5, 15]),
+        dict(layer="blocks.0.mlp.0", unit=3, token=7),
+    ],
+    AttentionHead: [
+        dict(layer="blocks.1.attn.heads", head=[0, 1, 1]),
+        dict(layer="blocks.0.attn.heads", head=1, token=0),
+    ],
 }
+
+#: The network of a class's examples when it is not the tiny CNN: the transformer objectives read tokens.
+NETWORKS = {TokenActivation: make_tiny_vit, AttentionHead: make_tiny_vit}
 
 
 #: Objectives whose targets are data from other images (see ``build``).
 TARGETS_FROM_OTHER_IMAGES = {FeatureMatch}
 
 CLASSES = concrete_subclasses(InputObjective, inputopt.objectives)
+
+
+def _docs_objective(name: str) -> type:
+    """The objective class ``name`` of docs/extending.md, its code block run verbatim as a module of its own
+    (registered in ``sys.modules``, so a config or a checkpoint can name it like any user's objective)."""
+    text = (Path(__file__).parents[2] / "docs" / "extending.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if f"class {name}(" in b]
+    assert len(blocks) == 1, f"docs/extending.md should have one python block defining {name}, found {len(blocks)}"
+    module = types.ModuleType(f"tests.objectives._docs_{name.lower()}")
+    sys.modules[module.__name__] = module
+    exec(compile(blocks[0], "docs/extending.md", "exec"), module.__dict__)
+    return getattr(module, name)
+
+
+#: The objectives of the docs, as a reader copies them: they must pass the same contract.
+DOCS_EXAMPLES: dict[type, list[dict]] = {
+    _docs_objective("ChannelMax"): [
+        dict(layer="features.4", channel=[0, 3, 7]),
+        dict(layer="features.0", channel=5),
+    ],
+}
 CASES = [pytest.param(cls, kwargs, id=f"{cls.__name__}-{i}")
          for cls in CLASSES for i, kwargs in enumerate(EXAMPLES.get(cls) or [None])]
+CASES += [pytest.param(cls, kwargs, id=f"docs-{cls.__name__}-{i}")
+          for cls, examples in DOCS_EXAMPLES.items() for i, kwargs in enumerate(examples)]
 
 
 def test_discovery_finds_known_objectives():
@@ -123,9 +162,9 @@ def test_no_stale_examples():
 # -- helpers --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def net():
-    return make_tiny_net().requires_grad_(False)
+@pytest.fixture
+def net(cls):
+    return NETWORKS.get(cls, make_tiny_net)().requires_grad_(False)
 
 
 def _images(seed: int = 0) -> torch.Tensor:
