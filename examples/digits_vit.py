@@ -12,9 +12,9 @@ dataset examples. The figures of docs/transformers.md.
 3. Dataset examples of a few units (top 8 of the 450 held-out digits): the layer's features 0..5, and how
    many of each unit's 8 examples share their most common label (purity).
 
-Figures: ``docs/images/transformers_digits_vit.png`` (rows: the CNN with pixels + edge prior and with Fourier +
-transforms + edge prior, then the ViT with the same; seed 0), ``docs/images/transformers_digits_vit_std.png``
-(the ViT rows, contrast-normalized per image), ``docs/images/transformers_examples.png`` (dataset examples of
+Figures, under results/figures (``--out docs/images``: the docs' own): ``transformers_digits_vit.png`` (rows: the CNN with pixels + edge prior and with Fourier +
+transforms + edge prior, then the ViT with the same; seed 0), ``transformers_digits_vit_std.png``
+(the ViT rows, contrast-normalized per image), ``transformers_examples.png`` (dataset examples of
 6 features of the ViT's last block, 4x4-pixel patches cropped with their neighbours: 12 pixels).
 
     python examples/digits_vit.py --seeds 0 1 2        # a few minutes on one CPU thread
@@ -90,7 +90,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=Path("docs/images"))
+    parser.add_argument("--out", type=Path, default=Path("results/figures"),
+                        help="where the figures go (the docs' own: --out docs/images)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

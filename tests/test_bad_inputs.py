@@ -147,7 +147,7 @@ ROWS = [
                                                init=torch.rand(2, 1, 32, 32)), ValueError,
      r"the objective targets 3 units, one per image, but init has 2 images"),
     ("tuple-output", lambda: InputOptimization(TupleNet(), unit(), image_shape=(3, 8, 8)), TypeError,
-     r"layer '' of TupleNet returns a tuple, not a tensor.*pick a layer that returns one"),
+     r"layer '' of TupleNet returns a tuple, not a tensor.*name the output to use \(output: logits"),
     # -- input normalization
     ("mean-std-length", lambda: module(mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2]), ValueError,
      r"mean and std have 3 values, one per channel, but the images have 1 channel"),

@@ -373,11 +373,16 @@ def test_attack_command_prints_autoattacks_per_member_table(tmp_path, monkeypatc
     from inputopt.cli import main
 
     monkeypatch.chdir(tmp_path)
-    with caplog.at_level(logging.INFO):
+    # Lightning's logger does not propagate to the root (its own handler keeps the stream it found at import, an
+    # earlier test's capture in a whole run): listen to it directly
+    lightning_logger = logging.getLogger("lightning.pytorch")
+    lightning_logger.addHandler(caplog.handler)
+    with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO, logger="lightning.pytorch"):
         main(["attack", "--config", str(ROOT / "configs" / "digits_autoattack.yaml"), "--model.dataset.init_args.limit",
               "6", "--model.batch_size", "4", "--model.attack.init_args.steps", "5", "--model.attack.init_args.target_classes",
               "2", "--model.attack.init_args.queries", "20", "--trainer.accelerator",
               "cpu", "--trainer.enable_progress_bar", "false", "--trainer.logger", "false"])
+    lightning_logger.removeHandler(caplog.handler)
     captured = capsys.readouterr()  # once: a second call returns only what was printed since the first
     printed = captured.out + captured.err + caplog.text
     assert "robust accuracy after each member:" in printed

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from inputopt.functional.receptive_field import crop_box, receptive_field
+from inputopt.layouts import declare_layouts
 from inputopt.networks import build_network
 
 
@@ -108,7 +109,7 @@ def test_attention_is_global():
             tokens = self.patch(x).flatten(2).transpose(1, 2)
             return self.mixed(self.attention(tokens, tokens, tokens)[0])
 
-    net = Tokens()
+    net = declare_layouts(Tokens(), {"mixed": {"kind": "tokens", "patch": 4}})  # (B, N, D): declared, never guessed
     assert receptive_field(net, "patch", (3, 16, 16)).box(0, (1, 2)) == (4, 8, 8, 12)
     assert receptive_field(net, "mixed", (3, 16, 16)).is_global
 
