@@ -94,6 +94,7 @@ def main() -> None:
                         help="where the figures go (the docs' own: --out docs/images)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     quiet_lightning()
     start = time.perf_counter()
