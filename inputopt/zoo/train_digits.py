@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 from pathlib import Path
 
 import torch
@@ -90,6 +91,16 @@ def train(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.2
     )
+    return fit_epochs(model, optimizer, scheduler, images, labels, epochs, batch_size, max_shift, label_smoothing,
+                      generator)
+
+
+def fit_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, images: Tensor, labels: Tensor,
+               epochs: int, batch_size: int, max_shift: int, label_smoothing: float, generator: torch.Generator,
+               log_every: int = 1) -> nn.Module:
+    """The training loop of the demo networks (the digits CNNs and ViT): shuffled mini-batches of randomly
+    shifted images, cross-entropy with label smoothing, a scheduler step per batch; returns the model in eval
+    mode."""
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(images), generator=generator)
@@ -103,7 +114,8 @@ def train(
             optimizer.step()
             scheduler.step()
             total += loss.item() * len(idx)
-        print(f"epoch {epoch + 1:2d}/{epochs}  train loss {total / len(images):.4f}")
+        if (epoch + 1) % log_every == 0 or epoch + 1 == epochs:
+            print(f"epoch {epoch + 1:3d}/{epochs}  train loss {total / len(images):.4f}", flush=True)
     return model.eval()
 
 

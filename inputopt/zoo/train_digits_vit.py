@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from inputopt.zoo.digits import load_digits_split
-from inputopt.zoo.train_digits import accuracy, random_shift
+from inputopt.zoo.train_digits import accuracy, fit_epochs
 from inputopt.zoo.vit import DigitsViT, vit_weights_path
 
 
@@ -35,22 +34,8 @@ def train(seed: int = 0, epochs: int = 80, batch_size: int = 64, lr: float = 2e-
     steps_per_epoch = -(-len(images) // batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch,
                                                     pct_start=0.1)
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(images), generator=generator)
-        total = 0.0
-        for start in range(0, len(images), batch_size):
-            idx = order[start:start + batch_size]
-            x = random_shift(images[idx], max_shift, generator)
-            loss = F.cross_entropy(model(x), labels[idx], label_smoothing=label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item() * len(idx)
-        if (epoch + 1) % 10 == 0 or epoch + 1 == epochs:
-            print(f"epoch {epoch + 1:3d}/{epochs}  train loss {total / len(images):.4f}", flush=True)
-    return model.eval()
+    return fit_epochs(model, optimizer, scheduler, images, labels, epochs, batch_size, max_shift, label_smoothing,
+                      generator, log_every=10)
 
 
 def main(argv: list[str] | None = None) -> None:
