@@ -92,6 +92,10 @@ class Atlas:
             ``devices``, ``strategy``, ``precision``).
         title: the site's title (default: the network's name).
         progress: progress bars of the sweeps.
+        checks: run the :doc:`visualization checks </trust>` on every layer's first seed, with these arguments of
+            :class:`~inputopt.callbacks.visualization_checks.VisualizationChecks` (``natural``,
+            ``transfer_network``, ``checks``, ``thresholds``, ...; ``{}``: its defaults); the site shows a badge
+            per unit. ``None``: no checks (a layer folder that has a ``checks.json`` still shows it).
 
     Example:
         >>> atlas = Atlas("digits", [AtlasLayer(None, units=[0, 1])], "results/atlas_doc",
@@ -117,6 +121,7 @@ class Atlas:
         trainer: Mapping[str, Any] | None = None,
         title: str | None = None,
         progress: bool = True,
+        checks: Mapping[str, Any] | None = None,
     ) -> None:
         from inputopt.networks import NetworkSpec, default_image_shape
 
@@ -134,6 +139,14 @@ class Atlas:
             raise ValueError(f"trainer options {bad} are set by the atlas itself; the ones that apply are devices, "
                              f"accelerator, strategy, precision, num_nodes")
         self.progress = progress
+        if checks is not None:
+            from inputopt.callbacks.visualization_checks import VisualizationChecks
+
+            if not isinstance(checks, Mapping) or {"dirpath", "verbose"} & set(checks):
+                raise ValueError(f"checks must be a mapping of VisualizationChecks arguments (not dirpath or verbose, "
+                                 f"which the atlas sets), got {checks!r}")
+            VisualizationChecks(**checks)  # its own checks of the arguments, now
+        self.checks = None if checks is None else dict(checks)
         self.name = network if isinstance(network, str) else type(network).__name__
         self.title = title  # None: the site names it after the network (as --site_only does)
         if image_shape is None:
@@ -345,11 +358,16 @@ class Atlas:
                                      vis.units_per_batch)
                 folder = self.atlas_dir / "layers" / info["slug"] / f"seed-{seed}"
                 units = folder / "units"
+                check = self.checks is not None and seed == vis.seeds[0] and not (folder / "checks.json").is_file()
                 if units.is_dir() and all((units / f"{file_name(n)}.pt").is_file() for n in sweep.image_names) \
-                        and (folder / "grid.png").is_file():
+                        and (folder / "grid.png").is_file() and not check:
                     continue  # done: no Trainer (a second process would start for nothing)
-                saver = SaveSweep(folder, info["display"], progress=self.progress and _is_rank_zero())
-                self._trainer([saver]).test(sweep, verbose=False)
+                callbacks = [SaveSweep(folder, info["display"], progress=self.progress and _is_rank_zero())]
+                if check:  # a finished sweep is checked from its files, without optimizing again
+                    from inputopt.callbacks.visualization_checks import VisualizationChecks
+
+                    callbacks.append(VisualizationChecks(**self.checks, dirpath=folder, verbose=False))
+                self._trainer(callbacks).test(sweep, verbose=False)
 
     def find_examples(self) -> None:
         """Find the top-k dataset examples of every layer's units (a layer whose ``examples.json`` covers its
@@ -531,7 +549,8 @@ def _parser():
               mean: list[float] | None = None, std: list[float] | None = None,
               visualization: AtlasVisualization = AtlasVisualization(), examples: AtlasExamples = AtlasExamples(),
               metrics: AtlasMetrics = AtlasMetrics(), trainer: dict[str, Any] | None = None,
-              title: str | None = None, progress: bool = True, allow_packages: list[str] | None = None) -> None:
+              title: str | None = None, progress: bool = True, checks: dict[str, Any] | None = None,
+              allow_packages: list[str] | None = None) -> None:
         pass
 
     atlas.__doc__ = Atlas.__doc__  # the help of every argument

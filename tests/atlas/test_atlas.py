@@ -292,3 +292,28 @@ def test_an_atlas_of_a_streamed_data_set(tmp_path):
     examples = json.loads((tmp_path / "atlas" / "layers" / "features.4" / "examples" / "examples.json").read_text())
     assert all(0 <= i < 12 for row in examples["indices"] for i in row) and examples["field_size"] == [8, 8]
     assert len(list((tmp_path / "atlas" / "layers" / "features.4" / "examples" / "crops").glob("*.png"))) == 6
+
+
+def test_checks_run_on_every_layer_without_optimizing_again(built_atlas, tmp_path):
+    """``checks:`` runs the visualization checks on each layer's first seed (a finished atlas is checked from its
+    files: no unit is optimized again), and the site shows a badge per unit."""
+    import json
+    import shutil
+
+    folder = tmp_path / "digits"
+    shutil.copytree(built_atlas, folder)
+    units = sorted((folder / "layers").glob("*/seed-*/units/*.pt"))
+    before = {path: path.stat().st_mtime_ns for path in units}
+    atlas = digits_atlas(folder, checks={"natural": "digits", "checks": ["strength", "high frequency"],
+                                          "num_natural": 60})
+    atlas.run()
+    assert {path: path.stat().st_mtime_ns for path in units} == before  # nothing optimized again
+    for info in atlas.layers:
+        written = json.loads((folder / "layers" / info["slug"] / "seed-0" / "checks.json").read_text())
+        assert [row["unit"] for row in written] == list(info["units"])  # one row of checks per unit
+    for info in atlas.layers:  # each layer page offers the checks' filter: its units carry badges
+        assert 'id="checks-filter"' in (folder / "site" / f"{info['slug']}.html").read_text()
+    with pytest.raises(ValueError, match="which the atlas sets"):
+        digits_atlas(tmp_path / "other", checks={"dirpath": "x"})
+    with pytest.raises(ValueError, match="unknown checks"):
+        digits_atlas(tmp_path / "other", checks={"checks": ["beauty"]})
