@@ -317,3 +317,21 @@ def test_checks_run_on_every_layer_without_optimizing_again(built_atlas, tmp_pat
         digits_atlas(tmp_path / "other", checks={"dirpath": "x"})
     with pytest.raises(ValueError, match="unknown checks"):
         digits_atlas(tmp_path / "other", checks={"checks": ["beauty"]})
+
+
+def test_an_atlas_of_a_transformer_layer(tmp_path):
+    """A token layer of the digits ViT: units are features, positions patch cells, examples cropped to the patch."""
+    from inputopt.atlas import Atlas
+
+    atlas = Atlas("digits_vit", [{"name": "blocks.3", "units": [0, 5]}], str(tmp_path / "vit"), image_shape=[1, 32, 32],
+                  visualization={"steps": 2, "display": "clamp", "units_per_batch": 2},
+                  examples={"dataset": {"class_path": "inputopt.data.Digits", "init_args": {"split": "test", "limit": 20}},
+                            "k": 2, "batch_size": 20},
+                  trainer={"accelerator": "cpu", "devices": 1}, progress=False)
+    atlas.run()
+    examples = json.loads((tmp_path / "vit" / "layers" / "blocks.3" / "examples" / "examples.json").read_text())
+    assert examples["map_shape"] == [8, 8] and examples["field_size"] == [4, 4]  # 4x4 patches of 32x32 digits
+    for positions, boxes in zip(examples["positions"], examples["boxes"]):
+        for (row, col), box in zip(positions, boxes):
+            assert box == [4 * row, 4 * col, 4 * row + 4, 4 * col + 4]
+    assert (tmp_path / "vit" / "site" / "blocks.3.html").is_file()
