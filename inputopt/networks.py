@@ -6,7 +6,6 @@ import contextlib
 import difflib
 import math
 import os
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path

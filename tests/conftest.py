@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import pathlib
 import pkgutil
 
 import pytest
@@ -100,3 +101,34 @@ class Watch:
                 function(record, step, terms)
 
         return _Watch()
+
+
+def command_on_two_processes_and_one(args: list[str], callback: str, tmp_path, monkeypatch) -> dict[int, pathlib.Path]:
+    """Run the ``inputopt`` command line ``args`` (after the program name) with 2 CPU processes (gloo, from the
+    command line, a subprocess) and with 1 (in this process), each writing through the callback ``callback``
+    (a class path taking ``dirpath``) into its own folder; returns ``{devices: folder}``."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from inputopt.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), PYTHONWARNINGS="ignore")
+    folders = {}
+    for devices in (2, 1):
+        extra = ["--trainer.devices", str(devices)] + (["--trainer.strategy", "ddp"] if devices > 1 else [])
+        out = tmp_path / f"devices{devices}"
+        run = [*args, "--trainer.accelerator", "cpu", *extra, "--trainer.callbacks",
+               json.dumps([{"class_path": callback, "init_args": {"dirpath": str(out)}}])]
+        if devices == 1:
+            monkeypatch.chdir(tmp_path)
+            main(run)
+        else:
+            done = subprocess.run([str(Path(sys.executable).with_name("inputopt")), *run], cwd=tmp_path, env=env,
+                                  capture_output=True, text=True, timeout=400)
+            assert done.returncode == 0, done.stderr[-3000:]
+        folders[devices] = out
+    return folders

@@ -21,7 +21,7 @@ from inputopt.capture import capture_activations
 from inputopt.data import UnreadableImageError
 from inputopt.functional.receptive_field import crop_box
 from inputopt.runners.examples import DatasetExamples
-from tests.conftest import make_tiny_net
+from tests.conftest import command_on_two_processes_and_one, make_tiny_net
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = dict(logger=False, enable_progress_bar=False, enable_model_summary=False)
@@ -257,27 +257,13 @@ def test_examples_command_from_the_config(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 def test_examples_command_on_two_processes_equals_one(tmp_path, monkeypatch):
     """`inputopt examples` with 2 CPU processes (gloo): each image on one process, the merged top-k of one."""
-    from inputopt.cli import main
-
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
-    base = [str(Path(sys.executable).with_name("inputopt")), "examples", "--config",
-            str(ROOT / "configs" / "digits_examples.yaml"), "--model.dataset.init_args.limit", "101",
-            "--model.batch_size", "16", "--model.k", "5", "--trainer.logger", "false",
-            "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
-    runs = {}
-    for devices in (2, 1):  # 2 processes from the command line; 1 in this process
-        extra = ["--trainer.devices", str(devices)] + (["--trainer.strategy", "ddp"] if devices > 1 else [])
-        out = tmp_path / f"devices{devices}"
-        args = [*base, *extra, "--trainer.callbacks", json.dumps(
-            [{"class_path": "inputopt.callbacks.examples.SaveDatasetExamples", "init_args": {"dirpath": str(out)}}])]
-        if devices == 1:
-            monkeypatch.chdir(tmp_path)
-            main(args[1:])
-        else:
-            done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
-            assert done.returncode == 0, done.stderr[-3000:]
-        runs[devices] = json.loads((out / "examples.json").read_text())
-        assert (out / "examples.png").is_file()
+    folders = command_on_two_processes_and_one(
+        ["examples", "--config", str(ROOT / "configs" / "digits_examples.yaml"), "--model.dataset.init_args.limit",
+         "101", "--model.batch_size", "16", "--model.k", "5", "--trainer.logger", "false",
+         "--trainer.enable_progress_bar", "false"], "inputopt.callbacks.examples.SaveDatasetExamples", tmp_path,
+        monkeypatch)
+    runs = {devices: json.loads((out / "examples.json").read_text()) for devices, out in folders.items()}
+    assert all((out / "examples.png").is_file() for out in folders.values())
     assert runs[2] == runs[1]
     assert len(runs[1]["units"]) == 32 and all(len(row) == 5 for row in runs[1]["indices"])
 

@@ -8,23 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from inputopt import InputOptimization, UnitActivation
 from tests.conftest import make_tiny_net
+from tests.test_reliability import module, trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def module(unit=(0, 1), net=None, **kwargs) -> InputOptimization:
-    return InputOptimization(net if net is not None else make_tiny_net(), UnitActivation("features.4", unit=list(unit)),
-                             image_shape=(3, 32, 32), **kwargs)
-
-
-def trainer(tmp_path, max_steps: int, *callbacks, **kwargs) -> Trainer:
-    return Trainer(max_steps=max_steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                   default_root_dir=tmp_path, callbacks=list(callbacks), **kwargs)
 
 
 # -- the fingerprint covers the Trainer's numerics ------------------------------------------------------------------

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from inputopt.data import Digits, ImageFolder
 from inputopt.functional.random import RowRandom
 from inputopt.functional.sphere import sphere_label_change
 from inputopt.runners.attack import AttackEvaluation
+from tests.conftest import command_on_two_processes_and_one
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = dict(logger=False, enable_progress_bar=False, enable_model_summary=False)
@@ -119,26 +117,13 @@ def test_runner_rejects_bad_arguments(data):
 @pytest.mark.slow
 def test_attack_command_on_two_processes_equals_one(tmp_path, monkeypatch):
     """`inputopt attack` with 2 CPU processes (gloo): each sample on one process, the metrics of one process."""
-    from inputopt.cli import main
-
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
-    base = [str(Path(sys.executable).with_name("inputopt")), "attack", "--config", str(ROOT / "configs" / "digits_pgd.yaml"),
-            "--model.dataset.init_args.limit", "31", "--model.batch_size", "8", "--model.sphere_points", "10",
-            "--model.attack.init_args.steps", "3", "--model.attack.init_args.eps", "[0.05, 0.1]",
-            "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
-    runs = {}
-    for devices in (2, 1):  # 2 processes from the command line; 1 in this process
-        extra = ["--trainer.devices", str(devices)] + (["--trainer.strategy", "ddp"] if devices > 1 else [])
-        out = tmp_path / f"devices{devices}"
-        args = [*base, *extra, "--trainer.callbacks", json.dumps(
-            [{"class_path": "inputopt.callbacks.attack.SaveAttackResults", "init_args": {"dirpath": str(out)}}])]
-        if devices == 1:
-            monkeypatch.chdir(tmp_path)
-            main(args[1:])
-        else:
-            done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
-            assert done.returncode == 0, done.stderr[-3000:]
-        runs[devices] = json.loads((out / "results.json").read_text())
+    folders = command_on_two_processes_and_one(
+        ["attack", "--config", str(ROOT / "configs" / "digits_pgd.yaml"), "--model.dataset.init_args.limit", "31",
+         "--model.batch_size", "8", "--model.sphere_points", "10", "--model.attack.init_args.steps", "3",
+         "--model.attack.init_args.eps", "[0.05, 0.1]", "--trainer.logger", "false",
+         "--trainer.enable_progress_bar", "false"], "inputopt.callbacks.attack.SaveAttackResults", tmp_path,
+        monkeypatch)
+    runs = {devices: json.loads((out / "results.json").read_text()) for devices, out in folders.items()}
     assert_same_rows(runs[2], runs[1])
     assert runs[1][0]["clean_accuracy"] == pytest.approx(1.0)
 

@@ -10,7 +10,6 @@ with a distributed sampler that never repeats a sample, so metrics and results e
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
