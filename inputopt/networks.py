@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 from inputopt.capture import evaluate
 from inputopt.layouts import Layout, declare_layouts
 
-__all__ = ["IMAGENET_ZOO", "TIMM_PREFIX", "FrozenNetworkHolder", "NetworkSpec", "WeightsUnavailableError", "build_network",
+__all__ = ["IMAGENET_ZOO", "TIMM_PREFIX", "FrozenNetworkHolder", "NetworkSpec", "WeightsUnavailableError", "state_hash", "build_network",
            "class_names", "default_image_shape", "default_normalization", "freeze", "frozen", "hf_cache_dir",
            "frozen_network", "load_state_dict_file", "load_torch_file", "probe", "Normalize", "ZOO"]
 
@@ -475,15 +476,31 @@ def frozen_network(network: str | nn.Module, weights: str | None = None, state_d
     return network
 
 
+def state_hash(network: nn.Module) -> str:
+    """SHA-256 of a network's state dict (names, dtypes, shapes and values): what a record keeps of a network
+    given as a module.
+
+    Example:
+        >>> len(state_hash(nn.Linear(2, 2)))
+        64
+    """
+    digest = hashlib.sha256()
+    for name, tensor in network.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class NetworkSpec:
     """The network of a run or an attack, described once: what to build (a name, or a module) with which
-    weights, and the input normalization in front of it. Every runner and attack builds one from its flat
-    arguments (``network``, ``weights``, ``state_dict``, ``mean``, ``std``), so configs stay flat and the
-    checks live here.
+    weights, and the input normalization in front of it. A :class:`~inputopt.problem.Problem` holds one (in a
+    config, ``network:`` is a name or a mapping of these fields); an attack builds one from its ``model``,
+    ``weights``, ``state_dict``, ``mean`` and ``std``. The checks live here.
 
     Args:
-        network: a network name (zoo, torchvision, dotted path) or an ``nn.Module``.
+        model: a network name (zoo, torchvision, dotted path) or an ``nn.Module``.
         weights: torchvision weights name, for a named network.
         state_dict: local state_dict file, for a named network.
         mean: per-channel mean of the input normalization (with ``std``, or neither).
@@ -499,7 +516,7 @@ class NetworkSpec:
         ('digits', False, [0.5])
     """
 
-    network: str | nn.Module
+    model: str | nn.Module
     weights: str | None = None
     state_dict: str | None = None
     mean: Sequence[float] | None = None
@@ -508,9 +525,9 @@ class NetworkSpec:
     output: str | int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.network, (str, nn.Module)):
-            raise TypeError(f"the network must be an nn.Module or a network name, got {type(self.network).__name__}")
-        if not isinstance(self.network, str) and (self.weights is not None or self.state_dict is not None):
+        if not isinstance(self.model, (str, nn.Module)):
+            raise TypeError(f"the network must be an nn.Module or a network name, got {type(self.model).__name__}")
+        if not isinstance(self.model, str) and (self.weights is not None or self.state_dict is not None):
             raise ValueError("weights and state_dict apply to a network given by name, not to a module")
         if (self.mean is None) != (self.std is None):
             raise ValueError("give both mean and std for input normalization, or neither")
@@ -533,23 +550,45 @@ class NetworkSpec:
     @property
     def name(self) -> str | None:
         """The network's name, or ``None`` for a module."""
-        return self.network if isinstance(self.network, str) else None
+        return self.model if isinstance(self.model, str) else None
 
     def build(self, seed: int | None = 0) -> nn.Module:
         """The network: :func:`frozen_network` with ``seed`` (random weights from it only), or with
         ``seed=None`` built under the global random state and a module used as it is; with the spec's
         ``layouts`` declared on it and its ``output`` chosen."""
         if seed is not None:
-            network = frozen_network(self.network, self.weights, self.state_dict, seed)
-        elif isinstance(self.network, str):
-            network = build_network(self.network, weights=self.weights, state_dict=self.state_dict)
+            network = frozen_network(self.model, self.weights, self.state_dict, seed)
+        elif isinstance(self.model, str):
+            network = build_network(self.model, weights=self.weights, state_dict=self.state_dict)
         else:
-            network = self.network
+            network = self.model
         if self.layouts:
             declare_layouts(network, self.layouts)
         if self.output is not None:
             object.__setattr__(network, "inputopt_output", self.output)
         return network
+
+    def config(self) -> str | dict[str, Any]:
+        """The spec as plain data: the name alone when nothing else is set, else the non-default fields; a
+        module is described by its class and a hash of its state (it cannot be rebuilt from data).
+
+        Example:
+            >>> NetworkSpec("digits").config(), NetworkSpec("digits", mean=[0.5], std=[0.5]).config()
+            ('digits', {'model': 'digits', 'mean': [0.5], 'std': [0.5]})
+        """
+        if isinstance(self.model, nn.Module):
+            model: Any = {"module": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
+                          "sha256": state_hash(self.model)}
+        else:
+            model = self.model
+        fields = {"model": model, "weights": self.weights, "state_dict": self.state_dict,
+                  "mean": None if self.mean is None else list(self.mean),
+                  "std": None if self.std is None else list(self.std),
+                  "layouts": None if self.layouts is None else {k: dict(v) if isinstance(v, Mapping) else v
+                                                                for k, v in self.layouts.items()},
+                  "output": self.output}
+        kept = {key: value for key, value in fields.items() if value is not None}
+        return model if len(kept) == 1 else kept
 
     def normalization(self) -> Normalize | None:
         """A new :class:`Normalize` of ``mean``/``std``; without them, a timm model's from its pretrained config
