@@ -29,6 +29,7 @@ from inputopt.networks import build_network
 from inputopt.objectives import ChannelSum, Margin, NegativeCrossEntropy, UnitActivation
 from inputopt.params import FourierImage, PixelImage
 from inputopt.priors import MultiScaleEdgeEnergy
+from inputopt.problem import Problem
 from inputopt.runners.attack import AttackEvaluation
 from inputopt.runners.examples import DatasetExamples
 from inputopt.runners.sweep import FeatureSweep
@@ -332,7 +333,8 @@ def corrupt_image_folder() -> ImageFolder:
 
 
 ROWS += [
-    ("examples-k-larger-than-data", lambda: DatasetExamples("digits", "features.4", [0], Digits(limit=4), k=5),
+    ("examples-k-larger-than-data",
+     lambda: DatasetExamples(Problem("digits", ChannelSum("features.4", [0])), Digits(limit=4), k=5),
      ValueError, r"k must be an int in \[1, 4\] \(the size of the data set\), got 5"),
     ("image-folder-corrupt-file", lambda: corrupt_image_folder()[1], ValueError,
      r"ImageFolder: cannot read image '.*b.png' \(item 1; corrupt"),

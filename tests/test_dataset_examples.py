@@ -20,6 +20,9 @@ from inputopt.callbacks.examples import SaveDatasetExamples, examples_sheet
 from inputopt.capture import capture_activations
 from inputopt.data import UnreadableImageError
 from inputopt.functional.receptive_field import crop_box
+from inputopt.networks import NetworkSpec
+from inputopt.objectives import ChannelSum, Margin, UnitActivation
+from inputopt.problem import Problem
 from inputopt.runners.examples import DatasetExamples
 from tests.conftest import command_on_two_processes_and_one, make_tiny_net
 
@@ -34,9 +37,15 @@ def data():
     return TensorDataset(torch.rand(37, 3, 32, 32, generator=g), torch.randint(0, 10, (37,), generator=g))
 
 
+def tiny(layer="features.4", units=(0, 3, 7), normalized=True):
+    """The problem of the tests: the tiny network (with an input normalization) and ``ChannelSum(layer, units)``."""
+    units = list(units) if not isinstance(units, str) else units
+    network = NetworkSpec(make_tiny_net(), mean=MEAN, std=STD) if normalized else make_tiny_net()
+    return Problem(network, ChannelSum(layer, channel=units))
+
+
 def run(dataset, **kwargs):
-    runner = DatasetExamples(make_tiny_net(), kwargs.pop("layer", "features.4"), kwargs.pop("units", [0, 3, 7]),
-                             dataset, mean=MEAN, std=STD, **kwargs)
+    runner = DatasetExamples(tiny(kwargs.pop("layer", "features.4"), kwargs.pop("units", [0, 3, 7])), dataset, **kwargs)
     Trainer(**QUIET).test(runner, verbose=False)
     return runner
 
@@ -158,18 +167,21 @@ def test_an_interrupted_pass_resumes_with_the_result_of_an_uninterrupted_one(tmp
     # map-style, streamed, and streamed by 2 loader workers (the loader's batches still cover a prefix)
     for case, (dataset, workers) in enumerate([(data, 0), (Stream(data), 0), (Stream(data), 2)]):
         state = tmp_path / f"case{case}"
-        options = dict(k=4, batch_size=4, bottom=True, percentiles=[50], state_dir=state, save_every=2, mean=MEAN,
-                       std=STD, num_workers=workers)
-        runner = DatasetExamples(make_tiny_net(), "features.4", [0, 3, 7], dataset, **options)
+        options = dict(k=4, batch_size=4, bottom=True, percentiles=[50], state_dir=state, save_every=2,
+                       num_workers=workers)
+        runner = DatasetExamples(tiny(), dataset, **options)
         with pytest.raises(Interrupt):
             Trainer(**QUIET, callbacks=[StopAfter()]).test(runner, verbose=False)
         assert (state / "examples-state-rank0.pt").is_file() and not list(state.glob("*.partial"))
-        runner = DatasetExamples(make_tiny_net(), "features.4", [0, 3, 7], dataset, **options)
+        if case == 0:  # the state of another problem (another input normalization) is refused
+            other = Problem(NetworkSpec(make_tiny_net(), mean=MEAN, std=[0.3, 0.3, 0.3]), ChannelSum("features.4", [0, 3, 7]))
+            with pytest.raises(ValueError, match="another pass"):
+                Trainer(**QUIET).test(DatasetExamples(other, dataset, **options), verbose=False)
+        runner = DatasetExamples(tiny(), dataset, **options)
         Trainer(**QUIET).test(runner, verbose=False)
         assert runner.skip_batches == 2 and runner.results == whole.results
         assert not (state / "examples-state-rank0.pt").exists()  # removed when the pass ends
-    other = DatasetExamples(make_tiny_net(), "features.4", [0, 3], data, k=4, batch_size=4, state_dir=tmp_path / "x",
-                            save_every=2, mean=MEAN, std=STD)
+    other = DatasetExamples(tiny(units=[0, 3]), data, k=4, batch_size=4, state_dir=tmp_path / "x", save_every=2)
     (tmp_path / "x").mkdir()
     torch.save({"fingerprint": "another", "batches": 1, "skipped": 0, "seen": 4, "metric": {}},
                tmp_path / "x" / "examples-state-rank0.pt")
@@ -209,7 +221,7 @@ def test_one_unit_and_one_example(data):
 
 
 def test_save_dataset_examples_writes_json_and_a_readable_sheet(tmp_path, data):
-    runner = DatasetExamples(make_tiny_net(), "features.4", list(range(8)), data, k=4, bottom=True)
+    runner = DatasetExamples(tiny(units=range(8), normalized=False), data, k=4, bottom=True)
     Trainer(**QUIET, callbacks=[SaveDatasetExamples(tmp_path, tile=40)]).test(runner, verbose=False)
     assert json.loads((tmp_path / "examples.json").read_text()) == json.loads(json.dumps(runner.results))
     from PIL import Image
@@ -224,21 +236,44 @@ def test_save_dataset_examples_writes_json_and_a_readable_sheet(tmp_path, data):
 
 
 def test_exception(data):
-    net = make_tiny_net()
     with pytest.raises(ValueError, match="unknown layer"):
-        DatasetExamples(net, "features.40", [0], data)
-    with pytest.raises(ValueError, match=r"units must be ints in \[0, 8\)"):
-        DatasetExamples(net, "features.4", [8], data)
+        DatasetExamples(tiny("features.40", [0]), data)
+    with pytest.raises(ValueError, match=r"channel 8 is out of range for layer 'features.4', which has 8 channels"):
+        DatasetExamples(tiny(units=[8]), data)
     with pytest.raises(ValueError, match="crop_size"):
-        DatasetExamples(net, "features.4", [0], data, crop_size=33)
+        DatasetExamples(tiny(units=[0]), data, crop_size=33)
     with pytest.raises(ValueError, match="percentiles"):
-        DatasetExamples(net, "features.4", [0], data, percentiles=[101])
+        DatasetExamples(tiny(units=[0]), data, percentiles=[101])
     with pytest.raises(ValueError, match="group"):
         run(data, k=2).example_images("bottom")
     with pytest.raises(ValueError, match="empty"):
-        DatasetExamples(net, "features.4", [0], [])
+        DatasetExamples(tiny(units=[0]), [])
     with pytest.raises(RuntimeError, match="no results"):
-        DatasetExamples(net, "features.4", [0], data).example_images()
+        DatasetExamples(tiny(units=[0]), data).example_images()
+    with pytest.raises(ValueError, match=r"dataset examples needs a UnitsObjective objective \(e.g. ChannelSum"):
+        DatasetExamples(Problem(make_tiny_net(), Margin()), data)
+    with pytest.raises(ValueError, match="dataset examples needs an objective in its problem"):
+        DatasetExamples(Problem(make_tiny_net()), data)
+
+
+def test_one_problem_gives_the_examples_of_the_units_it_visualizes(data):
+    """The problem of a visualization (a unit at the map's centre, priors, a parameterization) gives the dataset
+    examples of its units: the layer and the units resolved from its objective, each unit scored by its maximum
+    over positions whatever the objective's own reduction."""
+    from inputopt.params import FourierImage
+    from inputopt.priors import TotalVariation
+
+    problem = Problem(NetworkSpec(make_tiny_net(), mean=MEAN, std=STD), UnitActivation("features.4", unit="all"),
+                      [TotalVariation(0.1)], FourierImage())
+    runner = DatasetExamples(problem, data, k=3)
+    assert problem.objective.resolved and runner.units == problem.objective.units == list(range(8))
+    assert runner.layer == "features.4" and runner.network is problem.network
+    Trainer(**QUIET).test(runner, verbose=False)
+    by_sum = run(data, units="all", k=3)  # ChannelSum on the same layer: the same maxima over positions
+    assert runner.results["values"] == by_sum.results["values"]
+    assert runner.results["indices"] == by_sum.results["indices"]
+    maxima, _ = channel_maxima(data)
+    torch.testing.assert_close(torch.tensor(runner.results["values"])[[0, 3, 7]], maxima.T.topk(3, dim=1).values)
 
 
 def test_examples_command_from_the_config(tmp_path, monkeypatch, capsys):
@@ -248,7 +283,7 @@ def test_examples_command_from_the_config(tmp_path, monkeypatch, capsys):
     assert "\n  examples " in capsys.readouterr().out
     monkeypatch.chdir(tmp_path)
     main(["examples", "--config", str(ROOT / "configs" / "digits_examples.yaml"), "--model.dataset.init_args.limit",
-          "20", "--model.units", "[2, 9]", "--model.k", "3", "--trainer.enable_progress_bar", "false"])
+          "20", "--model.problem.objective.init_args.channel", "[2, 9]", "--model.k", "3", "--trainer.enable_progress_bar", "false"])
     written = json.loads((tmp_path / "results" / "digits_examples" / "examples.json").read_text())
     assert written["units"] == [2, 9] and written["layer"] == "features.4" and len(written["indices"][1]) == 3
     assert list((tmp_path / "results" / "digits_examples" / "run").glob("events.out.tfevents.*"))
@@ -288,8 +323,9 @@ def test_an_image_folder_from_the_config_with_unreadable_files(tmp_path, monkeyp
 
     root = make_folder(tmp_path / "images")
     monkeypatch.chdir(tmp_path)
-    main(["examples", "--config", str(ROOT / "configs" / "imagefolder_examples.yaml"), "--model.network", "digits",
-          "--model.layer", "features.4", "--model.units", "[0, 1]", "--model.dataset.init_args.root", str(root),
+    main(["examples", "--config", str(ROOT / "configs" / "imagefolder_examples.yaml"), "--model.problem.network",
+          "digits", "--model.problem.objective.init_args.layer", "features.4",
+          "--model.problem.objective.init_args.channel", "[0, 1]", "--model.dataset.init_args.root", str(root),
           "--model.dataset.init_args.image_shape", "[1, 32, 32]", "--model.k", "3", "--model.num_workers", "0",
           "--model.batch_size", "4", "--trainer.enable_progress_bar", "false"])
     out = tmp_path / "results" / "imagefolder_examples"
@@ -320,9 +356,9 @@ def test_webdataset_shards_give_the_result_of_the_image_folder(tmp_path):
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
         shards.append(str(path))
-    expected = DatasetExamples("digits", "features.4", [0, 3], folder, k=3, bottom=True)
-    streamed = DatasetExamples("digits", "features.4", [0, 3], WebDataset(shards, image_shape=(1, 32, 32)), k=3,
-                               bottom=True)
+    problem = Problem("digits", ChannelSum("features.4", channel=[0, 3]))
+    expected = DatasetExamples(problem, folder, k=3, bottom=True)
+    streamed = DatasetExamples(problem, WebDataset(shards, image_shape=(1, 32, 32)), k=3, bottom=True)
     for runner in (expected, streamed):
         Trainer(**QUIET).test(runner, verbose=False)
     for key in ("values", "indices", "labels", "boxes", "bottom", "skipped"):
@@ -334,7 +370,7 @@ def test_webdataset_shards_give_the_result_of_the_image_folder(tmp_path):
 def test_the_progress_bar_shows_images_per_second(data, capsys):
     from lightning.pytorch.callbacks import TQDMProgressBar
 
-    runner = DatasetExamples(make_tiny_net(), "features.4", [0], data, k=2, batch_size=8)
+    runner = DatasetExamples(tiny(units=[0]), data, k=2, batch_size=8)
     Trainer(logger=False, enable_model_summary=False, callbacks=[TQDMProgressBar()]).test(runner, verbose=False)
     captured = capsys.readouterr()
     assert re.search(r"[0-9.]+ images/s", captured.out + captured.err)
@@ -368,7 +404,7 @@ def test_a_pass_killed_with_sigkill_resumes_with_the_result_of_an_uninterrupted_
     resumed = json.loads((tmp_path / "out" / "examples.json").read_text())
     from inputopt.data import Digits
 
-    whole = DatasetExamples("digits", "features.4", "all", Digits("test"), k=4, bottom=True, percentiles=[99, 90, 50],
-                            batch_size=1)  # the batches of the killed pass: the same float rounding
+    whole = DatasetExamples(Problem("digits", ChannelSum("features.4", channel="all")), Digits("test"), k=4,
+                            bottom=True, percentiles=[99, 90, 50], batch_size=1)  # the batches of the killed pass: the same float rounding
     Trainer(**QUIET).test(whole, verbose=False)
     assert resumed == json.loads(json.dumps(whole.results)) and not list(state.glob("*.pt"))

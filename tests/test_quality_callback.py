@@ -19,6 +19,7 @@ from inputopt.module import InputOptimization
 from inputopt.networks import build_network
 from inputopt.objectives import ChannelSum, UnitActivation
 from inputopt.priors import MultiScaleEdgeEnergy
+from inputopt.problem import Problem
 from inputopt.runners.examples import DatasetExamples
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
@@ -48,7 +49,7 @@ def test_class_visualizations_scored_and_logged(tmp_path):
 
 
 def test_activation_ratio_from_an_examples_file(tmp_path):
-    runner = DatasetExamples("digits", "features.4", [0, 5, 9], Digits(limit=60), k=2)
+    runner = DatasetExamples(Problem("digits", ChannelSum("features.4", [0, 5, 9])), Digits(limit=60), k=2)
     Trainer(logger=False, callbacks=[SaveDatasetExamples(tmp_path)], **QUIET).test(runner, verbose=False)
     callback = QualityMetrics(tmp_path, examples=tmp_path / "examples.json")
     module = fit(ChannelSum("features.4", channel=[5, 9]), callback, tmp_path)

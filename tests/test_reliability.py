@@ -521,6 +521,8 @@ def _runner(kind: str, net: nn.Module):
     from torch.utils.data import TensorDataset
 
     from inputopt.attacks import PGD
+    from inputopt.objectives import ChannelSum
+    from inputopt.problem import Problem
     from inputopt.runners.attack import AttackEvaluation
     from inputopt.runners.examples import DatasetExamples
     from inputopt.runners.sweep import FeatureSweep
@@ -529,7 +531,7 @@ def _runner(kind: str, net: nn.Module):
     if kind == "sweep":
         return FeatureSweep(net, UnitActivation("features.4", unit=[0, 1]), image_shape=(3, 32, 32), steps=2)
     if kind == "examples":
-        return DatasetExamples(net, "features.4", [0, 1], data, k=2, batch_size=3)
+        return DatasetExamples(Problem(net, ChannelSum("features.4", [0, 1])), data, k=2, batch_size=3)
     return AttackEvaluation(PGD(net, eps=[0.05], alpha=0.02, steps=2), data, batch_size=3, sphere_points=0)
 
 

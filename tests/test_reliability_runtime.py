@@ -81,8 +81,9 @@ def test_the_users_module_is_handed_back_as_it_was_given(kind, tmp_path):
     as they were (they used to be frozen for good at construction)."""
     from torch.utils.data import TensorDataset
 
-    from inputopt.objectives import Margin
+    from inputopt.objectives import ChannelSum, Margin
     from inputopt.params import PixelImage
+    from inputopt.problem import Problem
     from inputopt.runners.examples import DatasetExamples
     from inputopt.runners.shared import SharedInputOptimization
     from inputopt.runners.sweep import FeatureSweep
@@ -94,7 +95,8 @@ def test_the_users_module_is_handed_back_as_it_was_given(kind, tmp_path):
     run = {"fit": lambda: module(net=net),
            "sweep": lambda: FeatureSweep(net, UnitActivation("features.4", unit=[0, 1]), image_shape=(3, 32, 32),
                                          steps=2),
-           "examples": lambda: DatasetExamples(net, "features.4", [0, 1], data, k=2, batch_size=3),
+           "examples": lambda: DatasetExamples(Problem(net, ChannelSum("features.4", [0, 1])), data, k=2,
+                                               batch_size=3),
            "universal": lambda: SharedInputOptimization(
                net, Margin(), AddPerturbation(), data, batch_size=3, param=PixelImage(mean=0, std=0, eps=0.1))}[kind]()
     assert _state(net) == given  # construction
@@ -265,8 +267,9 @@ def test_an_init_image_of_another_size_is_resized_to_the_runs_shape_or_refused(t
 # -- non-finite and empty data sets ------------------------------------------------------------------------------
 def _data_runner(kind: str, data):
     from inputopt.attacks import PGD
-    from inputopt.objectives import Margin
+    from inputopt.objectives import ChannelSum, FeatureMatch, Margin
     from inputopt.params import PixelImage
+    from inputopt.problem import Problem
     from inputopt.runners.attack import AttackEvaluation
     from inputopt.runners.examples import DatasetExamples
     from inputopt.runners.inversion import FeatureInversion
@@ -275,7 +278,7 @@ def _data_runner(kind: str, data):
 
     net = make_tiny_net()
     if kind == "examples":
-        return DatasetExamples(net, "features.4", [0, 1], data, k=2, batch_size=3)
+        return DatasetExamples(Problem(net, ChannelSum("features.4", [0, 1])), data, k=2, batch_size=3)
     if kind == "invert":
         return FeatureInversion(net, "features.4", data, steps=1, batch_size=3)
     if kind == "universal":

@@ -373,7 +373,8 @@ class Atlas:
         """Find the top-k dataset examples of every layer's units (a layer whose ``examples.json`` covers its
         units is skipped) and write their crops."""
         from inputopt._config import instantiate
-        from inputopt import DatasetExamples, SaveDatasetExamples
+        from inputopt import ChannelSum, DatasetExamples, Problem, SaveDatasetExamples
+        from inputopt.networks import NetworkSpec
 
         dataset = None
         for info in self.layers:
@@ -383,10 +384,10 @@ class Atlas:
             if results is None or not set(info["units"]) <= set(results["units"]) or results["k"] != self.examples.k:
                 dataset = dataset or instantiate(self.dataset, Dataset)
                 units = info["units"] if results is None else sorted(set(results["units"]) | set(info["units"]))
-                runner = DatasetExamples(self.network, info["name"], units, dataset, self.examples.k,
-                                         batch_size=self.examples.batch_size, num_workers=self.examples.num_workers,
-                                         weights=self.weights, state_dict=self.state_dict, mean=self.mean,
-                                         std=self.std, seed=self.visualization.seeds[0])
+                problem = Problem(NetworkSpec(self.network, self.weights, self.state_dict, self.mean, self.std),
+                                  ChannelSum(info["name"], channel=units), seed=self.visualization.seeds[0])
+                runner = DatasetExamples(problem, dataset, self.examples.k, batch_size=self.examples.batch_size,
+                                         num_workers=self.examples.num_workers)
                 self._trainer([SaveDatasetExamples(folder)]).test(runner, verbose=False)
                 results = read_record(path) if path.is_file() else runner.results
             if _is_rank_zero():

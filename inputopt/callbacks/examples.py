@@ -34,7 +34,9 @@ def examples_sheet(runner: DatasetExamples, tile: int = 96, display: DisplayMode
     Example:
         >>> from lightning.pytorch import Trainer
         >>> from inputopt.data import Digits
-        >>> runner = DatasetExamples("digits", "features.4", [0, 5], Digits(limit=40), k=3)
+        >>> from inputopt.objectives import ChannelSum
+        >>> from inputopt.problem import Problem
+        >>> runner = DatasetExamples(Problem("digits", ChannelSum("features.4", [0, 5])), Digits(limit=40), k=3)
         >>> _ = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(runner, verbose=False)
         >>> examples_sheet(runner, tile=32).shape
         torch.Size([3, 164, 168])

@@ -20,12 +20,12 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from inputopt.capture import OUTPUT, evaluate
@@ -33,7 +33,9 @@ from inputopt.engine import check_precision
 from inputopt.functional.receptive_field import ReceptiveField, crop_box, receptive_field
 from inputopt.layouts import layout_of
 from inputopt.metrics.topk import TopKExamples, unit_scores
-from inputopt.networks import NetworkSpec, probe
+from inputopt.networks import probe
+from inputopt.objectives.base import UnitsObjective
+from inputopt.problem import Problem
 from inputopt.runners.base import DatasetRunner, check_data_images, stream
 
 __all__ = ["DatasetExamples"]
@@ -44,13 +46,18 @@ _GROUPS = ("top", "bottom", "percentiles")
 class DatasetExamples(DatasetRunner):
     """The top-``k`` natural images of every unit of a layer over a data set: ``trainer.test(runner)``.
 
-    A unit is a channel of a ``(B, C, H, W)`` layer, scored on an image by its maximum over positions
-    (:func:`~inputopt.metrics.unit_scores`; the position is kept, for crops), or a feature of a ``(B, F)``
-    layer. One pass over the data: the network runs up to ``layer`` only, under the trainer's device
-    and precision, and a :class:`~inputopt.metrics.TopKExamples` state keeps the best ``k`` per unit (ties
-    go to the lowest data-set index), optionally the ``k`` lowest (``bottom``) and a sample of the scores
-    from which examples at ``percentiles`` of the activation range are taken. Several devices split the data;
-    the state is merged at the end, so the result equals one process.
+    The layer and the units come from the problem's objective, a
+    :class:`~inputopt.objectives.UnitsObjective` (``ChannelSum("features.4", channel="all")``; ``"all"`` is
+    resolved from a probe of the first image, as a fit resolves it), and the network and its input normalization
+    from the problem's network: the problem of a sweep gives the examples of the units it visualizes. Whatever
+    the objective's own reduction (a channel's sum, a unit at the map's centre), a unit is scored on an image by
+    its maximum over positions (:func:`~inputopt.metrics.unit_scores`; the position is kept, for crops), or as a
+    feature of a ``(B, F)`` layer. The problem's priors, parameterization and transforms play no part. One pass
+    over the data: the network runs up to the layer only, under the trainer's device and precision, and a
+    :class:`~inputopt.metrics.TopKExamples` state keeps the best ``k`` per unit (ties go to the lowest data-set
+    index), optionally the ``k`` lowest (``bottom``) and a sample of the scores from which examples at
+    ``percentiles`` of the activation range are taken. Several devices split the data; the state is merged at
+    the end, so the result equals one process.
 
     After the run, :attr:`results` holds ``layer``, ``units``, ``k``, ``map_shape``, ``field_size`` (the
     receptive field's side in pixels, ``None`` where a unit sees the whole image), ``skipped`` (images that
@@ -61,9 +68,9 @@ class DatasetExamples(DatasetRunner):
     :meth:`example_images` reads the crops back from the data set.
 
     Args:
-        network: a network name (zoo, torchvision, dotted path) or an ``nn.Module`` (frozen in place).
-        layer: dotted layer name from ``named_modules()`` (``None``: the output).
-        units: channel/feature indices, or ``"all"``.
+        problem: the network (with its weights and input normalization) and a
+            :class:`~inputopt.objectives.UnitsObjective` naming the layer (``None``: the output) and its units
+            (:class:`~inputopt.problem.Problem`; in a config, its ``problem:`` block).
         dataset: samples ``(image, label, ...)`` or images, in pixel space: a map-style data set or an
             ``IterableDataset`` (streamed).
         k: examples per unit.
@@ -75,25 +82,18 @@ class DatasetExamples(DatasetRunner):
             data set, see :class:`~inputopt.metrics.TopKExamples`: exact when the data set is no larger).
         batch_size: images per batch.
         num_workers: data-loading worker processes.
-        weights: torchvision weights name for a named network.
         state_dir: where the pass saves its state (one file per process) every ``save_every`` batches, to
             resume after an interruption (``None``: no saves). Removed when the pass ends.
         save_every: batches between two saves.
         skip_unreadable: skip (and count in ``results["skipped"]``) the images that cannot be decoded
             (:class:`~inputopt.data.UnreadableImageError`) instead of failing.
-        state_dict: local state_dict file for a named network.
-        mean: per-channel mean subtracted before the network (with ``std``).
-        std: per-channel standard deviation.
-        seed: the seed of random weights, for a named network without weights.
-        layouts: per-layer layouts declaring or overriding the network's (:mod:`inputopt.layouts`), e.g.
-            ``{"blocks.3": {"kind": "tokens", "special": 1, "grid": [14, 14]}}``.
-        output: for a network whose forward returns a tuple, dict or dataclass, the output to use (an
-            index, a key or a field such as ``"logits"``).
 
     Example:
         >>> from lightning.pytorch import Trainer
         >>> from inputopt.data import Digits
-        >>> runner = DatasetExamples("digits", "features.4", [0, 5], Digits(limit=100), k=3)
+        >>> from inputopt.objectives import ChannelSum
+        >>> problem = Problem("digits", ChannelSum("features.4", channel=[0, 5]))
+        >>> runner = DatasetExamples(problem, Digits(limit=100), k=3)
         >>> _ = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(runner, verbose=False)
         >>> runner.results["indices"], runner.results["field_size"], runner.example_images().shape
         ([[7, 1, 0], [26, 90, 27]], [8, 8], torch.Size([2, 3, 1, 8, 8]))
@@ -101,9 +101,7 @@ class DatasetExamples(DatasetRunner):
 
     def __init__(
         self,
-        network: str | nn.Module,
-        layer: str | None,
-        units: int | Sequence[int] | Literal["all"],
+        problem: Problem,
         dataset: Dataset,
         k: int = 9,
         crop_size: int | None = None,
@@ -115,16 +113,11 @@ class DatasetExamples(DatasetRunner):
         state_dir: str | os.PathLike | None = None,
         save_every: int = 100,
         skip_unreadable: bool = True,
-        weights: str | None = None,
-        state_dict: str | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        seed: int = 0,
-        layouts: Mapping[str, Any] | None = None,
-        output: str | int | None = None,
     ) -> None:
-        spec = NetworkSpec(network, weights, state_dict, mean, std, layouts, output)
-        super().__init__(spec.build(seed), dataset, batch_size, num_workers)
+        problem = Problem.of(problem)
+        objective = problem.require(UnitsObjective, "dataset examples", "ChannelSum('features.4', channel='all')")
+        super().__init__(problem.network, dataset, batch_size, num_workers)
+        self.problem = problem
         self.skip_unreadable = bool(skip_unreadable)
         if crop_size is not None and (isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < 1):
             raise ValueError(f"crop_size must be an int >= 1 or None, got {crop_size!r}")
@@ -138,23 +131,22 @@ class DatasetExamples(DatasetRunner):
         percentiles = [float(p) for p in percentiles]
         if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1:
             raise ValueError(f"save_every must be an int >= 1, got {save_every!r}")
-        self.network_name = spec.name
-        self.layer = layer
-        self.normalize = spec.normalization()
+        self.network_name = problem.network_name
+        self.objective = objective
+        self._key = objective.layer  # the captured layer's key ("": the output)
+        self.layer = None if objective.layer == OUTPUT else objective.layer
+        self.normalize = problem.normalize
         self.crop_size = crop_size
         first = self.first_image()
         self.image_shape = list(first.shape)
-        layer_out = [layer or OUTPUT]  # checks the layer, gives the units and the map
-        probe_ = probe(self.network, first.unsqueeze(0).float(), layer_out, self.normalize,
-                       self.network_name)[layer or OUTPUT]
-        count = probe_.shape[1]
-        if units == "all":
-            units = list(range(count))
-        units = [units] if isinstance(units, int) and not isinstance(units, bool) else list(units)
-        if not units or not all(isinstance(u, int) and not isinstance(u, bool) and 0 <= u < count for u in units):
-            raise ValueError(f"units must be ints in [0, {count}) for layer {layer!r} ({count} channels/features), "
-                             f"or 'all'; got {units!r}")
-        self.units = units
+        # checks the layer, resolves "all" and checks the units against the layer's channels/features
+        activations = probe(self.network, first.unsqueeze(0).float(), [self._key], self.normalize, self.network_name)
+        objective.resolve(activations)
+        objective.check_units(activations[self._key])
+        probe_ = activations[self._key]
+        self.units = objective.units
+        # the problem in the resume state's fingerprint (a network given as a module: its class and state's hash)
+        self._problem_record = json.dumps(problem.config(), sort_keys=True, default=str)
         self.map_shape = list(probe_.shape[-2:]) if probe_.ndim == 4 else None
         if crop_size is not None and crop_size > min(first.shape[-2:]):
             raise ValueError(f"crop_size {crop_size} is larger than the images {tuple(first.shape)}")
@@ -162,7 +154,8 @@ class DatasetExamples(DatasetRunner):
         self.bottom = bool(bottom)
         self.percentiles = percentiles
         self.sample_size = sample_size if percentiles else 0
-        self.topk = TopKExamples(len(units), k, bottom=self.bottom, percentiles=percentiles, sample_size=sample_size)
+        self.topk = TopKExamples(len(self.units), k, bottom=self.bottom, percentiles=percentiles,
+                                 sample_size=sample_size)
         self.state_dir = None if state_dir is None else Path(state_dir)
         self.save_every = save_every
         self.results: dict[str, Any] = {}
@@ -175,13 +168,13 @@ class DatasetExamples(DatasetRunner):
         if self.map_shape is None:
             return None
         if self._field is None:
-            self._field = receptive_field(self.network, self.layer or OUTPUT, tuple(self.image_shape), self.normalize)
+            self._field = receptive_field(self.network, self._key, tuple(self.image_shape), self.normalize)
         return self._field
 
     # -- the pass --------------------------------------------------------------------------------------------
     @torch.no_grad()
     def _activations(self, images: Tensor) -> Tensor:
-        return evaluate(self.network, images.float(), [self.layer or OUTPUT], self.normalize)[self.layer or OUTPUT]
+        return evaluate(self.network, images.float(), [self._key], self.normalize)[self._key]
 
     def setup(self, stage: str) -> None:
         check_precision(self.trainer)
@@ -245,7 +238,7 @@ class DatasetExamples(DatasetRunner):
         """``(height, width)`` of one cell of a token layer's patch grid, where its field is global (attention):
         a transformer unit's position is a patch, and its examples are cropped to that patch."""
         field = self.receptive_field()
-        layout = layout_of(self.network, self.layer or OUTPUT)
+        layout = layout_of(self.network, self._key)
         if field is None or not field.is_global or layout is None or layout.kind != "tokens" or not self.map_shape:
             return None
         return [self.image_shape[1] // self.map_shape[0], self.image_shape[2] // self.map_shape[1]]
@@ -293,8 +286,8 @@ class DatasetExamples(DatasetRunner):
     # -- resuming ------------------------------------------------------------------------------------------
     def _fingerprint(self) -> str:
         trainer = self._trainer
-        what = {"network": self.network_name if isinstance(self.network_name, str) else None, "layer": self.layer,
-                "units": self.units, "k": self.k, "bottom": self.bottom, "sample_size": self.sample_size,
+        what = {"problem": self._problem_record, "layer": self.layer, "units": self.units, "k": self.k,
+                "bottom": self.bottom, "sample_size": self.sample_size,
                 "batch_size": self.batch_size, "world_size": trainer.world_size if trainer is not None else 1,
                 "size": None if self.streamed else len(self.dataset), "dataset": type(self.dataset).__qualname__}
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
@@ -322,8 +315,8 @@ class DatasetExamples(DatasetRunner):
             return
         state = torch.load(self._state_file(), weights_only=True)
         if state["fingerprint"] != self._fingerprint():
-            raise ValueError(f"{self._state_file()} holds the state of another pass (another layer, units, k, batch "
-                             f"size, number of processes or data set); remove it or use another state_dir")
+            raise ValueError(f"{self._state_file()} holds the state of another pass (another problem, layer, units, k, "
+                             f"batch size, number of processes or data set); remove it or use another state_dir")
         for name, value in state["metric"].items():
             setattr(self.topk, name, value.to(getattr(self.topk, name).device))
         self.skip_batches, self._skipped, self._seen = state["batches"], state["skipped"], state["seen"]

@@ -15,6 +15,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from inputopt.callbacks.inversion import SaveInversions, pairs_grid
 from inputopt.cli import main
 from inputopt.data import Digits
+from inputopt.objectives import ChannelSum
+from inputopt.problem import Problem
 from inputopt.runners.examples import DatasetExamples
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "digits_inversion.yaml"
@@ -59,7 +61,7 @@ def test_exception_save_inversions(tmp_path):
         SaveInversions(tmp_path, columns=0)
     with pytest.raises(ValueError, match="scale must be an int >= 1"):
         SaveInversions(tmp_path, scale=0)
-    runner = DatasetExamples("digits", "features.4", [0, 1], Digits(limit=2), k=1)
+    runner = DatasetExamples(Problem("digits", ChannelSum("features.4", [0, 1])), Digits(limit=2), k=1)
     trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
                       callbacks=[SaveInversions(tmp_path)])
     with pytest.raises(TypeError, match="SaveInversions works with FeatureInversion, not DatasetExamples"):
