@@ -280,7 +280,7 @@ def _data_runner(kind: str, data):
     if kind == "examples":
         return DatasetExamples(Problem(net, ChannelSum("features.4", [0, 1])), data, k=2, batch_size=3)
     if kind == "invert":
-        return FeatureInversion(net, "features.4", data, steps=1, batch_size=3)
+        return FeatureInversion(Problem(net, FeatureMatch("features.4")), data, steps=1, batch_size=3)
     if kind == "universal":
         return SharedInputOptimization(net, Margin(), AddPerturbation(), data, batch_size=3,
                                        param=PixelImage(mean=0, std=0, eps=0.1))
@@ -328,13 +328,16 @@ def test_sigterm_stops_a_runner_within_its_inner_loop(kind, tmp_path):
     from lightning.pytorch.utilities.exceptions import SIGTERMException
     from torch.utils.data import TensorDataset
 
+    from inputopt.objectives import FeatureMatch
+    from inputopt.problem import Problem
     from inputopt.runners.inversion import FeatureInversion
     from inputopt.runners.sweep import FeatureSweep
 
     net = make_tiny_net()
     runner = (FeatureSweep(net, UnitActivation("features.4", unit=[0, 1]), image_shape=(3, 32, 32), steps=200)
               if kind == "sweep" else
-              FeatureInversion(net, "features.4", TensorDataset(torch.rand(2, 3, 32, 32), torch.arange(2)), steps=200))
+              FeatureInversion(Problem(net, FeatureMatch("features.4")),
+                               TensorDataset(torch.rand(2, 3, 32, 32), torch.arange(2)), steps=200))
     run = trainer(tmp_path, 1)
     calls = []
 

@@ -51,8 +51,9 @@ def attack_main(argv: Sequence[str]) -> AttackEvaluation:
 def examples_main(argv: Sequence[str]) -> DatasetExamples:
     """``inputopt examples --config ...``: parse a :class:`DatasetExamples` config and run ``trainer.test``.
 
-    The config has ``model:`` (``network``, ``layer``, ``units``, ``dataset``, ``k``, ``crop_size``, ...)
-    and ``trainer:`` (devices, logger, callbacks such as :class:`SaveDatasetExamples`).
+    The config has ``model:`` (``problem:``, whose ``network`` and ``objective``, a ``ChannelSum`` or another
+    :class:`~inputopt.objectives.UnitsObjective`, name the network, the layer and its units; ``dataset``, ``k``,
+    ``crop_size``, ...) and ``trainer:`` (devices, logger, callbacks such as :class:`SaveDatasetExamples`).
 
     Example:
         >>> examples_main(["--config", "configs/digits_examples.yaml"])  # doctest: +SKIP
@@ -64,8 +65,9 @@ def examples_main(argv: Sequence[str]) -> DatasetExamples:
 def invert_main(argv: Sequence[str]) -> FeatureInversion:
     """``inputopt invert --config ...``: parse a :class:`FeatureInversion` config and run ``trainer.test``.
 
-    The config has ``model:`` (``network``, ``layer``, ``dataset``, ``metric``, ``priors``, ``steps``, ...) and
-    ``trainer:`` (devices, logger, callbacks such as :class:`~inputopt.callbacks.inversion.SaveInversions`).
+    The config has ``model:`` (``problem:`` with the ``network``, a ``FeatureMatch`` objective naming the layer
+    and the metric, the ``priors``, ``param`` and ``seed``; ``dataset``, ``steps``, ...) and ``trainer:`` (devices,
+    logger, callbacks such as :class:`~inputopt.callbacks.inversion.SaveInversions`).
 
     Example:
         >>> invert_main(["--config", "configs/digits_inversion.yaml"])  # doctest: +SKIP

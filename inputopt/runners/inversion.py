@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -12,18 +12,14 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from torchmetrics import CatMetric
 
-from inputopt._config import build, instantiate
+from inputopt._config import instantiate
 from inputopt.engine import check_precision, optimize
 from inputopt.functional.random import RowRandom
-from inputopt.loss import LossPath
-from inputopt.networks import NetworkSpec
 from inputopt.objectives.inversion import FeatureMatch
-from inputopt.params.base import ImageParam
 from inputopt.params.pixel import PixelImage
-from inputopt.priors.base import Prior
+from inputopt.problem import Problem
 from inputopt.runners.base import DatasetRunner, check_data_images, check_not_empty, inner_optimization
 from inputopt.runners.sweep import _optimizer
-from inputopt.transforms.base import Transform, Transforms
 
 __all__ = ["FeatureInversion"]
 
@@ -31,40 +27,40 @@ __all__ = ["FeatureInversion"]
 class FeatureInversion(DatasetRunner):
     """Invert a layer's activations for every image of a data set (Mahendran & Vedaldi 2015).
 
-    Each test batch of images gives its targets, the activations of ``layer`` (:class:`FeatureMatch`, L2 or
-    cosine); a fresh parameterization started from noise seeded by ``(seed, sample index)`` is optimized for
-    ``steps`` steps (:func:`~inputopt.engine.optimize`: the loss path, priors, transforms and projection of a
-    fit) so that its activations match them. What the inversion keeps of the image is what the layer keeps.
-    Several devices split the images (the runner's distributed sampler); an image's inversion does not
-    depend on its batch or process.
+    Each test batch of images gives its targets, the activations of the objective's layer (the problem's
+    :class:`~inputopt.objectives.FeatureMatch`, L2 or cosine); a fresh copy of the problem's parameterization
+    started from noise seeded by ``(seed, sample index)`` is optimized for ``steps`` steps
+    (:func:`~inputopt.engine.optimize`: the loss path, priors, transforms and projection of a fit) so that its
+    activations match them. What the inversion keeps of the image is what the layer keeps. Several devices
+    split the images (the runner's distributed sampler); an image's inversion does not depend on its batch or
+    process.
 
     After the run, *every* process holds the results of all images, in data-set order: the batches' results
     are torchmetrics ``cat`` states (:class:`~torchmetrics.CatMetric`), all-gathered at the end of the test epoch
     as the other runners' metrics are. :attr:`results` holds ``indices`` ``(N,)``, ``images`` ``(N, C, H, W)``
-    (the inversions), ``scores`` ``(N,)`` (the final :class:`FeatureMatch` scores: minus the relative squared
-    feature distance for ``"l2"``, the cosine for ``"cosine"``) and ``start_scores`` (those of the starting
-    noise), on the CPU; :attr:`inversions` maps index → image. The mean final score is logged as
+    (the inversions), ``scores`` ``(N,)`` (the final :class:`~inputopt.objectives.FeatureMatch` scores: minus the
+    relative squared feature distance for ``"l2"``, the cosine for ``"cosine"``) and ``start_scores`` (those of
+    the starting noise), on the CPU; :attr:`inversions` maps index → image. The mean final score is logged as
     ``feature_match``. :class:`~inputopt.callbacks.inversion.SaveInversions` writes them;
     ``inputopt invert --config configs/digits_inversion.yaml`` runs both.
 
     Args:
-        network: a network name or a frozen ``nn.Module``.
-        layer: the dotted name of the layer to invert.
+        problem: the network, a :class:`~inputopt.objectives.FeatureMatch` objective (the layer to invert and
+            the metric), the priors on the inversions (the image prior: e.g. total variation, edge energy), their
+            parameterization (default ``PixelImage(mean=0.5, std=0.01)``: grey noise), the robustness
+            transforms of the loss forward (e.g. jitter, as Mahendran & Vedaldi) and the seed of the starting
+            noise and transforms, with the sample index (:class:`~inputopt.problem.Problem`).
         dataset: ``(image, label)`` samples (or images), in the network's pixel space.
-        metric: ``"l2"`` or ``"cosine"`` (see :class:`FeatureMatch`).
-        priors: penalties on the inversions (the image prior: e.g. total variation, edge energy).
-        param: the parameterization of the inversions (default ``PixelImage(mean=0.5, std=0.01)``).
-        transforms: robustness transforms of the loss forward (e.g. jitter, as Mahendran & Vedaldi).
-        weights, state_dict, mean, std: as for :class:`~inputopt.InputOptimization`.
         optimizer: builds the optimizer (a ``functools.partial`` or a config; default Adam, lr 0.05).
         steps: optimization steps per batch.
-        seed: the seed of the starting noise and transforms, with the sample index.
         batch_size: images inverted together.
+        num_workers: data-loading worker processes.
 
     Example:
         >>> from lightning.pytorch import Trainer
         >>> from inputopt.data import Digits
-        >>> runner = FeatureInversion("digits", "features.4", Digits(limit=2), steps=3)
+        >>> from inputopt.objectives import FeatureMatch
+        >>> runner = FeatureInversion(Problem("digits", FeatureMatch("features.4")), Digits(limit=2), steps=3)
         >>> _ = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(runner, verbose=False)
         >>> sorted(runner.inversions), runner.inversions[0].shape
         ([0, 1], torch.Size([1, 32, 32]))
@@ -75,33 +71,30 @@ class FeatureInversion(DatasetRunner):
     #: The entries of :attr:`results`.
     RESULTS = ("indices", "images", "scores", "start_scores")
 
-    def __init__(self, network: str | nn.Module, layer: str, dataset: Dataset, metric: str = "l2",
-                 priors: Sequence[Prior] | None = None, param: ImageParam | None = None,
-                 transforms: Sequence[Transform] | None = None, weights: str | None = None,
-                 state_dict: str | None = None, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None, optimizer: OptimizerCallable | Mapping[str, Any] | None = None,
-                 steps: int = 200, seed: int = 0, batch_size: int = 8, num_workers: int = 0) -> None:
+    def __init__(self, problem: Problem, dataset: Dataset,
+                 optimizer: OptimizerCallable | Mapping[str, Any] | None = None, steps: int = 200,
+                 batch_size: int = 8, num_workers: int = 0) -> None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-        spec = NetworkSpec(network, weights, state_dict, mean, std)
-        net = spec.build(seed)
-        super().__init__(net, dataset, batch_size, num_workers)
-        self.objective = FeatureMatch(layer, metric)
-        self.priors = nn.ModuleList([build(p) for p in (priors or [])])
-        self.transforms = Transforms(transforms or [])
-        self.normalize = spec.normalization()
-        self.param_config = (PixelImage(mean=0.5, std=0.01) if param is None else build(param)).config()
+        problem = Problem.of(problem)
+        objective = problem.require(FeatureMatch, "a feature inversion", "FeatureMatch('features.4', metric='l2')")
+        super().__init__(problem.network, dataset, batch_size, num_workers)
+        self.problem = problem
+        self.objective = objective
+        self.priors = nn.ModuleList(problem.priors)
+        self.transforms = problem.transforms
+        self.normalize = problem.normalize
+        self.param_config = problem.new_param(PixelImage(mean=0.5, std=0.01)).config()
         self.optimizer_factory, _ = _optimizer(optimizer if optimizer is not None else
                                                {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}})
-        self.steps, self.seed = steps, seed
-        self.path = LossPath(net, self.objective, self.priors, self.transforms, self.normalize)
+        self.steps, self.seed = steps, problem.seed
+        self.path = problem.path()
         check_not_empty(dataset)
         image = self.first_image()  # a map-style or a streamed data set
         self.image_shape = tuple(image.shape)
         instantiate(self.param_config)._check_shape(self.image_shape)
-        self.transforms.check(self.image_shape)
-        with torch.no_grad():  # a bad layer fails here, before any run
-            self.path.default_targets(image.float()[None])
+        with torch.no_grad():  # a bad layer or image size fails here, before any run
+            self.objective.default_targets(problem.probe(image.float()[None]))
         # the batches' results: cat states, gathered from every process at the end of the test epoch
         self.gathered = nn.ModuleDict({name: CatMetric(nan_strategy="disable") for name in self.RESULTS})
         self.gathered["indices"].set_dtype(torch.float64)  # exact up to 2**53

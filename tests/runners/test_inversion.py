@@ -16,8 +16,10 @@ from inputopt.cli import main
 from inputopt.data import Digits
 from inputopt.loss import LossPath
 from inputopt.networks import build_network
-from inputopt.objectives import FeatureMatch
+from inputopt.objectives import ChannelSum, FeatureMatch
+from inputopt.params import PixelImage
 from inputopt.priors import TotalVariation
+from inputopt.problem import Problem
 from inputopt.runners.inversion import FeatureInversion
 
 
@@ -44,7 +46,8 @@ QUIET = dict(logger=False, enable_progress_bar=False, enable_model_summary=False
 
 def test_inversion_matches_the_features_of_each_image_better_than_its_start():
     data = Digits("test", limit=3)
-    runner = FeatureInversion("digits", "features.4", data, steps=30, priors=[TotalVariation(0.01)], batch_size=2)
+    runner = FeatureInversion(Problem("digits", FeatureMatch("features.4"), [TotalVariation(0.01)]), data, steps=30,
+                              batch_size=2)
     Trainer(**QUIET).test(runner, verbose=False)
     assert sorted(runner.inversions) == [0, 1, 2]
     path = LossPath(build_network("digits"), FeatureMatch("features.4"))
@@ -56,16 +59,35 @@ def test_inversion_matches_the_features_of_each_image_better_than_its_start():
     assert (after > before).all() and (after > -0.5).all()
 
 
-def test_exception_inversion_bad_layer():
+def test_exception_inversion_bad_layer_and_objective():
     with pytest.raises((KeyError, ValueError), match="nolayer"):
-        FeatureInversion("digits", "nolayer", Digits(limit=2))
+        FeatureInversion(Problem("digits", FeatureMatch("nolayer")), Digits(limit=2))
+    with pytest.raises(ValueError, match=r"a feature inversion needs a FeatureMatch objective \(e.g. FeatureMatch\("
+                                         r"'features.4', metric='l2'\)\), got ChannelSum"):
+        FeatureInversion(Problem("digits", ChannelSum("features.4", channel=[0])), Digits(limit=2))
+    with pytest.raises(ValueError, match="a feature inversion needs an objective in its problem"):
+        FeatureInversion(Problem("digits"), Digits(limit=2))
+
+
+def test_the_problem_gives_the_start_the_priors_and_the_seed():
+    """Grey noise by default; the problem's parameterization, priors and seed otherwise (each batch a fresh copy)."""
+    data = Digits("test", limit=2)
+    grey = FeatureInversion(Problem("digits", FeatureMatch("features.7")), data, steps=0)
+    start = PixelImage(mean=0.2, std=0.0)
+    problem = Problem("digits", FeatureMatch("features.7"), [TotalVariation(0.01)], start, seed=5)
+    given = FeatureInversion(problem, data, steps=0)
+    for runner in (grey, given):
+        Trainer(**QUIET).test(runner, verbose=False)
+    assert abs(grey.results["images"].mean().item() - 0.5) < 0.01
+    assert torch.allclose(given.results["images"], torch.full((2, 1, 32, 32), 0.2))
+    assert given.seed == 5 and len(given.priors) == 1 and problem.param is start and not list(start.parameters())
 
 
 def test_results_are_in_data_set_order_with_the_scores_of_each_image():
     """Two batches (2 + 1 images): the results keep every image once, by index; the scores are FeatureMatch's on
     the inversions and on the starting noise, and their mean is logged."""
     data = Digits("test", limit=3)
-    runner = FeatureInversion("digits", "features.7", data, steps=5, batch_size=2)
+    runner = FeatureInversion(Problem("digits", FeatureMatch("features.7")), data, steps=5, batch_size=2)
     trainer = Trainer(**QUIET)
     trainer.test(runner, verbose=False)
     results = runner.results
@@ -81,7 +103,7 @@ def test_results_are_in_data_set_order_with_the_scores_of_each_image():
 
 def test_one_image_keeps_the_shapes_of_the_results():
     """torchmetrics squeezes a single value to a 0-d tensor; the results keep one row per image."""
-    runner = FeatureInversion("digits", "features.7", Digits("test", limit=1), steps=1)
+    runner = FeatureInversion(Problem("digits", FeatureMatch("features.7")), Digits("test", limit=1), steps=1)
     Trainer(**QUIET).test(runner, verbose=False)
     assert runner.results["indices"].tolist() == [0] and runner.results["scores"].shape == (1,)
     assert runner.results["images"].shape == (1, 1, 32, 32) and list(runner.inversions) == [0]
@@ -129,7 +151,7 @@ def test_two_gloo_processes_give_the_inversions_of_one(tmp_path, monkeypatch):
 def test_exception_command_unknown_layer_names_the_layers(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=r"unknown layer 'nolayer' in DigitsCNN; valid names include: features"):
-        main(_invert("--model.layer", "nolayer"))
+        main(_invert("--model.problem.objective.init_args.layer", "nolayer"))
     assert not (tmp_path / "results").exists()  # refused before any run
 
 
@@ -144,7 +166,7 @@ def test_a_streamed_data_set_gives_the_inversions_of_a_map_style_one():
 
     runs = []
     for dataset in (data, Stream()):
-        runner = FeatureInversion("digits", "features.4", dataset, steps=2, batch_size=4)
+        runner = FeatureInversion(Problem("digits", FeatureMatch("features.4")), dataset, steps=2, batch_size=4)
         Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(runner, verbose=False)
         runs.append(runner.results)
     assert runs[1]["indices"].tolist() == list(range(6))
