@@ -7,28 +7,17 @@ import pytest
 import torch
 
 from inputopt.attacks import PGD
-from inputopt.data import Digits
 from inputopt.metrics import TransferAccuracy
 from inputopt.module import InputOptimization
 from inputopt.networks import NetworkSpec, build_network
-from inputopt.objectives import Margin, UnitActivation
-from inputopt.params.pixel import PixelImage
-from inputopt.runners.examples import DatasetExamples
-from inputopt.runners.inversion import FeatureInversion
-from inputopt.runners.shared import SharedInputOptimization
+from inputopt.objectives import UnitActivation
 from inputopt.runners.sweep import FeatureSweep
-from inputopt.transforms.insert import AddPerturbation
 
 # each constructor, with the flat network arguments it takes
 TAKERS = {
     "InputOptimization": lambda **kw: InputOptimization(objective=UnitActivation(None, unit=0), **kw),
     "FeatureSweep": lambda **kw: FeatureSweep(objective=UnitActivation(None, unit=0), **kw),
-    "DatasetExamples": lambda **kw: DatasetExamples(layer=None, units=[0], dataset=Digits(limit=2), **kw),
     "Attack": lambda network, **kw: PGD(network, eps=0.1, **kw),
-    "SharedInputOptimization": lambda **kw: SharedInputOptimization(objective=Margin(), insert=AddPerturbation(),
-                                                                     param=PixelImage(std=0, eps=0.2),
-                                                                     dataset=Digits(limit=4), batch_size=2, **kw),
-    "FeatureInversion": lambda **kw: FeatureInversion(layer="features.4", dataset=Digits(limit=2), **kw),
     "TransferAccuracy": lambda network, weights=None, state_dict=None, **kw: TransferAccuracy(network, **kw),
 }
 

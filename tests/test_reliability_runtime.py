@@ -98,7 +98,8 @@ def test_the_users_module_is_handed_back_as_it_was_given(kind, tmp_path):
            "examples": lambda: DatasetExamples(Problem(net, ChannelSum("features.4", [0, 1])), data, k=2,
                                                batch_size=3),
            "universal": lambda: SharedInputOptimization(
-               net, Margin(), AddPerturbation(), data, batch_size=3, param=PixelImage(mean=0, std=0, eps=0.1))}[kind]()
+               Problem(net, Margin(), param=PixelImage(mean=0, std=0, eps=0.1)), AddPerturbation(), data,
+               batch_size=3)}[kind]()
     assert _state(net) == given  # construction
     seen = []
     hook = net.features[1].register_forward_hook(lambda m, i, o: seen.append((m.training, m.weight.requires_grad)))
@@ -282,8 +283,8 @@ def _data_runner(kind: str, data):
     if kind == "invert":
         return FeatureInversion(Problem(net, FeatureMatch("features.4")), data, steps=1, batch_size=3)
     if kind == "universal":
-        return SharedInputOptimization(net, Margin(), AddPerturbation(), data, batch_size=3,
-                                       param=PixelImage(mean=0, std=0, eps=0.1))
+        return SharedInputOptimization(Problem(net, Margin(), param=PixelImage(mean=0, std=0, eps=0.1)),
+                                       AddPerturbation(), data, batch_size=3)
     return AttackEvaluation(PGD(net, eps=[0.05], alpha=0.02, steps=1), data, batch_size=3, sphere_points=0)
 
 

@@ -30,23 +30,35 @@ from inputopt.engine import NonFiniteError, StepEngine, check_precision, nonfini
 from inputopt.functional.random import RowRandom
 from inputopt.loss import LossPath, prior_names
 from inputopt.metrics.fooling import FoolingRate
-from inputopt.module import FINGERPRINT_FIELDS, TRAINER_FINGERPRINT_FIELDS, _tensor_hash, check_max_steps, trainer_numerics
-from inputopt.networks import FrozenNetworkHolder, NetworkSpec, class_names
+from inputopt.module import TRAINER_FINGERPRINT_FIELDS, _tensor_hash, check_max_steps, trainer_numerics
+from inputopt.networks import FrozenNetworkHolder, class_names
 from inputopt.objectives.base import InputObjective
 from inputopt.objectives.classification import LabelObjective
-from inputopt.params.base import ImageParam
-from inputopt.priors.base import Prior
+from inputopt.problem import Problem
 from inputopt.runners.base import IndexedDataset, IndexedIterable, check_data_images, check_not_empty, stream
 from inputopt.runners.sweep import _optimizer
-from inputopt.transforms.base import Transform, Transforms
 from inputopt.transforms.insert import Insert
 
 __all__ = ["SHARED_FINGERPRINT_FIELDS", "SharedBatchSampler", "SharedInputOptimization", "SharedStream",
            "insert_draws"]
 
 #: What defines a shared-input run's result: stored in its checkpoints and compared on resume.
-SHARED_FINGERPRINT_FIELDS = (*FINGERPRINT_FIELDS[:7], "insert", "input_shape", "seed", "global_batch_size",
-                             "optimizer", "reference", *TRAINER_FINGERPRINT_FIELDS)
+SHARED_FINGERPRINT_FIELDS = ("network", "network_weights", "normalization", "objective", "priors", "param",
+                             "transforms", "insert", "input_shape", "seed", "global_batch_size", "optimizer",
+                             "reference", *TRAINER_FINGERPRINT_FIELDS)
+
+
+def _problem(problem: Problem | Mapping[str, Any]) -> Problem:
+    """The problem, or the one its config (a checkpoint's hyperparameters) describes; a clear error for the config
+    of a problem whose network was a module, which data cannot rebuild."""
+    try:
+        return Problem.of(problem)
+    except ValueError as error:
+        if isinstance(problem, Mapping) and "was a module" in str(error):
+            raise ValueError(f"{error}; loading a checkpoint, pass the problem again: "
+                             f"SharedInputOptimization.load_from_checkpoint(path, problem=Problem(module, ...))"
+                             ) from None
+        raise
 
 
 def insert_draws(seeds: Sequence[int], step: int, count: int) -> Tensor:
@@ -194,29 +206,25 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
     resume (the same batches follow), TensorBoard and progress bars come from the Trainer, as for a fit.
 
     Args:
-        network: a network name (:func:`~inputopt.networks.build_network`) or a frozen ``nn.Module``.
-        objective: what to maximize on each image, e.g. ``Margin()`` (untargeted) or
-            ``NegativeCrossEntropy(target=859)``.
+        problem: the network, the objective (what to maximize on each image, e.g. ``Margin()``, untargeted, or
+            ``NegativeCrossEntropy(target=859)``), the priors (penalties on the shared input), the shared
+            input's parameterization (default: the insert's, e.g. a patch in [0, 1]; a universal perturbation
+            needs one with an ε-ball around zero, ``PixelImage(std=0, eps=0.2)``), the robustness transforms of
+            the loss forward (expectation over transformation) and the seed (the batches' order, the patch
+            placements and the starting input): a :class:`~inputopt.problem.Problem`, or its plain-data config
+            (the checkpoint's hyperparameters; a problem whose network is a module is given again,
+            ``load_from_checkpoint(path, problem=Problem(module, ...))``).
         insert: how the shared input enters the images.
         dataset: the training images, ``(image, label)`` samples in the network's pixel space: a map-style
             data set (shuffled by :class:`SharedBatchSampler`) or an ``IterableDataset`` (streamed in its own
             order, :class:`SharedStream`).
         val_dataset: the held-out images for the fooling rate (``None``: no validation), map-style or streamed.
-        priors: penalties on the shared input.
-        param: the shared input's parameterization (default: the insert's, e.g. a patch in [0, 1]); a
-            universal perturbation needs one with an ε-ball around zero, ``PixelImage(std=0, eps=0.2)``.
-        transforms: robustness transforms of the loss forward (expectation over transformation).
-        weights: torchvision weights name for a named network.
-        state_dict: local state_dict file for a named network.
-        mean: per-channel mean subtracted before the network (with ``std``).
-        std: per-channel standard deviation the images are divided by.
         optimizer: builds the optimizer from the parameters (a ``functools.partial`` or a ``{"class_path",
             "init_args"}`` config); default Adam, lr 0.01.
         batch_size: training samples per process and step.
         val_batch_size: held-out samples per batch (default ``batch_size``).
         num_workers: data-loading worker processes.
         reference: what an untargeted objective moves away from: ``"prediction"`` or ``"label"``.
-        seed: the seed of the batches' order, the patch placements and the starting input.
         allow_resume_mismatch: fingerprint fields that may differ from the checkpoint a fit resumes from.
 
     Example:
@@ -225,8 +233,8 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         >>> from inputopt.objectives import Margin
         >>> from inputopt.params import PixelImage
         >>> from inputopt.transforms.insert import AddPerturbation
-        >>> module = SharedInputOptimization("digits", Margin(), AddPerturbation(), Digits("train", limit=64),
-        ...                                  param=PixelImage(std=0, eps=0.1), batch_size=32)
+        >>> problem = Problem("digits", Margin(), param=PixelImage(std=0, eps=0.1))
+        >>> module = SharedInputOptimization(problem, AddPerturbation(), Digits("train", limit=64), batch_size=32)
         >>> Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         ...         enable_model_summary=False).fit(module)
         >>> module.shared().shape, module.shared().abs().max().item() <= 0.1
@@ -235,24 +243,15 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
 
     def __init__(
         self,
-        network: str | nn.Module,
-        objective: InputObjective,
+        problem: Problem,
         insert: Insert,
         dataset: Dataset,
         val_dataset: Dataset | None = None,
-        priors: Sequence[Prior] | None = None,
-        param: ImageParam | None = None,
-        transforms: Sequence[Transform] | None = None,
-        weights: str | None = None,
-        state_dict: str | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
         optimizer: OptimizerCallable | Mapping[str, Any] | None = None,
         batch_size: int = 64,
         val_batch_size: int | None = None,
         num_workers: int = 0,
         reference: str = "prediction",
-        seed: int = 0,
         allow_resume_mismatch: Sequence[str] = (),
     ) -> None:
         super().__init__()
@@ -274,9 +273,8 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
             dataset[0] if len(dataset) else None)
         if first is None:
             raise ValueError("dataset is empty")
-        objective = build(objective)
-        if not isinstance(objective, InputObjective):
-            raise TypeError(f"objective must be an InputObjective or its config, got {objective!r}")
+        problem = _problem(problem)
+        objective = problem.require(InputObjective, "a shared-input run", "Margin()")
         if objective.couples_rows:
             raise ValueError(f"{type(objective).__name__} couples the rows of a batch, which the processes of a "
                              f"shared-input run split: use an objective that scores each image alone")
@@ -284,35 +282,32 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         if not isinstance(insert, Insert):
             raise TypeError(f"insert must be an inputopt.transforms.insert.Insert (AddPerturbation, PastePatch), "
                             f"got {insert!r}")
-        priors = [build(p) for p in (priors or [])]
-        param = insert.default_param() if param is None else build(param)
+        param = problem.new_param(insert.default_param() if problem.param is None else None)
         insert.check_param(param)
-        transforms = Transforms(transforms or [])
-        ignore = [n for n, v in (("network", network), ("dataset", dataset), ("val_dataset", val_dataset))
-                  if not isinstance(v, (str, type(None)))]
+        ignore = ["problem", *(n for n, v in (("dataset", dataset), ("val_dataset", val_dataset))
+                               if not isinstance(v, (str, type(None))))]
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             self.save_hyperparameters(ignore=ignore)
-        for name, value in (("objective", objective), ("insert", insert), ("param", param)):
-            self.hparams[name] = value.config()
+        self.hparams["problem"] = problem.config()  # plain data in checkpoints
+        self.hparams["insert"] = insert.config()
         self.optimizer_factory, self.hparams["optimizer"] = _optimizer(
             optimizer if optimizer is not None else partial(torch.optim.Adam, lr=0.01))  # plain data in checkpoints
-        self.hparams["priors"] = [p.config() for p in priors]
-        self.hparams["transforms"] = [t.config() for t in transforms.transforms]
+        self._param_record = param.config()  # the effective parameterization (the insert's default), fingerprinted
 
-        spec = NetworkSpec(network, weights, state_dict, mean, std)
-        net = spec.build(seed)
-        object.__setattr__(self, "_network", net)  # outside the module tree: not trained, saved or synced by DDP
-        self.network_name = spec.name
-        self.normalize = spec.normalization()
-        self.objective, self.insert, self.transforms = objective, insert, transforms
-        self.priors = nn.ModuleList(priors)
-        self.prior_names = prior_names(priors)
-        self.path = LossPath(net, objective, (), transforms, self.normalize)  # the priors score the shared input
+        object.__setattr__(self, "_network", problem.network)  # outside the module tree: not trained, saved or synced
+        self.problem = problem
+        self.network_name = problem.network_name
+        self.normalize = problem.normalize
+        self.objective, self.insert, self.transforms = objective, insert, problem.transforms
+        self.priors = nn.ModuleList(problem.priors)
+        self.prior_names = prior_names(problem.priors)
+        # the priors score the shared input, not the images: the loss path holds none
+        self.path = LossPath(problem.network, objective, (), problem.transforms, self.normalize)
         self.dataset, self.val_dataset = dataset, val_dataset
         self.batch_size, self.num_workers = batch_size, num_workers
         self.val_batch_size = val_batch_size or batch_size
-        self.reference, self.seed = reference, seed
+        self.reference, self.seed = reference, problem.seed
         unknown = sorted(set(allow_resume_mismatch) - set(SHARED_FINGERPRINT_FIELDS))
         if isinstance(allow_resume_mismatch, str) or unknown:
             raise ValueError(f"allow_resume_mismatch must be a list of fingerprint fields "
@@ -322,7 +317,7 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         image = first[0] if isinstance(first, (tuple, list)) else first
         self.image_shape = tuple(image.shape)
         self.input_shape = insert.input_shape(self.image_shape)
-        self.param = param.initialize(self.input_shape, keys=[0], seed=seed)
+        self.param = param.initialize(self.input_shape, keys=[0], seed=self.seed)
         self.targeted = isinstance(objective, LabelObjective) and objective.targeted
         self.fooling_rate = FoolingRate(targeted=self.targeted)
         #: ``(global step, held-out fooling rate)`` of every validation of this module.
@@ -531,12 +526,16 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         settings = {k: v for k, v in optimizer.defaults.items() if k not in ("foreach", "fused", "capturable",
                                                                               "differentiable")}
         world = self._world()[0]
-        net = self._network
+        net, spec, problem = self._network, self.problem.spec, self.hparams["problem"]
         return {
-            "network": self.network_name or f"{type(net).__module__}.{type(net).__qualname__}",
+            "network": (self.network_name or f"{type(net).__module__}.{type(net).__qualname__}")
+            + "".join(f" {key}={getattr(spec, key)!r}" for key in ("layouts", "output")
+                      if getattr(spec, key) not in (None, {})),
             "network_weights": self._weights_hash,
             "normalization": str(None if self.normalize is None else _tensor_hash(self.normalize.state_dict().items())),
-            **{field: str(self.hparams[field]) for field in ("objective", "priors", "param", "transforms", "insert")},
+            **{field: str(problem[field]) for field in ("objective", "priors", "transforms")},
+            "param": str(self._param_record),
+            "insert": str(self.hparams["insert"]),
             "input_shape": str(self.input_shape),
             "seed": str(self.seed),
             "global_batch_size": str(self.batch_size * world),

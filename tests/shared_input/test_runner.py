@@ -21,6 +21,7 @@ from inputopt.objectives import Margin, NegativeCrossEntropy, UnitActivation
 from inputopt.optim import SignGradient
 from inputopt.params import PixelImage
 from inputopt.priors import TotalVariation
+from inputopt.problem import Problem
 from inputopt.runners.shared import SharedBatchSampler, SharedInputOptimization, SharedStream
 from inputopt.transforms import Jitter
 from inputopt.transforms.insert import AddPerturbation, PastePatch
@@ -46,11 +47,11 @@ def trainer(tmp_path, steps, **kwargs):
     return Trainer(**options)
 
 
-def universal(train, held_out=None, eps=0.2, norm="Linf", objective=None, **kwargs):
+def universal(train, held_out=None, eps=0.2, norm="Linf", objective=None, priors=None, transforms=None, **kwargs):
     lr = 0.02 if norm == "Linf" else 0.5
     optimizer = partial(SignGradient, lr=lr) if norm == "Linf" else partial(torch.optim.SGD, lr=lr)
-    return SharedInputOptimization("digits", objective or Margin(), AddPerturbation(), train, held_out,
-                                   param=PixelImage(std=0, eps=eps, norm=norm), optimizer=optimizer, batch_size=16,
+    problem = Problem("digits", objective or Margin(), priors, PixelImage(std=0, eps=eps, norm=norm), transforms)
+    return SharedInputOptimization(problem, AddPerturbation(), train, held_out, optimizer=optimizer, batch_size=16,
                                    **kwargs)
 
 
@@ -175,8 +176,8 @@ def test_a_non_finite_step_stops_with_the_last_finite_input(tmp_path, train):
     and puts the last finite input back, as in a fit (the box clamp of the data keeps the loss itself finite)."""
     from inputopt.engine import NonFiniteError
 
-    module = SharedInputOptimization("digits", Margin(), AddPerturbation(), train, param=PixelImage(std=0, eps=0.2),
-                                     optimizer=partial(torch.optim.SGD, lr=float("nan")), batch_size=16)
+    module = SharedInputOptimization(Problem("digits", Margin(), param=PixelImage(std=0, eps=0.2)), AddPerturbation(),
+                                     train, optimizer=partial(torch.optim.SGD, lr=float("nan")), batch_size=16)
     with pytest.raises(NonFiniteError, match=r"at step \d+.*(restored and kept|are kept)"):
         trainer(tmp_path, 5).fit(module)
     assert torch.isfinite(module.param()).all()
@@ -197,8 +198,9 @@ def test_a_users_dataloader_is_trained_on(tmp_path, train):
 
 # -- patches ---------------------------------------------------------------------------------------------------
 def test_patch_is_pasted_at_seeded_places_and_learns(tmp_path, train, held_out):
-    module = SharedInputOptimization("digits", NegativeCrossEntropy(target=8), PastePatch(area=0.25, shape="circle"),
-                                     train, held_out, batch_size=16, optimizer=partial(SignGradient, lr=0.1))
+    module = SharedInputOptimization(Problem("digits", NegativeCrossEntropy(target=8)),
+                                     PastePatch(area=0.25, shape="circle"), train, held_out, batch_size=16,
+                                     optimizer=partial(SignGradient, lr=0.1))
     assert module.shared().shape == (1, 1, 18, 18)
     images = torch.zeros(3, 1, 32, 32)
     first = module.evaluate(images, [0, 1, 2])["images"]
@@ -217,8 +219,8 @@ def test_patch_is_pasted_at_seeded_places_and_learns(tmp_path, train, held_out):
 # -- checkpoints and resume ---------------------------------------------------------------------------------------
 def test_resume_mid_pass_gives_the_uninterrupted_input(tmp_path, train):
     def module():
-        return SharedInputOptimization("digits", Margin(), AddPerturbation(), train, param=PixelImage(std=0, eps=0.2),
-                                       batch_size=16, optimizer=partial(torch.optim.Adam, lr=0.01))
+        return SharedInputOptimization(Problem("digits", Margin(), param=PixelImage(std=0, eps=0.2)), AddPerturbation(),
+                                       train, batch_size=16, optimizer=partial(torch.optim.Adam, lr=0.01))
 
     whole = module()
     trainer(tmp_path / "a", 7, limit_val_batches=0).fit(whole)
@@ -230,6 +232,32 @@ def test_resume_mid_pass_gives_the_uninterrupted_input(tmp_path, train):
     assert resumed.global_step == 7
     torch.testing.assert_close(resumed.shared(), whole.shared())
     assert not torch.equal(first.shared(), whole.shared())
+
+
+def test_load_from_checkpoint_rebuilds_the_problem(tmp_path, train):
+    """The checkpoint's hyperparameters hold the problem as plain data: a named network's problem is rebuilt from
+    them; one on a module is given again (a clear error otherwise)."""
+    from inputopt.networks import build_network
+
+    def fitted(problem, folder):
+        module = SharedInputOptimization(problem, AddPerturbation(), train, batch_size=16)
+        checkpoint = ModelCheckpoint(dirpath=folder, every_n_train_steps=2)
+        trainer(folder, 2, limit_val_batches=0, callbacks=[checkpoint], enable_checkpointing=True).fit(module)
+        return module, next(folder.glob("*.ckpt"))
+
+    module, path = fitted(Problem("digits", Margin(), [TotalVariation(0.1)], PixelImage(std=0, eps=0.2), seed=3),
+                          tmp_path / "named")
+    assert torch.load(path, weights_only=True)["hyper_parameters"]["problem"] == module.problem.config()
+    restored = SharedInputOptimization.load_from_checkpoint(path, dataset=train)
+    assert restored.problem.config() == module.problem.config() and restored.seed == 3
+    torch.testing.assert_close(restored.shared(), module.shared())
+    net = build_network("digits")
+    module, path = fitted(Problem(net, Margin(), param=PixelImage(std=0, eps=0.2)), tmp_path / "module")
+    with pytest.raises(ValueError, match=r"was a module .*load_from_checkpoint\(path, problem=Problem\(module"):
+        SharedInputOptimization.load_from_checkpoint(path, dataset=train)
+    again = SharedInputOptimization.load_from_checkpoint(
+        path, dataset=train, problem=Problem(net, Margin(), param=PixelImage(std=0, eps=0.2)))
+    torch.testing.assert_close(again.shared(), module.shared())
 
 
 def test_exception_resume_with_another_budget(tmp_path, train):
@@ -249,9 +277,9 @@ def test_bf16_mixed_precision_keeps_the_input_float32(tmp_path, train):
 # -- bad input ---------------------------------------------------------------------------------------------------
 def test_exception_universal_perturbation_without_budget(train):
     with pytest.raises(ValueError, match="needs a budget"):
-        SharedInputOptimization("digits", Margin(), AddPerturbation(), train)
+        SharedInputOptimization(Problem("digits", Margin()), AddPerturbation(), train)
     with pytest.raises(ValueError, match="needs a budget"):
-        SharedInputOptimization("digits", Margin(), AddPerturbation(), train, param=PixelImage())
+        SharedInputOptimization(Problem("digits", Margin(), param=PixelImage()), AddPerturbation(), train)
 
 
 def test_exception_bad_arguments(tmp_path, train):
@@ -260,7 +288,9 @@ def test_exception_bad_arguments(tmp_path, train):
     with pytest.raises(ValueError, match="out of range"):
         universal(train, objective=Margin(target=12))
     with pytest.raises(ValueError, match="does not fit"):
-        SharedInputOptimization("digits", Margin(), PastePatch(area=0.99, shape="circle"), train)
+        SharedInputOptimization(Problem("digits", Margin()), PastePatch(area=0.99, shape="circle"), train)
+    with pytest.raises(ValueError, match=r"a shared-input run needs an objective in its problem \(e.g. Margin\(\)\)"):
+        SharedInputOptimization(Problem("digits"), AddPerturbation(), train)
     with pytest.raises(ValueError, match="accumulate_grad_batches"):
         trainer(tmp_path, 2, accumulate_grad_batches=2).fit(universal(train))
     with pytest.raises(ValueError, match="precision"):
@@ -281,7 +311,7 @@ def test_exception_input_optimization_refuses_a_dataloader(tmp_path, train):
 
 # -- several processes ---------------------------------------------------------------------------------------------
 UNIVERSAL = {
-    "model": {"network": "digits", "objective": {"class_path": "Margin"},
+    "model": {"problem": {"network": "digits", "objective": {"class_path": "Margin"}},
               "insert": {"class_path": "PastePatch", "init_args": {"area": 0.1, "degrees": 15, "scale": [0.8, 1.2]}},
               "dataset": {"class_path": "inputopt.data.Digits", "init_args": {"split": "train", "limit": 96}},
               "val_dataset": {"class_path": "inputopt.data.Digits", "init_args": {"split": "test", "limit": 40}},
@@ -291,7 +321,7 @@ UNIVERSAL = {
 
 
 def _one_process(batch: int) -> SharedInputOptimization:
-    module = SharedInputOptimization("digits", Margin(), PastePatch(area=0.1, degrees=15, scale=(0.8, 1.2)),
+    module = SharedInputOptimization(Problem("digits", Margin()), PastePatch(area=0.1, degrees=15, scale=(0.8, 1.2)),
                                      Digits("train", limit=96), Digits("test", limit=40), batch_size=batch,
                                      optimizer=partial(torch.optim.Adam, lr=0.05))
     Trainer(accelerator="cpu", devices=1, max_steps=5, logger=False, enable_checkpointing=False,
