@@ -46,6 +46,7 @@ from inputopt.networks import build_network
 from inputopt.objectives import Margin
 from inputopt.optim import SignGradient
 from inputopt.params import PixelImage
+from inputopt.problem import Problem
 from inputopt.runners.shared import SharedInputOptimization
 from inputopt.transforms.insert import AddPerturbation
 
@@ -85,8 +86,8 @@ class Clock(Callback):
 def run_inputopt(train, test, steps: int, every: int, stop_at: float) -> list[tuple[int, float, float]]:
     seed_everything(0, verbose=False)
     start = time.perf_counter()
-    module = SharedInputOptimization("digits", Margin(), AddPerturbation(clamp=(0.0, 1.0)), train, test,
-                                     param=PixelImage(std=0, eps=EPS, norm="Linf"),
+    problem = Problem("digits", Margin(), param=PixelImage(std=0, eps=EPS, norm="Linf"))
+    module = SharedInputOptimization(problem, AddPerturbation(clamp=(0.0, 1.0)), train, test,
                                      optimizer=partial(SignGradient, lr=LR), batch_size=64, val_batch_size=450)
     clock = Clock(start, stop_at)
     Trainer(accelerator="cpu", max_steps=steps, val_check_interval=every, check_val_every_n_epoch=None,

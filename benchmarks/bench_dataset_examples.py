@@ -19,11 +19,11 @@ on the CPU with ``OMP_NUM_THREADS=1`` per process:
 
 * **plain**: ``for images, labels in loader: evaluate(net, images, ["blocks.3"], normalize)``
   under ``torch.no_grad()`` (the forward stops after the layer, as inputopt's does), nothing kept;
-* **examples**: ``DatasetExamples(..., layer="blocks.3", units="all", k=8)``, its receptive field loaded from
-  the file below, and ``Trainer(accelerator="cpu",
-  devices=P).test(runner)`` (``strategy="ddp"``, gloo, for 2), timed as the plain loop is, from the start of
-  the pass (the test epoch: the loader's first batch) to its end on rank 0 (``runner.pass_seconds``: all
-  images of all processes, as the processes end together); ``test_s`` is the whole ``trainer.test`` (the
+* **examples**: ``DatasetExamples(Problem(..., ChannelSum("blocks.3", channel="all")), ..., k=8)``, its
+  receptive field loaded from the file below, and ``Trainer(accelerator="cpu", devices=P).test(runner)``
+  (``strategy="ddp"``, gloo, for 2), timed as the plain loop is, from the start of the pass (the test epoch:
+  the loader's first batch) to its end on rank 0 (``runner.pass_seconds``: all images of all processes, as the
+  processes end together); ``test_s`` is the whole ``trainer.test`` (the
   Trainer's and the processes' start-up, the pass, the merge).
 
 The receptive field of ``blocks.3`` (``inputopt.functional.receptive_field``) is computed once, timed, and
@@ -120,10 +120,12 @@ def one(mode: str, root: str, count: int, processes: int, batch_size: int, worke
     else:
         from lightning.pytorch import Trainer
 
+        from inputopt.objectives import ChannelSum
+        from inputopt.problem import Problem
         from inputopt.runners.examples import DatasetExamples
 
-        runner = DatasetExamples("efficientnet_lite0", "blocks.3", "all", data, k=8, batch_size=batch_size,
-                                 num_workers=workers)
+        runner = DatasetExamples(Problem("efficientnet_lite0", ChannelSum("blocks.3", channel="all")), data, k=8,
+                                 batch_size=batch_size, num_workers=workers)
         from inputopt.functional.receptive_field import ReceptiveField
 
         saved = torch.load(field_path, weights_only=True)  # computed once, timed on its own (``field``)

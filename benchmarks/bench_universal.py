@@ -43,6 +43,7 @@ from inputopt.networks import build_network
 from inputopt.objectives import Margin
 from inputopt.optim import SignGradient
 from inputopt.params import PixelImage
+from inputopt.problem import Problem
 from inputopt.runners.shared import SharedInputOptimization
 from inputopt.transforms.insert import AddPerturbation
 
@@ -64,8 +65,8 @@ def median_step(times: list[float]) -> float:
 
 def run_inputopt(data, steps: int, batch: int, devices: int = 1, log: bool = True) -> tuple[float, float]:
     start = time.perf_counter()
-    module = SharedInputOptimization("digits", Margin(), AddPerturbation(), data, param=PixelImage(std=0, eps=EPS),
-                                     optimizer=partial(SignGradient, lr=LR), batch_size=batch)
+    module = SharedInputOptimization(Problem("digits", Margin(), param=PixelImage(std=0, eps=EPS)), AddPerturbation(),
+                                     data, optimizer=partial(SignGradient, lr=LR), batch_size=batch)
     if not log:  # what Lightning's logging of the step's terms costs (monitors and TensorBoard need it)
         module.log = lambda *args, **kwargs: None
     times = StepTimes()

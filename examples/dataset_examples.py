@@ -30,6 +30,7 @@ from inputopt.functional.display import to_display
 from inputopt.metrics import Diversity, activation_ratio, high_frequency_energy, unit_scores
 from inputopt.params import PixelImage
 from inputopt.priors import MultiScaleEdgeEnergy
+from inputopt.problem import Problem
 
 LAYER = "features.4"
 RECEPTIVE_FIELD = 8  # 3x3 conv, 2x2 max-pool, 3x3 conv: 3 + 1 + 2·2 pixels
@@ -75,7 +76,8 @@ def main() -> None:
 
     module = visualize(args.channels, args.steps)
     optimized = module.images()
-    runner = DatasetExamples("digits", LAYER, args.channels, Digits("test"), k=args.k, batch_size=150)
+    runner = DatasetExamples(Problem("digits", ChannelSum(LAYER, channel=args.channels)), Digits("test"), k=args.k,
+                             batch_size=150)
     Trainer(**QUIET).test(runner, verbose=False)
     results = runner.results
 

@@ -31,8 +31,8 @@ import torch
 from lightning.pytorch import Trainer
 
 from _quiet import quiet_lightning
-from inputopt import (DatasetExamples, FourierImage, InputOptimization, Jitter, MultiScaleEdgeEnergy, PixelImage,
-                      RandomRotate, RandomScale, UnitActivation)
+from inputopt import (ChannelSum, DatasetExamples, FourierImage, InputOptimization, Jitter, MultiScaleEdgeEnergy,
+                      PixelImage, Problem, RandomRotate, RandomScale, UnitActivation)
 from inputopt.data import Digits
 from inputopt.networks import build_network
 from inputopt.results import save_grid
@@ -135,7 +135,8 @@ def main() -> None:
     print("\ndataset examples (450 held-out digits, top 8), units 0-5: purity = examples sharing the most common label")
     trainer = Trainer(**QUIET)
     for network, layer, crop in (("digits", "features.4", 8), ("digits_vit", "blocks.3", 12)):
-        runner = DatasetExamples(network, layer, list(range(6)), Digits(split="test"), k=8, crop_size=crop)
+        runner = DatasetExamples(Problem(network, ChannelSum(layer, channel=list(range(6)))), Digits(split="test"), k=8,
+                                 crop_size=crop)
         trainer.test(runner, verbose=False)
         purity = [max((labels[row] == c).sum().item() for c in range(10)) for row in
                   (torch.tensor(r) for r in runner.results["indices"])]

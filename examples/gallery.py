@@ -49,10 +49,11 @@ from lightning.pytorch import Trainer  # noqa: E402
 from _quiet import quiet_lightning  # noqa: E402
 from params_gallery import IMAGENET_MEAN, IMAGENET_STD, digits_methods, run, vgg16_methods  # noqa: E402
 
-from inputopt import ChannelSum, MultiScaleEdgeEnergy, UnitActivation  # noqa: E402
+from inputopt import ChannelSum, MultiScaleEdgeEnergy, Problem, UnitActivation  # noqa: E402
 from inputopt.data import Digits  # noqa: E402
 from inputopt.runners.examples import DatasetExamples  # noqa: E402
 from inputopt.functional.color import natural_photographs  # noqa: E402
+from inputopt.networks import NetworkSpec  # noqa: E402
 from inputopt.metrics import (  # noqa: E402
     activation_ratio, diversity, high_frequency_energy, transfer_accuracy, unit_scores)
 from inputopt.objectives import Diversity  # noqa: E402
@@ -104,8 +105,9 @@ def metrics(module, images: torch.Tensor, units: list[int], setting: Setting, da
 
 
 def dataset_examples(setting: Setting) -> DatasetExamples:
-    runner = DatasetExamples(setting.network, setting.layer, setting.units, setting.dataset, k=setting.k,
-                             batch_size=128, **setting.norm)
+    # the visualized units' problem: their examples are ranked by each unit's maximum over positions
+    problem = Problem(NetworkSpec(setting.network, **setting.norm), setting.objective(setting.layer, setting.units))
+    runner = DatasetExamples(problem, setting.dataset, k=setting.k, batch_size=128)
     Trainer(**QUIET).test(runner, verbose=False)
     return runner
 

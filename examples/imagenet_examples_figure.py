@@ -23,7 +23,7 @@ from lightning.pytorch import Trainer, seed_everything
 from torchvision.utils import make_grid, save_image
 
 from _quiet import quiet_lightning
-from inputopt import ChannelSum, InputOptimization
+from inputopt import ChannelSum, InputOptimization, Problem
 from inputopt.data.photos import PhotoCrops
 from inputopt.metrics import activation_ratio, unit_scores
 from inputopt.params import FourierImage
@@ -56,7 +56,8 @@ def main() -> None:
     optimized = module.images()
 
     crops = PhotoCrops(size=args.size, scales=tuple(args.scales))
-    runner = DatasetExamples("efficientnet_lite0", args.layer, args.channels, crops, k=args.k, batch_size=32)
+    runner = DatasetExamples(Problem("efficientnet_lite0", ChannelSum(args.layer, channel=args.channels)), crops, k=args.k,
+                             batch_size=32)
     Trainer(**QUIET).test(runner, verbose=False)
     results = runner.results
     with torch.no_grad():

@@ -26,10 +26,11 @@ from torch.utils.data import Subset
 from _quiet import quiet_lightning
 from inputopt.data import PhotoCrops, photo
 from inputopt.data.photos import SOURCES
-from inputopt.objectives import Margin, NegativeCrossEntropy
+from inputopt.objectives import FeatureMatch, Margin, NegativeCrossEntropy
 from inputopt.optim import SignGradient
 from inputopt.params import PixelImage
 from inputopt.priors import TotalVariation
+from inputopt.problem import Problem
 from inputopt.runners.inversion import FeatureInversion
 from inputopt.runners.shared import SharedInputOptimization
 from inputopt.transforms.insert import AddPerturbation, PastePatch
@@ -97,7 +98,7 @@ def fit_and_show(module: SharedInputOptimization, name: str, what: str, steps: i
 
 def patch(steps: int, batch_size: int, held_out: int, val_every: int | None = None) -> None:
     train, test = photo_splits(held_out)
-    module = SharedInputOptimization("efficientnet_lite0", NegativeCrossEntropy(target=TOASTER),
+    module = SharedInputOptimization(Problem("efficientnet_lite0", NegativeCrossEntropy(target=TOASTER)),
                                      PastePatch(area=0.2, shape="square", scale=(0.9, 1.1), degrees=20), train, test,
                                      optimizer=partial(torch.optim.Adam, lr=0.05), batch_size=batch_size,
                                      val_batch_size=held_out)
@@ -106,8 +107,8 @@ def patch(steps: int, batch_size: int, held_out: int, val_every: int | None = No
 
 def universal(steps: int, batch_size: int, held_out: int, val_every: int | None = None, eps: float = 8 / 255) -> None:
     train, test = photo_splits(held_out)
-    module = SharedInputOptimization("efficientnet_lite0", Margin(), AddPerturbation(clamp=(0.0, 1.0)), train, test,
-                                     param=PixelImage(std=0, eps=eps, norm="Linf"),
+    problem = Problem("efficientnet_lite0", Margin(), param=PixelImage(std=0, eps=eps, norm="Linf"))
+    module = SharedInputOptimization(problem, AddPerturbation(clamp=(0.0, 1.0)), train, test,
                                      optimizer=partial(SignGradient, lr=eps / 10), batch_size=batch_size,
                                      val_batch_size=held_out)
     # shown as 0.5 + δ / (2 max|δ|): grey is unchanged
@@ -121,8 +122,8 @@ def invert(steps: int, size: int, tv: float) -> None:
     results = [image]
     for name, layer in layers.items():
         start = time.time()
-        runner = FeatureInversion("efficientnet_lite0", layer, [(image, 0)], steps=steps,
-                                  priors=[TotalVariation(weight=tv)] if tv else [],
+        problem = Problem("efficientnet_lite0", FeatureMatch(layer), [TotalVariation(weight=tv)] if tv else [])
+        runner = FeatureInversion(problem, [(image, 0)], steps=steps,
                                   optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}}, batch_size=1)
         Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(runner, verbose=False)
         results.append(runner.inversions[0])
