@@ -293,6 +293,7 @@ class SharedInputOptimization(FrozenNetworkHolder, LightningModule):
         self.hparams["insert"] = insert.config()
         self.optimizer_factory, self.hparams["optimizer"] = _optimizer(
             optimizer if optimizer is not None else partial(torch.optim.Adam, lr=0.01))  # plain data in checkpoints
+        self.save_hyperparameters(dict(self.hparams))  # the logged hyperparameters: the same plain data
         self._param_record = param.config()  # the effective parameterization (the insert's default), fingerprinted
 
         object.__setattr__(self, "_network", problem.network)  # outside the module tree: not trained, saved or synced
