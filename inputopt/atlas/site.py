@@ -78,6 +78,7 @@ def load_atlas(atlas_dir: str | os.PathLike) -> dict[str, Any]:
         class_names = (examples or {}).get("class_names") or {}
         crops = _files(folder / "examples" / "crops")
         rows = {u: row for row, u in enumerate(examples["units"])} if examples else {}
+        crops_url = _url("layers", slug, "examples", "crops")
         metrics_path = folder / "metrics.json"
         metrics = read_record(metrics_path)["units"] if metrics_path.is_file() else {}
         keys = list(dict.fromkeys(k for values in metrics.values() for k in values))
@@ -87,7 +88,7 @@ def load_atlas(atlas_dir: str | os.PathLike) -> dict[str, Any]:
         units = []
         for unit in info["units"]:
             name = f"{file_name(f'{prefix}-{unit}')}.png"
-            shown = {group: _examples(examples, group, unit, rows.get(unit), slug, crops, class_names)
+            shown = {group: _examples(examples, group, unit, rows.get(unit), crops_url, crops, class_names)
                      for group in ("top", "bottom", "percentiles")}
             units.append({
                 "unit": unit,
@@ -106,11 +107,11 @@ def load_atlas(atlas_dir: str | os.PathLike) -> dict[str, Any]:
     return {"record": record, "layers": layers}
 
 
-def _examples(examples: dict[str, Any] | None, group: str, unit: int, row: int | None, slug: str, crops: set[str],
-              class_names: dict[str, str]) -> list[dict[str, Any]]:
-    """A unit's examples of ``group`` (``top``, ``bottom``, ``percentiles``) whose crop is on disk, in the
-    results' order (``row``: the unit's row in them), each its crop's ``path``, ``value``, data-set ``index``,
-    ``label`` and ``q`` (the percentile, else ``None``)."""
+def _examples(examples: dict[str, Any] | None, group: str, unit: int, row: int | None, crops_url: str,
+              crops: set[str], class_names: dict[str, str]) -> list[dict[str, Any]]:
+    """A unit's examples of ``group`` (``top``, ``bottom``, ``percentiles``) whose crop is on disk (in ``crops``, the
+    folder at ``crops_url``), in the results' order (``row``: the unit's row in them), each its crop's ``path``,
+    ``value``, data-set ``index``, ``label`` and ``q`` (the percentile, else ``None``)."""
     found = examples if group == "top" else (examples or {}).get(group)
     if not found or row is None:
         return []
@@ -121,7 +122,7 @@ def _examples(examples: dict[str, Any] | None, group: str, unit: int, row: int |
     for rank, (index, value, label, q) in enumerate(zip(indices, values, labels, quantiles)):
         name = crop_name(unit, group, rank, q)
         if name in crops:
-            shown.append({"path": _url("layers", slug, "examples", "crops", name), "value": value, "index": index,
+            shown.append({"path": f"{crops_url}/{_url(name)}", "value": value, "index": index,
                           "label": None if label is None else class_names.get(str(label), f"class {label}"),
                           "q": q})
     return shown
