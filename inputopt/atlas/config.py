@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from inputopt._resolve import resolve
 
-__all__ = ["AtlasExamples", "AtlasLayer", "AtlasMetrics", "AtlasVisualization", "full_class_path", "layer_slug",
-           "resolve_unit_names"]
+__all__ = ["AtlasExamples", "AtlasLayer", "AtlasMetrics", "AtlasVisualization", "crop_name", "full_class_path",
+           "layer_slug", "resolve_unit_names"]
 
 
 @dataclass
@@ -76,14 +76,44 @@ class AtlasExamples:
     Args:
         dataset: the data set (``{"class_path", "init_args"}``), samples ``(image, ...)`` in pixel space.
         k: examples per unit.
+        bottom: also the ``k`` images with the lowest (most negative) activations of every unit.
+        percentiles: percentiles (0-100) of every unit's activations over the data set to show one example at
+            each (``[]``: none), taken over a sample of up to 4096 images spread over the data set (exact for a
+            data set no larger).
         batch_size: images per batch.
         num_workers: data-loading worker processes.
     """
 
     dataset: dict[str, Any] = field(default_factory=lambda: {"class_path": "inputopt.data.Digits"})
     k: int = 8
+    bottom: bool = True
+    percentiles: list[float] = field(default_factory=lambda: [99.0, 90.0, 50.0])
     batch_size: int = 64
     num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.bottom, bool):
+            raise ValueError(f"examples.bottom must be true or false, got {self.bottom!r}")
+        q = [float(p) if isinstance(p, (int, float)) and not isinstance(p, bool) else float("nan")
+             for p in self.percentiles]
+        if not all(0 <= p <= 100 for p in q) or len(set(q)) != len(q):
+            raise ValueError(f"examples.percentiles must be distinct numbers in [0, 100], got {self.percentiles!r}")
+        self.percentiles = q
+
+    def covers(self, results: Mapping[str, Any]) -> bool:
+        """Whether the results of a :class:`~inputopt.runners.examples.DatasetExamples` pass (``examples.json``)
+        hold the examples of these settings: the same ``k``, the bottom examples exactly if ``bottom``, and those
+        at exactly these ``percentiles``.
+
+        Example:
+            >>> AtlasExamples(k=3, bottom=False, percentiles=[]).covers({"k": 3})
+            True
+            >>> AtlasExamples(k=3).covers({"k": 3})   # an examples.json from before the bottom and percentiles
+            False
+        """
+        percentiles = results.get("percentiles") or {}
+        return (results.get("k") == self.k and ("bottom" in results) == self.bottom
+                and [float(q) for q in percentiles.get("q", [])] == self.percentiles)
 
 
 @dataclass
@@ -118,6 +148,24 @@ def layer_slug(name: str | None) -> str:
     text = "output" if name is None else (re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "layer")[:40]
     digest = hashlib.sha256(("\0" if name is None else name).encode()).hexdigest()[:8]
     return f"{text}-{digest}"
+
+
+def crop_name(unit: int, group: Literal["top", "bottom", "percentiles"], rank: int, q: float | None = None) -> str:
+    """The file name, in a layer's ``examples/crops/``, of a unit's example: its ``rank``-th top example
+    (``<unit>-<rank>.png``), bottom example (``<unit>-bottom-<rank>.png``) or its example at the percentile ``q``
+    (``<unit>-p<q>.png``).
+
+    Example:
+        >>> crop_name(3, "top", 0), crop_name(3, "bottom", 1), crop_name(3, "percentiles", 0, 99.5)
+        ('3-0.png', '3-bottom-1.png', '3-p99.5.png')
+    """
+    if group == "top":
+        return f"{unit}-{rank}.png"
+    if group == "bottom":
+        return f"{unit}-bottom-{rank}.png"
+    if group == "percentiles" and q is not None:
+        return f"{unit}-p{float(q):g}.png"
+    raise ValueError(f"group must be 'top', 'bottom' or 'percentiles' (with its percentile q), got {group!r}, q={q!r}")
 
 
 def full_class_path(config: Mapping[str, Any] | None) -> dict[str, Any] | None:

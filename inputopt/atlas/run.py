@@ -8,7 +8,8 @@ The folder (``atlas_dir``)::
     layers/<slug>/layer.json           the layer's name, shape, kind and units
     layers/<slug>/seed-<s>/            the sweep of the layer's units with seed s (inputopt sweep's folder)
     layers/<slug>/fit-seed-<s>.yaml    the inputopt fit config that reproduces any of its units
-    layers/<slug>/examples/            examples.json (inputopt examples) and crops/<unit>-<rank>.png
+    layers/<slug>/examples/            examples.json (inputopt examples) and the crops: crops/<unit>-<rank>.png
+                                       (top), crops/<unit>-bottom-<rank>.png, crops/<unit>-p<percentile>.png
     layers/<slug>/metrics.json         activation ratio, high-frequency energy, transfer, per unit
 """
 
@@ -32,6 +33,7 @@ from inputopt.atlas.config import (
     AtlasLayer,
     AtlasMetrics,
     AtlasVisualization,
+    crop_name,
     full_class_path,
     layer_slug,
     resolve_unit_names,
@@ -65,8 +67,9 @@ def _is_rank_zero() -> bool:
 
 
 class Atlas:
-    """An atlas of a network: for every unit of ``layers``, its visualization(s), its top-``k`` dataset
-    examples (crops with the receptive field marked) and its quality metrics, and a static web site
+    """An atlas of a network: for every unit of ``layers``, its visualization(s), its dataset examples (the
+    top-``k``, the bottom-``k`` and one at each of some percentiles of its activations: crops with the receptive
+    field marked) and its quality metrics, and a static web site
     (``index.html``) that opens from the file system.
 
     :meth:`run` computes what is missing (a sweep per layer and seed through :class:`~inputopt.FeatureSweep`
@@ -254,7 +257,8 @@ class Atlas:
             "visualization": {"param": self.param, "priors": self.priors, "transforms": self.transforms,
                               "optimizer": self.optimizer, "steps": vis.steps, "seeds": list(vis.seeds),
                               "display": vis.display},
-            "examples": {"dataset": self.dataset, "k": self.examples.k},
+            "examples": {"dataset": self.dataset, "k": self.examples.k, "bottom": self.examples.bottom,
+                         "percentiles": self.examples.percentiles},
             "metrics": {"transfer_networks": list(self.metrics.transfer_networks),
                         "high_frequency_cutoff": self.metrics.high_frequency_cutoff},
             "layers": {info["slug"]: {"name": info["name"], "crop_size": info["crop_size"],
@@ -272,6 +276,12 @@ class Atlas:
             old = read_record(path) or {}
             old_layers = old.pop("layers", {}) or {}
             new_layers = record.pop("layers")
+            # an atlas from before the bottom and percentile examples were recorded: they are this run's (its
+            # examples.json lacks them, so its examples are found again)
+            recorded = old.get("examples") if isinstance(old.get("examples"), dict) else {}
+            missing = [key for key in ("bottom", "percentiles") if recorded and key not in recorded]
+            for key in missing:
+                recorded[key] = record["examples"][key]
             differences = record_differences(old, record) + record_differences(
                 {f"layers.{k}": v for k, v in old_layers.items() if k in new_layers},
                 {f"layers.{k}": v for k, v in new_layers.items() if k in old_layers})
@@ -280,7 +290,7 @@ class Atlas:
                                  + "\n  ".join(differences) + f"\n(values: recorded in {path} -> this run). Use "
                                  f"another atlas_dir, or the configuration of {path}.")
             record["layers"] = {**old_layers, **new_layers}
-            if record["layers"] == old_layers:
+            if record["layers"] == old_layers and not missing:
                 return
         elif (self.atlas_dir / "layers").is_dir() and any((self.atlas_dir / "layers").iterdir()):
             raise ValueError(f"{self.atlas_dir / 'layers'} holds results but {path} is missing, so their "
@@ -370,8 +380,8 @@ class Atlas:
                 self._trainer(callbacks).test(sweep, verbose=False)
 
     def find_examples(self) -> None:
-        """Find the top-k dataset examples of every layer's units (a layer whose ``examples.json`` covers its
-        units is skipped) and write their crops."""
+        """Find the dataset examples of every layer's units (a layer whose ``examples.json`` covers its units and
+        the examples' settings is skipped) and write their crops."""
         from inputopt._config import instantiate
         from inputopt import ChannelSum, DatasetExamples, Problem, SaveDatasetExamples
         from inputopt.networks import NetworkSpec
@@ -381,12 +391,13 @@ class Atlas:
             folder = self.atlas_dir / "layers" / info["slug"] / "examples"
             path = folder / "examples.json"
             results = read_record(path) if path.is_file() else None
-            if results is None or not set(info["units"]) <= set(results["units"]) or results["k"] != self.examples.k:
+            if results is None or not set(info["units"]) <= set(results["units"]) or not self.examples.covers(results):
                 dataset = dataset or instantiate(self.dataset, Dataset)
                 units = info["units"] if results is None else sorted(set(results["units"]) | set(info["units"]))
                 problem = Problem(NetworkSpec(self.network, self.weights, self.state_dict, self.mean, self.std),
                                   ChannelSum(info["name"], channel=units), seed=self.visualization.seeds[0])
-                runner = DatasetExamples(problem, dataset, self.examples.k, batch_size=self.examples.batch_size,
+                runner = DatasetExamples(problem, dataset, self.examples.k, bottom=self.examples.bottom,
+                                         percentiles=self.examples.percentiles, batch_size=self.examples.batch_size,
                                          num_workers=self.examples.num_workers)
                 self._trainer([SaveDatasetExamples(folder)]).test(runner, verbose=False)
                 results = read_record(path) if path.is_file() else runner.results
@@ -394,33 +405,43 @@ class Atlas:
                 dataset = self._write_crops(info, results, folder / "crops", dataset)
 
     def _write_crops(self, info: Mapping[str, Any], results: Mapping[str, Any], folder: Path, dataset: Any) -> Any:
+        """Write the crops of the layer's units' examples that are missing: the top ones, and the bottom and
+        percentile ones the results hold (file names: :func:`~inputopt.atlas.config.crop_name`)."""
         from PIL import Image
 
         from inputopt._config import instantiate
 
-        rows = dict(zip(results["units"], zip(results["indices"], results["boxes"])))
-        todo = [(u, r) for u in info["units"] for r, index in enumerate(rows[u][0])
-                if index >= 0 and not (folder / f"{u}-{r}.png").is_file()]
+        todo = []  # (unit, file name, data-set index, box) of every crop not on disk yet
+        for group in ("top", "bottom", "percentiles"):
+            found = results if group == "top" else results.get(group)
+            if found is None:
+                continue
+            quantiles = found.get("q")
+            rows = dict(zip(results["units"], zip(found["indices"], found["boxes"])))
+            for unit in info["units"]:
+                for rank, (index, box) in enumerate(zip(*rows[unit])):
+                    name = crop_name(unit, group, rank, quantiles[rank] if quantiles else None)
+                    if index >= 0 and not (folder / name).is_file():
+                        todo.append((name, index, box))
         if not todo:
             return dataset
         dataset = dataset or instantiate(self.dataset, Dataset)
         folder.mkdir(parents=True, exist_ok=True)
-        wanted = {rows[unit][0][rank] for unit, rank in todo}
+        wanted = {index for _, index, _ in todo}
         if isinstance(dataset, IterableDataset):  # streamed: one more pass, for the examples' images only
             from inputopt.runners.base import stream
 
             samples = dict(stream(dataset, True, wanted.__contains__))
         else:
             samples = {index: dataset[index] for index in wanted}
-        for unit, rank in todo:
-            index, box = rows[unit][0][rank], rows[unit][1][rank]
+        for name, index, box in todo:
             sample = samples[index]
             image = (sample[0] if isinstance(sample, (tuple, list)) else sample).float()
             crop = marked_crop(image, box, info["crop_size"], info["context"])
             array = (crop.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-            partial = folder / f"{unit}-{rank}.png.partial"
+            partial = folder / f"{name}.partial"
             Image.fromarray(array).save(partial, format="PNG")
-            partial.replace(folder / f"{unit}-{rank}.png")
+            partial.replace(folder / name)
         return dataset
 
     @torch.no_grad()

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 
+from inputopt.atlas.config import crop_name
 from inputopt.results import file_name, read_record
 
 __all__ = ["METRIC_LABELS", "build_site", "load_atlas"]
@@ -49,9 +50,12 @@ def load_atlas(atlas_dir: str | os.PathLike) -> dict[str, Any]:
     """Everything the pages show, read from the files of an atlas folder (what is missing is left out).
 
     Returns ``{"record", "layers"}``; each layer has its ``name``, ``slug``, ``kind``, ``shape``,
-    ``seeds``, ``metrics`` (the keys, in order), ``checked`` (whether any unit has visualization checks) and
+    ``seeds``, ``metrics`` (the keys, in order), ``sampled`` (the images the percentiles were taken over, or
+    ``None``), ``checked`` (whether any unit has visualization checks) and
     ``units``: per unit its ``unit``, ``images`` (paths relative to the folder, one per seed present),
-    ``examples`` (``path``, ``value``, ``index``, ``label``: the image's class or ``None``), ``metrics``,
+    ``examples`` (the top ones, highest first: ``path``, ``value``, ``index``, ``label``: the image's class or
+    ``None``, ``q``: ``None``), ``bottom`` (the lowest first) and ``percentiles`` (``q``: the percentile; in the
+    order of the atlas' ``percentiles``), each with the examples whose crop is on disk, ``metrics``,
     ``checks`` (``None``, or ``passed`` and ``checks``, each ``name``, ``passed``, ``detail``: the ``checks.json``
     of :class:`~inputopt.callbacks.visualization_checks.VisualizationChecks` in the layer's first seed folder
     that has one) and ``fit`` (the fit config's path and text, or ``None``).
@@ -71,11 +75,10 @@ def load_atlas(atlas_dir: str | os.PathLike) -> dict[str, Any]:
         images = {seed: _files(folder / f"seed-{seed}" / "images") for seed in info["seeds"]}
         examples_path = folder / "examples" / "examples.json"
         examples = read_record(examples_path) if examples_path.is_file() else None
-        rows = dict(zip(examples["units"], zip(examples["indices"], examples["values"],
-                                               examples.get("labels") or [[None] * len(r) for r in examples["indices"]]))
-                    ) if examples else {}
         class_names = (examples or {}).get("class_names") or {}
         crops = _files(folder / "examples" / "crops")
+        rows = {u: row for row, u in enumerate(examples["units"])} if examples else {}
+        crops_url = _url("layers", slug, "examples", "crops")
         metrics_path = folder / "metrics.json"
         metrics = read_record(metrics_path)["units"] if metrics_path.is_file() else {}
         keys = list(dict.fromkeys(k for values in metrics.values() for k in values))
@@ -85,25 +88,44 @@ def load_atlas(atlas_dir: str | os.PathLike) -> dict[str, Any]:
         units = []
         for unit in info["units"]:
             name = f"{file_name(f'{prefix}-{unit}')}.png"
-            indices, values, labels = rows.get(unit, ([], [], []))
+            shown = {group: _examples(examples, group, unit, rows.get(unit), crops_url, crops, class_names)
+                     for group in ("top", "bottom", "percentiles")}
             units.append({
                 "unit": unit,
                 "name": (info.get("unit_names") or {}).get(str(unit)),
                 "images": [(seed, _url("layers", slug, f"seed-{seed}", "images", name)) for seed in info["seeds"]
                            if name in images[seed]],
-                "examples": [{"path": _url("layers", slug, "examples", "crops", f"{unit}-{rank}.png"),
-                              "value": value, "index": index,
-                              "label": None if label is None else class_names.get(str(label), f"class {label}")}
-                             for rank, (index, value, label) in enumerate(zip(indices, values, labels))
-                             if f"{unit}-{rank}.png" in crops],
+                "examples": shown["top"], "bottom": shown["bottom"], "percentiles": shown["percentiles"],
                 "metrics": metrics.get(str(unit), {}),
                 "checks": checks.get(unit),
             })
         layers.append({**info, "units": units, "metrics": keys, "fits": fits, "checked": bool(checks),
                        "field_size": (examples or {}).get("field_size"),
+                       "sampled": ((examples or {}).get("percentiles") or {}).get("sampled"),
                        "argument": "channel" if info["kind"] == "channel" else "unit",
                        "label": "output (classes)" if info["name"] is None else info["name"]})
     return {"record": record, "layers": layers}
+
+
+def _examples(examples: dict[str, Any] | None, group: str, unit: int, row: int | None, crops_url: str,
+              crops: set[str], class_names: dict[str, str]) -> list[dict[str, Any]]:
+    """A unit's examples of ``group`` (``top``, ``bottom``, ``percentiles``) whose crop is on disk (in ``crops``, the
+    folder at ``crops_url``), in the results' order (``row``: the unit's row in them), each its crop's ``path``,
+    ``value``, data-set ``index``, ``label`` and ``q`` (the percentile, else ``None``)."""
+    found = examples if group == "top" else (examples or {}).get(group)
+    if not found or row is None:
+        return []
+    indices, values = found["indices"][row], found["values"][row]
+    labels = found["labels"][row] if found.get("labels") else [None] * len(indices)
+    quantiles = found.get("q") or [None] * len(indices)
+    shown = []
+    for rank, (index, value, label, q) in enumerate(zip(indices, values, labels, quantiles)):
+        name = crop_name(unit, group, rank, q)
+        if name in crops:
+            shown.append({"path": f"{crops_url}/{_url(name)}", "value": value, "index": index,
+                          "label": None if label is None else class_names.get(str(label), f"class {label}"),
+                          "q": q})
+    return shown
 
 
 def _checks(folder: Path, seeds: list) -> dict[int, dict[str, Any]]:
@@ -130,7 +152,14 @@ def _environment():
             return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
         return str(value)
 
+    def ordinal(value: float) -> str:
+        text = f"{float(value):g}"
+        if float(value) != int(value) or int(value) % 100 in (11, 12, 13):
+            return f"{text}th"
+        return text + {1: "st", 2: "nd", 3: "rd"}.get(int(value) % 10, "th")
+
     env.filters["number"] = number
+    env.filters["ordinal"] = ordinal
     env.filters["label"] = _label
     env.filters["url"] = lambda text: quote(str(text), safe="")
     env.filters["sortvalue"] = lambda value: "" if value is None else repr(float(value))

@@ -66,6 +66,79 @@ def test_metrics_values(built_atlas):
         assert classes[str(unit)]["transfer/digits_b"] == float(b(x[None]).argmax().item() == unit)
 
 
+def _row(page: str, group: str) -> list[float]:
+    """The activations of a unit page's examples of one row (``top``, ``bottom``, ``percentiles``), in page order."""
+    row = re.search(rf'<div class="large examples-row" id="{group}">(.*?)</div>', page, re.S)
+    return [float(v) for v in re.findall(r'<figure data-value="([^"]+)"', row.group(1))] if row else []
+
+
+def test_unit_page_shows_top_bottom_and_percentile_examples(built_atlas):
+    """The unit page's three rows: the top examples (highest first), the bottom ones (lowest first) and one at each
+    percentile (nearest rank) of the unit's activations over the data set, each a crop on disk."""
+    import math
+
+    from inputopt.data import Digits
+    from inputopt.metrics import unit_scores
+    from inputopt.networks import build_network
+
+    network = build_network("digits")
+    acts = {}
+    network.features[4].register_forward_hook(lambda m, i, o: acts.setdefault("x", o))
+    images = torch.stack([Digits("test", limit=60)[i][0] for i in range(60)])
+    with torch.no_grad():
+        network(images)
+    for unit in (1, 3):
+        scores = sorted(unit_scores(acts["x"], [unit])[0][:, 0].tolist())  # the 60 digits' activations, ascending
+        page = (built_atlas / "site" / "features.4" / f"{unit}.html").read_text()
+        top, bottom, percentiles = _row(page, "top"), _row(page, "bottom"), _row(page, "percentiles")
+        assert top == pytest.approx(scores[::-1][:3], rel=1e-5)
+        assert bottom == pytest.approx(scores[:3], rel=1e-5) and bottom == sorted(bottom)  # ascending
+        assert percentiles == pytest.approx([scores[math.ceil(q / 100 * 60) - 1] for q in (99, 90, 50)], rel=1e-5)
+        assert all(bottom[0] <= v <= top[0] for v in percentiles) and bottom[-1] < percentiles[-1] < top[-1]
+        assert re.findall(r"<figcaption>(\d+th percentile):", page) == ["99th percentile", "90th percentile",
+                                                                         "50th percentile"]
+        assert "#1 lowest: " in page and ", class " in page  # each crop captioned with its activation and class
+        for name in ("0", "bottom-0", "bottom-2", "p99", "p50"):
+            assert f'src="../../layers/features.4/examples/crops/{unit}-{name}.png"' in page
+
+
+def test_an_atlas_from_before_the_bottom_and_percentiles_gets_them(built_atlas, tmp_path):
+    """A folder written before the bottom and percentile examples (its examples.json and atlas.yaml lack them) has
+    its examples found again, and becomes the atlas of today, byte for byte; nothing is optimized again. A folder
+    recorded with other bottom or percentile settings is refused."""
+    import yaml
+
+    folder = tmp_path / "old"
+    shutil.copytree(built_atlas, folder)
+    record = yaml.safe_load((folder / "atlas.yaml").read_text())
+    del record["examples"]["bottom"], record["examples"]["percentiles"]
+    (folder / "atlas.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    for path in (folder / "layers").glob("*/examples/examples.json"):
+        old = json.loads(path.read_text())
+        del old["bottom"], old["percentiles"]
+        path.write_text(json.dumps(old))
+    for path in (folder / "layers").glob("*/examples/crops/*-[bp]*.png"):
+        path.unlink()
+    build_site(folder)
+    page = (folder / "site" / "features.4" / "1.html").read_text()
+    assert _row(page, "top") and not _row(page, "bottom") and "Bottom:" not in page  # the site of the old folder
+    units = sorted((folder / "layers").glob("*/seed-*/units/*.pt"))
+    written = {path: path.stat().st_mtime_ns for path in units}
+    digits_atlas(folder).run()
+    assert snapshot(folder) == snapshot(built_atlas)
+    assert yaml.safe_load((folder / "atlas.yaml").read_text())["examples"] == yaml.safe_load(
+        (built_atlas / "atlas.yaml").read_text())["examples"]
+    assert {path: path.stat().st_mtime_ns for path in units} == written
+    examples = {"dataset": {"class_path": "inputopt.data.Digits", "init_args": {"split": "test", "limit": 60}}, "k": 3,
+                "batch_size": 30}
+    with pytest.raises(ValueError, match=r"examples.bottom: True -> False"):
+        digits_atlas(folder, examples={**examples, "bottom": False}).run()
+    with pytest.raises(ValueError, match=r"examples.percentiles.1: 90.0 -> 75.0"):
+        digits_atlas(folder, examples={**examples, "percentiles": [99, 75, 50]}).run()
+    with pytest.raises(ValueError, match=r"examples.percentiles must be distinct numbers in \[0, 100\]"):
+        digits_atlas(folder, examples={**examples, "percentiles": [99, 101]})
+
+
 def test_resume_gives_the_same_site(built_atlas, tmp_path):
     """An atlas interrupted anywhere (files missing) is completed by a rerun, and the site is the same."""
     folder = tmp_path / "copy"
@@ -291,7 +364,9 @@ def test_an_atlas_of_a_streamed_data_set(tmp_path):
     atlas.run()
     examples = json.loads((tmp_path / "atlas" / "layers" / "features.4" / "examples" / "examples.json").read_text())
     assert all(0 <= i < 12 for row in examples["indices"] for i in row) and examples["field_size"] == [8, 8]
-    assert len(list((tmp_path / "atlas" / "layers" / "features.4" / "examples" / "crops").glob("*.png"))) == 6
+    crops = sorted(p.name for p in (tmp_path / "atlas" / "layers" / "features.4" / "examples" / "crops").glob("*.png"))
+    assert crops == sorted(f"{u}-{name}.png" for u in (0, 1)  # top, bottom and percentile crops of each unit
+                           for name in ("0", "1", "2", "bottom-0", "bottom-1", "bottom-2", "p99", "p90", "p50"))
 
 
 def test_checks_run_on_every_layer_without_optimizing_again(built_atlas, tmp_path):

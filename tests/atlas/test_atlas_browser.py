@@ -120,7 +120,9 @@ def test_unit_page_links(browser, built_atlas):
     page.open((built_atlas / "site" / "features.4.html").as_uri())
     page.page.click("#unit-1 a.unit-link")
     assert page.page.url.endswith("/site/features.4/1.html")
-    assert page.check() == 1 + 3
+    assert page.check() == 1 + 3 + 3 + 3  # the visualization; the top, bottom and percentile examples
+    assert page.page.eval_on_selector_all("h3", "hs => hs.map(h => h.innerText)") == [
+        "Top: the highest activations", "Bottom: the lowest activations", "Percentiles: across the activation range"]
     assert "inputopt fit --config layers/features.4/fit-seed-0.yaml" in page.page.inner_text("pre.command")
     page.page.click("a.next")
     assert page.page.url.endswith("/site/features.4/2.html")
@@ -195,3 +197,25 @@ def test_layer_page_shows_sorts_and_filters_the_visualization_checks(browser, bu
     # an atlas without checks shows no badge and no checks filter
     page.open((built_atlas / "site" / "features.4.html").as_uri())
     assert page.page.query_selector(".badge") is None and page.page.query_selector("#checks-filter") is None
+
+
+def test_unit_page_shows_the_seeds_side_by_side(browser, tmp_path):
+    """With several seeds, a unit's visualizations are in one row of its page, each captioned with its seed; an
+    atlas without bottom or percentile examples shows the top row alone."""
+    from tests.atlas.conftest import digits_atlas
+
+    folder = tmp_path / "seeds"
+    digits_atlas(folder, layers=[{"name": "features.0", "units": [0]}],
+                 visualization={"steps": 2, "seeds": [0, 1, 2]},
+                 examples={"dataset": {"class_path": "inputopt.data.Digits", "init_args": {"limit": 10}}, "k": 2,
+                           "bottom": False, "percentiles": []}).run()
+    page = Page(browser)
+    page.open((folder / "site" / "features.0" / "0.html").as_uri())
+    assert page.check() == 3 + 2
+    boxes = page.page.eval_on_selector_all("img.vis-large", "is => is.map(i => { const r = i.getBoundingClientRect(); "
+                                           "return [r.top, r.left, r.width]; })")
+    assert len(boxes) == 3 and len({top for top, _, _ in boxes}) == 1  # one row
+    assert all(a[1] + a[2] <= b[1] for a, b in zip(boxes, boxes[1:]))  # left to right, not overlapping
+    captions = page.page.eval_on_selector_all("img.vis-large + figcaption", "cs => cs.map(c => c.innerText)")
+    assert captions == ["seed 0", "seed 1", "seed 2"]
+    assert page.page.eval_on_selector_all("h3", "hs => hs.map(h => h.innerText)") == ["Top: the highest activations"]
