@@ -41,7 +41,7 @@ class SweepCLI(LightningCLI):
         from inputopt.callbacks.images import SaveImages
         from inputopt.callbacks.visualization_checks import VisualizationChecks
 
-        # components (objective, priors, param, callbacks) are built; InputOptimization itself is not
+        # components (the problem and its parts, callbacks) are built; InputOptimization itself is not
         self.config_init = self.parser.instantiate(self.config, instantiate_groups=False)
         model, trainer = self.config_init["model"], self.config_init["trainer"]
         if model["init"] is not None:
@@ -51,11 +51,9 @@ class SweepCLI(LightningCLI):
             raise ValueError(f"--trainer.max_steps must be an int >= 1, the optimization steps per chunk, got "
                              f"{steps!r}")
         optimizer = self.config["model"]["optimizer"]
-        self.model = FeatureSweep(
-            model["network"], model["objective"], model["priors"], model["param"], model["transforms"],
-            model["image_shape"], model["weights"], model["state_dict"], model["mean"], model["std"],
-            optimizer=None if optimizer is None else optimizer.as_dict(), steps=steps, seed=model["seed"],
-            units_per_batch=self.config["units_per_batch"])
+        self.model = FeatureSweep(model["problem"], model["image_shape"],
+                                  optimizer=None if optimizer is None else optimizer.as_dict(), steps=steps,
+                                  units_per_batch=self.config["units_per_batch"])
         callbacks = trainer["callbacks"] or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         saver = next((c for c in callbacks if isinstance(c, SaveImages)), SaveImages())
@@ -92,7 +90,7 @@ def run_sweep(args: Sequence[str], units_per_batch: int = 64, sweep_dir: str | P
         progress: show the progress bar of units.
 
     Example:
-        >>> run_sweep(["--config", "configs/digits.yaml", "--model.objective.init_args.unit", "all"],
+        >>> run_sweep(["--config", "configs/digits.yaml", "--model.problem.objective.init_args.unit", "all"],
         ...           units_per_batch=4)  # doctest: +SKIP
     """
     argv = [*args, "--units_per_batch", str(units_per_batch), "--sweep_dir", str(sweep_dir)]
