@@ -13,6 +13,7 @@ from inputopt.module import InputOptimization
 from inputopt.networks import NetworkSpec, build_network
 from inputopt.objectives import Margin, UnitActivation
 from inputopt.params.pixel import PixelImage
+from inputopt.problem import Problem
 from inputopt.runners.examples import DatasetExamples
 from inputopt.runners.inversion import FeatureInversion
 from inputopt.runners.shared import SharedInputOptimization
@@ -21,8 +22,11 @@ from inputopt.transforms.insert import AddPerturbation
 
 # each constructor, with the flat network arguments it takes
 TAKERS = {
-    "InputOptimization": lambda **kw: InputOptimization(objective=UnitActivation(None, unit=0), **kw),
-    "FeatureSweep": lambda **kw: FeatureSweep(objective=UnitActivation(None, unit=0), **kw),
+    # a fit and a sweep take the network in their Problem: from a config mapping, or a NetworkSpec
+    "InputOptimization": lambda network, **kw: InputOptimization({"network": {"model": network, **kw},
+                                                                  "objective": UnitActivation(None, unit=0)}),
+    "FeatureSweep": lambda network, **kw: FeatureSweep(Problem(NetworkSpec(network, **kw),
+                                                               UnitActivation(None, unit=0))),
     "DatasetExamples": lambda **kw: DatasetExamples(layer=None, units=[0], dataset=Digits(limit=2), **kw),
     "Attack": lambda network, **kw: PGD(network, eps=0.1, **kw),
     "SharedInputOptimization": lambda **kw: SharedInputOptimization(objective=Margin(), insert=AddPerturbation(),

@@ -155,7 +155,7 @@ class FeatureSweep(DatasetRunner):
             raise ValueError(f"{type(problem.objective).__name__} couples the rows of a batch (e.g. Diversity, "
                              f"Alignment), and a sweep optimizes every unit once, in chunks spread over processes: "
                              f"optimize the copies of a unit together with `inputopt fit` (one run holds all its rows)")
-        objective = problem.require(UnitsObjective, "a sweep", "UnitActivation or ChannelSum, with units")
+        objective = problem.require(UnitsObjective, "a sweep", "UnitActivation or ChannelSum: one image per unit")
         if image_shape is None:
             image_shape = default_image_shape(problem.network_name) if problem.network_name is not None else None
             if image_shape is None:

@@ -21,6 +21,7 @@ from inputopt.objectives import Margin, NegativeCrossEntropy, UnitActivation
 from inputopt.optim import SignGradient
 from inputopt.params import PixelImage
 from inputopt.priors import TotalVariation
+from inputopt.problem import Problem
 from inputopt.runners.shared import SharedBatchSampler, SharedInputOptimization, SharedStream
 from inputopt.transforms import Jitter
 from inputopt.transforms.insert import AddPerturbation, PastePatch
@@ -269,7 +270,7 @@ def test_exception_bad_arguments(tmp_path, train):
 
 # -- InputOptimization refuses data --------------------------------------------------------------------------------
 def test_exception_input_optimization_refuses_a_dataloader(tmp_path, train):
-    module = InputOptimization("digits", UnitActivation(None, unit=3), image_shape=(1, 32, 32))
+    module = InputOptimization(Problem("digits", UnitActivation(None, unit=3)), image_shape=(1, 32, 32))
     before = module.images()
     loader = DataLoader(TensorDataset(*train.tensors), batch_size=16)
     with pytest.raises(ValueError, match="takes no data.*SharedInputOptimization"):
