@@ -4,7 +4,7 @@ The layers, lowest first (a module may import from its own layer and the ones be
 
 - **base**: configuration, pure tensor functions, capture, networks and the zoo, optimizers, result files;
 - **terms**: objectives, priors, transforms, image parameterizations;
-- **loss**: the loss path, the step engine and its run record;
+- **loss**: the loss path, the step engine and its run record, the problem of a run;
 - **attacks and metrics**: attacks (on the loss path) and torchmetrics metrics with their functional twins;
 - **lightning**: the LightningModule of a fit, the dataset runners and the callbacks;
 - **commands**: the command lines and the package's lazy exports.
@@ -27,7 +27,7 @@ LAYERS = [
               "inputopt.layouts", "inputopt.networks",
               "inputopt.zoo", "inputopt.layers", "inputopt.optim", "inputopt.results", "inputopt.data"]),
     ("terms", ["inputopt.objectives", "inputopt.priors", "inputopt.transforms", "inputopt.params"]),
-    ("loss", ["inputopt.engine", "inputopt.loss", "inputopt.record"]),
+    ("loss", ["inputopt.engine", "inputopt.loss", "inputopt.record", "inputopt.problem"]),
     ("attacks and metrics", ["inputopt.attacks", "inputopt.metrics"]),
     ("lightning", ["inputopt._notices", "inputopt.module", "inputopt.runners", "inputopt.callbacks"]),
     ("commands", ["inputopt.commands", "inputopt.atlas", "inputopt.cli", "inputopt"]),
