@@ -143,6 +143,9 @@ def test_sweep_cli_parses_what_fit_parses_without_importing_it():
     sweep = sweep_cli([*ARGS, *ALL])
     fit = cli([*ARGS, *ALL], run=False)
     assert sweep.config["model"] == fit.config["model"]
+    # the same problem block builds the same Problem for both
+    assert type(sweep.model.problem) is type(fit.model.problem) is Problem
+    assert sweep.model.problem.config() == fit.model.problem.config()
     assert sweep.config["trainer"]["max_steps"] == fit.config["trainer"]["max_steps"] == 4
     assert sweep.parser.get_defaults()["trainer"]["max_steps"] == fit.parser.get_defaults()["trainer"]["max_steps"]
     tree = ast.parse((ROOT / "inputopt" / "commands" / "sweep.py").read_text())

@@ -21,8 +21,10 @@ class SweepCLI(LightningCLI):
     and ``--sweep_dir``; builds a :class:`~inputopt.runners.sweep.FeatureSweep` and its :class:`~inputopt.callbacks.sweep.SaveSweep` (``run=False``: call
     ``cli.trainer.test(cli.model)``).
 
-    From the config: ``model.*`` as for a fit (``init`` is refused: a sweep starts from seeded noise;
-    ``batch_size``, ``freeze_done`` and ``log_per_image`` do not apply), ``trainer.max_steps`` the steps per
+    From the config: ``model.problem`` (the :class:`~inputopt.problem.Problem`: network, objective with units,
+    priors, parameterization, transforms, seed), ``model.image_shape`` and ``model.optimizer`` as for a fit
+    (``init`` is refused: a sweep starts from seeded noise; ``batch_size``, ``freeze_done`` and
+    ``log_per_image`` do not apply), ``trainer.max_steps`` the steps per
     chunk, ``SaveImages``' ``display``/``nrow``/``scale`` how the PNGs and the grid look, and any Trainer
     setting (devices, strategy, precision). The sweep logs nothing and checkpoints nothing: the per-unit
     files are its checkpoints, so the config's logger and its fit callbacks (``inputopt.callbacks``,
