@@ -174,7 +174,7 @@ class FeatureSweep(DatasetRunner):
         self.optimizer_factory, optimizer_record = _optimizer(optimizer)
         self.steps = steps
         self.seed = problem.seed
-        record = problem.config()  # before "all" is resolved: the record holds no units
+        record = problem.config()  # its objective's units are left out below
 
         # "all" resolved and every unit checked against the real layer, with one zero image
         with torch.no_grad():
