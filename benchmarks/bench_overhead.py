@@ -15,7 +15,7 @@ but the whole network still runs)::
 
 InputOptimization side, timed from the module's construction to the return of ``fit`` (setup included)::
 
-    module = InputOptimization(network, objective, [MultiScaleEdgeEnergy(weight=w)], image_shape=(3, H, W))
+    module = InputOptimization(Problem(network, objective, [MultiScaleEdgeEnergy(weight=w)]), image_shape=(3, H, W))
     Trainer(max_steps=N, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, accelerator="cpu").fit(module)
 
@@ -55,7 +55,7 @@ from torch import Tensor, nn
 import lightning
 from lightning.pytorch import Callback, Trainer
 
-from inputopt import InputOptimization
+from inputopt import InputOptimization, Problem
 from inputopt.functional import multi_scale_edge_energy
 from inputopt.objectives import ChannelSum, UnitActivation
 from inputopt.priors import MultiScaleEdgeEnergy
@@ -137,7 +137,7 @@ def inputopt_run(network: nn.Module, layer: str, unit: int, shape: tuple[int, in
     objective = ChannelSum(layer, channel=unit) if layer else UnitActivation(None, unit=unit)
     clock = _StepClock(device)
     start = stamp(device)
-    module = module_class(network, objective, [MultiScaleEdgeEnergy(weight=prior_weight)],
+    module = module_class(Problem(network, objective, [MultiScaleEdgeEnergy(weight=prior_weight)]),
                           image_shape=shape[1:], batch_size=shape[0])
     trainer = Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False, accelerator="gpu" if device.type == "cuda" else "cpu",

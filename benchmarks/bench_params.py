@@ -111,6 +111,8 @@ from inputopt import (
     Transform,
     optimize,
 )
+from inputopt.networks import NetworkSpec
+from inputopt.problem import Problem
 
 from _machine import cpu_name, inputopt_revision
 
@@ -217,9 +219,9 @@ def make_module(network: nn.Module, layer: str, channel: int, size: int, kind: s
         transforms = [Pad(12, value=0.5), Jitter(8), RandomScale(0.9, 1.1), RandomRotate(10), Jitter(4)]
         if kind == "fourier+tf+resize":
             transforms.append(Resize(size))
-    return InputOptimization(network, ChannelSum(layer, channel=channel), param=param, transforms=transforms,
-                             image_shape=(3, size, size), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                             optimizer=partial(torch.optim.Adam, lr=LR), seed=seed)
+    return InputOptimization(Problem(NetworkSpec(network, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+                                     ChannelSum(layer, channel=channel), param=param, transforms=transforms, seed=seed),
+                             image_shape=(3, size, size), optimizer=partial(torch.optim.Adam, lr=LR))
 
 
 class StampSteps(StepCallback):

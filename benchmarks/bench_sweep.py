@@ -33,6 +33,7 @@ import torch
 from lightning.pytorch import Trainer
 
 from inputopt import ChannelSum, InputOptimization, MultiScaleEdgeEnergy, PixelImage
+from inputopt.problem import Problem
 
 from _machine import cpu_name
 
@@ -40,9 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def fit(units: list[int], steps: int) -> torch.Tensor:
-    module = InputOptimization("digits", ChannelSum("features.4", channel=units if len(units) > 1 else units[0]),
-                               [MultiScaleEdgeEnergy(weight=0.3)], image_shape=(1, 32, 32),
-                               param=PixelImage(mean=0.5))
+    module = InputOptimization(Problem("digits",
+                                       ChannelSum("features.4", channel=units if len(units) > 1 else units[0]),
+                                       [MultiScaleEdgeEnergy(weight=0.3)], param=PixelImage(mean=0.5)),
+                               image_shape=(1, 32, 32))
     Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, accelerator="cpu").fit(module)
     return module.images()
@@ -56,7 +58,7 @@ def sweep_seconds(units: int, steps: int, devices: int, units_per_batch: int, wo
     cores divided by the processes)."""
     args = [str(Path(sys.executable).with_name("inputopt")), "sweep", "--units_per_batch", str(units_per_batch),
             "--sweep_dir", "sweep", "--config", str(ROOT / "configs" / "digits.yaml"),
-            "--model.objective", json.dumps({"class_path": "ChannelSum",
+            "--model.problem.objective", json.dumps({"class_path": "ChannelSum",
                                              "init_args": {"layer": "features.4", "channel": list(range(units))}}),
             "--trainer.max_steps", str(steps), "--trainer.enable_progress_bar", "false",
             "--trainer.accelerator", "cpu", "--trainer.devices", str(devices)]

@@ -39,6 +39,7 @@ from lightning.pytorch import Callback, Trainer
 from _machine import cpu_name, inputopt_revision
 from inputopt import ChannelSum, InputOptimization
 from inputopt.networks import freeze
+from inputopt.problem import Problem
 
 LAYER = "encoder.layers.encoder_layer_5"
 
@@ -81,7 +82,7 @@ class Stamps(Callback):
 
 
 def inputopt(net, steps: int, device: str) -> list[tuple[float, float]]:
-    module = InputOptimization(net, ChannelSum(LAYER, channel=0), image_shape=(3, 224, 224))
+    module = InputOptimization(Problem(net, ChannelSum(LAYER, channel=0)), image_shape=(3, 224, 224))
     stamps = Stamps(device)
     Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, accelerator="gpu" if device == "cuda" else "cpu", devices=1,

@@ -25,6 +25,7 @@ from torchvision.utils import make_grid, save_image
 from _quiet import quiet_lightning
 from inputopt import ChannelSum, InputOptimization
 from inputopt.data import Digits
+from inputopt.problem import Problem
 from inputopt.runners.examples import DatasetExamples
 from inputopt.functional.display import to_display
 from inputopt.metrics import Diversity, activation_ratio, high_frequency_energy, unit_scores
@@ -38,9 +39,9 @@ QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False
 
 
 def visualize(channels: list[int], steps: int) -> InputOptimization:
-    module = InputOptimization("digits", ChannelSum(LAYER, channel=channels), [MultiScaleEdgeEnergy(weight=0.3)],
-                               param=PixelImage(mean=0.5, std=0.01), image_shape=(1, 32, 32),
-                               optimizer=partial(torch.optim.Adam, lr=0.05))
+    module = InputOptimization(Problem("digits", ChannelSum(LAYER, channel=channels),
+                                       [MultiScaleEdgeEnergy(weight=0.3)], param=PixelImage(mean=0.5, std=0.01)),
+                               image_shape=(1, 32, 32), optimizer=partial(torch.optim.Adam, lr=0.05))
     Trainer(max_steps=steps, **QUIET).fit(module)
     return module
 

@@ -18,6 +18,7 @@ from lightning.pytorch import Trainer
 
 from inputopt import InputOptimization, NegativeCrossEntropy, PredictionTable
 from inputopt.functional import sphere_check
+from inputopt.problem import Problem
 from inputopt.zoo import digits_cnn, load_digits_split
 
 
@@ -35,8 +36,8 @@ def main() -> None:
     correct = model(images).argmax(1) == labels
     images, labels = images[correct], labels[correct]
 
-    module = InputOptimization(model, NegativeCrossEntropy(labels=labels.tolist()), init=images, freeze_done=args.freeze,
-                               optimizer=partial(torch.optim.SGD, lr=args.lr))
+    module = InputOptimization(Problem(model, NegativeCrossEntropy(labels=labels.tolist())), init=images,
+                               optimizer=partial(torch.optim.SGD, lr=args.lr), freeze_done=args.freeze)
     table = PredictionTable(print_table=False)
     Trainer(max_steps=args.steps, logger=False, enable_checkpointing=False, enable_model_summary=False,
             callbacks=[table]).fit(module)

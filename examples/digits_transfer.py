@@ -1,13 +1,13 @@
 """Do class visualizations of the shipped digits model transfer to an independently trained one?
 
 The settings of a digits config (default: the main job, configs/digits.yaml) for several seeds, with and
-without its priors (``--model.priors []``); prints how many of the ten visualizations each model
+without its priors (``--model.problem.priors []``); prints how many of the ten visualizations each model
 classifies as their class. The config's logger, callbacks and checkpoints are switched off; any further
 arguments are passed on to the command line, e.g. ``--model.optimizer.init_args.lr 0.1``.
 
     python examples/digits_transfer.py --seeds 0 1 2 3 4
     python examples/digits_transfer.py --config configs/digits_fourier.yaml --seeds 0 1 2 3 4
-    python examples/digits_transfer.py --config configs/digits_fourier.yaml --model.transforms []
+    python examples/digits_transfer.py --config configs/digits_fourier.yaml --model.problem.transforms []
 
 docs/gallery.md collects its counts for every shipped digits config into one table.
 """
@@ -31,9 +31,9 @@ QUIET = ["--trainer.logger", "false", "--trainer.callbacks", "[]", "--trainer.en
 def visualize(config: str, seed: int, extra: list[str], prior: bool = True) -> torch.Tensor:
     """The images of ``config`` run with ``seed`` (and without its priors unless ``prior``)."""
     # run=False: no subcommand, so no "fit" in the arguments
-    args = ["--config", config, "--seed_everything", str(seed), "--model.seed", str(seed), *QUIET, *extra]
+    args = ["--config", config, "--seed_everything", str(seed), "--model.problem.seed", str(seed), *QUIET, *extra]
     if not prior:
-        args += ["--model.priors", "[]"]
+        args += ["--model.problem.priors", "[]"]
     run = cli(args, run=False)
     # not a run to keep: no config.yaml written into the working directory
     run.trainer.callbacks = [c for c in run.trainer.callbacks if not isinstance(c, SaveConfigCallback)]

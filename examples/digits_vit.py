@@ -35,6 +35,7 @@ from inputopt import (ChannelSum, DatasetExamples, FourierImage, InputOptimizati
                       PixelImage, Problem, RandomRotate, RandomScale, UnitActivation)
 from inputopt.data import Digits
 from inputopt.networks import build_network
+from inputopt.problem import Problem
 from inputopt.results import save_grid
 from inputopt.zoo.digits import load_digits_split
 
@@ -57,9 +58,9 @@ def methods() -> dict:
 
 def visualize(network: str, make_param, make_transforms, weight: float, seed: int, steps: int) -> torch.Tensor:
     transforms = make_transforms() if callable(make_transforms) else make_transforms
-    module = InputOptimization(network, UnitActivation(None, unit=list(range(10))),
-                               [MultiScaleEdgeEnergy(weight)] if weight else [], param=make_param(),
-                               transforms=transforms, image_shape=(1, 32, 32), seed=seed,
+    module = InputOptimization(Problem(network, UnitActivation(None, unit=list(range(10))),
+                                       [MultiScaleEdgeEnergy(weight)] if weight else [], param=make_param(),
+                                       transforms=transforms, seed=seed), image_shape=(1, 32, 32),
                                optimizer=partial(torch.optim.Adam, lr=0.05))
     Trainer(max_steps=steps, **QUIET).fit(module)
     return module.images()

@@ -29,6 +29,7 @@ from inputopt import InputOptimization  # noqa: E402
 from inputopt.networks import class_names  # noqa: E402
 from inputopt.objectives import NegativeCrossEntropy  # noqa: E402
 from inputopt.params import PixelImage  # noqa: E402
+from inputopt.problem import Problem  # noqa: E402
 
 QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
 
@@ -43,7 +44,7 @@ def main() -> None:
     quiet_lightning()
     seed_everything(0, verbose=False)
 
-    module = InputOptimization("efficientnet_lite0", NegativeCrossEntropy(), param=PixelImage(),
+    module = InputOptimization(Problem("efficientnet_lite0", NegativeCrossEntropy(), param=PixelImage()),
                                init=f"photo:{args.photo}", optimizer=partial(torch.optim.SGD, lr=args.lr))
     with torch.no_grad():
         clean = module.images().detach().clone()

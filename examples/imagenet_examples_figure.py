@@ -27,6 +27,7 @@ from inputopt import ChannelSum, InputOptimization, Problem
 from inputopt.data.photos import PhotoCrops
 from inputopt.metrics import activation_ratio, unit_scores
 from inputopt.params import FourierImage
+from inputopt.problem import Problem
 from inputopt.runners.examples import DatasetExamples
 from inputopt.transforms import Jitter, Pad, RandomRotate, RandomScale
 
@@ -46,12 +47,13 @@ def main() -> None:
     quiet_lightning()
     seed_everything(0, verbose=False)
     pad = args.size // 14  # 16 px at 224, as in the config
-    module = InputOptimization(
+    problem = Problem(
         "efficientnet_lite0", ChannelSum(args.layer, channel=args.channels),
         param=FourierImage(decay_power=1.0, decorrelate=True, mean=0.0, std=0.01, sigmoid=(0, 1)),
         transforms=[Pad(width=pad, value=0.5), Jitter(pixels=pad), RandomScale(low=0.8, high=1.2),
-                    RandomRotate(degrees=10), Jitter(pixels=pad // 2)],
-        image_shape=(3, args.size, args.size), optimizer=partial(torch.optim.Adam, lr=0.1))
+                    RandomRotate(degrees=10), Jitter(pixels=pad // 2)])
+    module = InputOptimization(problem, image_shape=(3, args.size, args.size),
+                               optimizer=partial(torch.optim.Adam, lr=0.1))
     Trainer(max_steps=args.steps, **QUIET).fit(module)
     optimized = module.images()
 

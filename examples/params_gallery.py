@@ -40,8 +40,10 @@ from inputopt import (
     Jitter,
     MacoImage,
     MultiScaleEdgeEnergy,
+    NetworkSpec,
     Pad,
     PixelImage,
+    Problem,
     RandomRotate,
     RandomScale,
     UnitActivation,
@@ -52,8 +54,9 @@ from inputopt.zoo import digits_cnn
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
-def run(steps: int, lr: float, **kwargs) -> InputOptimization:
-    module = InputOptimization(optimizer=partial(torch.optim.Adam, lr=lr), **kwargs)
+def run(steps: int, lr: float, network: str | NetworkSpec, objective, image_shape=None, **problem) -> InputOptimization:
+    module = InputOptimization(Problem(network, objective, **problem), image_shape=image_shape,
+                               optimizer=partial(torch.optim.Adam, lr=lr))
     Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False).fit(module)
     return module
@@ -105,9 +108,9 @@ def vgg16_figure(out: Path, steps: int, channels: list[int]) -> None:
     print(f"vgg16 (random weights): channels {channels} of features.10, 3x128x128, Adam lr 0.05, {steps} steps")
     for name, (param, transforms) in vgg16_methods().items():
         start = time.perf_counter()
-        module = run(steps, 0.05, network="vgg16", objective=ChannelSum("features.10", channel=channels),
-                     param=param, transforms=transforms, image_shape=(3, 128, 128), mean=IMAGENET_MEAN,
-                     std=IMAGENET_STD)
+        module = run(steps, 0.05, network=NetworkSpec("vgg16", mean=IMAGENET_MEAN, std=IMAGENET_STD),
+                     objective=ChannelSum("features.10", channel=channels), param=param, transforms=transforms,
+                     image_shape=(3, 128, 128))
         x = module.images()
         with torch.no_grad():  # the objective on the images themselves, without transforms
             score = module.objective(module.activations(x))

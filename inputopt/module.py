@@ -18,16 +18,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from inputopt._notices import quiet_data_loaders
-from inputopt._config import build
 from inputopt.engine import NonFiniteError, StepEngine, check_precision
 from inputopt.functional.random import RowRandom
-from inputopt.loss import LossPath, _distinct, probe
-from inputopt.networks import (FrozenNetworkHolder, NetworkSpec, _expected_input, class_names, default_image_shape, load_torch_file)
-from inputopt.objectives.base import InputObjective, Targets, map_targets
-from inputopt.params.base import ImageParam
-from inputopt.params.pixel import PixelImage
-from inputopt.priors.base import Prior
-from inputopt.transforms.base import Transform, Transforms
+from inputopt.loss import _distinct
+from inputopt.networks import FrozenNetworkHolder, _expected_input, class_names, default_image_shape, load_torch_file
+from inputopt.objectives.base import Targets, map_targets
+from inputopt.problem import Problem
 
 __all__ = ["FINGERPRINT_FIELDS", "InputOptimization", "TRAINER_FINGERPRINT_FIELDS", "check_max_steps", "check_one_process",
            "trainer_numerics"]
@@ -150,6 +146,18 @@ def _fit_init_file(images: Tensor, init, image_shape) -> Tensor:
     return resized if images.ndim == 4 else resized[0]
 
 
+def _problem(problem: Problem | Mapping[str, Any]) -> Problem:
+    """The problem of a fit: ``problem`` itself, or the one its config (a checkpoint's hyperparameters) describes;
+    a config whose network was a module says to give the problem again."""
+    try:
+        return Problem.of(problem)
+    except ValueError as error:
+        if "was a module" not in str(error):
+            raise
+        raise ValueError(f"{error}; for a checkpoint: InputOptimization.load_from_checkpoint(path, problem=problem), "
+                         f"with the same problem (its module) as the fit") from None
+
+
 #: ``Trainer(log_every_n_steps=...)``'s default, which :class:`InputOptimization` replaces with 1.
 LIGHTNING_LOG_EVERY_N_STEPS = 50
 
@@ -216,12 +224,14 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
     (:class:`~inputopt.callbacks.progress.StepProgressBar`).
 
     Args:
-        network: a network name for :func:`inputopt.networks.build_network` (zoo, torchvision, dotted
-            path), or any ``nn.Module`` (frozen in place; then pass it again to ``load_from_checkpoint``).
-        objective: what to maximize, one ``(B,)`` score; objectives add and scale (``a - 0.5 * b``).
-        priors: penalties on the images, each weighted by its ``weight``.
-        param: the image parameterization (default ``PixelImage()``: pixels from ``N(0, 0.01²)``).
-        transforms: robustness transforms of the loss forward, e.g. ``[Pad(4), Jitter(2), RandomRotate(5)]``.
+        problem: what to optimize, described once (:class:`~inputopt.problem.Problem`): the network, objective,
+            priors, image parameterization (default ``PixelImage()``: pixels from ``N(0, 0.01²)``), robustness
+            transforms and seed (image ``i``'s starting tensor and random transforms depend only on
+            ``(seed, unit_i)`` and the step); or its plain-data config (:meth:`Problem.config`, a checkpoint's
+            hyperparameters). The problem needs an objective. The checkpoints keep ``problem.config()``; a network
+            given as a module cannot be rebuilt from it: pass the same problem again,
+            ``InputOptimization.load_from_checkpoint(path, problem=problem)``. One problem serves several runs
+            (each takes its own copy of the parameterization).
         image_shape: ``(C, H, W)`` of the images (default: ``init``'s, else the named network's own input,
             :func:`~inputopt.networks.default_image_shape`: 1×32×32 for the zoo, 3×224×224 for ``vgg16``).
         batch_size: number of images when neither the objective (one image per unit) nor ``init`` says.
@@ -230,22 +240,12 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
             :mod:`inputopt.data.photos` (``"photo:chelsea"``, 3×224×224), or ``"digits:I,J,..."``, held-out
             digits of the zoo's test split by index (``"digits:3"``, 1×32×32). A path is saved in the hyperparameters;
             a tensor is not (pass it again to ``load_from_checkpoint``, like a network given as a module).
-        weights: torchvision weights name for a named network (``None``: random weights).
-        state_dict: local state_dict file for a named network.
-        mean: per-channel mean subtracted before the network (with ``std``), so images live in pixel space.
-        std: per-channel standard deviation the images are divided by.
         optimizer: a callable that builds the optimizer from the parameters, e.g.
             ``functools.partial(torch.optim.SGD, lr=0.1)``; ``None`` is Adam with lr 0.1.
         freeze_done: stop updating an image once the objective says it is done (e.g. its label flipped),
             so that its perturbation stays as small as the run allows.
-        seed: image ``i``'s starting tensor and random transforms depend only on ``(seed, unit_i)`` (and
-            the step).
         log_per_image: also log every image's objective and loss as ``objective/<name>`` and
             ``loss/<name>``, named like the result files (the means over images are always logged).
-        layouts: per-layer layouts declaring or overriding the network's (:mod:`inputopt.layouts`), e.g.
-            ``{"blocks.3": {"kind": "tokens", "special": 1, "grid": [14, 14]}}``.
-        output: for a network whose forward returns a tuple, dict or dataclass, the output to use (an
-            index, a key or a field such as ``"logits"``).
         allow_resume_mismatch: fields of the configuration fingerprint (:data:`FINGERPRINT_FIELDS`) that may
             differ from the checkpoint a fit resumes from, e.g. ``["optimizer"]`` to continue with another
             learning rate. Any other difference is refused, naming the fields.
@@ -255,8 +255,9 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
         >>> from inputopt.objectives import UnitActivation
         >>> from inputopt.params import FourierImage
         >>> from inputopt.priors import MultiScaleEdgeEnergy
-        >>> module = InputOptimization("digits", UnitActivation(None, unit=[3, 8]), [MultiScaleEdgeEnergy(weight=0.1)],
-        ...                            param=FourierImage(mean=0.5), image_shape=(1, 32, 32))
+        >>> problem = Problem("digits", UnitActivation(None, unit=[3, 8]), [MultiScaleEdgeEnergy(weight=0.1)],
+        ...                   param=FourierImage(mean=0.5))
+        >>> module = InputOptimization(problem, image_shape=(1, 32, 32))
         >>> trainer = Trainer(max_steps=5, logger=False, enable_checkpointing=False,
         ...                   enable_progress_bar=False, enable_model_summary=False)
         >>> trainer.fit(module)
@@ -266,25 +267,14 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
 
     def __init__(
         self,
-        network: str | nn.Module,
-        objective: InputObjective,
-        priors: Sequence[Prior] | None = None,
-        param: ImageParam | None = None,
-        transforms: Sequence[Transform] | None = None,
+        problem: Problem,
         image_shape: Sequence[int] | None = None,
         batch_size: int | None = None,
         init: Tensor | str | None = None,
-        weights: str | None = None,
-        state_dict: str | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
         optimizer: OptimizerCallable | None = None,
         freeze_done: bool = False,
-        seed: int = 0,
         log_per_image: bool = False,
         allow_resume_mismatch: Sequence[str] = (),
-        layouts: Mapping[str, Any] | None = None,
-        output: str | int | None = None,
     ) -> None:
         super().__init__()
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
@@ -293,39 +283,28 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
         if optimizer is not None and not callable(optimizer):
             raise TypeError(f"optimizer must build the optimizer from the parameters (e.g. "
                             f"functools.partial(torch.optim.SGD, lr=0.1)), got {optimizer!r}")
-        objective = build(objective, InputObjective)
-        if not isinstance(objective, InputObjective):
-            raise TypeError(f"objective must be an InputObjective or its {{class_path, init_args}} config, got "
-                            f"{objective!r}")
-        priors = [build(p, Prior) for p in (priors or [])]
-        param = PixelImage() if param is None else build(param, ImageParam)
-        transforms = Transforms(transforms or [])
-        ignore = [name for name, value in (("network", network), ("init", init)) if not isinstance(value, (str, type(None)))]
-        with warnings.catch_warnings():  # replaced by their configs just below
-            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
-            self.save_hyperparameters(ignore=ignore)
-        # Checkpoints keep the components as plain {"class_path", "init_args"} data (loadable with
-        # weights_only=True) and rebuild them from it; LightningCLI already stores them in that form.
-        self.hparams["objective"] = objective.config()
-        self.hparams["priors"] = [p.config() for p in priors]
-        self.hparams["param"] = param.config()
-        self.hparams["transforms"] = [t.config() for t in transforms.transforms]
+        problem = _problem(problem)
+        objective = problem.require(runner="InputOptimization")
+        ignore = ["problem"] + (["init"] if not isinstance(init, (str, type(None))) else [])
+        self.save_hyperparameters(ignore=ignore)
+        # Checkpoints (and a logger's hparams.yaml) keep the problem as plain data ({"class_path", "init_args"}
+        # components, loadable with weights_only=True) and rebuild it from that (Problem.of).
+        self.save_hyperparameters({"problem": problem.config(), **self.hparams})
 
-        spec = NetworkSpec(network, weights, state_dict, mean, std, layouts, output)
-        net = spec.build(seed)
-        object.__setattr__(self, "_network", net)  # outside the module tree: not trained, saved or mode-switched
-        self.network_name = spec.name
+        self.problem = problem
+        object.__setattr__(self, "_network", problem.network)  # outside the module tree: not trained, saved or mode-switched
+        self.network_name = problem.network_name
         self.objective = objective
-        self.priors = nn.ModuleList(priors)
-        self.transforms = transforms
-        self.normalize = spec.normalization()
-        self.path = LossPath(net, objective, priors, transforms, self.normalize)
+        self.priors = nn.ModuleList(problem.priors)
+        self.transforms = problem.transforms
+        self.normalize = problem.normalize
+        self.path = problem.path()
         self.optimizer_factory = optimizer if optimizer is not None else partial(torch.optim.Adam, lr=0.1)
         # a bad learning rate refused now, before a Trainer's logger writes anything for this run
         _check_learning_rate(self.optimizer_factory([torch.zeros(1, requires_grad=True)]))
         self.freeze_done = freeze_done
         self.log_per_image = log_per_image
-        self.seed = seed
+        self.seed = problem.seed
         unknown = sorted(set(allow_resume_mismatch) - set(FINGERPRINT_FIELDS))
         if isinstance(allow_resume_mismatch, str) or unknown:
             raise ValueError(f"allow_resume_mismatch must be a list of fingerprint fields {list(FINGERPRINT_FIELDS)}, "
@@ -333,9 +312,10 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
         self.allow_resume_mismatch = list(allow_resume_mismatch)
         self._weights_hash: str | None = None
 
-        self.param = param
-        self._initialize_param(image_shape, batch_size, init, seed)
-        self.row_seeds = RowRandom(seed).stream("start").seeds(self.row_keys)  # each row's randomness: (seed, unit) only
+        self.param = problem.new_param()
+        self._param_config = self.param.config()
+        self._initialize_param(image_shape, batch_size, init, self.seed)
+        self.row_seeds = RowRandom(self.seed).stream("start").seeds(self.row_keys)  # each row's randomness: (seed, unit) only
         self.register_buffer("done", torch.zeros(self.param.batch_size, dtype=torch.bool))
         # the rows' targets, from the starting images through the shape probe: bad images, layers or units
         # fail here, before any run
@@ -346,8 +326,7 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
     def _probe(self, images: Tensor) -> dict[str, Tensor]:
         """The shape probe: the evaluation forward of ``images`` up to the objective's layers, with an error
         that says what the network takes when it cannot take them."""
-        self.transforms.check(images.shape[1:])
-        return probe(self.path, images, self.network_name)
+        return self.problem.probe(images, self.objective)
 
     def _resolve_objective(self, image_shape: Sequence[int]) -> None:
         """Let the objective fix shape-dependent targets (``units="all"``) with a one-image zero probe,
@@ -449,7 +428,7 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
 
         Example:
             >>> from inputopt.objectives import UnitActivation
-            >>> module = InputOptimization("digits", UnitActivation(None, unit=[3, 8]))
+            >>> module = InputOptimization(Problem("digits", UnitActivation(None, unit=[3, 8])))
             >>> print(module.summary())  # doctest: +NORMALIZE_WHITESPACE
             Optimized input: 2 images of shape (1, 32, 32), PixelImage: 2.0 K trainable values
             Network: digits (frozen, 89.6 K parameters, not optimized)
@@ -536,27 +515,28 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
 
         Example:
             >>> from inputopt.objectives import UnitActivation
-            >>> module = InputOptimization("digits", UnitActivation(None, unit=[3, 8]), image_shape=(1, 32, 32))
+            >>> module = InputOptimization(Problem("digits", UnitActivation(None, unit=[3, 8])),
+            ...                            image_shape=(1, 32, 32))
             >>> module.fingerprint()["objective"]
             "{'class_path': 'inputopt.objectives.activation.UnitActivation', 'init_args': {'layer': None, 'unit': [3, 8], 'position': None}}"
         """
         if self._weights_hash is None:  # the network never changes: hash its weights once
             net = self._network
             self._weights_hash = _tensor_hash([*net.state_dict().items()])
-        net = self._network
+        net, spec, problem = self._network, self.problem.spec, self.hparams["problem"]
         normalization = None if self.normalize is None else _tensor_hash(self.normalize.state_dict().items())
         optimizer = self.optimizer_factory([nn.Parameter(torch.zeros(1))])
         settings = {k: v for k, v in optimizer.defaults.items() if k not in ("foreach", "fused", "capturable", "differentiable")}
         return {
             "network": (self.network_name or f"{type(net).__module__}.{type(net).__qualname__}")
-            + "".join(f" {key}={self.hparams[key]!r}" for key in ("layouts", "output")
-                      if self.hparams.get(key) not in (None, {})),
+            + "".join(f" {key}={value!r}" for key, value in (("layouts", spec.layouts), ("output", spec.output))
+                      if value not in (None, {})),
             "network_weights": self._weights_hash,
             "normalization": str(normalization),
-            "objective": str(self.hparams["objective"]),
-            "priors": str(self.hparams["priors"]),
-            "param": str(self.hparams["param"]),
-            "transforms": str(self.hparams["transforms"]),
+            "objective": str(problem["objective"]),
+            "priors": str(problem["priors"]),
+            "param": str(self._param_config),
+            "transforms": str(problem["transforms"]),
             "image_shape": str(tuple(self.start.shape)),
             "init": str(self._init_hash),
             "seed": str(self.seed),
@@ -610,7 +590,8 @@ class InputOptimization(FrozenNetworkHolder, LightningModule):
 
         Example:
             >>> from inputopt.objectives import ChannelSum
-            >>> module = InputOptimization("digits", ChannelSum("features.0", channel="all"), image_shape=(1, 32, 32))
+            >>> module = InputOptimization(Problem("digits", ChannelSum("features.0", channel="all")),
+            ...                            image_shape=(1, 32, 32))
             >>> module.images().shape[0], module.compute_loss(module.param())["loss"].shape
             (16, torch.Size([16]))
         """

@@ -25,7 +25,7 @@ from inputopt.cli import main
 from inputopt.commands.common import CommandLineError
 from inputopt.data import Digits, ImageFolder
 from inputopt.functional.sphere import sphere_check
-from inputopt.networks import build_network
+from inputopt.networks import NetworkSpec, build_network
 from inputopt.objectives import ChannelSum, Margin, NegativeCrossEntropy, UnitActivation
 from inputopt.params import FourierImage, PixelImage
 from inputopt.priors import MultiScaleEdgeEnergy
@@ -43,9 +43,13 @@ def unit() -> UnitActivation:
 
 
 def module(**kwargs) -> InputOptimization:
-    kwargs.setdefault("network", "digits")
-    kwargs.setdefault("objective", unit())
-    return InputOptimization(**kwargs)
+    """An InputOptimization of the digits network and unit 3; the problem's parts and the network's fields (mean,
+    std) among ``kwargs`` go to its Problem."""
+    spec = {k: kwargs.pop(k) for k in ("mean", "std", "weights", "state_dict") if k in kwargs}
+    parts = {k: kwargs.pop(k) for k in ("objective", "priors", "param", "transforms", "seed") if k in kwargs}
+    parts.setdefault("objective", unit())
+    network = kwargs.pop("network", "digits")
+    return InputOptimization(Problem(NetworkSpec(network, **spec) if spec else network, **parts), **kwargs)
 
 
 class TupleNet(nn.Module):
@@ -89,10 +93,11 @@ ROWS = [
      r"\(1, 4, 4\).*digits takes \(C, H, W\) = \(1, 32, 32\)"),
     ("init-channels", lambda: module(init=torch.rand(2, 3, 32, 32)), ValueError,
      r"\(3, 32, 32\).*\(1, 32, 32\)"),
-    ("module-channels", lambda: InputOptimization(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()), unit(),
+    ("module-channels", lambda: InputOptimization(Problem(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()), unit()),
                                                   image_shape=(1, 8, 8)), ValueError,
      r"\(1, 8, 8\).*first convolution '0' takes 3 channel"),
-    ("module-no-image-shape", lambda: InputOptimization(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()), unit()),
+    ("module-no-image-shape",
+     lambda: InputOptimization(Problem(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()), unit())),
      ValueError, r"image_shape \(C, H, W\) is needed.*takes 3 channel"),
     ("image-shape-2-numbers", lambda: module(image_shape=(32, 32)), ValueError,
      r"image_shape must be \(C, H, W\) positive ints, got \(32, 32\)"),
@@ -147,7 +152,7 @@ ROWS = [
     ("more-labels-than-images", lambda: module(objective=NegativeCrossEntropy(labels=[1, 2, 3]),
                                                init=torch.rand(2, 1, 32, 32)), ValueError,
      r"the objective targets 3 units, one per image, but init has 2 images"),
-    ("tuple-output", lambda: InputOptimization(TupleNet(), unit(), image_shape=(3, 8, 8)), TypeError,
+    ("tuple-output", lambda: InputOptimization(Problem(TupleNet(), unit()), image_shape=(3, 8, 8)), TypeError,
      r"layer '' of TupleNet returns a tuple, not a tensor.*name the output to use \(output: logits"),
     # -- input normalization
     ("mean-std-length", lambda: module(mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2]), ValueError,
@@ -216,13 +221,15 @@ ROWS = [
     ("attack-evaluation-attack-name", lambda: AttackEvaluation("PGD", Digits(limit=4)), TypeError,
      r"attack must be an inputopt.attacks.Attack, got str"),
     # -- sweeps
-    ("sweep-units-per-batch-0", lambda: FeatureSweep("digits", UnitActivation(None, unit=[1, 2]), units_per_batch=0),
+    ("sweep-units-per-batch-0", lambda: FeatureSweep(Problem("digits", UnitActivation(None, unit=[1, 2])),
+                                                     units_per_batch=0),
      ValueError, r"units_per_batch must be >= 1, got 0"),
-    ("sweep-objective-without-units", lambda: FeatureSweep("digits", NegativeCrossEntropy()), ValueError,
-     r"a sweep needs an objective with units.*got NegativeCrossEntropy"),
-    ("sweep-channels", lambda: FeatureSweep("digits", UnitActivation(None, unit=[1, 2]), image_shape=(3, 32, 32)),
+    ("sweep-objective-without-units", lambda: FeatureSweep(Problem("digits", NegativeCrossEntropy())), ValueError,
+     r"a sweep needs a UnitsObjective objective .*got NegativeCrossEntropy"),
+    ("sweep-channels", lambda: FeatureSweep(Problem("digits", UnitActivation(None, unit=[1, 2])),
+                                            image_shape=(3, 32, 32)),
      ValueError, r"\(3, 32, 32\).*digits takes \(C, H, W\) = \(1, 32, 32\)"),
-    ("sweep-repeated-units", lambda: FeatureSweep("digits", UnitActivation(None, unit=[1, 1])), ValueError,
+    ("sweep-repeated-units", lambda: FeatureSweep(Problem("digits", UnitActivation(None, unit=[1, 1]))), ValueError,
      r"one image per unit, but units \[1, 1\] repeat"),
     # -- callbacks
     ("save-images-display", lambda: SaveImages(display="minmax"), ValueError,
@@ -264,7 +271,7 @@ ROWS = [
      r"--ckpt_path 'old/last.ckpt': no such checkpoint file"),
     ("cli-image-shape-channels", lambda: fit("--model.image_shape", "[3, 32, 32]"), ValueError,
      r"\(3, 32, 32\).*digits takes \(C, H, W\) = \(1, 32, 32\)"),
-    ("cli-unit-out-of-range", lambda: fit("--model.objective.init_args.unit", "[3, 12]"), ValueError,
+    ("cli-unit-out-of-range", lambda: fit("--model.problem.objective.init_args.unit", "[3, 12]"), ValueError,
      r"unit 12 is out of range.*valid units are 0..9"),
 ]
 
@@ -302,7 +309,8 @@ ROWS += [
      r"cannot read init file 'hello.txt' as an image"),
     ("cli-ckpt-file-whose-text-is-last", lambda: fit("--ckpt_path", write_file("run.ckpt", b"last")), ValueError,
      r"--ckpt_path 'run.ckpt' is not a checkpoint"),
-    ("cli-state-dict-file-whose-text-is-null", lambda: fit("--model.state_dict", write_file("weights.pt", b"null")),
+    ("cli-state-dict-file-whose-text-is-null", lambda: fit(
+        "--model.problem.network", f"{{model: digits, state_dict: {write_file('weights.pt', b'null')}}}"),
      ValueError, r"cannot read state_dict file 'weights.pt'"),
     ("init-zero-images", lambda: module(init=torch.rand(0, 1, 32, 32)), ValueError,
      r"init holds no images \(shape \(0, 1, 32, 32\)\)"),
@@ -343,8 +351,8 @@ ROWS += [
 # Rows where jsonargparse refuses the config: one line naming the option (exit code 2 from the command).
 PARSER_ROWS = [
     ("cli-yaml-unknown-key", ["--config", "typo.yaml"], r"does not accept option 'trainer.max_step'"),
-    ("cli-unknown-param-argument", ["--model.param.init_args.sigma", "1"],
-     r"--model.param: .*'inputopt.PixelImage': Option 'sigma' is not accepted"),
+    ("cli-unknown-param-argument", ["--model.problem.param.init_args.sigma", "1"],
+     r"--model.problem.init_args.param: .*'inputopt.PixelImage': Option 'sigma' is not accepted"),
     ("cli-max-steps-null", ["--trainer.max_steps", "null"], r"--trainer.max_steps: expected an int, got 'None'"),
     ("cli-batch-size-text", ["--model.batch_size", "ten"], r"--model.batch_size: expected an int.*got 'ten'"),
 ]
@@ -428,9 +436,9 @@ COMMAND_ROWS = [
     ("max-steps-text", {}, [*FIT, "--trainer.max_steps", "abc"], r"--trainer.max_steps: expected an int, got 'abc'"),
     ("lr-nan", {}, [*FIT, "--model.optimizer.init_args.lr", "nan"],
      r"--model.optimizer.init_args.lr: expected a number, got 'nan'"),
-    ("unit-text", {}, [*FIT, "--model.objective.init_args.unit", "foo"],
-     r"--model.objective.init_args.unit: expected an int or a list or 'all', got 'foo'"),
-    ("unit-huge", {}, [*FIT, "--model.objective.init_args.unit", "99999999999999999999"],
+    ("unit-text", {}, [*FIT, "--model.problem.objective.init_args.unit", "foo"],
+     r"--model.problem.init_args.objective.init_args.unit: expected an int or a list or 'all', got 'foo'"),
+    ("unit-huge", {}, [*FIT, "--model.problem.objective.init_args.unit", "99999999999999999999"],
      r"unit 99999999999999999999 is out of range"),
     ("precision-7", {}, [*FIT, "--trainer.precision", "7"], r"--trainer.precision: expected .*'32-true'.*got '7'"),
     ("precision-64-true", {}, [*FIT, "--trainer.precision", "64-true"],
@@ -457,7 +465,7 @@ COMMAND_ROWS = [
      r"the YAML expands to more than \d+ values"),
     ("atlas-config-alias-bomb", {"bomb.yaml": BOMB.encode()}, ["atlas", "--config", "bomb.yaml"],
      r"--config 'bomb.yaml': the YAML expands"),
-    ("state-dict-bare-tensor", {}, [*FIT, "--model.state_dict", "bare.pt"],
+    ("state-dict-bare-tensor", {}, [*FIT, "--model.problem.network", "{model: digits, state_dict: bare.pt}"],
      r"state_dict file 'bare.pt' must hold a dict of tensors.*got a tensor of shape \(3,\)"),
     ("output-folder-is-a-file", {"taken": b"a file"}, [*FIT, "--trainer.default_root_dir", "taken/run",
                                                       "--trainer.logger", "false"], r"taken"),

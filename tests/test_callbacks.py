@@ -15,6 +15,7 @@ from inputopt import ChannelSum, InputOptimization, MultiScaleEdgeEnergy, Negati
 from inputopt.callbacks.images import LogImages, SaveImages
 from inputopt.callbacks.tables import PredictionTable, SphereCheck
 from inputopt.functional import to_display
+from inputopt.problem import Problem
 from tests.conftest import make_tiny_net
 
 
@@ -26,8 +27,8 @@ def quiet_trainer(steps: int, **kwargs) -> Trainer:
 
 
 def test_log_images_and_scalars_read_back_from_tensorboard(tmp_path):
-    module = InputOptimization(make_tiny_net(), ChannelSum("features.4", channel=[1, 2, 3]),
-                               [MultiScaleEdgeEnergy(0.1)], image_shape=(3, 32, 32), log_per_image=True)
+    module = InputOptimization(Problem(make_tiny_net(), ChannelSum("features.4", channel=[1, 2, 3]),
+                                       [MultiScaleEdgeEnergy(0.1)]), image_shape=(3, 32, 32), log_per_image=True)
     logger = TensorBoardLogger(tmp_path, name="run", version=0)
     quiet_trainer(6, logger=logger, log_every_n_steps=1, callbacks=[LogImages(every_n_steps=3)]).fit(module)
 
@@ -58,7 +59,8 @@ def test_log_images_and_scalars_read_back_from_tensorboard(tmp_path):
 
 
 def test_save_images_writes_grid_singles_and_tensor(tmp_path):
-    module = InputOptimization(make_tiny_net(), UnitActivation("features.4", unit=[0, 5]), image_shape=(3, 32, 32))
+    module = InputOptimization(Problem(make_tiny_net(), UnitActivation("features.4", unit=[0, 5])),
+                               image_shape=(3, 32, 32))
     saver = SaveImages(tmp_path / "out", display="clamp", scale=2)
     quiet_trainer(2, callbacks=[saver]).fit(module)
     assert (tmp_path / "out" / "grid.png").is_file()
@@ -68,7 +70,7 @@ def test_save_images_writes_grid_singles_and_tensor(tmp_path):
 
 def test_prediction_table_and_sphere_check(tmp_path, caplog):
     torch.manual_seed(0)
-    module = InputOptimization(make_tiny_net(), NegativeCrossEntropy(), init=torch.rand(3, 3, 32, 32),
+    module = InputOptimization(Problem(make_tiny_net(), NegativeCrossEntropy()), init=torch.rand(3, 3, 32, 32),
                                optimizer=lambda p: torch.optim.SGD(p, lr=0.5))
     table = PredictionTable(every_n_steps=2)
     sphere = SphereCheck(factor=2.0, num_points=200, seed=1)
@@ -86,7 +88,7 @@ def test_prediction_table_and_sphere_check(tmp_path, caplog):
 
 def test_model_summary_calls_the_input_images(tmp_path, caplog):
     """The summary at fit start says what is optimized (the images, their shape), not "Trainable params"."""
-    module = InputOptimization("digits", UnitActivation(None, unit=[3, 8]), [MultiScaleEdgeEnergy(0.1)])
+    module = InputOptimization(Problem("digits", UnitActivation(None, unit=[3, 8]), [MultiScaleEdgeEnergy(0.1)]))
     trainer = Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                       default_root_dir=tmp_path)
     with caplog.at_level(logging.INFO):
@@ -98,7 +100,7 @@ def test_model_summary_calls_the_input_images(tmp_path, caplog):
                     enable_model_summary=False, default_root_dir=tmp_path)
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        quiet.fit(InputOptimization("digits", UnitActivation(None, unit=3)))
+        quiet.fit(InputOptimization(Problem("digits", UnitActivation(None, unit=3))))
     assert "Optimized input" not in caplog.text
 
 
@@ -113,7 +115,7 @@ def test_no_notice_that_the_modules_own_summary_and_bar_replace_lightnings(tmp_p
     level, logger.level = logger.level, logging.INFO
     try:
         Trainer(max_steps=1, logger=False, enable_checkpointing=False, default_root_dir=tmp_path).fit(
-            InputOptimization("digits", UnitActivation(None, unit=3)))
+            InputOptimization(Problem("digits", UnitActivation(None, unit=3))))
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
@@ -129,7 +131,8 @@ def test_progress_bar_counts_steps_out_of_max_steps_also_after_a_resume(tmp_path
     from inputopt.callbacks.progress import StepProgressBar
 
     def fit(steps: int, ckpt_path=None, bar: bool = True) -> Trainer:
-        module = InputOptimization(make_tiny_net(), ChannelSum("features.4", channel=[0, 1]), image_shape=(3, 16, 16))
+        module = InputOptimization(Problem(make_tiny_net(), ChannelSum("features.4", channel=[0, 1])),
+                                   image_shape=(3, 16, 16))
         trainer = quiet_trainer(steps, enable_progress_bar=bar, logger=CSVLogger(tmp_path, name="run", version=7),
                                 enable_checkpointing=True, callbacks=[ModelCheckpoint(tmp_path / "ckpt", save_last=True)])
         trainer.fit(module, ckpt_path=ckpt_path)
@@ -157,8 +160,8 @@ def test_progress_bar_counts_steps_out_of_max_steps_also_after_a_resume(tmp_path
 
 def test_prediction_table_is_compact_for_many_images(tmp_path, caplog):
     torch.manual_seed(0)
-    module = InputOptimization(make_tiny_net(), NegativeCrossEntropy(), init=3 * torch.randn(12, 3, 32, 32),
-                               freeze_done=True, optimizer=lambda p: torch.optim.SGD(p, lr=10.0))
+    module = InputOptimization(Problem(make_tiny_net(), NegativeCrossEntropy()), init=3 * torch.randn(12, 3, 32, 32),
+                               optimizer=lambda p: torch.optim.SGD(p, lr=10.0), freeze_done=True)
     table = PredictionTable(max_rows=4)
     with caplog.at_level(logging.INFO):
         quiet_trainer(4, callbacks=[table]).fit(module)

@@ -17,8 +17,8 @@ from inputopt.commands.fit import cli
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "vgg16_paper_towel.yaml"
 # The reference config on the tiny test network, so that each run takes a second.
-TINY = ["--model.network", "tests.conftest.TinyConvNet", "--model.weights", "null", "--model.image_shape",
-        "[3, 32, 32]", "--model.objective.init_args.unit", "[3, 7]", "--trainer.enable_progress_bar", "false",
+TINY = ["--model.problem.network", "tests.conftest.TinyConvNet", "--model.image_shape",
+        "[3, 32, 32]", "--model.problem.objective.init_args.unit", "[3, 7]", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false"]
 
 
@@ -46,7 +46,7 @@ def test_checkpoint_size_and_contents(tmp_path, monkeypatch):
     assert set(adam) == {"step", "exp_avg", "exp_avg_sq"}
     # the pixels + Adam's two moments, plus a few KB of hyperparameters and loop state: nothing else
     assert path.stat().st_size < 3 * module.param.pixels.numel() * 4 + 64_000
-    assert checkpoint["hyper_parameters"]["objective"]["init_args"]["unit"] == [3, 7]
+    assert checkpoint["hyper_parameters"]["problem"]["objective"]["init_args"]["unit"] == [3, 7]
 
 
 @pytest.mark.slow
@@ -78,6 +78,7 @@ def test_exception_leaves_a_checkpoint(tmp_path):
     from lightning.pytorch import Callback, Trainer
 
     from inputopt import InputOptimization, UnitActivation
+    from inputopt.problem import Problem
     from inputopt.callbacks.checkpoints import CheckpointOnInterrupt
     from tests.conftest import make_tiny_net
 
@@ -86,7 +87,8 @@ def test_exception_leaves_a_checkpoint(tmp_path):
             if trainer.global_step == 3:
                 raise RuntimeError("out of memory, say")
 
-    module = InputOptimization(make_tiny_net(), UnitActivation("features.4", unit=[0, 1]), image_shape=(3, 32, 32))
+    module = InputOptimization(Problem(make_tiny_net(), UnitActivation("features.4", unit=[0, 1])),
+                               image_shape=(3, 32, 32))
     saver = CheckpointOnInterrupt(dirpath=tmp_path)
     trainer = Trainer(max_steps=100, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False, callbacks=[Crash(), saver])

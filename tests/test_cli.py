@@ -21,8 +21,8 @@ VGG_CONFIGS = sorted(CONFIGS.glob("vgg16_*.yaml"))
 
 
 def run(config: Path, *overrides: str):
-    return cli(["fit", "--config", str(config), "--model.weights", "null", "--trainer.enable_progress_bar", "false",
-                "--trainer.enable_model_summary", "false", *overrides])
+    return cli(["fit", "--config", str(config), "--model.problem.network", "vgg16", "--trainer.enable_progress_bar",
+                "false", "--trainer.enable_model_summary", "false", *overrides])
 
 
 @pytest.mark.parametrize("config", VGG_CONFIGS, ids=lambda p: p.stem)
@@ -66,14 +66,14 @@ def test_print_config_shows_reference_defaults(capsys):
 def test_console_command_in_a_subprocess(tmp_path):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     command = [str(Path(sys.executable).with_name("inputopt")), "fit", "--config", str(CONFIGS / "vgg16_conv4_channel.yaml"),
-               "--model.weights", "null", "--trainer.max_steps", "2", "--model.image_shape", "[3, 32, 32]"]
+               "--model.problem.network", "vgg16", "--trainer.max_steps", "2", "--model.image_shape", "[3, 32, 32]"]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "results" / "vgg16_conv4_channel" / "run" / "grid.png").is_file()
     assert "wrote results/vgg16_conv4_channel/run/grid.png" in done.stdout + done.stderr
 
 
-TINY = ["--model.network", "tests.conftest.TinyConvNet", "--model.weights", "null", "--model.image_shape",
+TINY = ["--model.problem.network", "tests.conftest.TinyConvNet", "--model.image_shape",
         "[3, 32, 32]", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--trainer.max_steps", "3"]
 
@@ -94,8 +94,9 @@ def test_users_own_objective_and_prior_from_their_own_module(tmp_path, monkeypat
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
     result = cli(["fit", "--config", str(CONFIGS / "vgg16_conv4_channel.yaml"), *TINY, "--allow_packages", "[mylab]",
-                  "--model.objective", '{"class_path": "mylab.components.MeanActivation", "init_args": {"layer": "features.4"}}',
-                  "--model.priors", '[{"class_path": "mylab.components.L2", "init_args": {"weight": 0.5}}]'])
+                  "--model.problem.objective",
+                  '{"class_path": "mylab.components.MeanActivation", "init_args": {"layer": "features.4"}}',
+                  "--model.problem.priors", '[{"class_path": "mylab.components.L2", "init_args": {"weight": 0.5}}]'])
     module = result.model
     assert type(module.objective).__module__ == "mylab.components" and module.objective.layer == "features.4"
     assert [type(p).__name__ for p in module.priors] == ["L2"] and module.priors[0].weight == 0.5
@@ -104,17 +105,19 @@ def test_users_own_objective_and_prior_from_their_own_module(tmp_path, monkeypat
 
 def test_same_config_and_seed_give_the_same_images(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = ["fit", "--config", str(CONFIGS / "vgg16_paper_towel.yaml"), *TINY, "--model.objective.init_args.unit", "[1, 4]"]
+    args = ["fit", "--config", str(CONFIGS / "vgg16_paper_towel.yaml"), *TINY,
+            "--model.problem.objective.init_args.unit", "[1, 4]"]
     first = cli([*args, "--trainer.logger.init_args.version", "a"]).model.images()
     second = cli([*args, "--trainer.logger.init_args.version", "b"]).model.images()
-    other_seed = cli([*args, "--trainer.logger.init_args.version", "c", "--model.seed", "1"]).model.images()
+    other_seed = cli([*args, "--trainer.logger.init_args.version", "c", "--model.problem.seed", "1"]).model.images()
     assert torch.equal(first, second)
     assert not torch.allclose(first, other_seed)
 
 
 def test_precision_choices(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = ["fit", "--config", str(CONFIGS / "vgg16_paper_towel.yaml"), *TINY, "--model.objective.init_args.unit", "1"]
+    args = ["fit", "--config", str(CONFIGS / "vgg16_paper_towel.yaml"), *TINY,
+            "--model.problem.objective.init_args.unit", "1"]
     module = cli([*args, "--trainer.precision", "bf16-mixed"]).model
     assert module.param.tensor.dtype == torch.float32 and module.images().dtype == torch.float32
     assert torch.isfinite(module.images()).all()
@@ -181,8 +184,8 @@ def test_user_objective_from_the_current_folder(tmp_path, monkeypatch):
     (tmp_path / "my.yaml").write_text(
         "allow_packages: [my_objectives]\n"
         "trainer: {max_steps: 1, logger: false, enable_checkpointing: false, enable_progress_bar: false}\n"
-        "model:\n  network: digits\n  objective:\n    class_path: my_objectives.MyObjective\n"
-        "    init_args: {layer: features.0}\n")
+        "model:\n  problem:\n    network: digits\n    objective:\n      class_path: my_objectives.MyObjective\n"
+        "      init_args: {layer: features.0}\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     monkeypatch.delitem(sys.modules, "my_objectives", raising=False)

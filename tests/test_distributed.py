@@ -16,15 +16,16 @@ from lightning.pytorch import Trainer
 from inputopt import InputOptimization
 from inputopt.commands.sweep import run_sweep
 from inputopt.objectives import UnitActivation
+from inputopt.problem import Problem
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "digits.yaml"
 ARGS = ["--config", str(CONFIG), "--trainer.max_steps", "5", "--trainer.logger", "false",
-        "--model.objective.init_args.unit", "all"]
+        "--model.problem.objective.init_args.unit", "all"]
 
 
 def test_exception_fit_on_several_devices_points_to_the_sweep():
-    module = InputOptimization("digits", UnitActivation(None, unit=[1, 2]), image_shape=(1, 32, 32))
+    module = InputOptimization(Problem("digits", UnitActivation(None, unit=[1, 2])), image_shape=(1, 32, 32))
     module.trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)  # not launched
     with pytest.raises(ValueError, match=r"runs 2 processes\. For many units on several devices, use `inputopt sweep`"):
         module.setup("fit")

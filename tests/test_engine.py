@@ -18,6 +18,7 @@ from inputopt.networks import build_network
 from inputopt.objectives import UnitActivation
 from inputopt.optim import NormalizedGradient, SignGradient
 from inputopt.params import PixelImage
+from inputopt.problem import Problem
 from inputopt.runners.sweep import FeatureSweep
 from inputopt.zoo import load_digits_split
 from tests.conftest import Watch
@@ -33,12 +34,12 @@ def quiet(**kwargs) -> Trainer:
 
 
 def test_the_same_bad_learning_rate_stops_a_fit_a_sweep_and_an_attack_alike(tmp_path):
-    fit = InputOptimization("digits", UnitActivation(None, unit=UNITS), optimizer=BAD, image_shape=(1, 32, 32))
+    fit = InputOptimization(Problem("digits", UnitActivation(None, unit=UNITS)), image_shape=(1, 32, 32), optimizer=BAD)
     with pytest.raises(NonFiniteError) as from_fit:
         quiet(max_steps=10).fit(fit)
     assert torch.isfinite(fit.images()).all()  # the last finite images are kept
 
-    sweep = FeatureSweep("digits", UnitActivation(None, unit=UNITS), optimizer=BAD, image_shape=(1, 32, 32),
+    sweep = FeatureSweep(Problem("digits", UnitActivation(None, unit=UNITS)), image_shape=(1, 32, 32), optimizer=BAD,
                          steps=10)
     with pytest.raises(NonFiniteError) as from_sweep:
         quiet(callbacks=[SaveSweep(tmp_path, progress=False)]).test(sweep, verbose=False)
@@ -70,7 +71,7 @@ def test_optimize_keeps_the_last_finite_images():
 def test_engine_step_is_the_fit_step():
     """Five steps of the plain loop give the images of five steps of a fit, bit for bit."""
     objective = UnitActivation(None, unit=UNITS)
-    module = InputOptimization("digits", objective, image_shape=(1, 32, 32))
+    module = InputOptimization(Problem("digits", objective), image_shape=(1, 32, 32))
     start = module.images()
     quiet(max_steps=5).fit(module)
     param = PixelImage().initialize((1, 32, 32), keys=UNITS)

@@ -57,7 +57,7 @@ def test_fit_configs_run(tmp_path, monkeypatch, caplog):
 def test_sweep_examples_attack_and_invert_configs_run(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
     main(["sweep", "--config", str(CONFIGS / "imagenet_channels.yaml"), "--sweep_dir", "sweep", "--trainer.max_steps",
-          "1", "--model.image_shape", "[3, 64, 64]", "--model.objective.init_args.channel", "[0, 79]", *QUIET])
+          "1", "--model.image_shape", "[3, 64, 64]", "--model.problem.objective.init_args.channel", "[0, 79]", *QUIET])
     assert sorted(p.name for p in (tmp_path / "sweep" / "units").iterdir()) == ["blocks.3-0.pt", "blocks.3-79.pt"]
     main(["examples", "--config", str(CONFIGS / "imagenet_examples.yaml"), "--model.dataset.init_args.size", "64",
           "--model.dataset.init_args.sources", "[coffee]", "--model.crop_size", "32", "--model.k", "2", *QUIET])

@@ -15,6 +15,7 @@ from inputopt import ChannelSum, InputOptimization
 from inputopt.capture import capture_activations
 from inputopt.layouts import Layout, LayoutError, declare_layouts, declared_layouts, to_channels_first
 from inputopt.networks import NetworkSpec
+from inputopt.problem import Problem
 from tests.conftest import make_tiny_vit
 
 QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
@@ -88,9 +89,10 @@ def test_the_override_wins_and_travels_in_a_config(tmp_path):
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Identity())
     with pytest.raises(ValueError, match="unknown layout field"):
         NetworkSpec(net, layouts={"1": {"knd": "tokens"}})
-    module = InputOptimization(net, ChannelSum("1", channel=[0, 3]), image_shape=(3, 8, 8),
-                               layouts={"1": "channels_first"})
-    assert module.hparams["layouts"] == {"1": "channels_first"} and declared_layouts(net)["1"] == Layout()
+    module = InputOptimization(Problem(NetworkSpec(net, layouts={"1": "channels_first"}),
+                                       ChannelSum("1", channel=[0, 3])), image_shape=(3, 8, 8))
+    assert module.hparams["problem"]["network"]["layouts"] == {"1": "channels_first"}
+    assert declared_layouts(net)["1"] == Layout()
     vit = make_tiny_vit()
     declare_layouts(vit, {"blocks.0": {"kind": "tokens", "special": 1, "grid": [4, 4]}})
     assert declared_layouts(vit)["blocks.0"].grid == (4, 4) and declared_layouts(vit)["blocks.1"].grid is None
@@ -130,7 +132,7 @@ def test_a_visualization_on_a_torchvision_vit_targets_a_feature_over_the_patch_t
     the patch tokens (not token 0, the class token); the fit raises them."""
     net = tiny_torchvision_vit()
     layer = "encoder.layers.encoder_layer_1.mlp.3"
-    module = InputOptimization(net, ChannelSum(layer, channel=[0, 1]), image_shape=(3, 32, 32), seed=0)
+    module = InputOptimization(Problem(net, ChannelSum(layer, channel=[0, 1]), seed=0), image_shape=(3, 32, 32))
     before = module.objective(capture_activations(net, module.images(), [layer]), module.targets)
     Trainer(max_steps=5, **QUIET).fit(module)
     acts = capture_activations(net, module.images(), [layer])
@@ -143,7 +145,7 @@ def test_a_visualization_on_a_torchvision_vit_targets_a_feature_over_the_patch_t
 @pytest.mark.parametrize("name, size, layer", [("vit_b_16", 224, "encoder.layers.encoder_layer_5"),
                                                ("swin_t", 64, "features.3"), ("convnext_tiny", 64, "features.3.0.block.4")])
 def test_torchvision_transformers_by_name_offline(name, size, layer):
-    module = InputOptimization(name, ChannelSum(layer, channel=[0, 1]), image_shape=(3, size, size))
+    module = InputOptimization(Problem(name, ChannelSum(layer, channel=[0, 1])), image_shape=(3, size, size))
     Trainer(max_steps=1, **QUIET).fit(module)
     assert torch.isfinite(module.images()).all()
 
@@ -161,11 +163,13 @@ def test_layouts_and_token_objectives_from_a_config(tmp_path, monkeypatch):
     module = cli(["fit", "--config", str(config), "--trainer.max_steps", "2", "--trainer.logger", "false",
                   "--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false",
                   "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-                  "--model.objective", "TokenActivation", "--model.objective.init_args.layer", "blocks.3",
-                  "--model.objective.init_args.unit", "[0, 5]",
-                  "--model.layouts", "{blocks.3: {kind: tokens, special: 1, grid: [8, 8]}}"]).model
+                  "--model.problem.objective", "TokenActivation",
+                  "--model.problem.objective.init_args.layer", "blocks.3", "--model.problem.objective.init_args.unit",
+                  "[0, 5]", "--model.problem.network",
+                  "{model: digits_vit, layouts: {blocks.3: {kind: tokens, special: 1, grid: [8, 8]}}}"]).model
     assert isinstance(module.objective, TokenActivation) and module.images().shape == (2, 1, 32, 32)
-    assert module.hparams["layouts"] == {"blocks.3": {"kind": "tokens", "special": 1, "grid": [8, 8]}}
+    layouts = module.hparams["problem"]["network"]["layouts"]
+    assert layouts == {"blocks.3": {"kind": "tokens", "special": 1, "grid": [8, 8]}}
     assert declared_layouts(module.network)["blocks.3"] == Layout("tokens", special=1, grid=(8, 8))
 
 

@@ -10,7 +10,7 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from inputopt import (ChannelSum, FourierImage, InputOptimization, Jitter, MultiScaleEdgeEnergy, NegativeCrossEntropy,
-                      Pad, PixelImage, RandomRotate, RandomScale, UnitActivation)
+                      NetworkSpec, Pad, PixelImage, Problem, RandomRotate, RandomScale, UnitActivation)
 from inputopt.capture import capture_activations
 
 SHAPE = (3, 32, 32)
@@ -41,8 +41,8 @@ class RecordModes(Callback):
 
 def test_network_is_frozen_and_only_the_input_changes(tiny_net, tmp_path):
     before = state(tiny_net)
-    module = InputOptimization(tiny_net, ChannelSum("features.4", channel=[0, 1, 2]), [MultiScaleEdgeEnergy(0.1)],
-                               image_shape=SHAPE)
+    module = InputOptimization(Problem(tiny_net, ChannelSum("features.4", channel=[0, 1, 2]),
+                                       [MultiScaleEdgeEnergy(0.1)]), image_shape=SHAPE)
     x0 = module.images()
     modes = RecordModes()
     trainer = fit(module, 5, callbacks=[modes])
@@ -60,7 +60,7 @@ def test_network_is_frozen_and_only_the_input_changes(tiny_net, tmp_path):
 
 
 def test_checkpoint_holds_no_network_weights(tiny_net, tmp_path):
-    module = InputOptimization(tiny_net, UnitActivation("features.4", unit=1), image_shape=SHAPE, batch_size=2)
+    module = InputOptimization(Problem(tiny_net, UnitActivation("features.4", unit=1)), image_shape=SHAPE, batch_size=2)
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
     fit(module, 3, enable_checkpointing=True, callbacks=[checkpoint], default_root_dir=tmp_path)
     saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
@@ -69,11 +69,13 @@ def test_checkpoint_holds_no_network_weights(tiny_net, tmp_path):
 
 
 def test_load_from_checkpoint_rebuilds_a_named_network(tmp_path):
-    module = InputOptimization("alexnet", UnitActivation("features.3", unit=[4, 7]), image_shape=(3, 64, 64))
+    module = InputOptimization(Problem("alexnet", UnitActivation("features.3", unit=[4, 7])), image_shape=(3, 64, 64))
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
     fit(module, 2, enable_checkpointing=True, callbacks=[checkpoint])
     restored = InputOptimization.load_from_checkpoint(tmp_path / "last.ckpt")  # plain data: weights_only works
     assert torch.equal(restored.images(), module.images())
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)["hyper_parameters"]["problem"]
+    assert saved == module.problem.config() == restored.problem.config()  # the problem, as plain data
     for (name, a), b in zip(module.network.state_dict().items(), restored.network.state_dict().values()):
         assert torch.equal(a, b), name  # same seed, same random weights
 
@@ -86,8 +88,8 @@ def activation_at_centre(net, x, layer, units):
 
 def test_optimizing_raises_each_rows_own_unit(tiny_net):
     units = [0, 3, 5]
-    module = InputOptimization(tiny_net, UnitActivation("features.4", unit=units), image_shape=SHAPE,
-                               param=PixelImage(std=0.1))
+    module = InputOptimization(Problem(tiny_net, UnitActivation("features.4", unit=units), param=PixelImage(std=0.1)),
+                               image_shape=SHAPE)
     x0 = module.images()
     fit(module, 20)
     x1 = module.images()
@@ -102,7 +104,8 @@ def test_optimizing_raises_each_rows_own_unit(tiny_net):
 def test_loss_is_weighted_priors_minus_objective(tiny_net):
     prior = MultiScaleEdgeEnergy(weight=0.3)
     objective = UnitActivation(None, unit=[2, 9])
-    module = InputOptimization(tiny_net, objective, [prior, MultiScaleEdgeEnergy(weight=2.0)], image_shape=SHAPE)
+    module = InputOptimization(Problem(tiny_net, objective, [prior, MultiScaleEdgeEnergy(weight=2.0)]),
+                               image_shape=SHAPE)
     x = module.images()
     terms = module.compute_loss(x)
     score = tiny_net(x)[torch.arange(2), torch.tensor([2, 9])]
@@ -114,8 +117,8 @@ def test_loss_is_weighted_priors_minus_objective(tiny_net):
 
 def test_starting_noise_depends_only_on_seed_and_unit(tiny_net):
     def start(units, seed=0):
-        return InputOptimization(tiny_net, ChannelSum("features.0", channel=units), image_shape=SHAPE,
-                                 seed=seed).images()
+        return InputOptimization(Problem(tiny_net, ChannelSum("features.0", channel=units), seed=seed),
+                                 image_shape=SHAPE).images()
 
     many, alone = start([1, 4, 5]), start(4)
     assert torch.equal(many[1], alone[0])
@@ -127,7 +130,7 @@ def test_starting_noise_depends_only_on_seed_and_unit(tiny_net):
 def test_init_from_images_and_input_normalization(tiny_net):
     images = torch.rand(2, 3, 32, 32)
     mean, std = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
-    module = InputOptimization(tiny_net, NegativeCrossEntropy(), init=images, mean=mean, std=std)
+    module = InputOptimization(Problem(NetworkSpec(tiny_net, mean=mean, std=std), NegativeCrossEntropy()), init=images)
     assert torch.equal(module.images(), images)
     expected = tiny_net((images - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1))
     torch.testing.assert_close(module(), expected)
@@ -137,8 +140,8 @@ def test_init_from_images_and_input_normalization(tiny_net):
 def test_freeze_done_keeps_fooled_images_fixed(tiny_net):
     """A frozen image never moves again, even with momentum in the optimizer."""
     torch.manual_seed(0)
-    module = InputOptimization(tiny_net, NegativeCrossEntropy(), init=torch.rand(8, 3, 32, 32), freeze_done=True,
-                               optimizer=partial(torch.optim.SGD, lr=0.5, momentum=0.9))
+    module = InputOptimization(Problem(tiny_net, NegativeCrossEntropy()), init=torch.rand(8, 3, 32, 32),
+                               optimizer=partial(torch.optim.SGD, lr=0.5, momentum=0.9), freeze_done=True)
 
     class Watch(Callback):
         def __init__(self):
@@ -168,7 +171,7 @@ class RecordImages(Callback):
 @pytest.mark.parametrize("norm", ["Linf", "L2"])
 def test_every_step_is_projected_into_the_box_and_the_ball(tiny_net, norm):
     param = PixelImage(mean=0.5, std=0.3, clamp=(0.0, 1.0), eps=0.05, norm=norm)
-    module = InputOptimization(tiny_net, UnitActivation(None, unit=3), image_shape=SHAPE, param=param,
+    module = InputOptimization(Problem(tiny_net, UnitActivation(None, unit=3), param=param), image_shape=SHAPE,
                                optimizer=partial(torch.optim.SGD, lr=100.0))
     start = module.start.clone()
     assert start.min() >= 0 and start.max() <= 1  # the start itself is moved into the box
@@ -185,45 +188,48 @@ def test_every_step_is_projected_into_the_box_and_the_ball(tiny_net, norm):
 
 @pytest.mark.parametrize("precision", ["16-true", "bf16-true"])
 def test_exception_half_precision_input_is_refused(tiny_net, precision):
-    module = InputOptimization(tiny_net, UnitActivation(None, unit=3), image_shape=SHAPE)
+    module = InputOptimization(Problem(tiny_net, UnitActivation(None, unit=3)), image_shape=SHAPE)
     with pytest.raises(ValueError, match="cast the input itself"):
         fit(module, 1, precision=precision)
 
 
 def test_bf16_mixed_runs_and_keeps_input_float32(tiny_net):
-    module = InputOptimization(tiny_net, UnitActivation(None, unit=3), [MultiScaleEdgeEnergy(0.1)], image_shape=SHAPE)
+    module = InputOptimization(Problem(tiny_net, UnitActivation(None, unit=3), [MultiScaleEdgeEnergy(0.1)]),
+                               image_shape=SHAPE)
     fit(module, 2, precision="bf16-mixed")
     assert module.param.pixels.dtype == torch.float32 and torch.isfinite(module.images()).all()
 
 
 def test_exception_messages(tiny_net):
     with pytest.raises(ValueError, match="closest valid names: features.4"):
-        InputOptimization(tiny_net, UnitActivation("feature.4", unit=1), image_shape=SHAPE)
+        InputOptimization(Problem(tiny_net, UnitActivation("feature.4", unit=1)), image_shape=SHAPE)
     with pytest.raises(ValueError, match=r"valid units are 0\.\.7"):
-        InputOptimization(tiny_net, UnitActivation("features.4", unit=8), image_shape=SHAPE)
+        InputOptimization(Problem(tiny_net, UnitActivation("features.4", unit=8)), image_shape=SHAPE)
     with pytest.raises(ValueError, match="smaller side is > 5"):
-        module = InputOptimization(tiny_net, UnitActivation("features.0", unit=1), [MultiScaleEdgeEnergy()],
+        module = InputOptimization(Problem(tiny_net, UnitActivation("features.0", unit=1), [MultiScaleEdgeEnergy()]),
                                    image_shape=(3, 4, 32))
         module.compute_loss(module.param())
     with pytest.raises(ValueError, match=r"init must be images of shape \(B, C, H, W\)"):
-        InputOptimization(tiny_net, UnitActivation(None, unit=1), init=torch.zeros(32, 32))
+        InputOptimization(Problem(tiny_net, UnitActivation(None, unit=1)), init=torch.zeros(32, 32))
     with pytest.raises(ValueError, match=r"image_shape must be \(C, H, W\)"):
-        InputOptimization(tiny_net, UnitActivation(None, unit=1), image_shape=(32, 32))
+        InputOptimization(Problem(tiny_net, UnitActivation(None, unit=1)), image_shape=(32, 32))
     with pytest.raises(ValueError, match="batch_size=2 but the objective targets 3 units"):
-        InputOptimization(tiny_net, UnitActivation(None, unit=[1, 2, 3]), image_shape=SHAPE, batch_size=2)
+        InputOptimization(Problem(tiny_net, UnitActivation(None, unit=[1, 2, 3])), image_shape=SHAPE, batch_size=2)
     with pytest.raises(ValueError, match="give both mean and std"):
-        InputOptimization(tiny_net, UnitActivation(None, unit=1), image_shape=SHAPE, std=[0.5, 0.5, 0.5])
+        InputOptimization(Problem(NetworkSpec(tiny_net, std=[0.5, 0.5, 0.5]), UnitActivation(None, unit=1)),
+                          image_shape=SHAPE)
     with pytest.raises(ValueError, match="apply to a network given by name"):
-        InputOptimization(tiny_net, UnitActivation(None, unit=1), image_shape=SHAPE, weights="DEFAULT")
+        InputOptimization(Problem(NetworkSpec(tiny_net, weights="DEFAULT"), UnitActivation(None, unit=1)),
+                          image_shape=SHAPE)
     with pytest.raises(ValueError, match="max_steps"):
         Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False).fit(
-            InputOptimization(tiny_net, UnitActivation(None, unit=1), image_shape=SHAPE))
+            InputOptimization(Problem(tiny_net, UnitActivation(None, unit=1)), image_shape=SHAPE))
 
 
 def test_random_weights_depend_on_the_seed_only():
-    a = InputOptimization("alexnet", UnitActivation(None, unit=1), image_shape=(3, 64, 64), seed=3)
+    a = InputOptimization(Problem("alexnet", UnitActivation(None, unit=1), seed=3), image_shape=(3, 64, 64))
     torch.rand(10)  # global RNG state must not matter
-    b = InputOptimization("alexnet", UnitActivation(None, unit=1), image_shape=(3, 64, 64), seed=3)
+    b = InputOptimization(Problem("alexnet", UnitActivation(None, unit=1), seed=3), image_shape=(3, 64, 64))
     assert torch.equal(a.network.features[0].weight, b.network.features[0].weight)
 
 
@@ -233,27 +239,29 @@ def test_init_from_files(tiny_net, tmp_path):
     image = torch.rand(3, 32, 32)
     save_image(image, tmp_path / "photo.png")
     torch.save(image.unsqueeze(0), tmp_path / "photo.pt")
-    from_png = InputOptimization(tiny_net, NegativeCrossEntropy(), init=str(tmp_path / "photo.png")).images()
-    from_pt = InputOptimization(tiny_net, NegativeCrossEntropy(), init=str(tmp_path / "photo.pt")).images()
+    from_png = InputOptimization(Problem(tiny_net, NegativeCrossEntropy()), init=str(tmp_path / "photo.png")).images()
+    from_pt = InputOptimization(Problem(tiny_net, NegativeCrossEntropy()), init=str(tmp_path / "photo.pt")).images()
     assert from_png.shape == (1, 3, 32, 32) and torch.equal(from_pt[0], image)
     assert (from_png[0] - image).abs().max() <= 1 / 255 + 1e-6  # 8-bit PNG quantization
 
 
 def test_units_all_is_resolved_from_the_layers_real_shape(tiny_net):
-    module = InputOptimization(tiny_net, ChannelSum("features.4", channel="all"), image_shape=(3, 32, 32))
+    module = InputOptimization(Problem(tiny_net, ChannelSum("features.4", channel="all")), image_shape=(3, 32, 32))
     assert module.images().shape == (8, 3, 32, 32)  # TinyConvNet's features.4 has 8 channels
     assert module.image_names() == [f"features.4-{c}" for c in range(8)]
-    some = InputOptimization(tiny_net, ChannelSum("features.4", channel=[5, 2]), image_shape=(3, 32, 32))
+    some = InputOptimization(Problem(tiny_net, ChannelSum("features.4", channel=[5, 2])), image_shape=(3, 32, 32))
     torch.testing.assert_close(some.images(), module.images()[[5, 2]])  # a unit's noise does not depend on its batch
 
 
 def test_load_from_checkpoint_with_labels_from_the_starting_images(tiny_net, tmp_path):
     """The labels of a default NegativeCrossEntropy are data computed from the start, not saved state."""
-    module = InputOptimization(tiny_net, NegativeCrossEntropy(),
-                               init=torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+    problem = Problem(tiny_net, NegativeCrossEntropy())
+    module = InputOptimization(problem, init=torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
     fit(module, 3, enable_checkpointing=True, callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)])
     init = module.start.clone()
-    restored = InputOptimization.load_from_checkpoint(tmp_path / "last.ckpt", network=tiny_net, init=init)
+    with pytest.raises(ValueError, match=r"load_from_checkpoint\(path, problem=problem\)"):  # a module: give it again
+        InputOptimization.load_from_checkpoint(tmp_path / "last.ckpt", init=init)
+    restored = InputOptimization.load_from_checkpoint(tmp_path / "last.ckpt", problem=problem, init=init)
     assert torch.equal(restored.targets, module.targets)
     assert torch.equal(restored.images(), module.images())
     assert restored.image_names() == ["row-0", "row-1", "row-2"]  # no units: named by row
@@ -279,8 +287,9 @@ def test_transforms_reach_the_loss_forward_only(tiny_net, tmp_path):
     from inputopt.callbacks.tables import PredictionTable, SphereCheck
 
     net = CountForwards(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(32), tiny_net))
-    module = InputOptimization(net, NegativeCrossEntropy(), [MultiScaleEdgeEnergy(0.1)],
-                               transforms=[Pad(4, value=0.5), Jitter(2), RandomScale(0.9, 1.1), RandomRotate(10)],
+    module = InputOptimization(Problem(net, NegativeCrossEntropy(), [MultiScaleEdgeEnergy(0.1)],
+                                       transforms=[Pad(4, value=0.5), Jitter(2), RandomScale(0.9, 1.1),
+                                                   RandomRotate(10)]),
                                init=torch.rand(2, 3, 32, 32), freeze_done=True)
     module.transforms.keep_size = False  # the padded size tells the loss forward from the evaluation forward
     table, sphere = PredictionTable(print_table=False), SphereCheck(num_points=4)
@@ -295,12 +304,33 @@ def test_transforms_reach_the_loss_forward_only(tiny_net, tmp_path):
 
 def test_transform_draws_depend_on_unit_and_step_only(tiny_net):
     transforms = [Pad(2), Jitter(3), RandomRotate(20)]
-    both = InputOptimization(tiny_net, ChannelSum("features.4", channel=[2, 5]), transforms=transforms, image_shape=SHAPE)
-    alone = InputOptimization(tiny_net, ChannelSum("features.4", channel=5), transforms=transforms, image_shape=SHAPE)
+    both = InputOptimization(Problem(tiny_net, ChannelSum("features.4", channel=[2, 5]), transforms=transforms),
+                             image_shape=SHAPE)
+    alone = InputOptimization(Problem(tiny_net, ChannelSum("features.4", channel=5), transforms=transforms),
+                              image_shape=SHAPE)
     for step in (0, 7):
         torch.testing.assert_close(both.compute_loss(both.param(), step=step)["loss"][1],
                                    alone.compute_loss(alone.param(), step=step)["loss"][0])
     assert not torch.equal(both.compute_loss(both.param(), step=0)["loss"], both.compute_loss(both.param(), step=1)["loss"])
+
+
+def test_one_problem_serves_a_fit_and_a_sweep(tmp_path):
+    """The same Problem object describes a fit and a sweep: each takes its own copy of the parameterization, and
+    the sweep's image of a unit is the fit's row of that unit (same seed, same steps, same optimizer)."""
+    from inputopt.callbacks.sweep import SaveSweep
+    from inputopt.runners.sweep import FeatureSweep
+
+    problem = Problem("digits", ChannelSum("features.4", channel=[5, 1, 30]), [MultiScaleEdgeEnergy(0.3)],
+                      param=PixelImage(mean=0.5, std=0.1), transforms=[Jitter(1)], seed=2)
+    adam = partial(torch.optim.Adam, lr=0.05)
+    module = InputOptimization(problem, image_shape=(1, 32, 32), optimizer=adam)
+    fit(module, 4)
+    sweep = FeatureSweep(problem, image_shape=(1, 32, 32), optimizer=adam, steps=4, units_per_batch=2)
+    Trainer(callbacks=[SaveSweep(tmp_path, progress=False)], logger=False, enable_progress_bar=False,
+            enable_model_summary=False).test(sweep, verbose=False)
+    assert module.param is not problem.param and sweep.units == [5, 1, 30]
+    torch.testing.assert_close(torch.load(tmp_path / "input.pt"), module.images(), rtol=1e-5, atol=1e-6)
+    assert sweep.record()["seed"] == 2 and module.problem is problem
 
 
 def test_a_plain_loop_gives_the_images_of_a_fit(tiny_net):
@@ -308,8 +338,9 @@ def test_a_plain_loop_gives_the_images_of_a_fit(tiny_net):
     from inputopt.engine import optimize
 
     def make():
-        return InputOptimization(tiny_net, UnitActivation("features.4", unit=[1, 6]), [MultiScaleEdgeEnergy(0.1)],
-                                 param=FourierImage(mean=0.5, std=0.1, clamp=(0, 1)), transforms=[Jitter(2)],
+        return InputOptimization(Problem(tiny_net, UnitActivation("features.4", unit=[1, 6]),
+                                         [MultiScaleEdgeEnergy(0.1)],
+                                         param=FourierImage(mean=0.5, std=0.1, clamp=(0, 1)), transforms=[Jitter(2)]),
                                  image_shape=SHAPE, optimizer=partial(torch.optim.Adam, lr=0.05))
 
     fitted = make()
@@ -321,9 +352,10 @@ def test_a_plain_loop_gives_the_images_of_a_fit(tiny_net):
 
 def test_fourier_run_resumes_bit_identically(tiny_net, tmp_path):
     def make():
-        return InputOptimization(tiny_net, ChannelSum("features.4", channel=[0, 3]), [MultiScaleEdgeEnergy(0.1)],
-                                 param=FourierImage(decorrelate=True, sigmoid=(0, 1)), image_shape=SHAPE,
-                                 transforms=[Pad(2, value=0.5), Jitter(2), RandomRotate(5)])
+        return InputOptimization(Problem(tiny_net, ChannelSum("features.4", channel=[0, 3]),
+                                         [MultiScaleEdgeEnergy(0.1)],
+                                         param=FourierImage(decorrelate=True, sigmoid=(0, 1)),
+                                         transforms=[Pad(2, value=0.5), Jitter(2), RandomRotate(5)]), image_shape=SHAPE)
 
     whole = make()
     fit(whole, 6)
@@ -339,8 +371,9 @@ def test_fourier_run_resumes_bit_identically(tiny_net, tmp_path):
 
 def test_image_shape_defaults_from_the_network():
     """No image_shape: the zoo's 1×32×32, a torchvision network's own crop size, instead of a fixed 3×224×224."""
-    assert InputOptimization("digits", UnitActivation(None, unit=3)).images().shape == (1, 1, 32, 32)
-    assert InputOptimization("alexnet", UnitActivation("features.0", unit=0)).images().shape == (1, 3, 224, 224)
+    assert InputOptimization(Problem("digits", UnitActivation(None, unit=3))).images().shape == (1, 1, 32, 32)
+    alexnet = InputOptimization(Problem("alexnet", UnitActivation("features.0", unit=0)))
+    assert alexnet.images().shape == (1, 3, 224, 224)
 
 
 def test_grayscale_file_for_a_one_channel_network(tmp_path):
@@ -349,20 +382,22 @@ def test_grayscale_file_for_a_one_channel_network(tmp_path):
 
     pixels = torch.randint(0, 256, (32, 32), dtype=torch.uint8)
     Image.fromarray(pixels.numpy(), mode="L").save(tmp_path / "digit.png")
-    images = InputOptimization("digits", UnitActivation(None, unit=3), init=str(tmp_path / "digit.png")).images()
+    problem = Problem("digits", UnitActivation(None, unit=3))
+    images = InputOptimization(problem, init=str(tmp_path / "digit.png")).images()
     torch.testing.assert_close(images, pixels.float().div(255).view(1, 1, 32, 32))
 
 
 def test_uint8_pt_init_is_scaled_like_an_image_file(tmp_path):
     pixels = torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8)
     torch.save(pixels, tmp_path / "digits.pt")
-    images = InputOptimization("digits", UnitActivation(None, unit=3), init=str(tmp_path / "digits.pt")).images()
+    problem = Problem("digits", UnitActivation(None, unit=3))
+    images = InputOptimization(problem, init=str(tmp_path / "digits.pt")).images()
     torch.testing.assert_close(images, pixels.float() / 255)
 
 
 def test_targets_are_checked_at_construction():
     """The shape probe runs in the constructor: the targets exist before any Trainer."""
-    module = InputOptimization("digits", NegativeCrossEntropy(labels=[4, 7]), init=torch.rand(2, 1, 32, 32))
+    module = InputOptimization(Problem("digits", NegativeCrossEntropy(labels=[4, 7])), init=torch.rand(2, 1, 32, 32))
     assert module.targets.tolist() == [4, 7]
 
 
@@ -374,7 +409,7 @@ def test_scalars_are_logged_at_every_step_unless_the_trainer_says_otherwise(tiny
 
     from lightning.pytorch.loggers import CSVLogger
 
-    module = InputOptimization(tiny_net, ChannelSum("features.4", channel=[0, 1]), image_shape=(3, 16, 16))
+    module = InputOptimization(Problem(tiny_net, ChannelSum("features.4", channel=[0, 1])), image_shape=(3, 16, 16))
     kwargs = {} if every is None else {"log_every_n_steps": every}
     trainer = Trainer(max_steps=5, logger=CSVLogger(tmp_path, name="run", version=0), enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", **kwargs)

@@ -11,12 +11,16 @@ from inputopt.metrics import TransferAccuracy
 from inputopt.module import InputOptimization
 from inputopt.networks import NetworkSpec, build_network
 from inputopt.objectives import UnitActivation
+from inputopt.problem import Problem
 from inputopt.runners.sweep import FeatureSweep
 
 # each constructor, with the flat network arguments it takes
 TAKERS = {
-    "InputOptimization": lambda **kw: InputOptimization(objective=UnitActivation(None, unit=0), **kw),
-    "FeatureSweep": lambda **kw: FeatureSweep(objective=UnitActivation(None, unit=0), **kw),
+    # a fit and a sweep take the network in their Problem: from a config mapping, or a NetworkSpec
+    "InputOptimization": lambda network, **kw: InputOptimization({"network": {"model": network, **kw},
+                                                                  "objective": UnitActivation(None, unit=0)}),
+    "FeatureSweep": lambda network, **kw: FeatureSweep(Problem(NetworkSpec(network, **kw),
+                                                               UnitActivation(None, unit=0))),
     "Attack": lambda network, **kw: PGD(network, eps=0.1, **kw),
     "TransferAccuracy": lambda network, weights=None, state_dict=None, **kw: TransferAccuracy(network, **kw),
 }

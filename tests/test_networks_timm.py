@@ -10,6 +10,7 @@ from lightning.pytorch import Trainer
 from inputopt import ChannelSum, InputOptimization, TokenActivation
 from inputopt.networks import (NetworkSpec, WeightsUnavailableError, build_network, default_image_shape,
                                default_normalization)
+from inputopt.problem import Problem
 
 timm = pytest.importorskip("timm")
 NAME = "timm/vit_tiny_patch16_224"
@@ -55,7 +56,7 @@ def test_pretrained_weights_read_from_the_hugging_face_cache_or_a_clear_error(tm
 def test_a_timm_vit_by_name_end_to_end():
     """One step at the model's own 224 px, on the class token of block 5 and on a neuron over its patches."""
     objective = TokenActivation("blocks.5", unit=[0, 7]) + ChannelSum("blocks.5", channel=[1, 2])
-    module = InputOptimization(NAME, objective)
+    module = InputOptimization(Problem(NAME, objective))
     assert module.images().shape == (2, 3, 224, 224) and module.normalize is not None
     Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False).fit(module)

@@ -15,6 +15,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import RichProgressBar
 
 from inputopt import InputOptimization, UnitActivation
+from inputopt.problem import Problem
 from tests.conftest import make_tiny_net
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +24,8 @@ needs_rich = pytest.mark.skipif(__import__("importlib").util.find_spec("rich") i
 
 
 def module() -> InputOptimization:
-    return InputOptimization(make_tiny_net(), UnitActivation("features.4", unit=[0, 1]), image_shape=(3, 32, 32))
+    return InputOptimization(Problem(make_tiny_net(), UnitActivation("features.4", unit=[0, 1])),
+                             image_shape=(3, 32, 32))
 
 
 @needs_rich

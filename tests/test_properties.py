@@ -36,6 +36,7 @@ from inputopt.networks import build_network
 from inputopt.objectives import UnitActivation
 from inputopt.params import FourierImage, PixelImage
 from inputopt.priors import MultiScaleEdgeEnergy
+from inputopt.problem import Problem
 from inputopt.transforms import Jitter, Pad, RandomRotate, RandomScale, Transforms
 from tests.conftest import make_tiny_net
 
@@ -273,11 +274,12 @@ def trainer_kwargs(tmp_path_factory) -> dict:
 @given(case=unit_batches(max_units=3))
 def test_a_units_image_does_not_depend_on_its_batch_in_a_fit(case, trainer_kwargs):
     def fit(case, units):
-        module = InputOptimization(float64_network(case["network"]), UnitActivation(case["layer"], unit=list(units)),
-                                   priors=[MultiScaleEdgeEnergy(0.05)] if case["prior"] else None,
-                                   param=case["param_cls"](**case["param_options"]),
-                                   transforms=TRANSFORMS[case["transforms"]](), image_shape=case["shape"],
-                                   seed=case["seed"])
+        module = InputOptimization(Problem(float64_network(case["network"]),
+                                           UnitActivation(case["layer"], unit=list(units)),
+                                           priors=[MultiScaleEdgeEnergy(0.05)] if case["prior"] else None,
+                                           param=case["param_cls"](**case["param_options"]),
+                                           transforms=TRANSFORMS[case["transforms"]](), seed=case["seed"]),
+                                   image_shape=case["shape"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             L.Trainer(max_steps=STEPS, **trainer_kwargs).fit(module)

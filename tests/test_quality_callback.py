@@ -26,7 +26,7 @@ QUIET = dict(enable_progress_bar=False, enable_model_summary=False, enable_check
 
 
 def fit(objective, callback, tmp_path, logger=False):
-    module = InputOptimization("digits", objective, [MultiScaleEdgeEnergy(0.3)], image_shape=(1, 32, 32))
+    module = InputOptimization(Problem("digits", objective, [MultiScaleEdgeEnergy(0.3)]), image_shape=(1, 32, 32))
     Trainer(max_steps=4, logger=logger, callbacks=[callback], default_root_dir=tmp_path, **QUIET).fit(module)
     return module
 

@@ -20,13 +20,14 @@ from inputopt import CheckpointOnInterrupt, InputOptimization, SaveImages, UnitA
 from inputopt.callbacks.checkpoints import RunLock, RunLockedError
 from inputopt.commands.fit import cli
 from inputopt.engine import NonFiniteError
+from inputopt.problem import Problem
 from tests.conftest import make_tiny_net
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "vgg16_paper_towel.yaml"
 # The reference config on the tiny test network: a second per run.
-TINY = ["--model.network", "tests.conftest.TinyConvNet", "--model.weights", "null", "--model.image_shape",
-        "[3, 32, 32]", "--model.objective.init_args.unit", "[3, 7]", "--trainer.enable_progress_bar", "false",
+TINY = ["--model.problem.network", "tests.conftest.TinyConvNet", "--model.image_shape",
+        "[3, 32, 32]", "--model.problem.objective.init_args.unit", "[3, 7]", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false"]
 RUN = Path("results/vgg16_paper_towel/run")
 
@@ -40,9 +41,10 @@ def files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def module(unit=(0, 1), net=None, **kwargs) -> InputOptimization:
-    return InputOptimization(net if net is not None else make_tiny_net(), UnitActivation("features.4", unit=list(unit)),
-                             image_shape=(3, 32, 32), **kwargs)
+def module(unit=(0, 1), net=None, seed=0, **kwargs) -> InputOptimization:
+    problem = Problem(net if net is not None else make_tiny_net(), UnitActivation("features.4", unit=list(unit)),
+                      seed=seed)
+    return InputOptimization(problem, image_shape=(3, 32, 32), **kwargs)
 
 
 def trainer(tmp_path, max_steps: int, *callbacks, **kwargs) -> Trainer:
@@ -52,7 +54,7 @@ def trainer(tmp_path, max_steps: int, *callbacks, **kwargs) -> Trainer:
 
 # -- 1. a failure before the first step never overwrites existing checkpoints or results ----------------------------
 @pytest.mark.parametrize("bad", [
-    ["--model.objective.init_args.unit", "[3, 99]"],   # out of range for 10 classes: found at setup
+    ["--model.problem.objective.init_args.unit", "[3, 99]"],   # out of range for 10 classes: found at setup
     ["--trainer.precision", "bf16-true"],              # refused at setup
     ["--ckpt_path", "missing.ckpt"],                   # no such checkpoint
 ], ids=["bad_unit", "refused_precision", "bad_ckpt_path"])
@@ -117,7 +119,7 @@ def test_non_finite_learning_rate_is_refused_before_the_first_step(tmp_path):
 def test_non_finite_objective_stops_and_keeps_last_finite_state(tmp_path):
     net = make_tiny_net()
     objective = NaNAt("features.4", unit=[0, 1], at=2, row=1)
-    run_module = InputOptimization(net, objective, image_shape=(3, 32, 32))
+    run_module = InputOptimization(Problem(net, objective), image_shape=(3, 32, 32))
     saver = CheckpointOnInterrupt(dirpath=tmp_path / "ckpt")
     with pytest.raises(NonFiniteError, match=r"at step 2: objective in rows 1 \(features\.4-1\)") as error:
         trainer(tmp_path, 10, saver, SaveImages(tmp_path / "out")).fit(run_module)
@@ -146,7 +148,7 @@ def test_huge_learning_rate_stops_and_keeps_finite_images(tmp_path):
 
 
 def test_nan_gradient_writes_no_checkpoint_with_nan_optimizer_state(tmp_path):
-    run_module = InputOptimization(make_tiny_net(), NaNGradientAt("features.4", unit=[0, 1], at=2),
+    run_module = InputOptimization(Problem(make_tiny_net(), NaNGradientAt("features.4", unit=[0, 1], at=2)),
                                    image_shape=(3, 32, 32))
     saver = CheckpointOnInterrupt(dirpath=tmp_path / "ckpt")
     with pytest.raises(NonFiniteError, match="images went non-finite"):
@@ -346,7 +348,7 @@ def test_explicit_enable_checkpointing_keeps_lightnings_default_checkpoint(tmp_p
 
 # -- 6. security: plain data names no callable but the components it is meant to build ------------------------------
 def _digits_checkpoint(tmp_path) -> Path:
-    net_module = InputOptimization("digits", UnitActivation(None, unit=[0, 1]))
+    net_module = InputOptimization(Problem("digits", UnitActivation(None, unit=[0, 1])))
     trainer(tmp_path, 1).fit(net_module)
     path = tmp_path / "plain.ckpt"
     trainer_ = net_module.trainer
@@ -360,7 +362,7 @@ def test_checkpoint_of_plain_data_cannot_name_another_callable(field, tmp_path, 
     path = _digits_checkpoint(tmp_path)
     checkpoint = torch.load(path, weights_only=True)
     hostile = {"class_path": "os.system", "init_args": {"command": "touch PWNED"}}
-    checkpoint["hyper_parameters"][field] = hostile if field in ("objective", "param") else [hostile]
+    checkpoint["hyper_parameters"]["problem"][field] = hostile if field in ("objective", "param") else [hostile]
     torch.save(checkpoint, path)
     with pytest.raises(ValueError, match=r"class_path 'os.system': package 'os' is not allowed"):
         InputOptimization.load_from_checkpoint(path)
@@ -372,7 +374,7 @@ def test_checkpoint_of_plain_data_cannot_name_another_callable(field, tmp_path, 
 def test_network_name_calls_only_a_module_class_or_factory(network, monkeypatch):
     monkeypatch.setattr("sys.stdin", None)  # builtins.input must not wait for a line
     with pytest.raises(ValueError, match=rf"network '{network}': package '\w+' is not allowed"):
-        InputOptimization(network, UnitActivation(None, unit=0), image_shape=(3, 32, 32))
+        InputOptimization(Problem(network, UnitActivation(None, unit=0)), image_shape=(3, 32, 32))
 
 
 def not_a_network() -> dict:
@@ -381,8 +383,10 @@ def not_a_network() -> dict:
 
 def test_network_factory_must_return_a_module():
     with pytest.raises(ValueError, match=r"network 'tests.test_reliability.not_a_network' returned a dict, not an nn.Module"):
-        InputOptimization("tests.test_reliability.not_a_network", UnitActivation(None, unit=0), image_shape=(3, 32, 32))
-    net = InputOptimization("tests.conftest.make_tiny_net", UnitActivation(None, unit=0), image_shape=(3, 32, 32))
+        InputOptimization(Problem("tests.test_reliability.not_a_network", UnitActivation(None, unit=0)),
+                          image_shape=(3, 32, 32))
+    net = InputOptimization(Problem("tests.conftest.make_tiny_net", UnitActivation(None, unit=0)),
+                            image_shape=(3, 32, 32))
     assert net.network_name == "tests.conftest.make_tiny_net"
 
 
@@ -413,7 +417,8 @@ def test_layer_names_give_files_inside_the_results_folder(layer, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     layer = layer.replace("ABSOLUTE", str(tmp_path).replace(".", "_"))
     out = tmp_path / "a" / "b" / "out"
-    fit_module = InputOptimization(_net_with_layer(layer), UnitActivation(layer, unit=[0, 1]), image_shape=(3, 32, 32))
+    fit_module = InputOptimization(Problem(_net_with_layer(layer), UnitActivation(layer, unit=[0, 1])),
+                                   image_shape=(3, 32, 32))
     saver = SaveImages(out)
     trainer(tmp_path, 1, saver, enable_checkpointing=False).fit(fit_module)
     written_files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
@@ -427,8 +432,8 @@ def test_sweep_unit_files_of_a_layer_name_with_a_slash(tmp_path):
     from inputopt.callbacks.sweep import SaveSweep
     from inputopt.runners.sweep import FeatureSweep
 
-    sweep = FeatureSweep(_net_with_layer("sub/dir"), UnitActivation("sub/dir", unit=[0, 1]), image_shape=(3, 32, 32),
-                         steps=1)
+    sweep = FeatureSweep(Problem(_net_with_layer("sub/dir"), UnitActivation("sub/dir", unit=[0, 1])),
+                         image_shape=(3, 32, 32), steps=1)
     Trainer(callbacks=[SaveSweep(tmp_path / "sweep", progress=False)], logger=False, enable_progress_bar=False,
             enable_model_summary=False).test(sweep, verbose=False)
     assert sorted(p.name for p in (tmp_path / "sweep" / "units").iterdir()) == ["sub_dir-0.pt", "sub_dir-1.pt"]
@@ -485,8 +490,8 @@ def test_two_sweeps_into_one_folder_the_second_is_refused(tmp_path, monkeypatch,
     holder(tmp_path / "sweep")
     with pytest.raises(RunLockedError, match=r"another run \(pid \d+\) is writing into"):
         run_sweep(["--config", str(ROOT / "configs" / "digits.yaml"), "--trainer.max_steps", "1",
-                   "--model.objective.init_args.unit", "[0, 1]"], units_per_batch=2, sweep_dir=tmp_path / "sweep",
-                  progress=False)
+                   "--model.problem.objective.init_args.unit", "[0, 1]"], units_per_batch=2,
+                  sweep_dir=tmp_path / "sweep", progress=False)
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["run.lock"]
 
 
@@ -529,7 +534,7 @@ def _runner(kind: str, net: nn.Module):
 
     data = TensorDataset(torch.rand(6, 3, 32, 32), torch.arange(6))
     if kind == "sweep":
-        return FeatureSweep(net, UnitActivation("features.4", unit=[0, 1]), image_shape=(3, 32, 32), steps=2)
+        return FeatureSweep(Problem(net, UnitActivation("features.4", unit=[0, 1])), image_shape=(3, 32, 32), steps=2)
     if kind == "examples":
         return DatasetExamples(Problem(net, ChannelSum("features.4", [0, 1])), data, k=2, batch_size=3)
     return AttackEvaluation(PGD(net, eps=[0.05], alpha=0.02, steps=2), data, batch_size=3, sphere_points=0)
@@ -601,7 +606,7 @@ def test_resume_from_a_checkpoint_file_with_a_changed_prior_weight_is_refused(ck
     before = files(tmp_path / RUN)
     with pytest.raises(ValueError, match=r"differs from the checkpoint's in priors"):
         run("--trainer.max_steps", "4", "--ckpt_path", "last" if ckpt_path == "last" else str(last),
-            "--model.priors.init_args.weight", "0.5")
+            "--model.problem.priors.init_args.weight", "0.5")
     after = files(tmp_path / RUN)
     assert {k: v for k, v in after.items() if "tfevents" not in k} == {  # (the logger's events files: issue 20)
         k: v for k, v in before.items() if "tfevents" not in k}
@@ -620,7 +625,7 @@ def test_resume_from_a_checkpoint_without_a_fingerprint_is_refused(tmp_path):
 
 # -- 12. a second run into a finished run's folder: a failure leaves it whole, and nothing of it is mixed in --------
 def _nan_objective(at: int) -> list[str]:
-    return ["--model.objective", '{"class_path": "tests.test_reliability.NaNAt", "init_args": {"layer": null, '
+    return ["--model.problem.objective", '{"class_path": "tests.test_reliability.NaNAt", "init_args": {"layer": null, '
             f'"unit": [3, 7], "at": {at}, "row": 1}}}}']
 
 
@@ -649,7 +654,7 @@ def test_second_run_failing_later_leaves_no_images_of_the_first_beside_its_check
 def test_second_run_with_fewer_units_leaves_only_its_own_pngs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run("--trainer.max_steps", "2")
-    run("--trainer.max_steps", "2", "--model.objective.init_args.unit", "[3]")
+    run("--trainer.max_steps", "2", "--model.problem.objective.init_args.unit", "[3]")
     assert sorted(p.name for p in (tmp_path / RUN / "images").iterdir()) == ["output-3.png"]
 
 
@@ -689,7 +694,7 @@ def test_sweep_names_a_corrupt_unit_file_early_and_regenerates_a_deleted_png(tmp
 
     monkeypatch.chdir(tmp_path)
     args = ["--config", str(ROOT / "configs" / "digits.yaml"), "--trainer.max_steps", "2",
-            "--trainer.enable_progress_bar", "false", "--model.objective.init_args.unit", "[1, 2]"]
+            "--trainer.enable_progress_bar", "false", "--model.problem.objective.init_args.unit", "[1, 2]"]
     assert run_sweep(args, units_per_batch=2, sweep_dir="s", progress=False) == [[1, 2]]
     png = next(Path("s/images").glob("*1.png"))
     first = png.read_bytes()

@@ -10,7 +10,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from inputopt import InputOptimization, UnitActivation
+from inputopt import InputOptimization, Problem, UnitActivation
 from tests.conftest import make_tiny_net
 from tests.test_reliability import module, trainer
 
@@ -41,7 +41,7 @@ def test_resume_from_the_command_line_with_another_precision_is_refused(tmp_path
 
     monkeypatch.chdir(tmp_path)
     args = ["fit", "--config", str(ROOT / "configs" / "digits.yaml"), "--trainer.max_steps", "2",
-            "--model.objective.init_args.unit", "[0, 1]", "--trainer.enable_progress_bar", "false",
+            "--model.problem.objective.init_args.unit", "[0, 1]", "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false"]
     cli(args)
     with pytest.raises(ValueError, match=r"differs from the checkpoint's in gradient_clip:"):
@@ -55,9 +55,10 @@ def test_sweep_folder_refuses_units_of_another_precision(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     args = ["--config", str(ROOT / "configs" / "digits.yaml"), "--trainer.max_steps", "1", "--trainer.logger", "false"]
-    run_sweep([*args, "--model.objective.init_args.unit", "[0, 1]"], units_per_batch=2, sweep_dir="s", progress=False)
+    run_sweep([*args, "--model.problem.objective.init_args.unit", "[0, 1]"], units_per_batch=2, sweep_dir="s",
+              progress=False)
     with pytest.raises(ValueError, match=r"differs in\n  precision: '32-true' -> 'bf16-mixed'"):
-        run_sweep([*args, "--model.objective.init_args.unit", "[2, 3]", "--trainer.precision", "bf16-mixed"],
+        run_sweep([*args, "--model.problem.objective.init_args.unit", "[2, 3]", "--trainer.precision", "bf16-mixed"],
                   units_per_batch=2, sweep_dir="s", progress=False)
     assert sorted(p.name for p in (tmp_path / "s" / "units").iterdir()) == ["output-0.pt", "output-1.pt"]
 
@@ -93,8 +94,8 @@ def test_the_users_module_is_handed_back_as_it_was_given(kind, tmp_path):
     given = _state(net)
     data = TensorDataset(torch.rand(6, 3, 32, 32), torch.arange(6))
     run = {"fit": lambda: module(net=net),
-           "sweep": lambda: FeatureSweep(net, UnitActivation("features.4", unit=[0, 1]), image_shape=(3, 32, 32),
-                                         steps=2),
+           "sweep": lambda: FeatureSweep(Problem(net, UnitActivation("features.4", unit=[0, 1])),
+                                         image_shape=(3, 32, 32), steps=2),
            "examples": lambda: DatasetExamples(Problem(net, ChannelSum("features.4", [0, 1])), data, k=2,
                                                batch_size=3),
            "universal": lambda: SharedInputOptimization(
@@ -241,7 +242,7 @@ def test_without_a_logger_the_command_writes_under_results_not_the_current_folde
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "my_photo.png").write_bytes(b"the user's")
     cli(["fit", "--config", str(ROOT / "configs" / "digits.yaml"), "--trainer.max_steps", "2", *option,
-         "--model.objective.init_args.unit", "[0, 1]", "--trainer.enable_progress_bar", "false"])
+         "--model.problem.objective.init_args.unit", "[0, 1]", "--trainer.enable_progress_bar", "false"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "results"]
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["my_photo.png"]
     run = tmp_path / "results" / "fit" / "run"
@@ -253,16 +254,16 @@ def test_an_init_image_of_another_size_is_resized_to_the_runs_shape_or_refused(t
 
     big = tmp_path / "big.png"
     Image.new("L", (64, 48), color=200).save(big)
-    run = InputOptimization("digits", UnitActivation(None, unit=[3]), init=str(big))  # digits: 1x32x32
+    run = InputOptimization(Problem("digits", UnitActivation(None, unit=[3])), init=str(big))  # digits: 1x32x32
     assert run.images().shape == (1, 1, 32, 32)
     torch.testing.assert_close(run.images(), torch.full((1, 1, 32, 32), 200 / 255))
-    assert InputOptimization("digits", UnitActivation("features.4", unit=[3]), init=str(big),
-                             image_shape=(1, 16, 16)).images().shape == (1, 1, 16, 16)
+    assert InputOptimization(Problem("digits", UnitActivation("features.4", unit=[3])), image_shape=(1, 16, 16),
+                             init=str(big)).images().shape == (1, 1, 16, 16)
     huge = tmp_path / "huge.png"
     Image.new("RGB", (1100, 8)).save(huge)
     with pytest.raises(ValueError, match=r"init image .*huge\.png' is 1100x8 pixels, more than 1024 on a side, and no "
                                          r"image_shape says the run's size"):
-        InputOptimization(make_tiny_net(), UnitActivation("features.4", unit=[0]), init=str(huge))
+        InputOptimization(Problem(make_tiny_net(), UnitActivation("features.4", unit=[0])), init=str(huge))
 
 
 # -- non-finite and empty data sets ------------------------------------------------------------------------------
@@ -335,7 +336,7 @@ def test_sigterm_stops_a_runner_within_its_inner_loop(kind, tmp_path):
     from inputopt.runners.sweep import FeatureSweep
 
     net = make_tiny_net()
-    runner = (FeatureSweep(net, UnitActivation("features.4", unit=[0, 1]), image_shape=(3, 32, 32), steps=200)
+    runner = (FeatureSweep(Problem(net, UnitActivation("features.4", unit=[0, 1])), image_shape=(3, 32, 32), steps=200)
               if kind == "sweep" else
               FeatureInversion(Problem(net, FeatureMatch("features.4")),
                                TensorDataset(torch.rand(2, 3, 32, 32), torch.arange(2)), steps=200))
@@ -396,7 +397,7 @@ def test_a_symlinked_sweep_subfolder_is_refused(tmp_path, monkeypatch):
     (tmp_path / "s" / "units").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(ValueError, match=r"units is a symbolic link that leads out of the run folder"):
         run_sweep(["--config", str(ROOT / "configs" / "digits.yaml"), "--trainer.max_steps", "1", "--trainer.logger",
-                   "false", "--model.objective.init_args.unit", "[0, 1]"], units_per_batch=2, sweep_dir="s",
+                   "false", "--model.problem.objective.init_args.unit", "[0, 1]"], units_per_batch=2, sweep_dir="s",
                   progress=False)
     assert list((tmp_path / "elsewhere").iterdir()) == []
 

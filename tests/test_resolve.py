@@ -55,7 +55,8 @@ def trap(tmp_path, monkeypatch):
 def _plain_checkpoint(path: Path, network: str) -> Path:
     """A plain-data (weights_only-loadable) checkpoint whose hyperparameters name ``network``."""
     torch.save({"pytorch-lightning_version": "2.6.0", "state_dict": {}, "epoch": 0, "global_step": 0,
-                "hyper_parameters": {"network": network, "objective": UnitActivation(None, unit=0).config(),
+                "hyper_parameters": {"problem": {"network": network,
+                                                 "objective": UnitActivation(None, unit=0).config()},
                                      "image_shape": [1, 32, 32]}}, path)
     return path
 
@@ -132,13 +133,13 @@ def test_network_names_that_build_a_network(dotted):
 def test_network_name_from_the_command_line_imports_nothing_not_allowed(trap, monkeypatch):
     monkeypatch.delitem(sys.modules, "this", raising=False)
     with pytest.raises(NotAllowedError, match=r"network 'this.s': package 'this' is not allowed.*allow_packages"):
-        main(["fit", "--config", str(CONFIGS / "digits.yaml"), "--model.network", "this.s"])
+        main(["fit", "--config", str(CONFIGS / "digits.yaml"), "--model.problem.network", "this.s"])
     assert "this" not in sys.modules
 
 
 def test_class_path_from_the_command_line_imports_nothing_not_allowed(trap, capsys):
     with pytest.raises(ValueError, match="trapmod"):
-        main(["fit", "--config", str(CONFIGS / "digits.yaml"), "--model.objective",
+        main(["fit", "--config", str(CONFIGS / "digits.yaml"), "--model.problem.objective",
               '{"class_path": "trapmod.Net", "init_args": {}}'])
     assert not trap.exists() and "trapmod" not in sys.modules
 
@@ -146,8 +147,9 @@ def test_class_path_from_the_command_line_imports_nothing_not_allowed(trap, caps
 def _fit_config(tmp_path: Path, allow: bool) -> Path:
     config = tmp_path / "mine.yaml"
     config.write_text(("allow_packages: [trapmod]\n" if allow else "") +
-                      "model:\n  network: trapmod.Net\n  image_shape: [1, 8, 8]\n"
-                      "  objective: {class_path: inputopt.UnitActivation, init_args: {layer: null, unit: 0}}\n"
+                      "model:\n  problem:\n    network: trapmod.Net\n"
+                      "    objective: {class_path: inputopt.UnitActivation, init_args: {layer: null, unit: 0}}\n"
+                      "  image_shape: [1, 8, 8]\n"
                       "trainer: {max_steps: 1, logger: false, enable_progress_bar: false, enable_model_summary: false}\n")
     return config
 

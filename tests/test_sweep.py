@@ -17,6 +17,7 @@ from inputopt.commands.fit import cli
 from inputopt.commands.sweep import run_sweep, sweep_cli
 from inputopt.objectives import ChannelSum, UnitActivation
 from inputopt.priors import MultiScaleEdgeEnergy
+from inputopt.problem import Problem
 from inputopt.runners.sweep import FeatureSweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +25,7 @@ CONFIG = ROOT / "configs" / "digits.yaml"
 ARGS = ["--config", str(CONFIG), "--trainer.max_steps", "4", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--trainer.logger", "false", "--trainer.callbacks",
         '[{"class_path": "SaveImages", "init_args": {"display": "clamp", "dirpath": "single"}}]']
-ALL = ["--model.objective.init_args.unit", "all"]
+ALL = ["--model.problem.objective.init_args.unit", "all"]
 
 
 def test_interrupted_sweep_resumes_without_recomputing(tmp_path, monkeypatch):
@@ -56,7 +57,7 @@ def test_interrupted_sweep_resumes_without_recomputing(tmp_path, monkeypatch):
 
 def test_sweep_folder_records_its_config_and_refuses_another(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert run_sweep([*ARGS, "--model.objective.init_args.unit", "[7, 3]"], units_per_batch=4, sweep_dir="s",
+    assert run_sweep([*ARGS, "--model.problem.objective.init_args.unit", "[7, 3]"], units_per_batch=4, sweep_dir="s",
                      progress=False) == [[7, 3]]
     record = yaml.safe_load((tmp_path / "s" / "sweep.yaml").read_text())
     assert record["steps"] == 4 and record["network"] == "digits" and record["seed"] == 0
@@ -74,7 +75,7 @@ def test_sweep_folder_records_its_config_and_refuses_another(tmp_path, monkeypat
     before = sorted(p.name for p in (tmp_path / "s" / "units").iterdir())
     with pytest.raises(ValueError, match=r"(?s)another sweep configuration.*priors\.0\.init_args\.weight: 0\.3 -> 0\.5"
                                          r".*\n  steps: 4 -> 3\n"):
-        run_sweep([*ARGS, *ALL, "--trainer.max_steps", "3", "--model.priors",
+        run_sweep([*ARGS, *ALL, "--trainer.max_steps", "3", "--model.problem.priors",
                    '[{"class_path": "MultiScaleEdgeEnergy", "init_args": {"weight": 0.5}}]'], sweep_dir="s", progress=False)
     assert sorted(p.name for p in (tmp_path / "s" / "units").iterdir()) == before
 
@@ -87,7 +88,7 @@ def test_sweep_folder_records_its_config_and_refuses_another(tmp_path, monkeypat
 
 def test_feature_sweep_with_a_trainer(tmp_path):
     """The Python API: FeatureSweep + SaveSweep under Trainer.test; the same images as the command."""
-    sweep = FeatureSweep("digits", ChannelSum("features.4", channel=[5, 1, 30]), [MultiScaleEdgeEnergy(0.3)],
+    sweep = FeatureSweep(Problem("digits", ChannelSum("features.4", channel=[5, 1, 30]), [MultiScaleEdgeEnergy(0.3)]),
                          image_shape=(1, 32, 32), steps=3, units_per_batch=2)
     assert sweep.units == [5, 1, 30] and sweep.image_names == ["features.4-5", "features.4-1", "features.4-30"]
     saver = SaveSweep(tmp_path / "a", display="clamp", progress=False)
@@ -96,7 +97,7 @@ def test_feature_sweep_with_a_trainer(tmp_path):
     assert saver.chunks == [[5, 1], [30]]
     x = torch.load(tmp_path / "a" / "input.pt")
     # one unit alone, in a chunk of one: the same image
-    alone = FeatureSweep("digits", ChannelSum("features.4", channel=30), [MultiScaleEdgeEnergy(0.3)],
+    alone = FeatureSweep(Problem("digits", ChannelSum("features.4", channel=30), [MultiScaleEdgeEnergy(0.3)]),
                          image_shape=(1, 32, 32), steps=3)
     Trainer(callbacks=[SaveSweep(tmp_path / "b", progress=False)], logger=False, enable_progress_bar=False,
             enable_model_summary=False).test(alone, verbose=False)
@@ -118,17 +119,17 @@ def test_exception_sweep_needs_units(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="units_per_batch must be >= 1, got 0"):
         run_sweep(ARGS, units_per_batch=0, progress=False)
-    with pytest.raises(ValueError, match="needs an objective with units"):
-        run_sweep([*ARGS, "--model.objective", '{"class_path": "NegativeCrossEntropy"}'], progress=False)
+    with pytest.raises(ValueError, match=r"a sweep needs a UnitsObjective objective \(e.g. UnitActivation"):
+        run_sweep([*ARGS, "--model.problem.objective", '{"class_path": "NegativeCrossEntropy"}'], progress=False)
     diversity = ('{"class_path": "Sum", "init_args": {"terms": [{"class_path": "ChannelSum", "init_args": '
                  '{"layer": "features.4", "channel": "all"}}, {"class_path": "Diversity", "init_args": '
                  '{"layer": "features.4"}}]}}')
     with pytest.raises(ValueError, match=r"Sum couples the rows of a batch .* with `inputopt fit`"):
-        run_sweep([*ARGS, "--model.objective", diversity], progress=False)
+        run_sweep([*ARGS, "--model.problem.objective", diversity], progress=False)
     with pytest.raises(ValueError, match=r"one image per unit, but units \[3, 3\] repeat"):
-        run_sweep([*ARGS, "--model.objective.init_args.unit", "[3, 3]"], progress=False)
+        run_sweep([*ARGS, "--model.problem.objective.init_args.unit", "[3, 3]"], progress=False)
     with pytest.raises(ValueError, match="unit 10 is out of range for layer '', which has 10 units"):
-        run_sweep([*ARGS, "--model.objective.init_args.unit", "[3, 10]"], progress=False)
+        run_sweep([*ARGS, "--model.problem.objective.init_args.unit", "[3, 10]"], progress=False)
     with pytest.raises(ValueError, match="model.init does not apply"):
         run_sweep([*ARGS, "--model.init", "x.pt"], progress=False)
     with pytest.raises(ValueError, match="precision '16-true'"):
@@ -142,6 +143,9 @@ def test_sweep_cli_parses_what_fit_parses_without_importing_it():
     sweep = sweep_cli([*ARGS, *ALL])
     fit = cli([*ARGS, *ALL], run=False)
     assert sweep.config["model"] == fit.config["model"]
+    # the same problem block builds the same Problem for both
+    assert type(sweep.model.problem) is type(fit.model.problem) is Problem
+    assert sweep.model.problem.config() == fit.model.problem.config()
     assert sweep.config["trainer"]["max_steps"] == fit.config["trainer"]["max_steps"] == 4
     assert sweep.parser.get_defaults()["trainer"]["max_steps"] == fit.parser.get_defaults()["trainer"]["max_steps"]
     tree = ast.parse((ROOT / "inputopt" / "commands" / "sweep.py").read_text())

@@ -245,12 +245,12 @@ class Atlas:
     # -- the record -----------------------------------------------------------------------------------
     def record(self) -> dict[str, Any]:
         """Everything that defines the atlas' results but its layers' units, as plain data (``atlas.yaml``)."""
-        from inputopt.runners.sweep import _fingerprint
+        from inputopt.networks import state_hash
 
         network = ({"network": self.network, "weights": self.weights, "state_dict": self.state_dict}
                    if isinstance(self.network, str) else
                    {"network": {"module": f"{type(self.network).__module__}.{type(self.network).__qualname__}",
-                                "sha256": _fingerprint(self._net)}})
+                                "sha256": state_hash(self._net)}})
         vis = self.visualization
         return json.loads(json.dumps({
             **network, "image_shape": self.image_shape, "mean": self.mean, "std": self.std,
@@ -304,10 +304,12 @@ class Atlas:
         if not isinstance(self.network, str):
             return None
         vis = self.visualization
-        model = {"network": self.network, "image_shape": self.image_shape, "weights": self.weights,
-                 "state_dict": self.state_dict, "mean": self.mean, "std": self.std, "seed": seed,
-                 "objective": self._objective(info, "all"), "param": self.param, "priors": self.priors,
-                 "transforms": self.transforms}
+        from inputopt.networks import NetworkSpec
+
+        spec = NetworkSpec(self.network, self.weights, self.state_dict, self.mean, self.std)
+        problem = {"network": spec.config(), "objective": self._objective(info, "all"), "priors": self.priors,
+                   "param": self.param, "transforms": self.transforms, "seed": seed}
+        model = {"problem": {k: v for k, v in problem.items() if v is not None}, "image_shape": self.image_shape}
         if self.optimizer is not None:
             model["optimizer"] = self.optimizer
         callbacks = [{"class_path": "inputopt.callbacks.images.SaveImages",
@@ -337,7 +339,7 @@ class Atlas:
                     _write_text(folder / f"fit-seed-{seed}.yaml",
                                 f"# Reproduces the units of layer {info['name']!r} of the atlas, seed {seed}: from "
                                 f"the atlas folder,\n#   inputopt fit --config layers/{info['slug']}/fit-seed-{seed}"
-                                f".yaml --model.objective.init_args.{argument} '[UNIT]'\n"
+                                f".yaml --model.problem.objective.init_args.{argument} '[UNIT]'\n"
                                 + yaml.safe_dump(config, sort_keys=False))
 
     # -- the steps ------------------------------------------------------------------------------------
@@ -354,18 +356,18 @@ class Atlas:
 
     def visualize(self) -> None:
         """Run the sweep of every layer and seed (the units with a file are skipped)."""
-        from inputopt import FeatureSweep, ImageParam, InputObjective, Prior, SaveSweep, Transform
+        from inputopt import FeatureSweep, ImageParam, InputObjective, Prior, Problem, SaveSweep, Transform
         from inputopt._config import instantiate
+        from inputopt.networks import NetworkSpec
 
         vis = self.visualization
         for info in self.layers:
             for seed in vis.seeds:
-                sweep = FeatureSweep(self.network, instantiate(self._objective(info, info["units"]), InputObjective),
-                                     [instantiate(p, Prior) for p in self.priors], instantiate(self.param, ImageParam),
-                                     [instantiate(t, Transform) for t in self.transforms], self.image_shape,
-                                     self.weights,
-                                     self.state_dict, self.mean, self.std, self.optimizer, vis.steps, seed,
-                                     vis.units_per_batch)
+                problem = Problem(NetworkSpec(self.network, self.weights, self.state_dict, self.mean, self.std),
+                                  instantiate(self._objective(info, info["units"]), InputObjective),
+                                  [instantiate(p, Prior) for p in self.priors], instantiate(self.param, ImageParam),
+                                  [instantiate(t, Transform) for t in self.transforms], seed)
+                sweep = FeatureSweep(problem, self.image_shape, self.optimizer, vis.steps, vis.units_per_batch)
                 folder = self.atlas_dir / "layers" / info["slug"] / f"seed-{seed}"
                 units = folder / "units"
                 check = self.checks is not None and seed == vis.seeds[0] and not (folder / "checks.json").is_file()

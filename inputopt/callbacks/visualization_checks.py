@@ -83,9 +83,9 @@ class VisualizationChecks(Callback):
     Example:
         >>> import tempfile
         >>> from lightning.pytorch import Trainer
-        >>> from inputopt import ChannelSum, FourierImage, InputOptimization
-        >>> module = InputOptimization("digits", ChannelSum("features.4", channel=[3, 5]),
-        ...                            param=FourierImage(decay_power=1.5, mean=0.5, clamp=(0, 1)))
+        >>> from inputopt import ChannelSum, FourierImage, InputOptimization, Problem
+        >>> module = InputOptimization(Problem("digits", ChannelSum("features.4", channel=[3, 5]),
+        ...                                    param=FourierImage(decay_power=1.5, mean=0.5, clamp=(0, 1))))
         >>> checks = VisualizationChecks("digits", transfer_network="digits_b", plausibility_layer="classifier.2",
         ...                              num_natural=200, dirpath=tempfile.mkdtemp(), verbose=False)
         >>> Trainer(max_steps=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -21,8 +21,10 @@ class SweepCLI(LightningCLI):
     and ``--sweep_dir``; builds a :class:`~inputopt.runners.sweep.FeatureSweep` and its :class:`~inputopt.callbacks.sweep.SaveSweep` (``run=False``: call
     ``cli.trainer.test(cli.model)``).
 
-    From the config: ``model.*`` as for a fit (``init`` is refused: a sweep starts from seeded noise;
-    ``batch_size``, ``freeze_done`` and ``log_per_image`` do not apply), ``trainer.max_steps`` the steps per
+    From the config: ``model.problem`` (the :class:`~inputopt.problem.Problem`: network, objective with units,
+    priors, parameterization, transforms, seed), ``model.image_shape`` and ``model.optimizer`` as for a fit
+    (``init`` is refused: a sweep starts from seeded noise; ``batch_size``, ``freeze_done`` and
+    ``log_per_image`` do not apply), ``trainer.max_steps`` the steps per
     chunk, ``SaveImages``' ``display``/``nrow``/``scale`` how the PNGs and the grid look, and any Trainer
     setting (devices, strategy, precision). The sweep logs nothing and checkpoints nothing: the per-unit
     files are its checkpoints, so the config's logger and its fit callbacks (``inputopt.callbacks``,
@@ -41,7 +43,7 @@ class SweepCLI(LightningCLI):
         from inputopt.callbacks.images import SaveImages
         from inputopt.callbacks.visualization_checks import VisualizationChecks
 
-        # components (objective, priors, param, callbacks) are built; InputOptimization itself is not
+        # components (the problem and its parts, callbacks) are built; InputOptimization itself is not
         self.config_init = self.parser.instantiate(self.config, instantiate_groups=False)
         model, trainer = self.config_init["model"], self.config_init["trainer"]
         if model["init"] is not None:
@@ -51,11 +53,9 @@ class SweepCLI(LightningCLI):
             raise ValueError(f"--trainer.max_steps must be an int >= 1, the optimization steps per chunk, got "
                              f"{steps!r}")
         optimizer = self.config["model"]["optimizer"]
-        self.model = FeatureSweep(
-            model["network"], model["objective"], model["priors"], model["param"], model["transforms"],
-            model["image_shape"], model["weights"], model["state_dict"], model["mean"], model["std"],
-            optimizer=None if optimizer is None else optimizer.as_dict(), steps=steps, seed=model["seed"],
-            units_per_batch=self.config["units_per_batch"])
+        self.model = FeatureSweep(model["problem"], model["image_shape"],
+                                  optimizer=None if optimizer is None else optimizer.as_dict(), steps=steps,
+                                  units_per_batch=self.config["units_per_batch"])
         callbacks = trainer["callbacks"] or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         saver = next((c for c in callbacks if isinstance(c, SaveImages)), SaveImages())
@@ -92,7 +92,7 @@ def run_sweep(args: Sequence[str], units_per_batch: int = 64, sweep_dir: str | P
         progress: show the progress bar of units.
 
     Example:
-        >>> run_sweep(["--config", "configs/digits.yaml", "--model.objective.init_args.unit", "all"],
+        >>> run_sweep(["--config", "configs/digits.yaml", "--model.problem.objective.init_args.unit", "all"],
         ...           units_per_batch=4)  # doctest: +SKIP
     """
     argv = [*args, "--units_per_batch", str(units_per_batch), "--sweep_dir", str(sweep_dir)]

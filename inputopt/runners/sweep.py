@@ -11,7 +11,6 @@ of ``inputopt fit``.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import warnings
@@ -23,17 +22,13 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from inputopt._config import build, import_class, instantiate
+from inputopt._config import import_class
 from inputopt.engine import check_precision, optimize
 from inputopt.functional.random import RowRandom
-from inputopt.loss import LossPath, probe
-from inputopt.networks import NetworkSpec, default_image_shape
-from inputopt.objectives.base import InputObjective, UnitsObjective
-from inputopt.params.base import ImageParam
-from inputopt.params.pixel import PixelImage
-from inputopt.priors.base import Prior
+from inputopt.networks import default_image_shape
+from inputopt.objectives.base import UnitsObjective
+from inputopt.problem import Problem
 from inputopt.runners.base import DatasetRunner, inner_optimization
-from inputopt.transforms.base import Transform, Transforms
 
 __all__ = ["RECORD", "FeatureSweep", "record_differences"]
 
@@ -77,16 +72,6 @@ def _optimizer(optimizer: OptimizerCallable | Mapping[str, Any] | None) -> tuple
     return optimizer, {"callable": f"{getattr(optimizer, '__module__', None)}.{name}"}
 
 
-def _fingerprint(network: nn.Module) -> str:
-    """SHA-256 of a network's state dict (names, dtypes, shapes and values)."""
-    digest = hashlib.sha256()
-    for name, tensor in network.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, dict) and value:
         return {k: v for key, item in value.items() for k, v in _flatten(item, f"{prefix}{key}.").items()}
@@ -111,39 +96,30 @@ def record_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
 class FeatureSweep(DatasetRunner):
     """Visualize many units: the units are the data, each test batch a chunk optimized in an inner loop.
 
-    The objective's units (``unit``/``channel``: a list or ``"all"``) are the data set. ``trainer.test``
-    runs every chunk of ``units_per_batch`` units through :func:`~inputopt.engine.optimize` for ``steps``
-    steps (the same loss path, projection and optimizer as a fit of :class:`~inputopt.InputOptimization`
-    with the same arguments): the chunk's objective is this one with the chunk's units
-    (:meth:`UnitsObjective.with_units`), its images a fresh parameterization from ``param``'s config.
-    A unit's starting tensor and random transforms come from ``(seed, unit)`` and the step only, so its
-    image does not depend on the chunk, the chunk size or the number of processes. Several devices give
-    every process its own chunks (the runner's distributed sampler).
+    The units of the problem's objective (``unit``/``channel``: a list or ``"all"``) are the data set.
+    ``trainer.test`` runs every chunk of ``units_per_batch`` units through :func:`~inputopt.engine.optimize` for
+    ``steps`` steps (the same loss path, projection and optimizer as a fit of :class:`~inputopt.InputOptimization`
+    with the same problem): the chunk's objective is the problem's with the chunk's units
+    (:meth:`UnitsObjective.with_units`), its images a fresh copy of the problem's parameterization
+    (:meth:`Problem.new_param`). A unit's starting tensor and random transforms come from ``(seed, unit)`` and the
+    step only, so its image does not depend on the chunk, the chunk size or the number of processes, and equals
+    the unit's row of a fit of the same problem. Several devices give every process its own chunks (the runner's
+    distributed sampler).
 
     :meth:`test_step` returns the chunk's ``units``, ``names`` (``<layer>-<unit>``) and ``images``; the
-    module writes nothing. :class:`~inputopt.callbacks.sweep.SaveSweep` writes them, resumes and records the configuration.
+    module writes nothing. :class:`~inputopt.callbacks.sweep.SaveSweep` writes them, resumes and records the
+    configuration (:meth:`record`).
 
     Args:
-        network: a network name (zoo, torchvision, dotted path) or an ``nn.Module`` (frozen in place).
-        objective: an objective with units (:class:`~inputopt.objectives.UnitActivation`,
-            :class:`~inputopt.objectives.ChannelSum`, ...), one image per unit.
-        priors: penalties on the images, each weighted by its ``weight``.
-        param: the image parameterization (its options; default ``PixelImage()``).
-        transforms: robustness transforms of the loss forward.
+        problem: the network, objective, priors, parameterization, transforms and seed
+            (:class:`~inputopt.problem.Problem`, or its config); the objective has units
+            (:class:`~inputopt.objectives.UnitActivation`, :class:`~inputopt.objectives.ChannelSum`, ...), one
+            image per unit.
         image_shape: ``(C, H, W)`` of the images (default: the named network's own, as for ``InputOptimization``).
-        weights: torchvision weights name for a named network (``None``: random weights, from ``seed``).
-        state_dict: local state_dict file for a named network.
-        mean: per-channel mean subtracted before the network (with ``std``).
-        std: per-channel standard deviation the images are divided by.
         optimizer: builds the optimizer from the parameters (a ``functools.partial`` or a
             ``{"class_path", "init_args"}`` config); ``None`` is Adam with lr 0.1.
         steps: optimization steps per chunk.
-        seed: the seed of every unit's starting tensor and transforms, with the unit.
         units_per_batch: units optimized together (one test batch).
-        layouts: per-layer layouts declaring or overriding the network's (:mod:`inputopt.layouts`), e.g.
-            ``{"blocks.3": {"kind": "tokens", "special": 1, "grid": [14, 14]}}``.
-        output: for a network whose forward returns a tuple, dict or dataclass, the output to use (an
-            index, a key or a field such as ``"logits"``).
 
     Example:
         >>> import tempfile
@@ -151,8 +127,8 @@ class FeatureSweep(DatasetRunner):
         >>> from inputopt.callbacks.sweep import SaveSweep
         >>> from inputopt.objectives import ChannelSum
         >>> from inputopt.priors import MultiScaleEdgeEnergy
-        >>> sweep = FeatureSweep("digits", ChannelSum("features.4", channel="all"), [MultiScaleEdgeEnergy(0.3)],
-        ...                      image_shape=(1, 32, 32), steps=5, units_per_batch=16)
+        >>> problem = Problem("digits", ChannelSum("features.4", channel="all"), [MultiScaleEdgeEnergy(0.3)])
+        >>> sweep = FeatureSweep(problem, image_shape=(1, 32, 32), steps=5, units_per_batch=16)
         >>> out = tempfile.mkdtemp()
         >>> trainer = Trainer(callbacks=[SaveSweep(out, progress=False)], logger=False, enable_progress_bar=False,
         ...                   enable_model_summary=False)
@@ -163,59 +139,46 @@ class FeatureSweep(DatasetRunner):
 
     def __init__(
         self,
-        network: str | nn.Module,
-        objective: UnitsObjective,
-        priors: Sequence[Prior] | None = None,
-        param: ImageParam | None = None,
-        transforms: Sequence[Transform] | None = None,
+        problem: Problem,
         image_shape: Sequence[int] | None = None,
-        weights: str | None = None,
-        state_dict: str | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
         optimizer: OptimizerCallable | Mapping[str, Any] | None = None,
         steps: int = 250,
-        seed: int = 0,
         units_per_batch: int = 64,
-        layouts: Mapping[str, Any] | None = None,
-        output: str | int | None = None,
     ) -> None:
         if isinstance(units_per_batch, bool) or not isinstance(units_per_batch, int) or units_per_batch < 1:
             raise ValueError(f"units_per_batch must be >= 1, got {units_per_batch!r}")
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-        objective = build(objective, InputObjective)
-        if objective.couples_rows:  # its chunks and processes would split the rows the objective compares
-            raise ValueError(f"{type(objective).__name__} couples the rows of a batch (e.g. Diversity, Alignment), "
-                             f"and a sweep optimizes every unit once, in chunks spread over processes: optimize "
-                             f"the copies of a unit together with `inputopt fit` (one run holds all its rows)")
-        if not isinstance(objective, UnitsObjective):
-            raise ValueError(f"a sweep needs an objective with units (UnitActivation, ChannelSum, ...), got "
-                             f"{type(objective).__name__}")
-        spec = NetworkSpec(network, weights, state_dict, mean, std, layouts, output)
-        net = spec.build(seed)
+        problem = Problem.of(problem)
+        if problem.objective is not None and problem.objective.couples_rows:
+            # its chunks and processes would split the rows the objective compares
+            raise ValueError(f"{type(problem.objective).__name__} couples the rows of a batch (e.g. Diversity, "
+                             f"Alignment), and a sweep optimizes every unit once, in chunks spread over processes: "
+                             f"optimize the copies of a unit together with `inputopt fit` (one run holds all its rows)")
+        objective = problem.require(UnitsObjective, "a sweep", "UnitActivation or ChannelSum: one image per unit")
         if image_shape is None:
-            image_shape = default_image_shape(network) if isinstance(network, str) else None
+            image_shape = default_image_shape(problem.network_name) if problem.network_name is not None else None
             if image_shape is None:
                 raise ValueError("image_shape (C, H, W) is needed: the network's own input shape is not known")
         if len(image_shape) != 3 or not all(isinstance(s, int) and s > 0 for s in image_shape):
             raise ValueError(f"image_shape must be (C, H, W) positive ints, got {tuple(image_shape)}")
-        super().__init__(net, [], batch_size=units_per_batch)
+        super().__init__(problem.network, [], batch_size=units_per_batch)
+        self.problem = problem
         self.objective = objective
-        self.priors = nn.ModuleList([build(p, Prior) for p in (priors or [])])
-        self.transforms = Transforms(transforms or [])
-        self.normalize = spec.normalization()
-        self.param_config = (PixelImage() if param is None else build(param, ImageParam)).config()
-        instantiate(self.param_config, ImageParam)._check_shape(tuple(image_shape))  # fail now, not at the first chunk
+        self.priors = nn.ModuleList(problem.priors)
+        self.transforms = problem.transforms
+        self.normalize = problem.normalize
+        param = problem.new_param()
+        param._check_shape(tuple(image_shape))  # fail now, not at the first chunk
         self.image_shape = tuple(image_shape)
         self.optimizer_factory, optimizer_record = _optimizer(optimizer)
         self.steps = steps
-        self.seed = seed
+        self.seed = problem.seed
+        record = problem.config()  # its objective's units are left out below
 
         # "all" resolved and every unit checked against the real layer, with one zero image
         with torch.no_grad():
-            activations = probe(self._path(objective), torch.zeros(1, *self.image_shape),
-                                network if isinstance(network, str) else None)
+            activations = problem.probe(torch.zeros(1, *self.image_shape))
             objective.resolve(activations)
             objective.check_units(activations[objective.layer])
             objective.with_units(objective.units[:1]).default_targets(activations)  # its other checks, on one row
@@ -225,24 +188,10 @@ class FeatureSweep(DatasetRunner):
             raise ValueError(f"a sweep makes one image per unit, but units {self.units} repeat some")
         self.dataset = list(self.units)
 
-        network_record = ({"network": network, "weights": weights, "state_dict": state_dict}
-                          if isinstance(network, str) else
-                          {"network": {"module": f"{type(network).__module__}.{type(network).__qualname__}",
-                                       "sha256": _fingerprint(net)}})
-        objective_record = objective.config()
-        objective_record["init_args"].pop(objective.units_argument, None)
-        self._record = _plain({
-            **network_record,
-            "objective": objective_record,
-            "priors": [p.config() for p in self.priors],
-            "param": self.param_config,
-            "transforms": [t.config() for t in self.transforms.transforms],
-            "image_shape": list(self.image_shape),
-            "mean": mean, "std": std,
-            "optimizer": optimizer_record,
-            "steps": steps,
-            "seed": seed,
-        })
+        record["objective"]["init_args"].pop(objective.units_argument, None)
+        record["param"] = param.config()  # the parameterization used (the default one too)
+        self._record = _plain({**record, "image_shape": list(self.image_shape), "optimizer": optimizer_record,
+                               "steps": steps})
 
     def record(self) -> dict[str, Any]:
         """Everything that defines the images, as plain data, but the units: a sweep folder's ``sweep.yaml``;
@@ -257,9 +206,6 @@ class FeatureSweep(DatasetRunner):
         done = set(names)
         self.dataset = [u for u, n in zip(self.units, self.image_names) if n not in done]
 
-    def _path(self, objective: UnitsObjective) -> LossPath:
-        return LossPath(self.network, objective, self.priors, self.transforms, self.normalize)
-
     def setup(self, stage: str) -> None:
         check_precision(self.trainer)
         warnings.filterwarnings("ignore", message=".*test_dataloader' does not have many workers.*")
@@ -270,9 +216,9 @@ class FeatureSweep(DatasetRunner):
         _, units = batch
         units = units.tolist()
         objective = self.objective.with_units(units)
-        path = self._path(objective)
+        path = self.problem.path(objective)
         with inner_optimization():
-            param = instantiate(self.param_config, ImageParam).initialize(self.image_shape, keys=units, seed=self.seed)
+            param = self.problem.new_param().initialize(self.image_shape, keys=units, seed=self.seed)
             param = param.to(self.device)
             targets = path.default_targets(param())
             optimize(param, path, self.steps, self.optimizer_factory, targets,

@@ -252,11 +252,11 @@ def test_reproduce_command(built_atlas, tmp_path, monkeypatch):
     page = (built_atlas / "site" / "features.4" / "2.html").read_text()
     command = re.search(r'<pre class="command"><code>(.*?)</code>', page).group(1)
     assert command == ("inputopt fit --config layers/features.4/fit-seed-0.yaml "
-                       "--model.objective.init_args.channel '[2]'")
+                       "--model.problem.objective.init_args.channel '[2]'")
     folder = tmp_path / "copy"
     shutil.copytree(built_atlas, folder)
     monkeypatch.chdir(folder)
-    main(["fit", "--config", "layers/features.4/fit-seed-0.yaml", "--model.objective.init_args.channel", "[2]",
+    main(["fit", "--config", "layers/features.4/fit-seed-0.yaml", "--model.problem.objective.init_args.channel", "[2]",
           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
     image = torch.load(folder / "reproduced" / "features.4" / "seed-0" / "input.pt")[0]
     expected = torch.load(folder / "layers" / "features.4" / "seed-0" / "units" / "features.4-2.pt")

@@ -17,7 +17,7 @@ def test_fit_command_writes_and_prints_the_table(tmp_path, monkeypatch, capsys):
 
     monkeypatch.chdir(tmp_path)
     cli(["fit", "--config", str(CONFIGS / "digits_fourier.yaml"), "--trainer.max_steps", "3",
-         "--trainer.enable_progress_bar", "false", "--model.objective.init_args.unit", "[3, 5]",
+         "--trainer.enable_progress_bar", "false", "--model.problem.objective.init_args.unit", "[3, 5]",
          "--trainer.callbacks+=VisualizationChecks", "--trainer.callbacks.transfer_network=digits_b",
          "--trainer.callbacks.plausibility_layer=classifier.2", "--trainer.callbacks.seeds=2",
          "--trainer.callbacks.num_natural=100"])
@@ -36,7 +36,7 @@ def test_sweep_command_checks_its_units(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     run_sweep(["--config", str(CONFIGS / "digits_fourier.yaml"), "--trainer.max_steps", "3",
-               "--model.objective.init_args.unit", "[1, 2, 3]", "--trainer.callbacks+=VisualizationChecks",
+               "--model.problem.objective.init_args.unit", "[1, 2, 3]", "--trainer.callbacks+=VisualizationChecks",
                "--trainer.callbacks.num_natural=100", "--trainer.callbacks.verbose=false"],
               units_per_batch=2, sweep_dir=tmp_path / "sweep", progress=False)
     record = json.loads((tmp_path / "sweep" / "checks.json").read_text())
@@ -58,7 +58,7 @@ def test_sweep_on_a_finished_folder_checks_every_unit_without_optimizing(tmp_pat
 
     monkeypatch.chdir(tmp_path)
     args = ["--config", str(CONFIGS / "digits_fourier.yaml"), "--trainer.max_steps", "3",
-            "--model.objective.init_args.unit", "[1, 2]"]
+            "--model.problem.objective.init_args.unit", "[1, 2]"]
     run_sweep(args, sweep_dir=tmp_path / "sweep", progress=False)
     assert not (tmp_path / "sweep" / "checks.json").exists()
     chunks = run_sweep([*args, "--trainer.callbacks+=VisualizationChecks", "--trainer.callbacks.verbose=false",

@@ -72,9 +72,10 @@ def test_init_takes_a_packaged_photo():
     from torch import nn
 
     from inputopt import InputOptimization, UnitActivation
+    from inputopt.problem import Problem
 
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    module = InputOptimization(net, UnitActivation(None, 0), init="photo:chelsea")
+    module = InputOptimization(Problem(net, UnitActivation(None, 0)), init="photo:chelsea")
     assert torch.equal(module.start[0], photo("chelsea"))
     with pytest.raises(ValueError, match="unknown photo 'dog'"):
-        InputOptimization(net, UnitActivation(None, 0), init="photo:dog")
+        InputOptimization(Problem(net, UnitActivation(None, 0)), init="photo:dog")

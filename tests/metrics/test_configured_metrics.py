@@ -17,6 +17,7 @@ from inputopt.commands.runners import attack_main
 from inputopt.data import Digits
 from inputopt.module import InputOptimization
 from inputopt.objectives import UnitActivation
+from inputopt.problem import Problem
 from inputopt.runners.attack import AttackEvaluation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,7 +87,7 @@ def test_attack_metric_from_a_config(tmp_path):
 
 def test_quality_metric_added_through_the_argument(tmp_path):
     callback = QualityMetrics(tmp_path, metrics={"saturation": Saturation()})
-    module = InputOptimization("digits", UnitActivation(None, unit=[0, 1]))
+    module = InputOptimization(Problem("digits", UnitActivation(None, unit=[0, 1])))
     Trainer(max_steps=2, callbacks=[callback], default_root_dir=tmp_path, **QUIET).fit(module)
     images = module.images()
     expected = ((images <= 0) | (images >= 1)).float().mean().item()

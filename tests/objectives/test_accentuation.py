@@ -12,6 +12,7 @@ from lightning.pytorch import Trainer
 from inputopt import ChannelSum, FourierImage, InputOptimization, Jitter
 from inputopt.capture import evaluate
 from inputopt.objectives.inversion import FeatureMatch
+from inputopt.problem import Problem
 from inputopt.zoo import digits_cnn, load_digits_split
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "digits_accentuation.yaml"
@@ -22,8 +23,8 @@ def _accentuate(lam: float, steps: int = 40) -> tuple[InputOptimization, torch.T
     start = load_digits_split("test")[0][START]
     a0 = evaluate(digits_cnn("a"), start[None], ["features.4"])["features.4"][0, 5].sum().item()
     objective = (1 / a0) * ChannelSum("features.4", channel=5) + lam * FeatureMatch("features.2")
-    module = InputOptimization("digits", objective, param=FourierImage(decay_power=1.5, clamp=(0, 1)),
-                               transforms=[Jitter(1)], init=start)
+    module = InputOptimization(Problem("digits", objective, param=FourierImage(decay_power=1.5, clamp=(0, 1)),
+                                       transforms=[Jitter(1)]), init=start)
     Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False).fit(module)
     return module, start
@@ -59,7 +60,7 @@ def test_config_reaches_the_goal_and_its_checks_pass(tmp_path, monkeypatch):
 def test_init_from_held_out_digits():
     import pytest
 
-    module = InputOptimization("digits", ChannelSum("features.4", channel=[1, 2]), init="digits:3,17")
+    module = InputOptimization(Problem("digits", ChannelSum("features.4", channel=[1, 2])), init="digits:3,17")
     assert torch.equal(module.start, load_digits_split("test")[0][[3, 17]])
     with pytest.raises(ValueError, match="'digits:' and indices"):
-        InputOptimization("digits", ChannelSum("features.4", channel=1), init="digits:9999")
+        InputOptimization(Problem("digits", ChannelSum("features.4", channel=1)), init="digits:9999")

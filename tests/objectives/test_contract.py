@@ -26,6 +26,7 @@ from inputopt.objectives import (DLR, Alignment, AttentionHead, ChannelInteracti
                                  Diversity, FeatureMatch, InputObjective, Margin, NegativeCrossEntropy, Sum, TargetedDLR,
                                  TokenActivation, UnitActivation)
 from inputopt.objectives.base import select_rows
+from inputopt.problem import Problem
 from tests.conftest import concrete_subclasses, make_tiny_net, make_tiny_vit
 
 B = 3  # images per batch in every example; list-valued units have one entry per image
@@ -320,12 +321,15 @@ class TestObjectiveContract:
     def test_checkpoint_round_trip(self, cls, kwargs, net, tmp_path):
         """A fit's checkpoint rebuilds the module, objective and targets included, to the same loss."""
         objective = cls(**kwargs)
-        module = InputOptimization(net, objective, image_shape=(3, 32, 32),
+        module = InputOptimization(Problem(net, objective), image_shape=(3, 32, 32),
                                    batch_size=None if objective.num_rows else B)
         checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
         Trainer(max_steps=2, logger=False, callbacks=[checkpoint], enable_progress_bar=False,
                 enable_model_summary=False).fit(module)
-        restored = InputOptimization.load_from_checkpoint(tmp_path / "last.ckpt", network=net)
+        saved = torch.load(tmp_path / "last.ckpt", weights_only=True)["hyper_parameters"]["problem"]
+        # the objective rebuilt from the checkpoint's problem config, with the module given again
+        restored = InputOptimization.load_from_checkpoint(tmp_path / "last.ckpt",
+                                                          problem=Problem.of({**saved, "network": net}))
         assert type(restored.objective) is cls and restored.objective.config() == objective.config()
         assert torch.equal(restored.images(), module.images())
         expected = module.compute_loss(module.param())["loss"]

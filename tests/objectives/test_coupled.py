@@ -13,6 +13,7 @@ from inputopt.loss import LossPath
 from inputopt.objectives import Alignment, ChannelSum, Diversity, Sum, UnitActivation
 from inputopt.objectives.base import select_rows
 from inputopt.params import PixelImage
+from inputopt.problem import Problem
 
 
 def _acts(shape, seed=0):
@@ -176,7 +177,7 @@ class TestCoupledInSums:
         from lightning.pytorch import Trainer
 
         objective = ChannelSum("features.4", channel=[3, 3, 3]) + 1e3 * Diversity("features.4", group=[3, 3, 3])
-        module = InputOptimization(tiny_net, objective, image_shape=(3, 32, 32))
+        module = InputOptimization(Problem(tiny_net, objective), image_shape=(3, 32, 32))
         start = module.images()
         assert not torch.equal(start[0], start[1])  # the unit's occurrence is part of the seed
         assert module.row_keys == [3, 3, 3]

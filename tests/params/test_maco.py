@@ -14,6 +14,7 @@ from inputopt.callbacks.importance import SaveImportance
 from inputopt.commands.fit import cli
 from inputopt.functional.magnitude import default_magnitude, estimate_magnitude
 from inputopt.params import MacoImage
+from inputopt.problem import Problem
 
 SHAPE = (3, 32, 32)
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -27,9 +28,10 @@ def fit(module: InputOptimization, steps: int, ckpt_path: str | None = None, **k
     return trainer
 
 
-def make_module(net, param=None, **kwargs) -> InputOptimization:
-    return InputOptimization(net, ChannelSum("features.4", channel=[1, 5]), [MultiScaleEdgeEnergy(0.1)],
-                             param=param or MacoImage(), image_shape=SHAPE, **kwargs)
+def make_module(net, param=None, transforms=None, **kwargs) -> InputOptimization:
+    problem = Problem(net, ChannelSum("features.4", channel=[1, 5]), [MultiScaleEdgeEnergy(0.1)],
+                      param=param or MacoImage(), transforms=transforms)
+    return InputOptimization(problem, image_shape=SHAPE, **kwargs)
 
 
 def spectrum_magnitude(param: MacoImage) -> torch.Tensor:
@@ -135,8 +137,9 @@ def test_importance_is_in_the_images_coordinates_with_the_transforms_undone(tmp_
     from inputopt import PixelImage, UnitActivation
 
     i, j = 1, 2  # the objective reads row 1, column 2 of the rotated 9x9 image, = pixel (2, 9 - 1 - 1) of the image
-    module = InputOptimization(torch.nn.Flatten(), UnitActivation(None, unit=[i * 9 + j]),
-                               param=PixelImage(mean=0.5), transforms=[RandomRotate((90, 90))], image_shape=(1, 9, 9))
+    module = InputOptimization(Problem(torch.nn.Flatten(), UnitActivation(None, unit=[i * 9 + j]),
+                                       param=PixelImage(mean=0.5), transforms=[RandomRotate((90, 90))]),
+                               image_shape=(1, 9, 9))
     callback = SaveImportance(tmp_path)
     fit(module, 3, callbacks=[callback])
     importance = callback.importance[0, 0]
@@ -158,5 +161,5 @@ def test_digits_maco_config_runs(tmp_path, monkeypatch):
     # a magnitude saved as .pt, given by path on the command line (as in a YAML config)
     torch.save(estimate_magnitude(torch.rand(4, 1, 32, 32), 32), tmp_path / "magnitude.pt")
     module = cli([*args, "--trainer.logger", "false", "--trainer.callbacks", "[]",
-                  "--model.param.init_args.magnitude", str(tmp_path / "magnitude.pt")]).model
+                  "--model.problem.param.init_args.magnitude", str(tmp_path / "magnitude.pt")]).model
     assert torch.equal(module.param.magnitude, torch.load(tmp_path / "magnitude.pt"))

@@ -195,13 +195,18 @@ class TestPriorContract:
         from lightning.pytorch.callbacks import ModelCheckpoint
 
         from inputopt import InputOptimization, UnitActivation
+        from inputopt.problem import Problem
         from tests.conftest import make_tiny_net
 
         net = make_tiny_net()
-        module = InputOptimization(net, UnitActivation(None, unit=[1, 2]), [build(cls, example)], image_shape=(3, 32, 32))
+        module = InputOptimization(Problem(net, UnitActivation(None, unit=[1, 2]), [build(cls, example)]),
+                                   image_shape=(3, 32, 32))
         Trainer(max_steps=2, logger=False, callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)],
                 enable_progress_bar=False, enable_model_summary=False).fit(module)
-        restored = InputOptimization.load_from_checkpoint(tmp_path / "last.ckpt", network=net)
+        saved = torch.load(tmp_path / "last.ckpt", weights_only=True)["hyper_parameters"]["problem"]
+        # the prior rebuilt from the checkpoint's problem config, with the module given again
+        restored = InputOptimization.load_from_checkpoint(tmp_path / "last.ckpt",
+                                                          problem=Problem.of({**saved, "network": net}))
         assert restored.priors[0].config() == module.priors[0].config()
         torch.testing.assert_close(restored.compute_loss(restored.param())["loss"],
                                    module.compute_loss(module.param())["loss"])

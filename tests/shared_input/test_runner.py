@@ -299,7 +299,7 @@ def test_exception_bad_arguments(tmp_path, train):
 
 # -- InputOptimization refuses data --------------------------------------------------------------------------------
 def test_exception_input_optimization_refuses_a_dataloader(tmp_path, train):
-    module = InputOptimization("digits", UnitActivation(None, unit=3), image_shape=(1, 32, 32))
+    module = InputOptimization(Problem("digits", UnitActivation(None, unit=3)), image_shape=(1, 32, 32))
     before = module.images()
     loader = DataLoader(TensorDataset(*train.tensors), batch_size=16)
     with pytest.raises(ValueError, match="takes no data.*SharedInputOptimization"):

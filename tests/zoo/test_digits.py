@@ -13,6 +13,7 @@ from lightning.pytorch import Trainer
 from inputopt import InputOptimization, NegativeCrossEntropy
 from inputopt.commands.fit import cli
 from inputopt.functional import sphere_check
+from inputopt.problem import Problem
 from inputopt.zoo import DIGITS_CLASSES, digits_cnn, load_digits_split
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "digits.yaml"
@@ -64,7 +65,7 @@ def test_main_job_visualizations_are_recognized_by_both_models(tmp_path, monkeyp
     """With the prior: every class visualization is its class for the shipped model, and for an
     independently trained model in at least 8 of 10 classes; without the prior, fewer transfer."""
     with_prior = main_job(tmp_path / "prior", monkeypatch)
-    without_prior = main_job(tmp_path / "none", monkeypatch, "--model.priors", "[]")
+    without_prior = main_job(tmp_path / "none", monkeypatch, "--model.problem.priors", "[]")
     assert recognized(with_prior, "a") == 10
     transfer = recognized(with_prior, "b")
     assert transfer >= 8
@@ -78,8 +79,8 @@ def test_adversarial_reference_procedure_on_digits(test_split):
     model = digits_cnn("a")
     correct = model(images).argmax(1) == labels
     images, labels = images[correct], labels[correct]
-    module = InputOptimization(model, NegativeCrossEntropy(), init=images, freeze_done=True,
-                               optimizer=partial(torch.optim.SGD, lr=0.1))
+    module = InputOptimization(Problem(model, NegativeCrossEntropy()), init=images,
+                               optimizer=partial(torch.optim.SGD, lr=0.1), freeze_done=True)
     Trainer(max_steps=15, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False).fit(module)
     assert torch.equal(module.targets, labels)  # y = the model's own prediction on the start
