@@ -78,6 +78,13 @@ class Problem:
     def __init__(self, network: str | nn.Module | NetworkSpec, objective: InputObjective | None = None,
                  priors: Sequence[Prior] | None = None, param: ImageParam | None = None,
                  transforms: Sequence[Transform] | None = None, seed: int = 0) -> None:
+        self._set_parts(objective, priors, param, transforms, seed)
+        self.spec = _spec(network)
+        self.network = self.spec.build(seed)
+        self.normalize = self.spec.normalization()
+
+    def _set_parts(self, objective: Any, priors: Any, param: Any, transforms: Any, seed: Any) -> None:
+        """Build every part but the network from its config, and check its type."""
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an int, got {seed!r}")
         if objective is not None:
@@ -97,14 +104,35 @@ class Problem:
                 raise TypeError(f"param must be an ImageParam or its {{class_path, init_args}} config, got {param!r}")
         if isinstance(transforms, (str, Mapping)):
             raise TypeError(f"transforms must be a list of transforms, got {transforms!r}")
-        self.spec = _spec(network)
         self.objective = objective
         self.priors: list[Prior] = built_priors
         self.param = param
         self.transforms = transforms if isinstance(transforms, Transforms) else Transforms(transforms or [])
         self.seed = seed
-        self.network = self.spec.build(seed)
-        self.normalize = self.spec.normalization()
+
+    def replace(self, **changes: Any) -> Problem:
+        """A new problem with some of the parts (``objective``, ``priors``, ``param``, ``transforms``, ``seed``)
+        replaced and the others the same. The network is the same module, not built again, unless a new seed
+        gives a named network new random weights (a named network is built again with it).
+
+        Example:
+            >>> from inputopt.objectives import ChannelSum
+            >>> problem = Problem("digits", seed=3)
+            >>> layer = problem.replace(objective=ChannelSum("features.4", channel="all"))
+            >>> layer.seed, layer.network is problem.network, problem.objective is None
+            (3, True, True)
+        """
+        unknown = sorted(set(changes) - {"objective", "priors", "param", "transforms", "seed"})
+        if unknown:
+            raise ValueError(f"replace takes objective, priors, param, transforms and seed (the network is the "
+                             f"problem's: build another Problem for another network), got {unknown}")
+        parts = {"objective": self.objective, "priors": self.priors, "param": self.param,
+                 "transforms": self.transforms, "seed": self.seed, **changes}
+        new = copy.copy(self)
+        new._set_parts(**parts)
+        if new.seed != self.seed and isinstance(self.spec.model, str):
+            new.network = self.spec.build(new.seed)
+        return new
 
     @classmethod
     def of(cls, value: Problem | Mapping[str, Any]) -> Problem:

@@ -178,7 +178,7 @@ def test_the_atlas_takes_a_transformer_layer(tmp_path):
     summed over the patch tokens (ChannelSum), their examples cropped around a patch."""
     from inputopt.atlas.run import Atlas
 
-    atlas = Atlas("digits_vit", [{"name": "blocks.3", "units": "all", "crop_size": 12}], atlas_dir=str(tmp_path),
+    atlas = Atlas({"network": "digits_vit"}, [{"name": "blocks.3", "units": "all", "crop_size": 12}], atlas_dir=str(tmp_path),
                   image_shape=(1, 32, 32))
     info = atlas.layers[0]
     assert (info["kind"], info["shape"], info["units"]) == ("channel", [64, 8, 8], list(range(64)))

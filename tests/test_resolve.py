@@ -211,7 +211,7 @@ def test_command_puts_the_current_folder_after_the_installed_packages(tmp_path):
 def _atlas_config(tmp_path: Path, unit_names: str, allow: str | None = None) -> str:
     config = tmp_path / "atlas.yaml"
     config.write_text((f"allow_packages: [{allow}]\n" if allow else "") +
-                      f"atlas_dir: {tmp_path / 'out'}\nnetwork: digits\nlayers:\n  - name: null\n"
+                      f"atlas_dir: {tmp_path / 'out'}\nproblem:\n  network: digits\nlayers:\n  - name: null\n"
                       f"    unit_names: {unit_names}\n")
     return str(config)
 

@@ -46,25 +46,21 @@ class AtlasLayer:
 
 @dataclass
 class AtlasVisualization:
-    """How every unit is visualized: the options of ``inputopt sweep`` (one sweep per layer and seed).
+    """How every unit is optimized: the settings of ``inputopt sweep`` beside its problem (one sweep per layer and
+    seed; the priors, parameterization and transforms are the atlas' problem's).
 
     Args:
-        param: the image parameterization (``{"class_path", "init_args"}``; default ``PixelImage()``).
-        priors: penalties on the images.
-        transforms: robustness transforms of the loss forward.
         optimizer: ``{"class_path", "init_args"}`` (default Adam with lr 0.1).
         steps: optimization steps of every unit.
-        seeds: one image per unit and seed (a unit's starting noise and transforms come from the seed).
+        seeds: one image per unit and seed (a unit's starting noise and transforms come from the seed); ``None``:
+            the problem's seed.
         units_per_batch: units optimized together.
         display: ``"std"`` or ``"clamp"``: how the images are shown.
     """
 
-    param: dict[str, Any] | None = None
-    priors: list[dict[str, Any]] = field(default_factory=list)
-    transforms: list[dict[str, Any]] = field(default_factory=list)
     optimizer: dict[str, Any] | None = None
     steps: int = 250
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] | None = None
     units_per_batch: int = 64
     display: Literal["std", "clamp"] = "std"
 
@@ -178,8 +174,6 @@ def full_class_path(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """
     if config is None:
         return None
-    if not isinstance(config, Mapping) or "class_path" not in config:
-        raise ValueError(f"a component config needs a 'class_path', got {config!r}")
     path = str(config["class_path"])
     if "." in path:
         cls = resolve(path, "class")  # nothing outside the allowed packages is imported

@@ -38,6 +38,7 @@ from inputopt.atlas.config import (
     layer_slug,
     resolve_unit_names,
 )
+from inputopt.problem import Problem
 from inputopt.results import file_name, read_record
 
 __all__ = ["Atlas", "atlas_main", "RECORD"]
@@ -79,16 +80,14 @@ class Atlas:
     again. A folder that holds another atlas configuration is refused, naming the differences.
 
     Args:
-        network: a network name (zoo, torchvision, dotted path) or an ``nn.Module`` (then no fit command
-            reproduces its units).
+        problem: the :class:`~inputopt.problem.Problem` of every visualization, without an objective (the atlas
+            gives each layer its own): the network (a name, a ``NetworkSpec`` or an ``nn.Module``, for which no fit
+            command reproduces the units), the priors, the parameterization, the transforms and the seed (the
+            default of ``visualization.seeds``); or its config, a ``problem:`` block.
         layers: the layers (:class:`AtlasLayer` or its fields as a dict).
         atlas_dir: the folder of the atlas.
         image_shape: ``(C, H, W)`` of the images (default: the named network's own).
-        weights: torchvision weights name for a named network.
-        state_dict: local state_dict file for a named network.
-        mean: per-channel mean subtracted before the network (with ``std``).
-        std: per-channel standard deviation.
-        visualization: how the units are visualized (:class:`AtlasVisualization`).
+        visualization: how the units are optimized (:class:`AtlasVisualization`: optimizer, steps, seeds).
         examples: the data set of the dataset examples (:class:`AtlasExamples`).
         metrics: the quality metrics' settings (:class:`AtlasMetrics`).
         trainer: ``lightning.pytorch.Trainer`` arguments of the sweeps and examples (``accelerator``,
@@ -101,7 +100,10 @@ class Atlas:
             per unit. ``None``: no checks (a layer folder that has a ``checks.json`` still shows it).
 
     Example:
-        >>> atlas = Atlas("digits", [AtlasLayer(None, units=[0, 1])], "results/atlas_doc",
+        >>> from inputopt.priors import MultiScaleEdgeEnergy
+        >>> from inputopt.problem import Problem
+        >>> atlas = Atlas(Problem("digits", priors=[MultiScaleEdgeEnergy(0.3)]), [AtlasLayer(None, units=[0, 1])],
+        ...               "results/atlas_doc",
         ...               visualization=AtlasVisualization(steps=5),
         ...               examples=AtlasExamples({"class_path": "inputopt.data.Digits",
         ...                                       "init_args": {"limit": 50}}, k=3))
@@ -110,14 +112,10 @@ class Atlas:
 
     def __init__(
         self,
-        network: str | nn.Module,
+        problem: Problem | Mapping[str, Any],
         layers: Sequence[AtlasLayer | Mapping[str, Any]],
         atlas_dir: str = "results/atlas",
         image_shape: Sequence[int] | None = None,
-        weights: str | None = None,
-        state_dict: str | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
         visualization: AtlasVisualization | Mapping[str, Any] = AtlasVisualization(),
         examples: AtlasExamples | Mapping[str, Any] = AtlasExamples(),
         metrics: AtlasMetrics | Mapping[str, Any] = AtlasMetrics(),
@@ -126,13 +124,18 @@ class Atlas:
         progress: bool = True,
         checks: Mapping[str, Any] | None = None,
     ) -> None:
-        from inputopt.networks import NetworkSpec, default_image_shape
+        from inputopt.networks import default_image_shape
 
-        spec = NetworkSpec(network, weights, state_dict, mean, std)  # checks them
-        self.network = network
+        if isinstance(problem, Mapping):  # its components' short names (PixelImage), as a config spells them
+            problem = {**problem, **{key: full_class_path(problem[key]) for key in ("objective", "param")
+                                     if isinstance(problem.get(key), Mapping)},
+                       **{key: [full_class_path(c) if isinstance(c, Mapping) else c for c in problem[key]]
+                          for key in ("priors", "transforms") if isinstance(problem.get(key), list)}}
+        problem = Problem.of(problem)
+        if problem.objective is not None:
+            raise ValueError(f"an atlas gives every layer its own objective (ChannelSum or UnitActivation of its "
+                             f"units): leave the problem's objective out, got {problem.objective!r}")
         self.atlas_dir = Path(atlas_dir)
-        self.weights, self.state_dict = weights, state_dict
-        self.mean, self.std = (list(mean) if mean is not None else None), (list(std) if std is not None else None)
         self.visualization = _as(AtlasVisualization, visualization)
         self.examples = _as(AtlasExamples, examples)
         self.metrics = _as(AtlasMetrics, metrics)
@@ -150,24 +153,23 @@ class Atlas:
                                  f"which the atlas sets), got {checks!r}")
             VisualizationChecks(**checks)  # its own checks of the arguments, now
         self.checks = None if checks is None else dict(checks)
-        self.name = network if isinstance(network, str) else type(network).__name__
+        self.name = problem.network_name or type(problem.network).__name__
         self.title = title  # None: the site names it after the network (as --site_only does)
         if image_shape is None:
-            image_shape = default_image_shape(network) if isinstance(network, str) else None
+            image_shape = default_image_shape(problem.network_name) if problem.network_name else None
             if image_shape is None:
                 raise ValueError("image_shape (C, H, W) is needed: the network's own input shape is not known")
         self.image_shape = [int(s) for s in image_shape]
         vis = self.visualization
-        if not vis.seeds or len(set(vis.seeds)) != len(vis.seeds):
+        self.seeds = [problem.seed] if vis.seeds is None else list(vis.seeds)
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"visualization.seeds must be distinct seeds, at least one, got {vis.seeds!r}")
-        self.param = full_class_path(vis.param or {"class_path": "inputopt.params.pixel.PixelImage"})
-        self.priors = [full_class_path(p) for p in vis.priors]
-        self.transforms = [full_class_path(t) for t in vis.transforms]
         self.optimizer = full_class_path(vis.optimizer) if vis.optimizer else None
         self.dataset = full_class_path(self.examples.dataset)
 
-        self._net = spec.build(vis.seeds[0])
-        self._normalize = spec.normalization()
+        self.problem = problem.replace(seed=self.seeds[0])  # its network: the layers, the examples, the metrics
+        self._net = self.problem.network
+        self._normalize = self.problem.normalize
         self.layers = [self._layer_info(layer) for layer in self._expand([_as(AtlasLayer, layer) for layer in layers])]
         if not self.layers:
             raise ValueError("give at least one layer")
@@ -245,17 +247,11 @@ class Atlas:
     # -- the record -----------------------------------------------------------------------------------
     def record(self) -> dict[str, Any]:
         """Everything that defines the atlas' results but its layers' units, as plain data (``atlas.yaml``)."""
-        from inputopt.networks import state_hash
-
-        network = ({"network": self.network, "weights": self.weights, "state_dict": self.state_dict}
-                   if isinstance(self.network, str) else
-                   {"network": {"module": f"{type(self.network).__module__}.{type(self.network).__qualname__}",
-                                "sha256": state_hash(self._net)}})
+        problem = {key: value for key, value in self.problem.config().items() if key not in ("objective", "seed")}
         vis = self.visualization
         return json.loads(json.dumps({
-            **network, "image_shape": self.image_shape, "mean": self.mean, "std": self.std,
-            "visualization": {"param": self.param, "priors": self.priors, "transforms": self.transforms,
-                              "optimizer": self.optimizer, "steps": vis.steps, "seeds": list(vis.seeds),
+            "problem": problem, "image_shape": self.image_shape,
+            "visualization": {"optimizer": self.optimizer, "steps": vis.steps, "seeds": self.seeds,
                               "display": vis.display},
             "examples": {"dataset": self.dataset, "k": self.examples.k, "bottom": self.examples.bottom,
                          "percentiles": self.examples.percentiles},
@@ -301,15 +297,11 @@ class Atlas:
     def fit_config(self, info: Mapping[str, Any], seed: int) -> dict[str, Any] | None:
         """The ``inputopt fit`` config that reproduces the units of a layer with ``seed`` (``None`` for a
         network given as a module)."""
-        if not isinstance(self.network, str):
+        if self.problem.network_name is None:
             return None
         vis = self.visualization
-        from inputopt.networks import NetworkSpec
-
-        spec = NetworkSpec(self.network, self.weights, self.state_dict, self.mean, self.std)
-        problem = {"network": spec.config(), "objective": self._objective(info, "all"), "priors": self.priors,
-                   "param": self.param, "transforms": self.transforms, "seed": seed}
-        model = {"problem": {k: v for k, v in problem.items() if v is not None}, "image_shape": self.image_shape}
+        problem = {**self.problem.config(), "objective": self._objective(info, "all"), "seed": seed}
+        model = {"problem": {k: v for k, v in problem.items() if v not in (None, [])}, "image_shape": self.image_shape}
         if self.optimizer is not None:
             model["optimizer"] = self.optimizer
         callbacks = [{"class_path": "inputopt.callbacks.images.SaveImages",
@@ -330,9 +322,9 @@ class Atlas:
                 done = before.get("units", [])
                 units = done + [u for u in units if u not in done]
                 names = {**{int(u): n for u, n in (before.get("unit_names") or {}).items()}, **(names or {})} or None
-            _write_text(old, json.dumps({**info, "units": units, "seeds": list(self.visualization.seeds),
+            _write_text(old, json.dumps({**info, "units": units, "seeds": self.seeds,
                                          "network": self.name, "unit_names": names}, indent=1) + "\n")
-            for seed in self.visualization.seeds:
+            for seed in self.seeds:
                 config = self.fit_config(info, seed)
                 if config is not None:
                     argument = "channel" if info["kind"] == "channel" else "unit"
@@ -356,21 +348,16 @@ class Atlas:
 
     def visualize(self) -> None:
         """Run the sweep of every layer and seed (the units with a file are skipped)."""
-        from inputopt import FeatureSweep, ImageParam, InputObjective, Prior, Problem, SaveSweep, Transform
-        from inputopt._config import instantiate
-        from inputopt.networks import NetworkSpec
+        from inputopt import FeatureSweep, SaveSweep
 
         vis = self.visualization
         for info in self.layers:
-            for seed in vis.seeds:
-                problem = Problem(NetworkSpec(self.network, self.weights, self.state_dict, self.mean, self.std),
-                                  instantiate(self._objective(info, info["units"]), InputObjective),
-                                  [instantiate(p, Prior) for p in self.priors], instantiate(self.param, ImageParam),
-                                  [instantiate(t, Transform) for t in self.transforms], seed)
+            for seed in self.seeds:
+                problem = self.problem.replace(objective=self._objective(info, info["units"]), seed=seed)
                 sweep = FeatureSweep(problem, self.image_shape, self.optimizer, vis.steps, vis.units_per_batch)
                 folder = self.atlas_dir / "layers" / info["slug"] / f"seed-{seed}"
                 units = folder / "units"
-                check = self.checks is not None and seed == vis.seeds[0] and not (folder / "checks.json").is_file()
+                check = self.checks is not None and seed == self.seeds[0] and not (folder / "checks.json").is_file()
                 if units.is_dir() and all((units / f"{file_name(n)}.pt").is_file() for n in sweep.image_names) \
                         and (folder / "grid.png").is_file() and not check:
                     continue  # done: no Trainer (a second process would start for nothing)
@@ -385,8 +372,7 @@ class Atlas:
         """Find the dataset examples of every layer's units (a layer whose ``examples.json`` covers its units and
         the examples' settings is skipped) and write their crops."""
         from inputopt._config import instantiate
-        from inputopt import ChannelSum, DatasetExamples, Problem, SaveDatasetExamples
-        from inputopt.networks import NetworkSpec
+        from inputopt import DatasetExamples, SaveDatasetExamples
 
         dataset = None
         for info in self.layers:
@@ -396,9 +382,7 @@ class Atlas:
             if results is None or not set(info["units"]) <= set(results["units"]) or not self.examples.covers(results):
                 dataset = dataset or instantiate(self.dataset, Dataset)
                 units = info["units"] if results is None else sorted(set(results["units"]) | set(info["units"]))
-                problem = Problem(NetworkSpec(self.network, self.weights, self.state_dict, self.mean, self.std),
-                                  ChannelSum(info["name"], channel=units), seed=self.visualization.seeds[0])
-                runner = DatasetExamples(problem, dataset, self.examples.k, bottom=self.examples.bottom,
+                runner = DatasetExamples(self.problem.replace(objective=self._objective(info, units)), dataset, self.examples.k, bottom=self.examples.bottom,
                                          percentiles=self.examples.percentiles, batch_size=self.examples.batch_size,
                                          num_workers=self.examples.num_workers)
                 self._trainer([SaveDatasetExamples(folder)]).test(runner, verbose=False)
@@ -465,7 +449,7 @@ class Atlas:
             maxima = dict(zip(examples["units"], (row[0] for row in examples["values"])))
             prefix = info["name"] or "output"
             sums: dict[int, dict[str, float]] = {u: {} for u in units}
-            for seed in self.visualization.seeds:
+            for seed in self.seeds:
                 files = layer_dir / f"seed-{seed}" / "units"
                 images = torch.stack([torch.load(files / f"{file_name(f'{prefix}-{u}')}.pt", weights_only=True) for u in units])
                 scores = unit_scores(self._activations(images, info["name"]), units)[0].diagonal()
@@ -480,7 +464,7 @@ class Atlas:
                 for key, column in values.items():
                     for unit, value in zip(units, column.tolist()):
                         sums[unit][key] = sums[unit].get(key, 0.0) + value
-            seeds = len(self.visualization.seeds)
+            seeds = len(self.seeds)
             for unit in units:
                 old["units"][str(unit)] = {key: (None if value != value else value / seeds)
                                            for key, value in sums[unit].items()}
@@ -568,10 +552,8 @@ class _Chatter(logging.Filter):
 def _parser():
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    def atlas(network: str, layers: list[AtlasLayer], atlas_dir: str = "results/atlas",
-              image_shape: list[int] | None = None, weights: str | None = None, state_dict: str | None = None,
-              mean: list[float] | None = None, std: list[float] | None = None,
-              visualization: AtlasVisualization = AtlasVisualization(), examples: AtlasExamples = AtlasExamples(),
+    def atlas(problem: Problem, layers: list[AtlasLayer], atlas_dir: str = "results/atlas",
+              image_shape: list[int] | None = None, visualization: AtlasVisualization = AtlasVisualization(), examples: AtlasExamples = AtlasExamples(),
               metrics: AtlasMetrics = AtlasMetrics(), trainer: dict[str, Any] | None = None,
               title: str | None = None, progress: bool = True, checks: dict[str, Any] | None = None,
               allow_packages: list[str] | None = None) -> None:
@@ -629,7 +611,7 @@ def atlas_main(argv: Sequence[str]) -> dict[str, float]:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").removeFilter(chatter)
     if _is_rank_zero():
         total = time.perf_counter() - start
-        print(f"inputopt atlas: {units} units of {len(atlas.layers)} layers, {len(atlas.visualization.seeds)} "
+        print(f"inputopt atlas: {units} units of {len(atlas.layers)} layers, {len(atlas.seeds)} "
               f"image(s) per unit, in {total:.1f} s")
         for step, seconds in times.items():
             print(f"  {step:<15}{seconds:8.2f} s  {100 * seconds / max(total, 1e-9):5.1f} %")

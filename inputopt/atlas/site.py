@@ -185,8 +185,9 @@ def build_site(atlas_dir: str | os.PathLike, title: str | None = None) -> list[P
     """
     root = Path(atlas_dir)
     atlas = load_atlas(root)
-    network = atlas["record"].get("network")
-    name = network if isinstance(network, str) else (network or {}).get("module", "network")
+    network = (atlas["record"].get("problem") or {}).get("network")  # a name, a spec's fields or a module's record
+    model = network.get("model", network) if isinstance(network, dict) else network
+    name = model if isinstance(model, str) else (model or {}).get("module", "network")
     settings = root / "site.json"  # a title given once is kept for the rebuilds (--site_only)
     if title is not None:
         _write(settings, json.dumps({"title": title}) + "\n")

@@ -16,12 +16,13 @@ def digits_atlas(atlas_dir: Path, steps: int = 5, **overrides):
     from inputopt.atlas import Atlas
 
     settings = dict(
-        network="digits", atlas_dir=str(atlas_dir), image_shape=[1, 32, 32],
+        problem={"network": "digits",
+                 "param": {"class_path": "PixelImage", "init_args": {"mean": 0.5, "std": 0.01}},
+                 "priors": [{"class_path": "MultiScaleEdgeEnergy", "init_args": {"weight": 0.3}}]},
+        atlas_dir=str(atlas_dir), image_shape=[1, 32, 32],
         layers=[{"name": "features.4", "units": [0, 1, 2, 3], "context": 16, "display": "std"},
                 {"name": None, "units": [0, 1, 2], "unit_names": [f"digit {d}" for d in range(10)]}],
-        visualization={"param": {"class_path": "PixelImage", "init_args": {"mean": 0.5, "std": 0.01}},
-                       "priors": [{"class_path": "MultiScaleEdgeEnergy", "init_args": {"weight": 0.3}}],
-                       "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}},
+        visualization={"optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}},
                        "steps": steps, "units_per_batch": 2, "display": "clamp"},
         examples={"dataset": DIGITS, "k": 3, "batch_size": 30},
         metrics={"transfer_networks": ["digits_b"]},
@@ -33,7 +34,7 @@ def digits_atlas(atlas_dir: Path, steps: int = 5, **overrides):
 def hostile_atlas(atlas_dir: Path):
     from inputopt.atlas import Atlas
 
-    return Atlas("tests.atlas._hostile.hostile_net", [{"name": SCRIPT, "crop_size": 3}, {"name": IMG},
+    return Atlas({"network": "tests.atlas._hostile.hostile_net"}, [{"name": SCRIPT, "crop_size": 3}, {"name": IMG},
                                                       {"name": None, "unit_names": "tests.atlas._hostile.class_names"}],
                  str(atlas_dir), image_shape=[1, 32, 32], visualization={"steps": 2, "display": "clamp"},
                  examples={"dataset": DIGITS, "k": 2, "batch_size": 30}, trainer={"accelerator": "cpu"},

@@ -230,7 +230,10 @@ def test_exception_bad_settings(tmp_path):
     with pytest.raises(ValueError, match="set by the atlas itself"):
         digits_atlas(tmp_path, trainer={"max_steps": 3})
     with pytest.raises(ValueError, match="class_path 'NoSuchPrior' names no class"):
-        digits_atlas(tmp_path, visualization={"priors": [{"class_path": "NoSuchPrior"}]})
+        digits_atlas(tmp_path, problem={"network": "digits", "priors": [{"class_path": "NoSuchPrior"}]})
+    with pytest.raises(ValueError, match="leave the problem's objective out"):
+        digits_atlas(tmp_path, problem={"network": "digits", "objective": {"class_path": "ChannelSum", "init_args": {
+            "layer": "features.4", "channel": 0}}})
     assert not any(tmp_path.iterdir())  # nothing written
 
 
@@ -269,7 +272,8 @@ def test_command_line(tmp_path, capsys):
     config = tmp_path / "atlas.yaml"
     config.write_text(f"""
 atlas_dir: {tmp_path / 'out'}
-network: digits
+problem:
+  network: digits
 layers:
   - name: features.0
     units: [0, 1]
@@ -398,7 +402,7 @@ def test_an_atlas_of_a_transformer_layer(tmp_path):
     """A token layer of the digits ViT: units are features, positions patch cells, examples cropped to the patch."""
     from inputopt.atlas import Atlas
 
-    atlas = Atlas("digits_vit", [{"name": "blocks.3", "units": [0, 5]}], str(tmp_path / "vit"), image_shape=[1, 32, 32],
+    atlas = Atlas({"network": "digits_vit"}, [{"name": "blocks.3", "units": [0, 5]}], str(tmp_path / "vit"), image_shape=[1, 32, 32],
                   visualization={"steps": 2, "display": "clamp", "units_per_batch": 2},
                   examples={"dataset": {"class_path": "inputopt.data.Digits", "init_args": {"split": "test", "limit": 20}},
                             "k": 2, "batch_size": 20},
