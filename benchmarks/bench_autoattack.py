@@ -14,14 +14,19 @@ held-out digits; ``--data photos``: EfficientNet-Lite0 (pretrained elsewhere) an
   APGD-T and FAB-T (the standard AutoAttack's; torchattacks would aim at all 999 other classes of ImageNet).
 * ``fab``: ``inputopt.attacks.FAB(net, eps=eps, steps)`` against ``torchattacks.FAB(net, eps=eps, steps)``
   (untargeted L∞, ``--aa-steps`` steps, one restart; goal: ≤ 0.9×, the same robust accuracy at ε).
+* ``apgd-t``, ``fab-t``, ``square``: the ensemble's members alone, each on all the images, at the ensemble's
+  settings (``--aa-steps``, 9 target classes, ``--queries``), against torchattacks' ``APGDT``, ``FAB``
+  (``multi_targeted``) and ``Square``.
 
 Each side is timed over ``--reps`` interleaved calls (A B, B A, ...) after one warm-up call (``--reps 0``: the
 warm-up call alone is timed, for budgets too slow to run twice); the table gives medians of the wall time and
-the ratio inputopt / torchattacks.
+the ratio inputopt / torchattacks (``--clock cpu``: the process's CPU time instead of the wall time, which other
+processes on a shared machine move far less; with one thread the two agree on a quiet machine).
 
     python benchmarks/bench_autoattack.py                       # 100 digits, eps 0.05, 3 reps
     python benchmarks/bench_autoattack.py --images 450 --queries 5000 --device cuda
     python benchmarks/bench_autoattack.py --cases autoattack fab --images 50 --queries 500 --reps 1
+    python benchmarks/bench_autoattack.py --cases apgd-t fab-t square --images 100 --queries 500 --clock cpu
     python benchmarks/bench_autoattack.py --data photos --eps 0.0005 --steps 3 --cases apgd-ce --reps 0
 
 Needs torchattacks (the ``dev`` extra).
@@ -37,7 +42,7 @@ import torch
 import torchattacks
 from _machine import cpu_name, inputopt_revision
 
-from inputopt.attacks import APGD, FAB, AutoAttack
+from inputopt.attacks import APGD, APGDT, FAB, AutoAttack, Square
 from inputopt.data import Photos
 from inputopt.networks import build_network
 from inputopt.zoo import digits_cnn, load_digits_split
@@ -78,9 +83,13 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--cases", nargs="+", default=["apgd-ce", "autoattack"], choices=["apgd-ce", "autoattack", "fab"])
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="time the calls by the wall clock or by the process's CPU time")
+    parser.add_argument("--cases", nargs="+", default=["apgd-ce", "autoattack"],
+                        choices=["apgd-ce", "autoattack", "fab", "apgd-t", "fab-t", "square"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     device = torch.device(args.device)
     net, x, y, what = load(args.data, args.images, device)
     classes = 1000 if args.data == "photos" else 10
@@ -99,6 +108,16 @@ def main() -> None:
         f"autoattack ({args.aa_steps} steps, {args.queries} queries)": (
             lambda: AutoAttack(net, eps=args.eps, steps=args.aa_steps, queries=args.queries)(x, y),
             lambda: torchattacks_autoattack(net, args.eps, args.queries, args.aa_steps, classes)(x, y)),
+        f"apgd-t ({args.aa_steps} steps)": (
+            lambda: APGDT(net, eps=args.eps, steps=args.aa_steps)(x, y),
+            lambda: torchattacks.APGDT(net, eps=args.eps, steps=args.aa_steps, n_classes=10, seed=0)(x, y)),
+        f"fab-t ({args.aa_steps} steps)": (
+            lambda: FAB(net, eps=args.eps, steps=args.aa_steps, target_classes=9)(x, y),
+            lambda: torchattacks.FAB(net, eps=args.eps, steps=args.aa_steps, multi_targeted=True, n_classes=10,
+                                     n_restarts=1, seed=0)(x, y)),
+        f"square ({args.queries} queries)": (
+            lambda: Square(net, eps=args.eps, queries=args.queries)(x, y),
+            lambda: torchattacks.Square(net, eps=args.eps, n_queries=args.queries, n_restarts=1, seed=0)(x, y)),
         f"fab ({args.aa_steps} steps)": (
             lambda: FAB(net, eps=args.eps, steps=args.aa_steps)(x, y),
             lambda: torchattacks.FAB(net, eps=args.eps, steps=args.aa_steps, n_restarts=1, seed=0)(x, y)),
@@ -106,7 +125,7 @@ def main() -> None:
     print(f"# {cpu_name()} / {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, torch "
           f"{torch.__version__}, torchattacks {torchattacks.__version__}, inputopt{inputopt_revision()}")
     print(f"# {what}, eps {args.eps}, {args.reps} reps, {args.threads} thread(s), "
-          f"{args.device}")
+          f"{args.device}, {args.clock} clock")
     print("| case | inputopt s | torchattacks s | ratio | robust acc. inputopt | robust acc. torchattacks |")
     print("|---|---|---|---|---|---|")
     for name, (ours, theirs) in cases.items():
@@ -115,18 +134,18 @@ def main() -> None:
         times = {"ours": [], "theirs": []}
         acc = {}
         for side, call in (("ours", ours), ("theirs", theirs)):  # warm-up, and the accuracy
-            start = time.perf_counter()
+            start = clock()
             acc[side] = accuracy(call())
             if not args.reps:
-                times[side].append(time.perf_counter() - start)
+                times[side].append(clock() - start)
         for rep in range(args.reps):
             order = (("ours", ours), ("theirs", theirs)) if rep % 2 == 0 else (("theirs", theirs), ("ours", ours))
             for side, call in order:
                 sync()
-                start = time.perf_counter()
+                start = clock()
                 call()
                 sync()
-                times[side].append(time.perf_counter() - start)
+                times[side].append(clock() - start)
         a, b = statistics.median(times["ours"]), statistics.median(times["theirs"])
         print(f"| {name} | {a:.2f} | {b:.2f} | {a / b:.2f} | {acc['ours']:.1%} | {acc['theirs']:.1%} |", flush=True)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from inputopt.capture import evaluate
+from inputopt.capture import OUTPUT, evaluate
 from inputopt.networks import probe as probe_network
 from inputopt.objectives.base import InputObjective, Targets
 from inputopt.priors.base import Prior
@@ -60,6 +60,9 @@ class LossPath:
       objective weighted by ``c`` and a distance centred on the clean images.
     - The **evaluation forward** (:meth:`activations`): normalization and network only, no transforms.
       Shape probes, targets, ``is_done``, prediction tables, checks and results use it.
+    - A randomized network that is an **expectation** (``expectation = True`` and ``draws(x) -> (n, B, ...)``:
+      :class:`~inputopt.attacks.EOT`): the loss forward scores the objective (on the output) on each draw and
+      averages it per row, so that the gradient is the mean of the draws' gradients.
 
     It holds references, not copies: the owner (a LightningModule, a loop) keeps the modules and moves
     them between devices. It has no collectives and no state of its own.
@@ -154,9 +157,13 @@ class LossPath:
                 raise ValueError("random transforms need one seed per row "
                                  "(RowRandom(seed).stream('start').seeds(keys))")
             x = self.transforms(images, seeds, step)
-        activations = self.activations(x)
         weights = weights or {}
-        terms = {"objective": self.objective(activations, targets)}
+        if getattr(self.network, "expectation", False):
+            objective, mean_output = self._expectation(x, targets)
+            terms, activations = {"objective": objective}, {OUTPUT: mean_output}
+        else:
+            activations = self.activations(x)
+            terms = {"objective": self.objective(activations, targets)}
         loss = -self._weighted(terms["objective"], weights.get("objective"))
         for name, prior in zip(self.prior_names, self.priors):
             if prior.centred:
@@ -174,6 +181,18 @@ class LossPath:
             if flags is not None:
                 terms["done"] = flags.detach()
         return terms
+
+    def _expectation(self, x: Tensor, targets: Targets) -> tuple[Tensor, Tensor]:
+        """The objective averaged per row over the draws of a randomized network (a network with ``expectation =
+        True`` and ``draws(x) -> (n, B, ...)``, such as :class:`~inputopt.attacks.EOT`), whose gradient is the mean
+        of the draws' gradients, and the mean output (the network's evaluation forward, without drawing again)."""
+        if tuple(self.objective.layers) != (OUTPUT,):
+            raise ValueError(f"an expectation over a randomized network ({type(self.network).__name__}) scores the "
+                             f"objective on the network's output only; {type(self.objective).__name__} reads the "
+                             f"layers {list(self.objective.layers)}")
+        outputs = self.network.draws(x if self.normalize is None else self.normalize(x))
+        objective = torch.stack([self.objective({OUTPUT: output}, targets) for output in outputs]).mean(0)
+        return objective, outputs.detach().mean(0)
 
     @staticmethod
     def _weighted(value: Tensor, weight: Tensor | None) -> Tensor:

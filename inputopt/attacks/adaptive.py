@@ -2,8 +2,8 @@
 
 - :class:`BPDA` replaces a module's backward by a differentiable approximation (the identity by default): an
   attack gets a useful gradient through a non-differentiable layer (input quantization, JPEG, thresholding).
-- :class:`EOT` averages the model over seeded draws of its randomness: an attack gets the gradient of the
-  expectation over the randomized defence (random resizing and padding, noise, random transforms).
+- :class:`EOT` takes the expectation over seeded draws of the model's randomness, per image: an attack follows
+  the mean of the draws' gradients of its loss (random resizing and padding, noise, random transforms).
 
 Both are ``nn.Module`` wrappers: ``PGD(BPDA.inside(model, "quantize"), eps=...)``, ``APGD(EOT(model, 20), ...)``,
 so they compose with every attack (PGD, APGD, FMN, CW, FAB...) and with each other. The network itself is
@@ -13,6 +13,7 @@ left untouched. :class:`RandomResizePad` is a randomized defence to try them on.
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable
 
 import torch
@@ -91,27 +92,42 @@ class BPDA(nn.Module):
 
 
 class EOT(nn.Module):
-    """Expectation over transformation: the mean of ``model``'s outputs over ``n`` seeded draws of its randomness.
+    """Expectation over transformation: ``model`` over ``n`` seeded draws of its randomness, per image.
 
-    Each forward runs ``model`` ``n`` times, draw ``k`` of call ``c`` with torch's random generators seeded from
-    the stream ``"eot.draws"`` of ``RowRandom(seed)`` at ``(k, c)`` (the caller's own random state is restored
-    after), and returns the mean of the outputs. An attack on ``EOT(model, n)`` follows the gradient of the
-    expected logits, the mean of the ``n`` draws' gradients; its success is judged on the expected logits too:
-    measure the final robust accuracy on ``model`` itself. The randomness must be active in eval mode (attacks
-    put the model in eval mode).
+    Every gradient attack takes it in place of the model, and follows the mean of the ``n`` draws' gradients of
+    its loss, ``(1/n) Σ_k ∇ L(model_k(x))`` (the original AutoAttack's EOT), not the gradient of the loss of the
+    mean output: the attacks' loss forward (:class:`~inputopt.loss.LossPath`) sees that the network is an
+    expectation, scores its objective on each draw's output (:meth:`draws`) and averages it per image before the
+    backward, which gives the mean gradient. (Attacks that read the logits' differences, FAB and DeepFool, are
+    linear in the output: the gradient of the mean output is already their mean gradient.) Its plain forward, the
+    mean of the draws' outputs, is what success is judged on: measure the final robust accuracy on ``model``
+    itself.
+
+    The draws are seeded per image: the ``n`` draws of image ``i`` are one forward of ``model`` on ``n`` copies of
+    it, with torch's random generators seeded from ``RowRandom(seed)``'s stream ``"eot.draws"`` at a key that is
+    a hash of the image's values (the caller's random state is restored after). So an image's draws, and its
+    gradient, depend on the seed and on the image alone: not on the batch it is in, its position there or how
+    often the model was called; a new point of an attack gets new draws. The cost: one forward of ``n`` rows per
+    image (as many rows as ``n`` forwards of the batch, in ``B`` calls), and the images' values hashed on the CPU.
+    The randomness must be active in eval mode (attacks put the model in eval mode).
 
     Args:
         model: the randomized model.
-        n: draws per forward (AutoAttack's "rand": 20).
+        n: draws per image (AutoAttack's "rand": 20).
         seed: the seed of the draws.
 
     Example:
         >>> from inputopt.zoo import digits_cnn
         >>> model = EOT(RandomResizePad(digits_cnn("a").eval()), n=4)
-        >>> x = torch.rand(2, 1, 32, 32)
-        >>> torch.equal(model(x), EOT(model.model, n=4)(x)), torch.equal(model(x), model(x))
+        >>> x = torch.rand(3, 1, 32, 32)
+        >>> model.draws(x).shape, torch.equal(model(x), model.draws(x).mean(0))
+        (torch.Size([4, 3, 10]), True)
+        >>> torch.equal(model(x)[1:], model(x[1:])), torch.equal(model(x), EOT(model.model, n=4, seed=1)(x))
         (True, False)
     """
+
+    #: The attacks' loss forward averages the objective over :meth:`draws` (:class:`~inputopt.loss.LossPath`).
+    expectation = True
 
     def __init__(self, model: nn.Module, n: int = 20, seed: int = 0) -> None:
         super().__init__()
@@ -119,18 +135,33 @@ class EOT(nn.Module):
             raise ValueError(f"n must be an int >= 1, got {n!r}")
         self.model, self.n, self.seed = model, n, seed
         self.stream = RowRandom(seed).stream("eot.draws")
-        self.calls = 0
+
+    def row_seeds(self, x: Tensor) -> list[int]:
+        """The seed of each image's draws: the stream's seed at a 63-bit hash of the image's values (its bytes).
+
+        Example:
+            >>> eot = EOT(torch.nn.Identity(), n=2)
+            >>> seeds = eot.row_seeds(torch.tensor([[0.0, 1.0], [2.0, 3.0], [0.0, 1.0]]))
+            >>> seeds[0] == seeds[2] != seeds[1], seeds[1] == eot.row_seeds(torch.tensor([[2.0, 3.0]]))[0]
+            (True, True)
+        """
+        values = x.detach().flatten(1).cpu().contiguous().numpy()
+        keys = [int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little") >> 1
+                for row in values]
+        return [self.stream.seed_of(key) for key in keys]
+
+    def draws(self, x: Tensor) -> Tensor:
+        """``(n, B, ...)``: the output of every draw for every image (draw ``k`` of image ``i`` at ``[k, i]``)."""
+        devices = [x.device] if x.device.type == "cuda" else []
+        outputs = []
+        with torch.random.fork_rng(devices=devices):
+            for i, seed in enumerate(self.row_seeds(x)):
+                torch.manual_seed(seed)
+                outputs.append(self.model(x[i:i + 1].repeat(self.n, *[1] * (x.ndim - 1))))
+        return torch.stack(outputs, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        devices = [x.device] if x.device.type == "cuda" else []
-        total = None
-        with torch.random.fork_rng(devices=devices):
-            for draw in range(self.n):
-                torch.manual_seed(self.stream.seed_of(draw, self.calls))
-                output = self.model(x)
-                total = output if total is None else total + output
-        self.calls += 1
-        return total / self.n
+        return self.draws(x).mean(0)
 
 
 class RandomResizePad(nn.Module):

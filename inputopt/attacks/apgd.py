@@ -19,14 +19,15 @@ from torch.optim import Optimizer
 from inputopt.attacks.base import Attack
 from inputopt.attacks.gradient import _positive_int
 from inputopt.functional.random import RowRandom
-from inputopt.functional.projection import Norm, project_lp_ball
+from inputopt.functional.projection import Norm
 from inputopt.engine import optimize
 from inputopt.loss import LossPath
 from inputopt.objectives.classification import TargetedDLR
 from inputopt.params.base import ImageParam
+from inputopt.params.pixel import PixelImage
 from inputopt.record import HighestScore, RunRecord, StepCallback
 
-__all__ = ["APGD", "APGDSchedule", "APGDStep", "APGDT", "apgd_checkpoints", "apgd_start"]
+__all__ = ["APGD", "APGDSchedule", "APGDStep", "APGDT", "apgd_checkpoints", "apgd_project", "apgd_start"]
 
 
 def _rows(t: Tensor, ndim: int) -> Tensor:
@@ -34,12 +35,14 @@ def _rows(t: Tensor, ndim: int) -> Tensor:
 
 
 class APGDStep(Optimizer):
-    """The APGD step with momentum, per row: ``z = P(x + η·d(∇))``, ``x ← P(x + α(z − x) + (1 − α)(x − x_prev))``.
+    """The APGD step with momentum, per row: ``z = P(x + η·d(∇))``, ``x ← P(x + (z − x)·α + (x − x_prev)·(1 − α))``.
 
-    ``d`` is the gradient's sign (L∞) or the L2-normalized gradient (L2); ``P`` the projection onto the
-    ε-ball and the box; ``α`` is 1 at the first step and ``momentum`` (0.75 in the paper) after. Every row
-    has its own step size ``η`` (:attr:`lr`, a ``(B,)`` tensor a schedule may change) and its own previous
-    point. Like every ``torch.optim`` optimizer it descends: the loss path's loss is ``−objective``.
+    ``d`` is the gradient's sign (L∞) or the gradient divided by its L2 norm (+ 1e-12) (L2); ``P`` the projection
+    onto the ε-ball and the box (:func:`apgd_project`); ``α`` is 1 at the first step (where ``x_prev = x``) and
+    ``momentum`` (0.75 in the paper) after. Every row has its own step size ``η`` (:attr:`lr`, a ``(B,)`` tensor
+    a schedule may change) and its own previous point. The operations are the reference implementation's
+    (Croce and Hein's ``autopgd_base.py``), in its order, so that a run follows it to the last bit. Like every
+    ``torch.optim`` optimizer it descends: the loss path's loss is ``−objective``.
 
     Args:
         params: one tensor of images ``(B, C, H, W)`` (pixels).
@@ -89,14 +92,38 @@ class APGDStep(Optimizer):
         if self.norm == "Linf":
             direction = -grad.sign()
         else:
-            direction = -grad / _rows(grad.flatten(1).norm(dim=1), grad.ndim).clamp_min(1e-12)
+            direction = -grad / (_l2(grad) + 1e-12)
         z = self.project(x + _rows(self.lr.to(x), x.ndim) * direction)
-        if "previous" in state:
-            a = self.momentum
-            z = self.project(x + a * (z - x) + (1 - a) * (x - state["previous"]))
+        a = self.momentum if "previous" in state else 1.0
+        previous = state.get("previous", x)
+        z = self.project(x + (z - x) * a + (x - previous) * (1 - a))
         state["previous"] = x
         p.copy_(z)
         return None
+
+
+def _l2(t: Tensor) -> Tensor:
+    """Each row's L2 norm, ``(B, 1, ..., 1)``, computed as the reference implementation does (``sqrt(sum(t²))``)."""
+    return _rows((t ** 2).flatten(1).sum(-1).sqrt(), t.ndim)
+
+
+def apgd_project(x: Tensor, center: Tensor, eps: float, norm: Norm = "Linf",
+                 bounds: tuple[float, float] | None = (0.0, 1.0)) -> Tensor:
+    """APGD's projection onto the ε-ball around ``center`` and the box, in the reference implementation's
+    arithmetic: L∞ ``min(max(x, center − ε), center + ε)`` (a point inside the ball is returned unchanged, to the
+    bit); L2 ``center + d / (‖d‖ + 1e-12) · min(ε, ‖d‖)`` with ``d = x − center``; then clamped to ``bounds``.
+
+    Example:
+        >>> apgd_project(torch.tensor([[0.9, 0.3, 0.05]]), torch.full((1, 3), 0.2), eps=0.1)
+        tensor([[0.3000, 0.3000, 0.1000]])
+    """
+    if norm == "Linf":
+        x = torch.min(torch.max(x, center - eps), center + eps)
+    else:
+        d = x - center
+        length = _l2(d)
+        x = center + d / (length + 1e-12) * torch.clamp(length, max=eps)
+    return x if bounds is None else x.clamp(*bounds)
 
 
 def apgd_checkpoints(steps: int) -> tuple[int, int, int]:
@@ -185,10 +212,10 @@ def apgd_start(images: Tensor, eps: float, norm: Norm, keys: Sequence[int], seed
         generator = stream.generator(key, restart)
         if norm == "Linf":
             t = torch.rand(images.shape[1:], generator=generator) * 2 - 1
-            rows.append(t / t.abs().amax().clamp_min(1e-12))
+            rows.append(t / (t.abs().amax() + 1e-12))
         else:
             t = torch.randn(images.shape[1:], generator=generator)
-            rows.append(t / t.norm().clamp_min(1e-12))
+            rows.append(t / ((t ** 2).sum().sqrt() + 1e-12))
     return images + eps * torch.stack(rows).to(images)
 
 
@@ -266,14 +293,14 @@ class APGD(Attack):
         they are adversarial (``done``), else the points of highest loss."""
         if start is None:
             start = apgd_start(images, eps, self.norm, keys, self.seed, restart)
-        param = self.param(images, eps, start)
-
-        def project(x: Tensor) -> Tensor:
-            x = project_lp_ball(x, param.start, param.radius, self.norm)
-            return x if self.bounds is None else x.clamp(*self.bounds)
-
-        # one step more than ``steps``: the schedule sees the last point's loss, as the reference implementation does
-        record = optimize(param, path, self.steps + 1, partial(APGDStep, lr=2 * eps, project=project, norm=self.norm),
+        project = partial(apgd_project, center=images, eps=eps, norm=self.norm, bounds=self.bounds)
+        # the step projects onto the ball itself (apgd_project); the parameterization only keeps the box, which
+        # leaves the step's points as they are (a second projection onto the ball could move them by a rounding)
+        param = PixelImage(clamp=self.bounds).to(images.device).initialize_from(images)
+        param.set_images_(project(start.to(images)))
+        # ``steps`` steps: the points x_0 (the start) .. x_{steps-1} are scored with their gradient, the last
+        # point x_steps is scored by the run's end (no gradient): the reference implementation's steps + 1 points
+        record = optimize(param, path, self.steps, partial(APGDStep, lr=2 * eps, project=project, norm=self.norm),
                           targets, callbacks=[APGDSchedule(param, self.steps, self.rho), *callbacks],
                           freeze_done=True, best=HighestScore())
         record.best = torch.where(_rows(record.done, record.images.ndim), record.images, record.best)

@@ -21,9 +21,13 @@ from inputopt.record import RunRecord, StepCallback, StepProgress
 
 __all__ = ["AutoAttack", "AutoAttackReport"]
 
-#: The members of each version, in the order they run.
+#: The members of each version, in the order they run (the original's ``set_version``).
 VERSIONS = {"standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
-            "plus": ("apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square"), "rand": ("apgd-ce", "apgd-dlr")}
+            "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"), "rand": ("apgd-ce", "apgd-dlr")}
+
+#: The random restarts of the untargeted APGD members and of untargeted FAB in ``version="plus"`` (the original's 5;
+#: every other member runs once, in every version).
+PLUS_RESTARTS = 5
 
 #: The draws of the expectation over transformation in ``version="rand"`` (the original's ``eot_iter``).
 RAND_EOT = 20
@@ -72,8 +76,8 @@ class AutoAttack(Attack):
       steps), FAB-T (:class:`~inputopt.attacks.FAB` towards 9 target classes, 100 steps) and Square (5000
       queries). ``fab=False`` leaves FAB-T out: in our measurements it broke no image the other three missed, at
       about twice APGD-T's time (docs/adversarial.md has the figures); a number without it is not RobustBench's.
-    - ``"plus"``: APGD-CE, APGD-DLR, APGD-T, FAB-T, Square (one more untargeted APGD; the original's "plus" also
-      runs untargeted FAB and 5 restarts).
+    - ``"plus"``: the original's: APGD-CE and APGD-DLR with 5 random restarts each, untargeted FAB with 5
+      restarts, Square, APGD-T, FAB-T, in this order.
     - ``"rand"``: APGD-CE and APGD-DLR, each on the expectation over 20 draws of the model's randomness
       (:class:`~inputopt.attacks.EOT`), for randomized defences, as the original's 20 EOT iterations.
 
@@ -88,7 +92,8 @@ class AutoAttack(Attack):
         steps: APGD and FAB-T steps per run (100).
         target_classes: APGD-T's and FAB-T's target classes (9; at most the number of classes − 1).
         queries: Square's query budget (5000).
-        fab: run FAB-T (``False``: the ensemble without it, faster, not the original).
+        fab: run FAB-T, and in ``"plus"`` untargeted FAB (``False``: the ensemble without FAB, faster, not the
+            original).
         progress: show the members and each member's steps (or queries) on progress bars.
         **kwargs: ``bounds``, ``mean``, ``std``, ``weights``, ``state_dict``, ``seed`` of :class:`Attack`.
 
@@ -120,7 +125,7 @@ class AutoAttack(Attack):
         self.target_classes = _positive_int(target_classes, "target_classes")
         self.queries = _positive_int(queries, "queries")
         self.fab = fab
-        self.members = tuple(m for m in VERSIONS[version] if fab or m != "fab-t")
+        self.members = tuple(m for m in VERSIONS[version] if fab or m not in ("fab", "fab-t"))
         self.progress = bool(progress)
 
     def member(self, name: str, eps: float) -> Attack:
@@ -132,10 +137,13 @@ class AutoAttack(Attack):
             from inputopt.attacks.adaptive import EOT
 
             network = EOT(self.network, RAND_EOT, seed=self.seed)
+        restarts = PLUS_RESTARTS if self.version == "plus" else 1
         if name == "apgd-ce":
-            attack: Attack = APGD(network, steps=self.steps, loss="ce", **common)
+            attack: Attack = APGD(network, steps=self.steps, loss="ce", restarts=restarts, **common)
         elif name == "apgd-dlr":
-            attack = APGD(network, steps=self.steps, loss="dlr", **common)
+            attack = APGD(network, steps=self.steps, loss="dlr", restarts=restarts, **common)
+        elif name == "fab":
+            attack = FAB(network, steps=self.steps, restarts=restarts, **common)
         elif name == "apgd-t":
             attack = APGDT(network, steps=self.steps, target_classes=self.target_classes, **common)
         elif name == "fab-t":

@@ -179,5 +179,5 @@ register_stream("apgd.start", "APGD's random start on the eps-sphere, per image 
 register_stream("square.queries", "the Square attack's windows and signs, per image and query")
 register_stream("square.stripes", "the Square attack's L-inf starting stripes, per image")
 register_stream("fab.start", "FAB's random restarts around each image, per image and run")
-register_stream("eot.draws", "the seeds of EOT's draws of a randomized model, per draw and call")
+register_stream("eot.draws", "the seeds of EOT's draws of a randomized model, per image (keyed by its values)")
 register_stream("sphere.points", "the random-sphere check's points, per image")

@@ -67,3 +67,56 @@ def test_eot_draws_are_seeded_and_compose_with_minimal_norm_attacks(net, held_ou
     assert not torch.equal(first, FMN(EOT(randomized, n=2, seed=2), steps=5)(x, y))
     with pytest.raises(ValueError, match="n must be"):
         EOT(randomized, n=0)
+
+
+def _loss_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The gradient of an attack's loss (the loss path's, with the untargeted cross-entropy) at ``x``."""
+    from inputopt.loss import LossPath
+    from inputopt.objectives import NegativeCrossEntropy
+
+    x = x.clone().requires_grad_(True)
+    LossPath(model, NegativeCrossEntropy(labels=y.tolist())).terms(x, y)["loss"].sum().backward()
+    return x.grad
+
+
+def test_eot_gradient_is_the_mean_of_the_draws_gradients(net, held_out):
+    """An attack's gradient through EOT is the mean over the n draws of the gradient of its loss (computed here by
+    hand, draw by draw, with EOT's documented seeding), not the gradient of the loss of the mean logits."""
+    x, y = (t[:3] for t in held_out)
+    randomized = RandomResizePad(net)
+    eot = EOT(randomized, n=4, seed=3)
+    grad = _loss_gradient(eot, x, y)
+    for i in range(len(x)):
+        xi = x[i:i + 1].clone().requires_grad_(True)
+        with torch.random.fork_rng():
+            torch.manual_seed(eot.row_seeds(x[i:i + 1])[0])  # draw k of image i: row k of one forward of 4 copies
+            outputs = randomized(xi.repeat(4, 1, 1, 1))
+        draws = [torch.autograd.grad(-nn.functional.cross_entropy(outputs[k:k + 1], y[i:i + 1]), xi,
+                                     retain_graph=True)[0] for k in range(4)]
+        by_hand = torch.stack(draws).mean(0)
+        assert torch.allclose(grad[i:i + 1], by_hand, atol=1e-7, rtol=1e-5)
+        of_the_mean = torch.autograd.grad(-nn.functional.cross_entropy(outputs.mean(0, keepdim=True), y[i:i + 1]),
+                                          xi)[0]
+        assert not torch.allclose(by_hand, of_the_mean, atol=1e-6)
+
+
+def test_eot_gradient_of_an_image_does_not_depend_on_its_batch(net, held_out):
+    x, y = (t[:4] for t in held_out)
+    eot = EOT(RandomResizePad(net), n=3)
+    whole = _loss_gradient(eot, x, y)
+    alone = _loss_gradient(eot, x[2:3], y[2:3])
+    shuffled = _loss_gradient(eot, x[[3, 2, 0]], y[[3, 2, 0]])
+    assert torch.allclose(whole[2:3], alone, atol=1e-8) and torch.allclose(whole[2:3], shuffled[1:2], atol=1e-8)
+    assert not torch.allclose(whole[2:3], _loss_gradient(EOT(eot.model, n=3, seed=1), x[2:3], y[2:3]))
+
+
+def test_eot_refuses_an_objective_on_a_hidden_layer_and_autoattack_rand_runs_on_it(net):
+    from inputopt.attacks import AutoAttack
+    from inputopt.loss import LossPath
+    from inputopt.objectives import ChannelSum
+
+    eot = EOT(RandomResizePad(net), n=2)
+    with pytest.raises(ValueError, match="output only"):
+        LossPath(eot, ChannelSum("model.network.features.0", channel=0)).terms(torch.rand(1, 1, 32, 32), None)
+    member = AutoAttack(net, eps=0.05, version="rand").member("apgd-ce", 0.05)
+    assert isinstance(member.network, EOT) and member.network.n == 20

@@ -10,8 +10,7 @@ global stream, so single images may differ while the accuracy agrees.
   accuracy on these 100 digits was 84-88 % and torchattacks' 83-86 % (measured when this test was
   written), so two independent streams agree to about 4 points.
 - AutoAttack standard against torchattacks' standard ensemble, member for member (APGD-CE, APGD-T, FAB-T,
-  Square), on 100 held-out digits at two ε: never more than one image more robust, at most two fewer (our
-  APGD-T breaks two more at ε = 0.05, whatever the seed: the test's docstring has the figures).
+  Square), on 100 held-out digits at two ε: the same robust accuracy within one image.
 """
 
 from __future__ import annotations
@@ -47,6 +46,31 @@ def test_apgd_dlr_breaks_as_many_as_torchattacks(net, held_out):
     assert abs(ours - theirs) <= 0.02 + 1e-6, (ours, theirs)
 
 
+@pytest.mark.parametrize("loss", ["ce", "dlr"])
+def test_apgd_from_the_same_start_breaks_the_same_images_as_torchattacks(net, held_out, loss):
+    """From torchattacks' own random start, our APGD breaks exactly the images torchattacks' APGD breaks, image by
+    image: torchattacks' L∞ APGD is the reference implementation's (Croce and Hein's ``autopgd_base.py``) line for
+    line, and ours makes the same steps, checkpoints and restarts from the best point, and scores the same points
+    (the start and the point after each step), in the same floating-point arithmetic. (The images differ where
+    both succeed: ours keeps the first adversarial point, theirs the last.)
+
+    Before our APGD scored the reference's points in its arithmetic, 8 (CE) and 4 (DLR) of these 200 digits came
+    out differently; now none does."""
+    ta = _reference("torchattacks")
+    x, y = (t[:200] for t in held_out)
+    with torch.no_grad():
+        correct = net(x).argmax(1) == y
+    x, y, eps = x[correct], y[correct], 0.04
+    torch.manual_seed(0)  # torchattacks' start: its first draw after seeding with its seed (0)
+    t = 2 * torch.rand(x.shape) - 1
+    start = x + eps * torch.ones(len(x), 1, 1, 1) * t / t.flatten(1).abs().amax(1).view(-1, 1, 1, 1)
+    ours = APGD(net, eps=eps, steps=10, loss=loss).run(x, y, start=start)[0].success
+    with torch.no_grad():
+        theirs = net(ta.APGD(net, eps=eps, steps=10, loss=loss, seed=0)(x, y)).argmax(1) != y
+    assert 0 < int(theirs.sum()) < len(y)
+    assert torch.equal(ours, theirs), (ours != theirs).nonzero().flatten().tolist()
+
+
 @pytest.mark.slow
 def test_square_robust_accuracy_matches_torchattacks(net, held_out):
     ta = _reference("torchattacks")
@@ -73,11 +97,15 @@ def torchattacks_standard(ta, net, eps: float, queries: int):
 def test_autoattack_robust_accuracy_matches_torchattacks(net, held_out, eps):
     """The same four members on both sides (APGD-CE, APGD-T, FAB-T, Square) with torchattacks' default of 10
     steps (the paper uses 100) and 200 Square queries instead of 5000 to keep the test short on a CPU, on 100
-    held-out digits: ours never leaves more than one image more robust, and at most two fewer.
+    held-out digits: the same robust accuracy within one image.
 
-    The two fewer are APGD-T's: alone, at ε = 0.05 on these digits, torchattacks' APGD-T left 50, 50, 50, 52
-    robust over its seeds 0-3 and ours 48 at each of the same seeds (measured when FAB-T joined the ensemble;
-    FAB-T alone left 61 on both sides, the same images). At ε = 0.08 the ensembles agree within one."""
+    Measured when APGD's points and projection were made the reference implementation's (Croce and Hein's
+    ``autopgd_base.py``): 50 robust on both sides at ε = 0.05, 3 on both sides at ε = 0.08 (torchattacks' seeds 0
+    and 1). Before, our APGD-T scored one point more per run (the point after its last step) and rounded its
+    projection differently, and left 48 at every seed where torchattacks left 50. The random starts (ours seeded
+    per image, theirs from one stream) still move single images: APGD-T alone on these digits at ε = 0.05 left
+    50, 52, 51, 49 robust at our seeds 0-3 and 50, 50, 50, 52 at torchattacks' (on the first 50 digits: 23, 24,
+    23, 22 and 21, 23, 25, 25), the same spread on both sides; the test's seeds agree to the image."""
     ta = _reference("torchattacks")
     x, y = (t[:100] for t in held_out)
     attack = AutoAttack(net, eps=eps, steps=10, queries=200)
@@ -87,4 +115,4 @@ def test_autoattack_robust_accuracy_matches_torchattacks(net, held_out, eps):
     with torch.no_grad():
         robust_ours, robust_theirs = int((net(ours).argmax(1) == y).sum()), int((net(theirs).argmax(1) == y).sum())
     assert 0 < robust_theirs < len(y)
-    assert robust_theirs - 2 <= robust_ours <= robust_theirs + 1, (robust_ours, robust_theirs)
+    assert abs(robust_ours - robust_theirs) <= 1, (robust_ours, robust_theirs)

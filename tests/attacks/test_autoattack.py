@@ -7,7 +7,7 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 
-from inputopt.attacks import APGD, APGDT, AutoAttack, Square
+from inputopt.attacks import APGD, APGDT, FAB, AutoAttack, Square
 from inputopt.attacks.apgd import APGDStep, apgd_checkpoints
 from inputopt.data import Digits
 from inputopt.commands.runners import attack_main
@@ -50,6 +50,14 @@ def test_version_plus_and_rand_members(net, data):
     with pytest.raises(ValueError, match="version"):
         AutoAttack(net, eps=0.05, version="fast")
     assert AutoAttack(net, eps=0.05, fab=False).members == ("apgd-ce", "apgd-t", "square")
+    # the original's "plus": 5 restarts for the untargeted APGD members and for untargeted FAB, in its order
+    plus = AutoAttack(net, eps=0.05, version="plus")
+    assert plus.members == ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
+    assert [getattr(plus.member(m, 0.05), "restarts", 1) for m in plus.members] == [5, 5, 5, 1, 1, 1]
+    assert isinstance(plus.member("fab", 0.05), FAB) and plus.member("fab", 0.05).target_classes is None
+    assert AutoAttack(net, eps=0.05, version="plus", fab=False).members == ("apgd-ce", "apgd-dlr", "square", "apgd-t")
+    result = AutoAttack(net, eps=0.05, version="plus", steps=3, target_classes=2, queries=10).run(x[:6], y[:6])[0]
+    assert list(result.info["report"].robust_accuracy())[1:] == list(plus.members)
     with pytest.raises(ValueError, match="fab"):
         AutoAttack(net, eps=0.05, fab="no")
     with pytest.raises(ValueError, match="untargeted"):
