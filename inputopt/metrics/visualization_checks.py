@@ -154,6 +154,52 @@ def _activations(network: nn.Module, images: Tensor, layers: Sequence[str], norm
     return {name: torch.cat(values) for name, values in out.items()}
 
 
+def _input_module(network: nn.Module, layer: str) -> nn.Module:
+    """The module whose input the ``path`` check's ``carried`` share reads: the unit's layer itself, or for the
+    output (``""``) the last convolution or linear layer (the network's own input is the pixels)."""
+    if layer != OUTPUT:
+        return resolve_layer(network, layer)
+    last = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return last[-1] if last else network
+
+
+def _carried(network: nn.Module, layer: str, images: Tensor, units: Sequence[int], normalize: nn.Module | None,
+             batch_size: int = 64) -> tuple[Tensor, Tensor]:
+    """Each image's score of its unit, ``u``, and the part of it its layer's input carries, ``c``: the sum of
+    gradient times input, ``Σ ∂u/∂x · x`` over the input ``x`` of the unit's layer (for a convolution or a
+    linear layer, ``u`` less its bias; for a piecewise-linear stack, ``u`` less its biases' share). Both ``(N,)``
+    on the CPU; ``c`` is NaN where the layer's input is not a tensor."""
+    module = _input_module(network, layer)
+    device = next((p.device for p in network.parameters()), images.device)
+    units_t = torch.as_tensor(list(units), dtype=torch.long)
+    carried, scores = [], []
+    with torch.inference_mode(False), torch.enable_grad():
+        for chunk, unit_chunk in zip(images.split(batch_size), units_t.split(batch_size)):
+            seen: dict[str, Tensor] = {}
+
+            def keep(_module: nn.Module, args: tuple) -> None:
+                if "input" not in seen and args and isinstance(args[0], Tensor):
+                    seen["input"] = args[0]
+
+            handle = module.register_forward_pre_hook(keep)
+            try:
+                x = chunk.to(device).float().clone().requires_grad_(True)
+                out = evaluate(network, x, [layer], normalize)[layer]
+            finally:
+                handle.remove()
+            rows = torch.arange(len(chunk), device=out.device)
+            chosen = out[rows, unit_chunk.to(out.device)]  # each image's own unit, as unit_scores reads it
+            u = chosen.flatten(1).max(1).values if chosen.ndim > 1 else chosen
+            source = seen.get("input")
+            if source is None or not source.requires_grad:
+                carried.append(torch.full((len(chunk),), math.nan))
+            else:
+                grad = torch.autograd.grad(u.sum(), source)[0]
+                carried.append((grad * source).flatten(1).sum(1).detach().float().cpu())
+            scores.append(u.detach().float().cpu())
+    return torch.cat(carried), torch.cat(scores)
+
+
 def _natural_images(natural: Tensor | Any, limit: int | None) -> Tensor:
     """``(N, C, H, W)`` natural images from a tensor or a data set of ``(image, label)`` samples."""
     if isinstance(natural, Tensor):
@@ -310,6 +356,13 @@ def visualization_checks(
     if "high frequency" in checks:
         hf = high_frequency_energy(images.float().cpu(), high_frequency_cutoff)
         hf_natural = high_frequency_energy(natural_images[:64], high_frequency_cutoff).median().item()
+    if "path" in checks:
+        # the share of each picture's score that arrives through its layer's input, as for its top examples
+        c_vis, u_vis = _carried(network, layer, images, units, normalize)
+        c_top, u_top = _carried(network, layer, natural_images[top.reshape(-1)],
+                                [u for u in units for _ in range(top.shape[1])], normalize)
+        uncarried = (u_top - c_top).view(len(units), -1).median(1).values   # the top examples' bias-like part
+        carried = torch.where(u_vis > 0, (c_vis + uncarried) / u_vis.clamp_min(1e-12), math.nan)
     if "seeds" in checks:
         seed_vis = [_profile(_activations(network, s, [layer], normalize)[layer]) - means[layer] for s in seed_images]
 
@@ -354,12 +407,16 @@ def visualization_checks(
                 score = sum(per_layer.values()) / len(per_layer)
                 reference = sum(typical.values()) / len(typical)
                 relative = score / reference if reference > 0 else (1.0 if score >= reference else 0.0)
+                share = carried[i].item()
+                worst = min(relative, share) if share == share else relative  # NaN: the picture does not drive it
                 row.results.append(CheckResult(
-                    "path", relative >= thresholds["path"],
-                    f"{relative:.2f}: closer to the top examples than {score:.0%} of random natural images, the top "
-                    f"examples themselves {reference:.0%} (pass ≥ {thresholds['path']:g}; "
+                    "path", worst >= thresholds["path"],
+                    f"{worst:.2f}: {share:.2f} of its score arrives through the layer's input as for its top examples; "
+                    f"closer to them than {score:.0%} of random natural images, the top examples themselves "
+                    f"{reference:.0%} ({relative:.2f}; pass ≥ {thresholds['path']:g} both; "
                     + ", ".join(f"{k} {v:.0%}" for k, v in per_layer.items()) + ")",
-                    {"relative": relative, "similarity": score, "top_examples": reference, "layers": per_layer}))
+                    {"score": worst, "carried": share, "relative": relative, "similarity": score,
+                     "top_examples": reference, "layers": per_layer}))
             elif check == "plausibility":
                 value = plausibility[i].item()
                 row.results.append(CheckResult(

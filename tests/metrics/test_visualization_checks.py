@@ -66,6 +66,10 @@ def test_a_normal_unit_passes_and_the_trapped_unit_fails(networks):
     assert not trapped[0].passed, visualization_checks_table(trapped)           # channel 3 carries the trap
     assert not trapped[0]["strength"].passed and trapped[0]["strength"].values["ratio"] > 4
     assert trapped[1].passed                                                   # channel 5 does not
+    # the path check flags the trap: most of its picture's score does not arrive through the layer's input
+    assert not trapped[0]["path"].passed and trapped[0]["path"].values["carried"] < 0.5
+    assert normal[0]["path"].passed and normal[1]["path"].passed and trapped[1]["path"].passed
+    assert abs(normal[0]["path"].values["carried"] - 1) < 0.05  # a convolution's score is all its input's, but its bias
     # the trap's picture drives its unit far harder than the normal picture does the normal unit
     assert trapped[0]["strength"].values["ratio"] > 2 * normal[0]["strength"].values["ratio"]
 
