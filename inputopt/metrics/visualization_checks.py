@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +52,6 @@ from inputopt.attacks.checks import CheckResult
 from inputopt.capture import OUTPUT, evaluate, resolve_layer
 from inputopt.functional.plausibility import plausibility_distance
 from inputopt.metrics.quality import high_frequency_energy
-from inputopt.metrics.topk import unit_scores
 
 __all__ = ["CHECKS", "DEFAULT_CHECKS", "THRESHOLDS", "UnitChecks", "checkerboard_trap", "path_layers",
            "visualization_checks", "visualization_checks_json", "visualization_checks_table"]
@@ -140,18 +140,66 @@ def path_layers(network: nn.Module, layer: str | None, count: int = 3) -> list[s
     return [names[round(i * (len(names) - 1) / (count - 1))] for i in range(count)] if count > 1 else names[-1:]
 
 
-def _activations(network: nn.Module, images: Tensor, layers: Sequence[str], normalize: nn.Module | None,
-                 batch_size: int = 64) -> dict[str, Tensor]:
-    """The evaluation forward of ``images`` in chunks, each layer's output on the CPU in float32."""
-    layers = list(dict.fromkeys(layers))
-    out: dict[str, list[Tensor]] = {name: [] for name in layers}
+def _summaries(network: nn.Module, images: Tensor, layers: Sequence[str], maxima: str | None,
+               normalize: nn.Module | None, batch_size: int = 64) -> dict[str, Tensor]:
+    """The evaluation forward of ``images`` in chunks, kept small on the CPU in float32: each of ``layers``'
+    profile (:func:`_profile`), and under ``"maxima"`` the unit scores of every unit of layer ``maxima`` (a
+    channel's maximum over positions, a feature's value: :func:`~inputopt.metrics.topk.unit_scores` of all units)."""
+    wanted = list(dict.fromkeys([*layers, *([maxima] if maxima is not None else [])]))
+    out: dict[str, list[Tensor]] = {name: [] for name in [*layers, "maxima"]}
     device = next((p.device for p in network.parameters()), images.device)
     with torch.no_grad():
         for chunk in images.split(batch_size):
-            captured = evaluate(network, chunk.to(device).float(), layers, normalize)
+            captured = evaluate(network, chunk.to(device).float(), wanted, normalize)
             for name in layers:
-                out[name].append(captured[name].float().cpu())
-    return {name: torch.cat(values) for name, values in out.items()}
+                out[name].append(_profile(captured[name]).cpu())
+            if maxima is not None:
+                acts = captured[maxima]
+                if acts.ndim not in (2, 4):
+                    raise ValueError(f"unit scores need a (B, C, H, W) or (B, F) layer output; {maxima!r} gives "
+                                     f"{tuple(acts.shape)}")
+                out["maxima"].append((acts.flatten(2).max(2).values if acts.ndim == 4 else acts).float().cpu())
+    return {name: torch.cat(values) for name, values in out.items() if values}
+
+
+#: What the checks computed from natural images, kept for later calls with the same natural images: per
+#: natural data set (or tensor), its stacked images and their summaries per network, layers and normalization.
+_NATURAL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_ENTRIES = 16  # summaries kept per natural data set, the oldest dropped first
+
+
+def _natural_cache(natural: Any) -> dict | None:
+    """The cache of ``natural`` (``None`` for an object that cannot be a weak dictionary key: not cached)."""
+    try:
+        return _NATURAL.setdefault(natural, {})
+    except TypeError:
+        return None
+
+
+def _state(module: nn.Module | None) -> tuple:
+    """What identifies a module's weights as they are now: the module and its tensors' in-place versions."""
+    if module is None:
+        return ()
+    return id(module), sum(t._version for t in (*module.parameters(), *module.buffers()))
+
+
+def _natural_summaries(natural: Any, images: Tensor, num_natural: int | None, network: nn.Module,
+                       layers: Sequence[str], maxima: str | None, normalize: nn.Module | None) -> dict[str, Tensor]:
+    """:func:`_summaries` of the natural ``images`` (taken from ``natural``), computed once per natural data,
+    network (as its weights are), layers and normalization, and kept for the next call."""
+    cache = _natural_cache(natural)
+    key = ("summaries", num_natural, getattr(natural, "_version", 0), _state(network), _state(normalize),
+           tuple(layers), maxima)
+    if cache is not None and key in cache:
+        owner, norm, value = cache[key]
+        if owner() is network and (norm() if norm is not None else None) is normalize:
+            return value
+    value = _summaries(network, images, layers, maxima, normalize)
+    if cache is not None:
+        cache[key] = (weakref.ref(network), weakref.ref(normalize) if normalize is not None else None, value)
+        while len([k for k in cache if k[0] == "summaries"]) > _ENTRIES:
+            del cache[next(k for k in cache if k[0] == "summaries")]
+    return value
 
 
 def _input_module(network: nn.Module, layer: str) -> nn.Module:
@@ -201,7 +249,12 @@ def _carried(network: nn.Module, layer: str, images: Tensor, units: Sequence[int
 
 
 def _natural_images(natural: Tensor | Any, limit: int | None) -> Tensor:
-    """``(N, C, H, W)`` natural images from a tensor or a data set of ``(image, label)`` samples."""
+    """``(N, C, H, W)`` natural images from a tensor or a data set of ``(image, label)`` samples (a data set's
+    stacked once and kept)."""
+    cache = _natural_cache(natural)
+    key = ("images", limit, getattr(natural, "_version", 0))
+    if cache is not None and key in cache:
+        return cache[key]
     if isinstance(natural, Tensor):
         images = natural
     else:
@@ -212,7 +265,10 @@ def _natural_images(natural: Tensor | Any, limit: int | None) -> Tensor:
         images = images[:limit]
     if images.ndim != 4 or images.shape[0] < 2:
         raise ValueError(f"natural must hold at least 2 images (N, C, H, W), got shape {tuple(images.shape)}")
-    return images.float()
+    images = images.float()
+    if cache is not None:
+        cache[key] = images
+    return images
 
 
 def _relative(similarity: float, top: float, random: float) -> float:
@@ -317,26 +373,31 @@ def visualization_checks(
     plaus_net = transfer_network if transfer_network is not None else network
     plaus_layer = plausibility_layer if plausibility_layer is not None else (earlier[-1] if earlier else layer)
 
-    # the natural images, once: the unit's layer, the earlier layers, the reference features
-    own_layers = [layer, *earlier] + ([plaus_layer] if plaus_net is network else [])
-    nat = _activations(network, natural_images, own_layers, normalize)
-    vis = _activations(network, images, own_layers, normalize)
-    nat_scores = unit_scores(nat[layer], units)[0]                  # (N, B)
-    vis_scores = unit_scores(vis[layer], units)[0].diagonal()       # (B,)
+    # the natural images' summaries, once per natural data, network and layers (kept for the next call)
+    own_layers = [layer, *earlier] + ([plaus_layer] if plaus_net is network and plaus_layer not in (layer, *earlier)
+                                      else [])
+    nat = _natural_summaries(natural, natural_images, num_natural, network, own_layers, layer, normalize)
+    vis = _summaries(network, images, own_layers, layer, normalize)
+    count = nat["maxima"].shape[1]
+    if min(units) < 0 or max(units) >= count:
+        raise ValueError(f"units must be in [0, {count}) for a layer with {count} channels/features, got {units}")
+    rows = torch.arange(len(units))
+    nat_scores = nat["maxima"][:, units]                            # (N, B)
+    vis_scores = vis["maxima"][rows, units]                         # (B,)
     top = nat_scores.topk(top_k, dim=0).indices.T                  # (B, k) the top examples of each unit
     generator = torch.Generator().manual_seed(seed)
     random = torch.randperm(natural_images.shape[0], generator=generator)[:64]
 
-    centred = {name: _profile(nat[name]) for name in [layer, *earlier]}
-    means = {name: p.mean(0, keepdim=True) for name, p in centred.items()}
-    centred = {name: p - means[name] for name, p in centred.items()}
-    vis_profiles = {name: _profile(vis[name]) - means[name] for name in [layer, *earlier]}
+    means = {name: nat[name].mean(0, keepdim=True) for name in [layer, *earlier]}
+    centred = {name: nat[name] - means[name] for name in [layer, *earlier]}
+    vis_profiles = {name: vis[name] - means[name] for name in [layer, *earlier]}
 
     transfer = {}
     if "transfer" in checks:
         transfer_layers = [OUTPUT] + ([plaus_layer] if plaus_net is transfer_network else [])
-        t_nat = _activations(transfer_network, natural_images, transfer_layers, normalize)
-        t_vis = _activations(transfer_network, images, transfer_layers, normalize)
+        t_nat = _natural_summaries(natural, natural_images, num_natural, transfer_network, transfer_layers, None,
+                                   normalize)
+        t_vis = _summaries(transfer_network, images, transfer_layers, None, normalize)
         transfer = {"natural": t_nat[OUTPUT].argmax(1), "images": t_vis[OUTPUT].argmax(1)}
     if "plausibility" in checks:
         if plaus_net is transfer_network and transfer:
@@ -344,10 +405,9 @@ def visualization_checks(
         elif plaus_net is network:
             ref_nat, ref_vis = nat[plaus_layer], vis[plaus_layer]
         else:
-            got_nat = _activations(plaus_net, natural_images, [plaus_layer], normalize)
-            got_vis = _activations(plaus_net, images, [plaus_layer], normalize)
-            ref_nat, ref_vis = got_nat[plaus_layer], got_vis[plaus_layer]
-        ref_nat, ref_vis = _profile(ref_nat), _profile(ref_vis)
+            ref_nat = _natural_summaries(natural, natural_images, num_natural, plaus_net, [plaus_layer], None,
+                                         normalize)[plaus_layer]
+            ref_vis = _summaries(plaus_net, images, [plaus_layer], None, normalize)[plaus_layer]
         plausibility = plausibility_distance(ref_vis, ref_nat)
         # a natural image's own distance, to the nearest *other* natural image: the scale of the numbers
         own = _cosine(ref_nat, ref_nat)
@@ -364,7 +424,7 @@ def visualization_checks(
         uncarried = (u_top - c_top).view(len(units), -1).median(1).values   # the top examples' bias-like part
         carried = torch.where(u_vis > 0, (c_vis + uncarried) / u_vis.clamp_min(1e-12), math.nan)
     if "seeds" in checks:
-        seed_vis = [_profile(_activations(network, s, [layer], normalize)[layer]) - means[layer] for s in seed_images]
+        seed_vis = [_summaries(network, s, [layer], None, normalize)[layer] - means[layer] for s in seed_images]
 
     results = []
     for i, (unit, name) in enumerate(zip(units, names)):
