@@ -121,9 +121,28 @@ class VisualizationChecks(Callback):
         self.results: list[UnitChecks] = []
         self.paths: list[Path] = []
         self._outputs: list[tuple[list[int], list[str], Tensor]] = []
+        self._natural_data: dict[tuple[int, ...], Any] = {}
+        self._transfer_networks: dict[str, Any] = {}
 
     # -- what the module gives -----------------------------------------------------------------------------------
     def _natural(self, image_shape: Sequence[int]) -> Any:
+        """The natural data set, built once per image size and kept (so the checks' summaries of it are kept too)."""
+        key = tuple(image_shape)
+        if key not in self._natural_data:
+            self._natural_data[key] = self._build_natural(image_shape)
+        return self._natural_data[key]
+
+    def _transfer(self, device: torch.device) -> Any:
+        """The transfer network, built once per device and kept."""
+        from inputopt.networks import NetworkSpec
+
+        if self.transfer_network is None:
+            return None
+        if str(device) not in self._transfer_networks:
+            self._transfer_networks[str(device)] = NetworkSpec(self.transfer_network).build(0).to(device)
+        return self._transfer_networks[str(device)]
+
+    def _build_natural(self, image_shape: Sequence[int]) -> Any:
         from inputopt._config import build
 
         if isinstance(self.natural, str):
@@ -169,13 +188,10 @@ class VisualizationChecks(Callback):
     def run(self, module: LightningModule, units: list[int], names: list[str], images: Tensor,
             steps: int = 0) -> list[UnitChecks]:
         """Check ``images`` (``units``' visualizations by ``module``, a fit or a sweep); returns and keeps :attr:`results`."""
-        from inputopt.networks import NetworkSpec
         from inputopt.runners.sweep import FeatureSweep
 
         objective = module.objective if isinstance(module, FeatureSweep) else _units_objective(module.objective)
-        transfer = None
-        if self.transfer_network is not None:
-            transfer = NetworkSpec(self.transfer_network).build(0).to(images.device)
+        transfer = self._transfer(images.device)
         seed_images = None
         if self.seeds > 1:
             seed_images = torch.stack([self._render(module, units, module.seed + k, steps)
