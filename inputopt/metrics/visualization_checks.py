@@ -163,17 +163,29 @@ def _summaries(network: nn.Module, images: Tensor, layers: Sequence[str], maxima
 
 
 #: What the checks computed from natural images, kept for later calls with the same natural images: per
-#: natural data set (or tensor), its stacked images and their summaries per network, layers and normalization.
-_NATURAL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: natural data set (or tensor, by identity), its stacked images and their summaries per network, layers and
+#: normalization; an entry goes when its natural images do.
+_NATURAL: dict[int, tuple[weakref.ref, dict]] = {}
 _ENTRIES = 16  # summaries kept per natural data set, the oldest dropped first
 
 
 def _natural_cache(natural: Any) -> dict | None:
-    """The cache of ``natural`` (``None`` for an object that cannot be a weak dictionary key: not cached)."""
+    """The cache of ``natural`` (``None`` for an object that takes no weak reference: not cached)."""
+    key = id(natural)
+    entry = _NATURAL.get(key)
+    if entry is not None and entry[0]() is natural:
+        return entry[1]
+
+    def forget(ref: weakref.ref, key: int = key) -> None:
+        if _NATURAL.get(key, (None,))[0] is ref:
+            del _NATURAL[key]
+
     try:
-        return _NATURAL.setdefault(natural, {})
+        ref = weakref.ref(natural, forget)
     except TypeError:
         return None
+    _NATURAL[key] = (ref, {})
+    return _NATURAL[key][1]
 
 
 def _state(module: nn.Module | None) -> tuple:
@@ -251,8 +263,8 @@ def _carried(network: nn.Module, layer: str, images: Tensor, units: Sequence[int
 def _natural_images(natural: Tensor | Any, limit: int | None) -> Tensor:
     """``(N, C, H, W)`` natural images from a tensor or a data set of ``(image, label)`` samples (a data set's
     stacked once and kept)."""
-    cache = _natural_cache(natural)
-    key = ("images", limit, getattr(natural, "_version", 0))
+    cache = None if isinstance(natural, Tensor) else _natural_cache(natural)  # a tensor's slice would keep it alive
+    key = ("images", limit)
     if cache is not None and key in cache:
         return cache[key]
     if isinstance(natural, Tensor):
