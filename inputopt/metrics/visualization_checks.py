@@ -13,11 +13,16 @@ same network, and say, per unit, which pictures to believe:
 - ``strength``: the unit's score on the visualization over its best score on a natural image (a channel's
   score is its maximum over positions, as for dataset examples). Far above 1 means the picture drives
   the unit by something no natural image has: off-distribution.
-- ``path``: the path similarity of Geirhos et al. 2023, in the network's earlier layers (``path_layers``):
-  the fraction of random natural images that are less similar to the unit's top natural examples than
-  the visualization is (averaged over the layers), relative to the same fraction for the top examples
-  themselves (each against the others). A picture the network sees along the path of the unit's natural
-  examples scores about 1 or more; one it sees along another path, near 0.
+- ``path``: whether the network reaches the unit along the path of its natural examples (after Geirhos et
+  al. 2023), in two numbers on the scale where the top natural examples score 1, the lower one the check's:
+  *similarity*, in the network's earlier layers (``path_layers``): the fraction of random natural images
+  that are less similar to the unit's top natural examples than the visualization is (averaged over the
+  layers), relative to the same fraction for the top examples themselves (each against the others); and
+  *carried*: the share of the visualization's score that arrives through the input of the unit's layer
+  (gradient times input, ``Σ ∂u/∂x · x``; a convolution's score less its bias), relative to that share for
+  the unit's best natural examples. A picture seen along its examples' path scores about 1 or more on
+  both; one that drives the unit by a road around its earlier layers (a manipulated network's detector)
+  has a low *carried*, even when its earlier layers see what they see in natural images.
 - ``plausibility``: the cosine distance of the visualization to the nearest natural image in a reference
   network's features (:func:`~inputopt.functional.plausibility_distance`; the transfer network's, when
   given). Lower is more like a natural image.
@@ -53,14 +58,17 @@ from inputopt.capture import OUTPUT, evaluate, resolve_layer
 from inputopt.functional.plausibility import plausibility_distance
 from inputopt.metrics.quality import high_frequency_energy
 
-__all__ = ["CHECKS", "DEFAULT_CHECKS", "THRESHOLDS", "UnitChecks", "checkerboard_trap", "path_layers",
+__all__ = ["CARRIED_EXAMPLES", "CHECKS", "DEFAULT_CHECKS", "THRESHOLDS", "UnitChecks", "checkerboard_trap", "path_layers",
            "visualization_checks", "visualization_checks_json", "visualization_checks_table"]
 
 #: Every check, in table order.
 CHECKS = ("transfer", "strength", "path", "plausibility", "high frequency", "seeds")
 #: The checks run by default: each costs a forward pass of the images (no extra optimization).
 DEFAULT_CHECKS = ("transfer", "strength", "path", "plausibility", "high frequency")
-#: Pass thresholds: ``strength`` at most, ``path`` at least, ``plausibility`` at most, ``high frequency``
+#: How many of a unit's top natural examples give the ``path`` check's reference share (each costs a forward
+#: and a backward pass to the unit's layer).
+CARRIED_EXAMPLES = 4
+#: Pass thresholds: ``strength`` at most, ``path`` at least (its similarity and its carried share, each), ``plausibility`` at most, ``high frequency``
 #: at most, ``seeds`` at least. ``docs/trust.md`` gives the measurements behind them.
 THRESHOLDS = {"strength": 4.0, "path": 0.5, "plausibility": 0.5, "high frequency": 0.2, "seeds": 0.5}
 
@@ -225,10 +233,11 @@ def _input_module(network: nn.Module, layer: str) -> nn.Module:
 
 def _carried(network: nn.Module, layer: str, images: Tensor, units: Sequence[int], normalize: nn.Module | None,
              batch_size: int = 64) -> tuple[Tensor, Tensor]:
-    """Each image's score of its unit, ``u``, and the part of it its layer's input carries, ``c``: the sum of
-    gradient times input, ``Σ ∂u/∂x · x`` over the input ``x`` of the unit's layer (for a convolution or a
-    linear layer, ``u`` less its bias; for a piecewise-linear stack, ``u`` less its biases' share). Both ``(N,)``
-    on the CPU; ``c`` is NaN where the layer's input is not a tensor."""
+    """Each image's part of its unit's score that the unit's layer's input carries, ``c``, and the score ``u``:
+    ``c`` is the sum of gradient times input, ``Σ ∂u/∂x · x`` over the input ``x`` of the unit's layer (for a
+    convolution or a linear layer, ``u`` less its bias; for a piecewise-linear stack, ``u`` less its biases'
+    share; what reaches the unit around that input, none of it). Both ``(N,)`` on the CPU; ``c`` is NaN where
+    the layer's input is not a tensor."""
     module = _input_module(network, layer)
     device = next((p.device for p in network.parameters()), images.device)
     units_t = torch.as_tensor(list(units), dtype=torch.long)
@@ -271,8 +280,8 @@ def _natural_images(natural: Tensor | Any, limit: int | None) -> Tensor:
         images = natural
     else:
         count = len(natural) if limit is None else min(limit, len(natural))
-        images = torch.stack([torch.as_tensor(natural[i][0] if isinstance(natural[i], (tuple, list)) else natural[i])
-                              for i in range(count)])
+        samples = (natural[i] for i in range(count))
+        images = torch.stack([torch.as_tensor(s[0] if isinstance(s, (tuple, list)) else s) for s in samples])
     if limit is not None:
         images = images[:limit]
     if images.ndim != 4 or images.shape[0] < 2:
@@ -334,6 +343,13 @@ def visualization_checks(
         num_natural: use at most this many natural images (the first ones; ``None``: all).
         high_frequency_cutoff: the cutoff of ``high frequency``, in cycles per pixel.
         seed: the seed of the random natural images of the ``path`` and ``seeds`` baselines.
+
+    The natural images' summaries (each unit's score, the layers' profiles, the transfer network's classes
+    and features) are computed once per natural data, network (as its weights are), layers and
+    normalization, and kept for later calls: a call on other units or other pictures with the same natural
+    images costs a forward of its pictures and the ``path`` check's passes (a forward and backward of each
+    picture and of each unit's :data:`CARRIED_EXAMPLES` best natural examples, to the unit's layer). A tensor
+    changed in place is read again.
 
     Returns:
         One :class:`UnitChecks` per image, in order.
@@ -431,10 +447,12 @@ def visualization_checks(
     if "path" in checks:
         # the share of each picture's score that arrives through its layer's input, as for its top examples
         c_vis, u_vis = _carried(network, layer, images, units, normalize)
-        c_top, u_top = _carried(network, layer, natural_images[top.reshape(-1)],
-                                [u for u in units for _ in range(top.shape[1])], normalize)
-        uncarried = (u_top - c_top).view(len(units), -1).median(1).values   # the top examples' bias-like part
-        carried = torch.where(u_vis > 0, (c_vis + uncarried) / u_vis.clamp_min(1e-12), math.nan)
+        best = top[:, :CARRIED_EXAMPLES]                                     # (B, 4) the unit's best four
+        c_top, u_top = _carried(network, layer, natural_images[best.reshape(-1)],
+                                [u for u in units for _ in range(best.shape[1])], normalize)
+        share_top = (c_top / u_top).view(len(units), -1).median(1).values    # their share: below 1 by biases
+        share_top = torch.where(share_top > 0, share_top, math.nan)
+        carried = torch.where(u_vis > 0, c_vis / u_vis.clamp_min(1e-12), math.nan) / share_top
     if "seeds" in checks:
         seed_vis = [_summaries(network, s, [layer], None, normalize)[layer] - means[layer] for s in seed_images]
 

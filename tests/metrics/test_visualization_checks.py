@@ -44,9 +44,9 @@ def networks():
     return base, checkerboard_trap(base, LAYER, channel=3), digits_cnn("b")
 
 
-def _check(network, transfer, images, **kwargs):
-    return visualization_checks(network, LAYER, UNITS, images, Digits("test"), transfer_network=transfer,
-                                plausibility_layer="classifier.2", **kwargs)
+def _check(network, transfer, images, natural=None, **kwargs):
+    return visualization_checks(network, LAYER, UNITS, images, Digits("test") if natural is None else natural,
+                                transfer_network=transfer, plausibility_layer="classifier.2", **kwargs)
 
 
 def test_the_trap_leaves_natural_images_alone(networks):
@@ -80,6 +80,27 @@ def test_real_digits_pass_the_picture_checks(networks):
     results = _check(base, independent, digits[:2], checks=["strength", "plausibility", "high frequency"])
     assert all(r.passed for row in results for r in row.results), visualization_checks_table(results)
     assert results[0]["plausibility"].values["distance"] < 1e-6  # a natural image is its own nearest neighbour
+
+
+def test_the_natural_images_are_summarized_once(networks):
+    base, _, independent = networks
+    natural = Digits("test").tensors[0][:100].clone()
+    seen = []
+    handle = base.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    try:
+        images = natural[:2] * 0.5
+        first = _check(base, independent, images, natural=natural)
+        natural_forwards = sum(n for n in seen if n == 64 or n == 36)   # the natural images in chunks of 64
+        seen.clear()
+        second = _check(base, independent, images, natural=natural)
+        assert natural_forwards == 100 and 100 not in seen and 64 not in seen and 36 not in seen
+        assert visualization_checks_json(second) == visualization_checks_json(first)
+        seen.clear()
+        natural[0] = 1 - natural[0]                                           # changed in place: read again
+        _check(base, independent, images, natural=natural)
+        assert 64 in seen and 36 in seen
+    finally:
+        handle.remove()
 
 
 def test_seeds_table_and_json(networks):
