@@ -26,8 +26,8 @@ method's seconds per unit and the checks' seconds.
 
     OMP_NUM_THREADS=1 python examples/imagenet_accentuation.py --size 224 --steps 128   # 2 CPU cores: ~15 min
 
-Writes ``<out>/table.md``, ``<out>/results.json``, ``<out>/checks.md``, ``<out>/images.pt`` and
-``<out>/accentuation.png`` (per unit: the start, accentuated, Fourier + T).
+Writes ``<out>/table.md``, ``<out>/results.json``, ``<out>/checks.md``, ``<out>/checks.json``, ``<out>/images.pt``
+and ``<out>/accentuation.png`` (per unit: the start, accentuated, Fourier + T).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from inputopt.functional.plausibility import plausibility_distance
 from inputopt.loss import LossPath
 from inputopt.metrics.quality import high_frequency_energy
 from inputopt.metrics.topk import unit_scores
-from inputopt.metrics.visualization_checks import visualization_checks, visualization_checks_table
+from inputopt.metrics.visualization_checks import visualization_checks, visualization_checks_json, visualization_checks_table
 from inputopt.networks import build_network, freeze
 from inputopt.objectives import ChannelSum, UnitActivation
 from inputopt.objectives.inversion import FeatureMatch
@@ -176,6 +176,7 @@ def main() -> None:
     check_seconds = time.perf_counter() - t
     all_checked = [row for m in methods for row in checked[m]]
     (out / "checks.md").write_text(visualization_checks_table(all_checked) + "\n")
+    (out / "checks.json").write_text(json.dumps(visualization_checks_json(all_checked), indent=2, default=float) + "\n")
     print(f"checks of {len(all_checked)} images: {check_seconds:.0f} s", flush=True)
     print(visualization_checks_table(all_checked), flush=True)
 
