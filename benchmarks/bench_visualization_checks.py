@@ -2,9 +2,11 @@
 
 For a set of units, times (1) the visualization: the units' images by ``optimize`` (one batch, ``--steps`` steps);
 (2) the default checks (:data:`~inputopt.metrics.visualization_checks.DEFAULT_CHECKS`: transfer, strength, path,
-plausibility, high frequency) on those images, the natural images' forward included; (3) the ``seeds`` check's
-extra cost for one more seed (another visualization: about 1x by construction). Repetitions alternate (1) and
-(2); medians are printed, and the ratio checks / visualization, per unit.
+plausibility, high frequency) on those images as a first call: the natural images' summaries computed (their
+forward through the network and the transfer network); (3) the same checks again, those summaries kept (any later
+call on the same natural images: other units, another layer's for the transfer network); (4) the ``seeds``
+check's extra cost for one more seed (another visualization: about 1x by construction). Repetitions alternate
+(1) and (2)+(3); medians are printed, and the ratios checks / visualization.
 
 - ``digits`` (default): the 32 channels of the digits model's ``features.4``, the Fourier method of
   ``configs/digits_fourier.yaml`` (decay 1.5, clamp [0, 1], jitter/scale, Adam lr 0.05, 100 steps); natural
@@ -40,6 +42,7 @@ def digits_case(units: int, steps: int):
     from inputopt.zoo import digits_cnn
 
     network, transfer = digits_cnn("a"), digits_cnn("b")
+    natural = Digits("test")  # one data set, as the callback keeps it: the checks keep its summaries
     channels = list(range(units))
 
     def visualize(seed: int = 0) -> torch.Tensor:
@@ -52,7 +55,7 @@ def digits_case(units: int, steps: int):
             return param().detach()
 
     def check(images: torch.Tensor, **kwargs):
-        return visualization_checks(network, "features.4", channels, images, Digits("test"), transfer_network=transfer,
+        return visualization_checks(network, "features.4", channels, images, natural, transfer_network=transfer,
                                     plausibility_layer="classifier.2", **kwargs)
 
     return visualize, check

@@ -106,6 +106,8 @@ def main() -> None:
                         help="the classes of these labelled photos are the class units")
     parser.add_argument("--match-layer", default="blocks.2")
     parser.add_argument("--lams", type=float, nargs="*", default=[2.0, 16.0])
+    parser.add_argument("--at", nargs="*", default=[],
+                        help="more accentuation settings, each λ@layer: FeatureMatch at another layer (16@blocks.3)")
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--out", default="results/accentuation")
     args = parser.parse_args()
@@ -129,7 +131,13 @@ def main() -> None:
     print(f"natural: {len(natural)} photo crops of {args.size} px, forward {time.perf_counter() - t:.0f} s; hf "
           f"{hf_crops:.3f}", flush=True)
 
-    methods = ["Fourier + T"] + [f"accentuation λ={lam:g}" for lam in args.lams]
+    settings = {f"accentuation λ={lam:g}": (lam, args.match_layer) for lam in args.lams}
+    for setting in args.at:
+        lam, _, match = setting.partition("@")
+        if not match:
+            parser.error(f"--at takes λ@layer (e.g. 16@blocks.3), got {setting!r}")
+        settings[f"accentuation λ={float(lam):g} at {match}"] = (float(lam), match)
+    methods = ["Fourier + T", *settings]
     images = {m: [] for m in methods}
     starts, seconds, rows, plaus_start = [], {m: 0.0 for m in methods}, {m: [] for m in methods}, []
     for layer, unit in units:
@@ -148,7 +156,7 @@ def main() -> None:
             if method == "Fourier + T":
                 x = fourier(lite0, layer, unit, args.size, args.steps)
             else:
-                x = accentuate(lite0, layer, unit, start, args.match_layer, float(method.split("=")[1]), args.steps,
+                x = accentuate(lite0, layer, unit, start, settings[method][1], settings[method][0], args.steps,
                                args.lr)
             seconds[method] += time.perf_counter() - t
             images[method].append(x)
