@@ -48,7 +48,11 @@ from inputopt.functional.plausibility import plausibility_distance
 from inputopt.loss import LossPath
 from inputopt.metrics.quality import high_frequency_energy
 from inputopt.metrics.topk import unit_scores
-from inputopt.metrics.visualization_checks import visualization_checks, visualization_checks_json, visualization_checks_table
+from inputopt.metrics.visualization_checks import (
+    visualization_checks,
+    visualization_checks_json,
+    visualization_checks_table,
+)
 from inputopt.networks import build_network, freeze
 from inputopt.objectives import ChannelSum, UnitActivation
 from inputopt.objectives.inversion import FeatureMatch

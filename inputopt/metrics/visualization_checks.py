@@ -58,8 +58,8 @@ from inputopt.capture import OUTPUT, evaluate, resolve_layer
 from inputopt.functional.plausibility import plausibility_distance
 from inputopt.metrics.quality import high_frequency_energy
 
-__all__ = ["CARRIED_EXAMPLES", "CHECKS", "DEFAULT_CHECKS", "THRESHOLDS", "UnitChecks", "checkerboard_trap", "path_layers",
-           "visualization_checks", "visualization_checks_json", "visualization_checks_table"]
+__all__ = ["CARRIED_EXAMPLES", "CHECKS", "DEFAULT_CHECKS", "THRESHOLDS", "UnitChecks", "checkerboard_trap",
+           "path_layers",            "visualization_checks", "visualization_checks_json", "visualization_checks_table"]
 
 #: Every check, in table order.
 CHECKS = ("transfer", "strength", "path", "plausibility", "high frequency", "seeds")
@@ -68,8 +68,9 @@ DEFAULT_CHECKS = ("transfer", "strength", "path", "plausibility", "high frequenc
 #: How many of a unit's top natural examples give the ``path`` check's reference share (each costs a forward
 #: and a backward pass to the unit's layer).
 CARRIED_EXAMPLES = 4
-#: Pass thresholds: ``strength`` at most, ``path`` at least (its similarity and its carried share, each), ``plausibility`` at most, ``high frequency``
-#: at most, ``seeds`` at least. ``docs/trust.md`` gives the measurements behind them.
+#: Pass thresholds: ``strength`` at most, ``path`` at least (its similarity and its carried share, each),
+#: ``plausibility`` at most, ``high frequency`` at most, ``seeds`` at least. ``docs/trust.md`` gives the
+#: measurements behind them.
 THRESHOLDS = {"strength": 4.0, "path": 0.5, "plausibility": 0.5, "high frequency": 0.2, "seeds": 0.5}
 
 
@@ -501,9 +502,9 @@ def visualization_checks(
                 worst = min(relative, share) if share == share else relative  # NaN: the picture does not drive it
                 row.results.append(CheckResult(
                     "path", worst >= thresholds["path"],
-                    f"{worst:.2f}: {share:.2f} of its score arrives through the layer's input as for its top examples; "
-                    f"closer to them than {score:.0%} of random natural images, the top examples themselves "
-                    f"{reference:.0%} ({relative:.2f}; pass ≥ {thresholds['path']:g} both; "
+                    f"{worst:.2f}: carried {share:.2f} (its score's share through the layer's input, against its top "
+                    f"examples'); similarity {relative:.2f} (closer to them than {score:.0%} of random natural "
+                    f"images, the top examples themselves {reference:.0%}); pass ≥ {thresholds['path']:g} both ("
                     + ", ".join(f"{k} {v:.0%}" for k, v in per_layer.items()) + ")",
                     {"score": worst, "carried": share, "relative": relative, "similarity": score,
                      "top_examples": reference, "layers": per_layer}))
