@@ -15,7 +15,8 @@ For each unit (channels of ``--layer`` and the classes of the labelled photos), 
 - ``Fourier + T``: the recommended method (``FourierImage`` decorrelated, sigmoid, Adam lr 0.1, the recommended
   transforms of ``examples/imagenet_methods.py``), from noise;
 - ``accentuation λ``: ``FourierImage`` (same settings) started from the unit's best crop, Adam ``--lr``,
-  light transforms (jitter 4, scale 0.95-1.05), ``lam = λ``.
+  light transforms (jitter 4, scale 0.95-1.05), ``lam = λ``, FeatureMatch at ``--match-layer``; ``--at 16@blocks.3``
+  adds a setting with FeatureMatch at another layer (the recommended one of ``docs/trust.md``).
 
 Columns: ``ratio``, the unit's score (a channel's maximum over positions, a class's logit) over its best photo
 crop's; ``plaus``, the cosine distance to the nearest photo crop but the unit's best crop (the start; its own distance is the ``start`` row)
@@ -115,6 +116,12 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--out", default="results/accentuation")
     args = parser.parse_args()
+    settings = {f"accentuation λ={lam:g}": (lam, args.match_layer) for lam in args.lams}
+    for setting in args.at:
+        lam, _, match = setting.partition("@")
+        if not match:
+            parser.error(f"--at takes λ@layer (e.g. 16@blocks.3), got {setting!r}")
+        settings[f"accentuation λ={float(lam):g} at {match}"] = (float(lam), match)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -135,12 +142,6 @@ def main() -> None:
     print(f"natural: {len(natural)} photo crops of {args.size} px, forward {time.perf_counter() - t:.0f} s; hf "
           f"{hf_crops:.3f}", flush=True)
 
-    settings = {f"accentuation λ={lam:g}": (lam, args.match_layer) for lam in args.lams}
-    for setting in args.at:
-        lam, _, match = setting.partition("@")
-        if not match:
-            parser.error(f"--at takes λ@layer (e.g. 16@blocks.3), got {setting!r}")
-        settings[f"accentuation λ={float(lam):g} at {match}"] = (float(lam), match)
     methods = ["Fourier + T", *settings]
     images = {m: [] for m in methods}
     starts, seconds, rows, plaus_start = [], {m: 0.0 for m in methods}, {m: [] for m in methods}, []
