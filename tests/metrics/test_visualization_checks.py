@@ -82,6 +82,19 @@ def test_real_digits_pass_the_picture_checks(networks):
     assert results[0]["plausibility"].values["distance"] < 1e-6  # a natural image is its own nearest neighbour
 
 
+def test_carried_is_a_convolutions_score_less_its_bias():
+    from inputopt.metrics.visualization_checks import _carried
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 3)).eval()
+    images, units = torch.rand(5, 1, 8, 8), [0, 2, 1, 1, 0]
+    carried, scores = _carried(net, "2", images, units, None)
+    maps = net(images)
+    expected = torch.stack([maps[i, u].max() for i, u in enumerate(units)])
+    assert torch.allclose(scores, expected, atol=1e-6)
+    assert torch.allclose(carried, scores - net[2].bias[units].detach(), atol=1e-5)
+
+
 def test_the_natural_images_are_summarized_once(networks):
     base, _, independent = networks
     natural = Digits("test").tensors[0][:100].clone()
