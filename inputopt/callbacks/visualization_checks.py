@@ -27,6 +27,9 @@ __all__ = ["VisualizationChecks"]
 
 #: The natural images a name stands for: the digits' held-out split, or crops of the photographs.
 NATURAL = ("digits", "photos")
+#: The natural data sets and transfer networks built from their descriptions, shared by every callback of the
+#: process (an atlas checks each layer with a callback of its own), so they are built and read once.
+_BUILT: dict[tuple, Any] = {}
 
 
 def _units_objective(objective: Any) -> Any:
@@ -121,26 +124,28 @@ class VisualizationChecks(Callback):
         self.results: list[UnitChecks] = []
         self.paths: list[Path] = []
         self._outputs: list[tuple[list[int], list[str], Tensor]] = []
-        self._natural_data: dict[tuple[int, ...], Any] = {}
-        self._transfer_networks: dict[str, Any] = {}
 
     # -- what the module gives -----------------------------------------------------------------------------------
     def _natural(self, image_shape: Sequence[int]) -> Any:
-        """The natural data set, built once per image size and kept (so the checks' summaries of it are kept too)."""
-        key = tuple(image_shape)
-        if key not in self._natural_data:
-            self._natural_data[key] = self._build_natural(image_shape)
-        return self._natural_data[key]
+        """The natural data set, built once per description and image size and shared by every callback (an
+        atlas's layers), so the checks' summaries of it are kept too; a data set given as an object is used as is."""
+        if not isinstance(self.natural, (str, Mapping)):
+            return self.natural
+        key = ("natural", json.dumps(self.natural, sort_keys=True, default=str), tuple(image_shape))
+        if key not in _BUILT:
+            _BUILT[key] = self._build_natural(image_shape)
+        return _BUILT[key]
 
     def _transfer(self, device: torch.device) -> Any:
-        """The transfer network, built once per device and kept."""
+        """The transfer network, built once per name and device and shared by every callback."""
         from inputopt.networks import NetworkSpec
 
         if self.transfer_network is None:
             return None
-        if str(device) not in self._transfer_networks:
-            self._transfer_networks[str(device)] = NetworkSpec(self.transfer_network).build(0).to(device)
-        return self._transfer_networks[str(device)]
+        key = ("transfer", json.dumps(self.transfer_network, sort_keys=True, default=str), str(device))
+        if key not in _BUILT:
+            _BUILT[key] = NetworkSpec(self.transfer_network).build(0).to(device)
+        return _BUILT[key]
 
     def _build_natural(self, image_shape: Sequence[int]) -> Any:
         from inputopt._config import build
