@@ -15,7 +15,8 @@ For each unit (channels of ``--layer`` and the classes of the labelled photos), 
 - ``Fourier + T``: the recommended method (``FourierImage`` decorrelated, sigmoid, Adam lr 0.1, the recommended
   transforms of ``examples/imagenet_methods.py``), from noise;
 - ``accentuation λ``: ``FourierImage`` (same settings) started from the unit's best crop, Adam ``--lr``,
-  light transforms (jitter 4, scale 0.95-1.05), ``lam = λ``.
+  light transforms (jitter 4, scale 0.95-1.05), ``lam = λ``, FeatureMatch at ``--match-layer``; ``--at 16@blocks.3``
+  adds a setting with FeatureMatch at another layer (the recommended one of ``docs/trust.md``).
 
 Columns: ``ratio``, the unit's score (a channel's maximum over positions, a class's logit) over its best photo
 crop's; ``plaus``, the cosine distance to the nearest photo crop but the unit's best crop (the start; its own distance is the ``start`` row)
@@ -26,8 +27,8 @@ method's seconds per unit and the checks' seconds.
 
     OMP_NUM_THREADS=1 python examples/imagenet_accentuation.py --size 224 --steps 128   # 2 CPU cores: ~15 min
 
-Writes ``<out>/table.md``, ``<out>/results.json``, ``<out>/checks.md``, ``<out>/images.pt`` and
-``<out>/accentuation.png`` (per unit: the start, accentuated, Fourier + T).
+Writes ``<out>/table.md``, ``<out>/results.json``, ``<out>/checks.md``, ``<out>/checks.json``, ``<out>/images.pt``
+and ``<out>/accentuation.png`` (per unit: the start, accentuated, Fourier + T).
 """
 
 from __future__ import annotations
@@ -48,7 +49,11 @@ from inputopt.functional.plausibility import plausibility_distance
 from inputopt.loss import LossPath
 from inputopt.metrics.quality import high_frequency_energy
 from inputopt.metrics.topk import unit_scores
-from inputopt.metrics.visualization_checks import visualization_checks, visualization_checks_table
+from inputopt.metrics.visualization_checks import (
+    visualization_checks,
+    visualization_checks_json,
+    visualization_checks_table,
+)
 from inputopt.networks import build_network, freeze
 from inputopt.objectives import ChannelSum, UnitActivation
 from inputopt.objectives.inversion import FeatureMatch
@@ -106,9 +111,17 @@ def main() -> None:
                         help="the classes of these labelled photos are the class units")
     parser.add_argument("--match-layer", default="blocks.2")
     parser.add_argument("--lams", type=float, nargs="*", default=[2.0, 16.0])
+    parser.add_argument("--at", nargs="*", default=[],
+                        help="more accentuation settings, each λ@layer: FeatureMatch at another layer (16@blocks.3)")
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--out", default="results/accentuation")
     args = parser.parse_args()
+    settings = {f"accentuation λ={lam:g}": (lam, args.match_layer) for lam in args.lams}
+    for setting in args.at:
+        lam, _, match = setting.partition("@")
+        if not match:
+            parser.error(f"--at takes λ@layer (e.g. 16@blocks.3), got {setting!r}")
+        settings[f"accentuation λ={float(lam):g} at {match}"] = (float(lam), match)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -129,7 +142,7 @@ def main() -> None:
     print(f"natural: {len(natural)} photo crops of {args.size} px, forward {time.perf_counter() - t:.0f} s; hf "
           f"{hf_crops:.3f}", flush=True)
 
-    methods = ["Fourier + T"] + [f"accentuation λ={lam:g}" for lam in args.lams]
+    methods = ["Fourier + T", *settings]
     images = {m: [] for m in methods}
     starts, seconds, rows, plaus_start = [], {m: 0.0 for m in methods}, {m: [] for m in methods}, []
     for layer, unit in units:
@@ -148,7 +161,7 @@ def main() -> None:
             if method == "Fourier + T":
                 x = fourier(lite0, layer, unit, args.size, args.steps)
             else:
-                x = accentuate(lite0, layer, unit, start, args.match_layer, float(method.split("=")[1]), args.steps,
+                x = accentuate(lite0, layer, unit, start, settings[method][1], settings[method][0], args.steps,
                                args.lr)
             seconds[method] += time.perf_counter() - t
             images[method].append(x)
@@ -176,6 +189,7 @@ def main() -> None:
     check_seconds = time.perf_counter() - t
     all_checked = [row for m in methods for row in checked[m]]
     (out / "checks.md").write_text(visualization_checks_table(all_checked) + "\n")
+    (out / "checks.json").write_text(json.dumps(visualization_checks_json(all_checked), indent=2, default=float) + "\n")
     print(f"checks of {len(all_checked)} images: {check_seconds:.0f} s", flush=True)
     print(visualization_checks_table(all_checked), flush=True)
 

@@ -9,6 +9,9 @@ thresholds, and the figure of docs/trust.md.
 - ``pixels``: the 32 channels by plain pixels (clamp [0, 1], jitter 2, Adam lr 0.05, 100 steps), no prior;
 - ``real digits``: held-out digits themselves, as the "visualizations" of the channels they drive hardest.
 
+Then, for channel 3's picture on each network, its similarity to its top digits in every earlier module, by
+three summaries of the maps, and the share of its score carried by ``features.4``'s input (``similarity.md``).
+
 Natural images: the 450 held-out digits; transfer network ``digits_b``, plausibility at its ``classifier.2``.
 Prints, per case, each check's range and how many units pass, and writes the tables and
 ``results/figures/trust_digits.png`` (``--figure docs/images/trust_digits.png`` for the docs' own): channel 3's top
@@ -54,6 +57,39 @@ def visualize(network, layer, units, pixels=False, steps=100, seed=0):
         return param().detach()
 
 
+def similarity_study(base, trap, natural, pictures) -> str:
+    """Why similarity in earlier layers cannot see the trap: channel 3's picture on each network, its relative
+    similarity to its top 8 held-out digits (the path check's scale: 1 as the top examples, 0 as random digits)
+    in every module before ``features.4``, for three summaries of a layer's maps (the mean over positions, the
+    path check's; the maximum; the whole map), against random digits; and the share its score carried by
+    ``features.4``'s input."""
+    from inputopt.metrics.visualization_checks import _carried, _cosine
+
+    layers = ["features.0", "features.1", "features.2", "features.3"]
+    forms = {"mean": lambda x: x.mean((2, 3)), "max": lambda x: x.amax((2, 3)), "map": lambda x: x.flatten(1)}
+    random = torch.randperm(len(natural), generator=torch.Generator().manual_seed(0))[:64]
+    lines = ["| layer | summary | digits model | manipulated |", "|---|---|---|---|"]
+    cells = {}
+    for name, network, picture in (("digits model", base, pictures[0]), ("manipulated", trap, pictures[1])):
+        acts = evaluate(network, torch.cat([natural, picture[None]]), layers + ["features.4"])
+        top = unit_scores(acts["features.4"][:-1], [3])[0][:, 0].topk(8).indices
+        baseline = random[~torch.isin(random, top)]
+        for layer in layers:
+            for form, summarize in forms.items():
+                feats = summarize(acts[layer].float())
+                feats = feats - feats[:-1].mean(0, keepdim=True)
+                to_top = _cosine(feats[baseline], feats[top]).mean(1)
+                among = _cosine(feats[top], feats[top])
+                own = (among.sum(1) - among.diagonal()) / (len(top) - 1)
+                reference = (to_top[None] < own[:, None]).double().mean(1).median()
+                score = (to_top < _cosine(feats[-1:], feats[top]).mean()).double().mean()
+                cells.setdefault((layer, form), []).append(f"{(score / reference).item():.2f}")
+        carried, scores = _carried(network, "features.4", picture[None], [3], None)
+        cells.setdefault(("input of features.4", "carried share"), []).append(f"{(carried / scores).item():.2f}")
+    lines += [f"| {layer} | {form} | {' | '.join(v)} |" for (layer, form), v in cells.items()]
+    return "\n".join(lines)
+
+
 def summary(name, results) -> str:
     cells = []
     for check in CHECKS:
@@ -63,6 +99,10 @@ def summary(name, results) -> str:
         values = [next(iter(r.values.values())) for r in rows]
         numbers = [v for v in values if isinstance(v, float)]
         span = f" {min(numbers):.2f}-{max(numbers):.2f}" if numbers else ""
+        if check == "path":  # its two parts: the similarity in earlier layers, the share carried by the input
+            parts = {k: [r.values[k] for r in rows if r.values[k] == r.values[k]] for k in ("relative", "carried")}
+            label = {"relative": "similarity", "carried": "carried"}
+            span += " (" + ", ".join(f"{label[k]} {min(v):.2f}-{max(v):.2f}" for k, v in parts.items() if v) + ")"
         cells.append(f"{check}: {sum(r.passed for r in rows)}/{len(rows)}{span}")
     return f"| {name} | {sum(row.passed for row in results)}/{len(results)} | " + "; ".join(cells) + " |"
 
@@ -103,6 +143,9 @@ def main() -> None:
         print(visualization_checks_table(results[name]), flush=True)
     print("\n".join(lines))
     (out / "summary.md").write_text("\n".join(lines) + "\n")
+    study = similarity_study(base, trap, digits, (cases["digits, channels"][3][3], cases["trap, channels"][3][3]))
+    print(study)
+    (out / "similarity.md").write_text(study + "\n")
     # the figure: channel 3's top natural examples | its picture (digits model) | its picture (trap)
     top = unit_scores(evaluate(base, digits, ["features.4"])["features.4"], [3])[0][:, 0].topk(4).indices
     row = torch.cat([digits[top], cases["digits, channels"][3][3:4], cases["trap, channels"][3][3:4]])

@@ -27,6 +27,9 @@ __all__ = ["VisualizationChecks"]
 
 #: The natural images a name stands for: the digits' held-out split, or crops of the photographs.
 NATURAL = ("digits", "photos")
+#: The natural data sets and transfer networks built from their descriptions, shared by every callback of the
+#: process (an atlas checks each layer with a callback of its own), so they are built and read once.
+_BUILT: dict[tuple, Any] = {}
 
 
 def _units_objective(objective: Any) -> Any:
@@ -124,6 +127,27 @@ class VisualizationChecks(Callback):
 
     # -- what the module gives -----------------------------------------------------------------------------------
     def _natural(self, image_shape: Sequence[int]) -> Any:
+        """The natural data set, built once per description and image size and shared by every callback (an
+        atlas's layers), so the checks' summaries of it are kept too; a data set given as an object is used as is."""
+        if not isinstance(self.natural, (str, Mapping)):
+            return self.natural
+        key = ("natural", json.dumps(self.natural, sort_keys=True, default=str), tuple(image_shape))
+        if key not in _BUILT:
+            _BUILT[key] = self._build_natural(image_shape)
+        return _BUILT[key]
+
+    def _transfer(self, device: torch.device) -> Any:
+        """The transfer network, built once per name and device and shared by every callback."""
+        from inputopt.networks import NetworkSpec
+
+        if self.transfer_network is None:
+            return None
+        key = ("transfer", json.dumps(self.transfer_network, sort_keys=True, default=str), str(device))
+        if key not in _BUILT:
+            _BUILT[key] = NetworkSpec(self.transfer_network).build(0).to(device)
+        return _BUILT[key]
+
+    def _build_natural(self, image_shape: Sequence[int]) -> Any:
         from inputopt._config import build
 
         if isinstance(self.natural, str):
@@ -169,13 +193,10 @@ class VisualizationChecks(Callback):
     def run(self, module: LightningModule, units: list[int], names: list[str], images: Tensor,
             steps: int = 0) -> list[UnitChecks]:
         """Check ``images`` (``units``' visualizations by ``module``, a fit or a sweep); returns and keeps :attr:`results`."""
-        from inputopt.networks import NetworkSpec
         from inputopt.runners.sweep import FeatureSweep
 
         objective = module.objective if isinstance(module, FeatureSweep) else _units_objective(module.objective)
-        transfer = None
-        if self.transfer_network is not None:
-            transfer = NetworkSpec(self.transfer_network).build(0).to(images.device)
+        transfer = self._transfer(images.device)
         seed_images = None
         if self.seeds > 1:
             seed_images = torch.stack([self._render(module, units, module.seed + k, steps)

@@ -13,11 +13,16 @@ same network, and say, per unit, which pictures to believe:
 - ``strength``: the unit's score on the visualization over its best score on a natural image (a channel's
   score is its maximum over positions, as for dataset examples). Far above 1 means the picture drives
   the unit by something no natural image has: off-distribution.
-- ``path``: the path similarity of Geirhos et al. 2023, in the network's earlier layers (``path_layers``):
-  the fraction of random natural images that are less similar to the unit's top natural examples than
-  the visualization is (averaged over the layers), relative to the same fraction for the top examples
-  themselves (each against the others). A picture the network sees along the path of the unit's natural
-  examples scores about 1 or more; one it sees along another path, near 0.
+- ``path``: whether the network reaches the unit along the path of its natural examples (after Geirhos et
+  al. 2023), in two numbers on the scale where the top natural examples score 1, the lower one the check's:
+  *similarity*, in the network's earlier layers (``path_layers``): the fraction of random natural images
+  that are less similar to the unit's top natural examples than the visualization is (averaged over the
+  layers), relative to the same fraction for the top examples themselves (each against the others); and
+  *carried*: the share of the visualization's score that arrives through the input of the unit's layer
+  (gradient times input, ``Σ ∂u/∂x · x``; a convolution's score less its bias), relative to that share for
+  the unit's best natural examples. A picture seen along its examples' path scores about 1 or more on
+  both; one that drives the unit by a road around its earlier layers (a manipulated network's detector)
+  has a low *carried*, even when its earlier layers see what they see in natural images.
 - ``plausibility``: the cosine distance of the visualization to the nearest natural image in a reference
   network's features (:func:`~inputopt.functional.plausibility_distance`; the transfer network's, when
   given). Lower is more like a natural image.
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,17 +57,20 @@ from inputopt.attacks.checks import CheckResult
 from inputopt.capture import OUTPUT, evaluate, resolve_layer
 from inputopt.functional.plausibility import plausibility_distance
 from inputopt.metrics.quality import high_frequency_energy
-from inputopt.metrics.topk import unit_scores
 
-__all__ = ["CHECKS", "DEFAULT_CHECKS", "THRESHOLDS", "UnitChecks", "checkerboard_trap", "path_layers",
-           "visualization_checks", "visualization_checks_json", "visualization_checks_table"]
+__all__ = ["CARRIED_EXAMPLES", "CHECKS", "DEFAULT_CHECKS", "THRESHOLDS", "UnitChecks", "checkerboard_trap",
+           "path_layers",            "visualization_checks", "visualization_checks_json", "visualization_checks_table"]
 
 #: Every check, in table order.
 CHECKS = ("transfer", "strength", "path", "plausibility", "high frequency", "seeds")
 #: The checks run by default: each costs a forward pass of the images (no extra optimization).
 DEFAULT_CHECKS = ("transfer", "strength", "path", "plausibility", "high frequency")
-#: Pass thresholds: ``strength`` at most, ``path`` at least, ``plausibility`` at most, ``high frequency``
-#: at most, ``seeds`` at least. ``docs/trust.md`` gives the measurements behind them.
+#: How many of a unit's top natural examples give the ``path`` check's reference share (each costs a forward
+#: and a backward pass to the unit's layer).
+CARRIED_EXAMPLES = 4
+#: Pass thresholds: ``strength`` at most, ``path`` at least (its similarity and its carried share, each),
+#: ``plausibility`` at most, ``high frequency`` at most, ``seeds`` at least. ``docs/trust.md`` gives the
+#: measurements behind them.
 THRESHOLDS = {"strength": 4.0, "path": 0.5, "plausibility": 0.5, "high frequency": 0.2, "seeds": 0.5}
 
 
@@ -140,33 +149,148 @@ def path_layers(network: nn.Module, layer: str | None, count: int = 3) -> list[s
     return [names[round(i * (len(names) - 1) / (count - 1))] for i in range(count)] if count > 1 else names[-1:]
 
 
-def _activations(network: nn.Module, images: Tensor, layers: Sequence[str], normalize: nn.Module | None,
-                 batch_size: int = 64) -> dict[str, Tensor]:
-    """The evaluation forward of ``images`` in chunks, each layer's output on the CPU in float32."""
-    layers = list(dict.fromkeys(layers))
-    out: dict[str, list[Tensor]] = {name: [] for name in layers}
+def _summaries(network: nn.Module, images: Tensor, layers: Sequence[str], maxima: str | None,
+               normalize: nn.Module | None, batch_size: int = 64) -> dict[str, Tensor]:
+    """The evaluation forward of ``images`` in chunks, kept small on the CPU in float32: each of ``layers``'
+    profile (:func:`_profile`), and under ``"maxima"`` the unit scores of every unit of layer ``maxima`` (a
+    channel's maximum over positions, a feature's value: :func:`~inputopt.metrics.topk.unit_scores` of all units)."""
+    wanted = list(dict.fromkeys([*layers, *([maxima] if maxima is not None else [])]))
+    out: dict[str, list[Tensor]] = {name: [] for name in [*layers, "maxima"]}
     device = next((p.device for p in network.parameters()), images.device)
     with torch.no_grad():
         for chunk in images.split(batch_size):
-            captured = evaluate(network, chunk.to(device).float(), layers, normalize)
+            captured = evaluate(network, chunk.to(device).float(), wanted, normalize)
             for name in layers:
-                out[name].append(captured[name].float().cpu())
-    return {name: torch.cat(values) for name, values in out.items()}
+                out[name].append(_profile(captured[name]).cpu())
+            if maxima is not None:
+                acts = captured[maxima]
+                if acts.ndim not in (2, 4):
+                    raise ValueError(f"unit scores need a (B, C, H, W) or (B, F) layer output; {maxima!r} gives "
+                                     f"{tuple(acts.shape)}")
+                out["maxima"].append((acts.flatten(2).max(2).values if acts.ndim == 4 else acts).float().cpu())
+    return {name: torch.cat(values) for name, values in out.items() if values}
+
+
+#: What the checks computed from natural images, kept for later calls with the same natural images: per
+#: natural data set (or tensor, by identity), its stacked images and their summaries per network, layers and
+#: normalization; an entry goes when its natural images do.
+_NATURAL: dict[int, tuple[weakref.ref, dict]] = {}
+_ENTRIES = 16  # summaries kept per natural data set, the oldest dropped first
+
+
+def _natural_cache(natural: Any) -> dict | None:
+    """The cache of ``natural`` (``None`` for an object that takes no weak reference: not cached)."""
+    key = id(natural)
+    entry = _NATURAL.get(key)
+    if entry is not None and entry[0]() is natural:
+        return entry[1]
+
+    def forget(ref: weakref.ref, key: int = key) -> None:
+        if _NATURAL.get(key, (None,))[0] is ref:
+            del _NATURAL[key]
+
+    try:
+        ref = weakref.ref(natural, forget)
+    except TypeError:
+        return None
+    _NATURAL[key] = (ref, {})
+    return _NATURAL[key][1]
+
+
+def _state(module: nn.Module | None) -> tuple:
+    """What identifies a module's weights as they are now: the module and its tensors' in-place versions."""
+    if module is None:
+        return ()
+    return id(module), sum(t._version for t in (*module.parameters(), *module.buffers()))
+
+
+def _natural_summaries(natural: Any, images: Tensor, num_natural: int | None, network: nn.Module,
+                       layers: Sequence[str], maxima: str | None, normalize: nn.Module | None) -> dict[str, Tensor]:
+    """:func:`_summaries` of the natural ``images`` (taken from ``natural``), computed once per natural data,
+    network (as its weights are), layers and normalization, and kept for the next call."""
+    cache = _natural_cache(natural)
+    key = ("summaries", num_natural, getattr(natural, "_version", 0), _state(network), _state(normalize),
+           tuple(layers), maxima)
+    if cache is not None and key in cache:
+        owner, norm, value = cache[key]
+        if owner() is network and (norm() if norm is not None else None) is normalize:
+            return value
+    value = _summaries(network, images, layers, maxima, normalize)
+    if cache is not None:
+        cache[key] = (weakref.ref(network), weakref.ref(normalize) if normalize is not None else None, value)
+        while len([k for k in cache if k[0] == "summaries"]) > _ENTRIES:
+            del cache[next(k for k in cache if k[0] == "summaries")]
+    return value
+
+
+def _input_module(network: nn.Module, layer: str) -> nn.Module:
+    """The module whose input the ``path`` check's ``carried`` share reads: the unit's layer itself, or for the
+    output (``""``) the last convolution or linear layer (the network's own input is the pixels)."""
+    if layer != OUTPUT:
+        return resolve_layer(network, layer)
+    last = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return last[-1] if last else network
+
+
+def _carried(network: nn.Module, layer: str, images: Tensor, units: Sequence[int], normalize: nn.Module | None,
+             batch_size: int = 64) -> tuple[Tensor, Tensor]:
+    """Each image's part of its unit's score that the unit's layer's input carries, ``c``, and the score ``u``:
+    ``c`` is the sum of gradient times input, ``Σ ∂u/∂x · x`` over the input ``x`` of the unit's layer (for a
+    convolution or a linear layer, ``u`` less its bias; for a piecewise-linear stack, ``u`` less its biases'
+    share; what reaches the unit around that input, none of it). Both ``(N,)`` on the CPU; ``c`` is NaN where
+    the layer's input is not a tensor."""
+    module = _input_module(network, layer)
+    device = next((p.device for p in network.parameters()), images.device)
+    units_t = torch.as_tensor(list(units), dtype=torch.long)
+    carried, scores = [], []
+    with torch.inference_mode(False), torch.enable_grad():
+        for chunk, unit_chunk in zip(images.split(batch_size), units_t.split(batch_size)):
+            seen: dict[str, Tensor] = {}
+
+            def keep(_module: nn.Module, args: tuple) -> None:
+                if "input" not in seen and args and isinstance(args[0], Tensor):
+                    seen["input"] = args[0]
+
+            handle = module.register_forward_pre_hook(keep)
+            try:
+                x = chunk.to(device).float().clone().requires_grad_(True)
+                out = evaluate(network, x, [layer], normalize)[layer]
+            finally:
+                handle.remove()
+            rows = torch.arange(len(chunk), device=out.device)
+            chosen = out[rows, unit_chunk.to(out.device)]  # each image's own unit, as unit_scores reads it
+            u = chosen.flatten(1).max(1).values if chosen.ndim > 1 else chosen
+            source = seen.get("input")
+            if source is None or not source.requires_grad:
+                carried.append(torch.full((len(chunk),), math.nan))
+            else:
+                grad = torch.autograd.grad(u.sum(), source)[0]
+                carried.append((grad * source).flatten(1).sum(1).detach().float().cpu())
+            scores.append(u.detach().float().cpu())
+    return torch.cat(carried), torch.cat(scores)
 
 
 def _natural_images(natural: Tensor | Any, limit: int | None) -> Tensor:
-    """``(N, C, H, W)`` natural images from a tensor or a data set of ``(image, label)`` samples."""
+    """``(N, C, H, W)`` natural images from a tensor or a data set of ``(image, label)`` samples (a data set's
+    stacked once and kept)."""
+    cache = None if isinstance(natural, Tensor) else _natural_cache(natural)  # a tensor's slice would keep it alive
+    key = ("images", limit)
+    if cache is not None and key in cache:
+        return cache[key]
     if isinstance(natural, Tensor):
         images = natural
     else:
         count = len(natural) if limit is None else min(limit, len(natural))
-        images = torch.stack([torch.as_tensor(natural[i][0] if isinstance(natural[i], (tuple, list)) else natural[i])
-                              for i in range(count)])
+        samples = (natural[i] for i in range(count))
+        images = torch.stack([torch.as_tensor(s[0] if isinstance(s, (tuple, list)) else s) for s in samples])
     if limit is not None:
         images = images[:limit]
     if images.ndim != 4 or images.shape[0] < 2:
         raise ValueError(f"natural must hold at least 2 images (N, C, H, W), got shape {tuple(images.shape)}")
-    return images.float()
+    images = images.float()
+    if cache is not None:
+        cache[key] = images
+    return images
 
 
 def _relative(similarity: float, top: float, random: float) -> float:
@@ -221,6 +345,13 @@ def visualization_checks(
         high_frequency_cutoff: the cutoff of ``high frequency``, in cycles per pixel.
         seed: the seed of the random natural images of the ``path`` and ``seeds`` baselines.
 
+    The natural images' summaries (each unit's score, the layers' profiles, the transfer network's classes
+    and features) are computed once per natural data, network (as its weights are), layers and
+    normalization, and kept for later calls: a call on other units or other pictures with the same natural
+    images costs a forward of its pictures and the ``path`` check's passes (a forward and backward of each
+    picture and of each unit's :data:`CARRIED_EXAMPLES` best natural examples, to the unit's layer). A tensor
+    changed in place is read again.
+
     Returns:
         One :class:`UnitChecks` per image, in order.
 
@@ -271,26 +402,31 @@ def visualization_checks(
     plaus_net = transfer_network if transfer_network is not None else network
     plaus_layer = plausibility_layer if plausibility_layer is not None else (earlier[-1] if earlier else layer)
 
-    # the natural images, once: the unit's layer, the earlier layers, the reference features
-    own_layers = [layer, *earlier] + ([plaus_layer] if plaus_net is network else [])
-    nat = _activations(network, natural_images, own_layers, normalize)
-    vis = _activations(network, images, own_layers, normalize)
-    nat_scores = unit_scores(nat[layer], units)[0]                  # (N, B)
-    vis_scores = unit_scores(vis[layer], units)[0].diagonal()       # (B,)
+    # the natural images' summaries, once per natural data, network and layers (kept for the next call)
+    own_layers = [layer, *earlier] + ([plaus_layer] if plaus_net is network and plaus_layer not in (layer, *earlier)
+                                      else [])
+    nat = _natural_summaries(natural, natural_images, num_natural, network, own_layers, layer, normalize)
+    vis = _summaries(network, images, own_layers, layer, normalize)
+    count = nat["maxima"].shape[1]
+    if min(units) < 0 or max(units) >= count:
+        raise ValueError(f"units must be in [0, {count}) for a layer with {count} channels/features, got {units}")
+    rows = torch.arange(len(units))
+    nat_scores = nat["maxima"][:, units]                            # (N, B)
+    vis_scores = vis["maxima"][rows, units]                         # (B,)
     top = nat_scores.topk(top_k, dim=0).indices.T                  # (B, k) the top examples of each unit
     generator = torch.Generator().manual_seed(seed)
     random = torch.randperm(natural_images.shape[0], generator=generator)[:64]
 
-    centred = {name: _profile(nat[name]) for name in [layer, *earlier]}
-    means = {name: p.mean(0, keepdim=True) for name, p in centred.items()}
-    centred = {name: p - means[name] for name, p in centred.items()}
-    vis_profiles = {name: _profile(vis[name]) - means[name] for name in [layer, *earlier]}
+    means = {name: nat[name].mean(0, keepdim=True) for name in [layer, *earlier]}
+    centred = {name: nat[name] - means[name] for name in [layer, *earlier]}
+    vis_profiles = {name: vis[name] - means[name] for name in [layer, *earlier]}
 
     transfer = {}
     if "transfer" in checks:
         transfer_layers = [OUTPUT] + ([plaus_layer] if plaus_net is transfer_network else [])
-        t_nat = _activations(transfer_network, natural_images, transfer_layers, normalize)
-        t_vis = _activations(transfer_network, images, transfer_layers, normalize)
+        t_nat = _natural_summaries(natural, natural_images, num_natural, transfer_network, transfer_layers, None,
+                                   normalize)
+        t_vis = _summaries(transfer_network, images, transfer_layers, None, normalize)
         transfer = {"natural": t_nat[OUTPUT].argmax(1), "images": t_vis[OUTPUT].argmax(1)}
     if "plausibility" in checks:
         if plaus_net is transfer_network and transfer:
@@ -298,10 +434,9 @@ def visualization_checks(
         elif plaus_net is network:
             ref_nat, ref_vis = nat[plaus_layer], vis[plaus_layer]
         else:
-            got_nat = _activations(plaus_net, natural_images, [plaus_layer], normalize)
-            got_vis = _activations(plaus_net, images, [plaus_layer], normalize)
-            ref_nat, ref_vis = got_nat[plaus_layer], got_vis[plaus_layer]
-        ref_nat, ref_vis = _profile(ref_nat), _profile(ref_vis)
+            ref_nat = _natural_summaries(natural, natural_images, num_natural, plaus_net, [plaus_layer], None,
+                                         normalize)[plaus_layer]
+            ref_vis = _summaries(plaus_net, images, [plaus_layer], None, normalize)[plaus_layer]
         plausibility = plausibility_distance(ref_vis, ref_nat)
         # a natural image's own distance, to the nearest *other* natural image: the scale of the numbers
         own = _cosine(ref_nat, ref_nat)
@@ -310,8 +445,17 @@ def visualization_checks(
     if "high frequency" in checks:
         hf = high_frequency_energy(images.float().cpu(), high_frequency_cutoff)
         hf_natural = high_frequency_energy(natural_images[:64], high_frequency_cutoff).median().item()
+    if "path" in checks:
+        # the share of each picture's score that arrives through its layer's input, as for its top examples
+        c_vis, u_vis = _carried(network, layer, images, units, normalize)
+        best = top[:, :CARRIED_EXAMPLES]                                     # (B, 4) the unit's best four
+        c_top, u_top = _carried(network, layer, natural_images[best.reshape(-1)],
+                                [u for u in units for _ in range(best.shape[1])], normalize)
+        share_top = (c_top / u_top).view(len(units), -1).median(1).values    # their share: below 1 by biases
+        share_top = torch.where(share_top > 0, share_top, math.nan)
+        carried = torch.where(u_vis > 0, c_vis / u_vis.clamp_min(1e-12), math.nan) / share_top
     if "seeds" in checks:
-        seed_vis = [_profile(_activations(network, s, [layer], normalize)[layer]) - means[layer] for s in seed_images]
+        seed_vis = [_summaries(network, s, [layer], None, normalize)[layer] - means[layer] for s in seed_images]
 
     results = []
     for i, (unit, name) in enumerate(zip(units, names)):
@@ -354,12 +498,16 @@ def visualization_checks(
                 score = sum(per_layer.values()) / len(per_layer)
                 reference = sum(typical.values()) / len(typical)
                 relative = score / reference if reference > 0 else (1.0 if score >= reference else 0.0)
+                share = carried[i].item()
+                worst = min(relative, share) if share == share else relative  # NaN: the picture does not drive it
                 row.results.append(CheckResult(
-                    "path", relative >= thresholds["path"],
-                    f"{relative:.2f}: closer to the top examples than {score:.0%} of random natural images, the top "
-                    f"examples themselves {reference:.0%} (pass ≥ {thresholds['path']:g}; "
+                    "path", worst >= thresholds["path"],
+                    f"{worst:.2f}: carried {share:.2f} (its score's share through the layer's input, against its top "
+                    f"examples'); similarity {relative:.2f} (closer to them than {score:.0%} of random natural "
+                    f"images, the top examples themselves {reference:.0%}); pass ≥ {thresholds['path']:g} both ("
                     + ", ".join(f"{k} {v:.0%}" for k, v in per_layer.items()) + ")",
-                    {"relative": relative, "similarity": score, "top_examples": reference, "layers": per_layer}))
+                    {"score": worst, "carried": share, "relative": relative, "similarity": score,
+                     "top_examples": reference, "layers": per_layer}))
             elif check == "plausibility":
                 value = plausibility[i].item()
                 row.results.append(CheckResult(

@@ -44,9 +44,9 @@ def networks():
     return base, checkerboard_trap(base, LAYER, channel=3), digits_cnn("b")
 
 
-def _check(network, transfer, images, **kwargs):
-    return visualization_checks(network, LAYER, UNITS, images, Digits("test"), transfer_network=transfer,
-                                plausibility_layer="classifier.2", **kwargs)
+def _check(network, transfer, images, natural=None, **kwargs):
+    return visualization_checks(network, LAYER, UNITS, images, Digits("test") if natural is None else natural,
+                                transfer_network=transfer, plausibility_layer="classifier.2", **kwargs)
 
 
 def test_the_trap_leaves_natural_images_alone(networks):
@@ -66,6 +66,10 @@ def test_a_normal_unit_passes_and_the_trapped_unit_fails(networks):
     assert not trapped[0].passed, visualization_checks_table(trapped)           # channel 3 carries the trap
     assert not trapped[0]["strength"].passed and trapped[0]["strength"].values["ratio"] > 4
     assert trapped[1].passed                                                   # channel 5 does not
+    # the path check flags the trap: most of its picture's score does not arrive through the layer's input
+    assert not trapped[0]["path"].passed and trapped[0]["path"].values["carried"] < 0.5
+    assert normal[0]["path"].passed and normal[1]["path"].passed and trapped[1]["path"].passed
+    assert abs(normal[0]["path"].values["carried"] - 1) < 0.05  # a convolution's score is all its input's, but its bias
     # the trap's picture drives its unit far harder than the normal picture does the normal unit
     assert trapped[0]["strength"].values["ratio"] > 2 * normal[0]["strength"].values["ratio"]
 
@@ -76,6 +80,40 @@ def test_real_digits_pass_the_picture_checks(networks):
     results = _check(base, independent, digits[:2], checks=["strength", "plausibility", "high frequency"])
     assert all(r.passed for row in results for r in row.results), visualization_checks_table(results)
     assert results[0]["plausibility"].values["distance"] < 1e-6  # a natural image is its own nearest neighbour
+
+
+def test_carried_is_a_convolutions_score_less_its_bias():
+    from inputopt.metrics.visualization_checks import _carried
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 3)).eval()
+    images, units = torch.rand(5, 1, 8, 8), [0, 2, 1, 1, 0]
+    carried, scores = _carried(net, "2", images, units, None)
+    maps = net(images)
+    expected = torch.stack([maps[i, u].max() for i, u in enumerate(units)])
+    assert torch.allclose(scores, expected, atol=1e-6)
+    assert torch.allclose(carried, scores - net[2].bias[units].detach(), atol=1e-5)
+
+
+def test_the_natural_images_are_summarized_once(networks):
+    base, _, independent = networks
+    natural = Digits("test").tensors[0][:100].clone()
+    seen = []
+    handle = base.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    try:
+        images = natural[:2] * 0.5
+        first = _check(base, independent, images, natural=natural)
+        natural_forwards = sum(n for n in seen if n == 64 or n == 36)   # the natural images in chunks of 64
+        seen.clear()
+        second = _check(base, independent, images, natural=natural)
+        assert natural_forwards == 100 and 100 not in seen and 64 not in seen and 36 not in seen
+        assert visualization_checks_json(second) == visualization_checks_json(first)
+        seen.clear()
+        natural[0] = 1 - natural[0]                                           # changed in place: read again
+        _check(base, independent, images, natural=natural)
+        assert 64 in seen and 36 in seen
+    finally:
+        handle.remove()
 
 
 def test_seeds_table_and_json(networks):
