@@ -11,7 +11,7 @@ Adam(lr=0.1); no prior, no transforms, so that only the truncated forward and th
       for _ in range(N):
           net(x); loss = -hooked[:, 1:, 0].sum(); opt.zero_grad(); loss.backward(); opt.step()
 
-* **inputopt**: ``InputOptimization("vit_b_16"-object, ChannelSum(layer, 0))`` in a Lightning ``Trainer``:
+* **inputopt**: ``InputOptimization(Problem("vit_b_16"-object, ChannelSum(layer, 0)))`` in a Lightning ``Trainer``:
   the capture stops the forward after the block (its layout, tokens, is declared, so channel 0 is feature
   0 over the patch tokens, the same score as the plain side's).
 
