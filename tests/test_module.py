@@ -193,6 +193,16 @@ def test_exception_half_precision_input_is_refused(tiny_net, precision):
         fit(module, 1, precision=precision)
 
 
+@pytest.mark.parametrize("param", [FourierImage(decorrelate=True, sigmoid=[0, 1]), PixelImage(decorrelate=True)])
+def test_64_true_runs_the_images_in_float64(tiny_net, param):
+    """``precision="64-true"`` makes the parameterization float64, its colour matrix included (no float32
+    rounding left: what the batch-independence property tests rely on)."""
+    module = InputOptimization(Problem(tiny_net, UnitActivation(None, unit=[3, 4]), [MultiScaleEdgeEnergy(0.1)],
+                                       param=param), image_shape=SHAPE)
+    fit(module, 2, precision="64-true")
+    assert module.images().dtype == torch.float64 and torch.isfinite(module.images()).all()
+
+
 def test_bf16_mixed_runs_and_keeps_input_float32(tiny_net):
     module = InputOptimization(Problem(tiny_net, UnitActivation(None, unit=3), [MultiScaleEdgeEnergy(0.1)]),
                                image_shape=SHAPE)

@@ -183,12 +183,13 @@ class ImageParam(Configurable, nn.Module, ABC):
         return self.tensor.shape[0]
 
     def forward(self) -> Tensor:
-        """The images ``(B, C, H, W)``, float32 whatever the autocast context."""
+        """The images ``(B, C, H, W)``, float32 whatever the autocast context (float64 when the parameterization
+        was made float64, e.g. by a ``Trainer(precision="64-true")``)."""
         tensor = self.tensor
         with torch.autocast(device_type=tensor.device.type, enabled=False):
-            x = self.to_spatial(tensor.float())
+            x = self.to_spatial(tensor if tensor.dtype == torch.float64 else tensor.float())
             if self.decorrelate:
-                x = torch.einsum("cd,bdhw->bchw", self.color_matrix, x)
+                x = torch.einsum("cd,bdhw->bchw", self.color_matrix.to(x.dtype), x)
             if self.sigmoid is not None:
                 low, high = self.sigmoid
                 x = low + (high - low) * torch.sigmoid(x)
