@@ -37,7 +37,7 @@ KINDS = ("channels_first", "channels_last", "tokens")
 
 #: The example an error shows for the override.
 _OVERRIDE = ("layouts={{{name!r}: {{'kind': 'tokens', 'special': 1, 'grid': [14, 14]}}}} (or {{'kind': "
-             "'channels_last'}}) on the network: `layouts:` next to `network:` in a config, NetworkSpec(layouts=...), "
+             "'channels_last'}}) on the network: `network: {{model: ..., layouts: ...}}` in a config's problem, NetworkSpec(layouts=...), "
              "or inputopt.layouts.declare_layouts(network, ...) in Python")
 
 

@@ -39,7 +39,7 @@ def raw_tokens(activations: dict[str, Tensor], layer: str, owner: str) -> tuple[
         raise ValueError(f"{owner} reads the tokens of a transformer layer, but layer {layer!r} (output {shape}) has "
                          f"layout {layout or 'channels_first (undeclared)'}: pick a layer whose layout is tokens "
                          f"(`inputopt layers` shows them), or declare it (layouts: {{{layer!r}: {{kind: tokens, "
-                         f"special: 1}}}} next to network:)")
+                         f"special: 1}}}} in the network's fields: network: {{model: ..., layouts: ...}})")
     return raw, layout
 
 
