@@ -15,19 +15,29 @@ digits; ``--data photos``: EfficientNet-Lite0 and the 8 labelled real photos (10
 * ``ddn``: ``inputopt.attacks.DDN(net, steps=N)`` against Foolbox's ``DDNAttack(steps=N)`` (ε0 1, γ 0.05).
 * ``fmn`` (only in ``--table``): ``inputopt.attacks.FMN(net, norm="L2", steps=S)`` against Foolbox's
   ``L2FMNAttack(steps=S)``.
+* ``fab``: ``inputopt.attacks.FAB(net, norm="L2", steps=F)`` (untargeted, one run from the clean image,
+  ``alpha_max`` 0.1, ``eta`` 1.05, ``beta`` 0.9: its defaults) against ``torchattacks.FAB(net, norm="L2",
+  eps=inf, steps=F, n_restarts=1, alpha_max=0.1, eta=1.05, beta=0.9, seed=0, multi_targeted=False,
+  n_classes=K)`` (untargeted: torchattacks' default mode). ``eps=inf``: torchattacks keeps an adversarial point
+  only if its norm is at most ``eps`` (default 8/255), ours without ``eps`` keeps every one; with one run
+  neither side draws a random start, so ``eps`` plays no other part. Both linearize every class at each step
+  (one backward per class): on the photos' 1000 classes, 1000 backward passes per step.
 
 Goal: time ratio ≤ 0.9 with the median L2 no larger. The median norm is over the images correctly classified and
 broken by that side ("broken" counts them), and over those both sides break. Each side is timed over ``--reps``
 interleaved calls (A B, B A, ...) after one warm-up call that gives the success and norms; the table gives the
 medians of the wall times (``--clock cpu``: of the process's CPU time, which other processes on a shared machine
 move far less) and their ratio inputopt / peer. ``--table`` prints instead one row per implementation
-(FMN, DDN, CW and DeepFool, each followed by its peer): the table of docs/adversarial.md.
+(FMN, DDN, CW, DeepFool and FAB, each followed by its peer): the tables of docs/adversarial.md. ``--reps 0``
+times the one call that gives the success and norms (no warm-up: for the slow runs on the photos).
 
-    python benchmarks/bench_minimal_norm.py                                   # 100 digits: CW, DeepFool, DDN
+    python benchmarks/bench_minimal_norm.py                                   # 100 digits: CW, DeepFool, DDN, FAB
     python benchmarks/bench_minimal_norm.py --steps 100 --lr 0.01 --reps 5 --attacks cw
     python benchmarks/bench_minimal_norm.py --table --reps 1                  # the docs' table
     python benchmarks/bench_minimal_norm.py --data photos --images 8 --c 0.1 --steps 20 --ddn-steps 20 \\
         --deepfool-steps 10 --reps 1
+    python benchmarks/bench_minimal_norm.py --table --data photos --images 8 --c 0.1 --steps 10 --ddn-steps 10 \\
+        --deepfool-steps 5 --fab-steps 2 --reps 0                              # the docs' photos table
 
 Needs torchattacks and Foolbox (the ``dev`` extra).
 """
@@ -44,7 +54,7 @@ import torch
 import torchattacks
 from _machine import cpu_name, inputopt_revision
 
-from inputopt.attacks import CW, DDN, FMN, DeepFool
+from inputopt.attacks import CW, DDN, FAB, FMN, DeepFool
 from inputopt.data import Photos
 from inputopt.networks import build_network
 from inputopt.zoo import digits_cnn, load_digits_split
@@ -77,6 +87,8 @@ def cases(args: argparse.Namespace, net: torch.nn.Module, x: torch.Tensor,
     else:
         deepfool_peer = ("torchattacks", lambda: torchattacks.DeepFool(net, steps=args.deepfool_steps,
                                                                          overshoot=0.02)(x, y))
+    with torch.no_grad():
+        classes = net(x[:1]).shape[1]
     every = {
         "fmn": (f"FMN-L2 ({args.steps} steps)", lambda: FMN(net, norm="L2", steps=args.steps)(x, y),
                 "Foolbox", fb(foolbox.attacks.L2FMNAttack(steps=args.steps))),
@@ -88,6 +100,11 @@ def cases(args: argparse.Namespace, net: torch.nn.Module, x: torch.Tensor,
                "torchattacks", lambda: torchattacks.CW(net, c=args.c, kappa=0, steps=args.steps, lr=args.lr)(x, y)),
         "deepfool": (f"DeepFool-L2 ({args.deepfool_steps} steps, overshoot 0.02)",
                      lambda: DeepFool(net, steps=args.deepfool_steps, overshoot=0.02)(x, y), *deepfool_peer),
+        "fab": (f"FAB-L2 ({args.fab_steps} steps, 1 run)",
+                lambda: FAB(net, norm="L2", steps=args.fab_steps, restarts=1, alpha_max=0.1, eta=1.05, beta=0.9)(x, y),
+                "torchattacks", lambda: torchattacks.FAB(net, norm="L2", eps=float("inf"), steps=args.fab_steps,
+                                                         n_restarts=1, alpha_max=0.1, eta=1.05, beta=0.9, seed=0,
+                                                         multi_targeted=False, n_classes=classes)(x, y)),
     }
     return {every[name][0]: (every[name][1], *every[name][2:]) for name in args.attacks}
 
@@ -101,9 +118,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--ddn-steps", type=int, default=100)
     parser.add_argument("--deepfool-steps", type=int, default=50)
+    parser.add_argument("--fab-steps", type=int, default=10)
     parser.add_argument("--attacks", type=lambda s: s.split(","), default=None,
-                        help="comma-separated among fmn, ddn, cw, deepfool (default: cw,deepfool,ddn; with --table "
-                             "all four)")
+                        help="comma-separated among fmn, ddn, cw, deepfool, fab (default: cw,deepfool,ddn,fab; with "
+                             "--table all five)")
     parser.add_argument("--table", action="store_true", help="one row per implementation (the docs' table)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
@@ -113,7 +131,9 @@ def main() -> None:
                         help="CW's early abort on our side (torchattacks': batch)")
     args = parser.parse_args()
     if args.attacks is None:
-        args.attacks = ["fmn", "ddn", "cw", "deepfool"] if args.table else ["cw", "deepfool", "ddn"]
+        args.attacks = ["fmn", "ddn", "cw", "deepfool", "fab"] if args.table else ["cw", "deepfool", "ddn", "fab"]
+    if args.reps < 0:
+        parser.error(f"--reps must be >= 0, got {args.reps}")
     torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     net, x, y, what = load(args.data, args.images)
@@ -140,8 +160,14 @@ def main() -> None:
               "| median L2 peer | median L2 on both inputopt | on both peer |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (ours, peer, theirs) in cases(args, net, x, y).items():
-        results = {side: measure(call()) for side, call in (("ours", ours), ("theirs", theirs))}  # warm-up
         times: dict[str, list[float]] = {"ours": [], "theirs": []}
+        results = {}
+        for side, call in (("ours", ours), ("theirs", theirs)):  # the warm-up (timed with --reps 0)
+            start = clock()
+            adversarial = call()
+            if not args.reps:
+                times[side].append(clock() - start)
+            results[side] = measure(adversarial)
         for rep in range(args.reps):
             order = (("ours", ours), ("theirs", theirs)) if rep % 2 == 0 else (("theirs", theirs), ("ours", ours))
             for side, call in order:
