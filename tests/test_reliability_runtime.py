@@ -84,7 +84,6 @@ def test_the_users_module_is_handed_back_as_it_was_given(kind, tmp_path):
 
     from inputopt.objectives import ChannelSum, Margin
     from inputopt.params import PixelImage
-    from inputopt.problem import Problem
     from inputopt.runners.examples import DatasetExamples
     from inputopt.runners.shared import SharedInputOptimization
     from inputopt.runners.sweep import FeatureSweep
