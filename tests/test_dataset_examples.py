@@ -235,6 +235,14 @@ def test_save_dataset_examples_writes_json_and_a_readable_sheet(tmp_path, data):
     assert (sheet < 1).any()
 
 
+def test_save_dataset_examples_without_the_picture(tmp_path, data):
+    runner = DatasetExamples(tiny(units=range(2), normalized=False), data, k=2)
+    callback = SaveDatasetExamples(tmp_path, picture=False)
+    Trainer(**QUIET, callbacks=[callback]).test(runner, verbose=False)
+    assert callback.paths == [tmp_path / "examples.json"] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "examples.json"]
+
+
 def test_exception(data):
     with pytest.raises(ValueError, match="unknown layer"):
         DatasetExamples(tiny("features.40", [0]), data)

@@ -385,7 +385,7 @@ class Atlas:
                 runner = DatasetExamples(self.problem.replace(objective=self._objective(info, units)), dataset, self.examples.k, bottom=self.examples.bottom,
                                          percentiles=self.examples.percentiles, batch_size=self.examples.batch_size,
                                          num_workers=self.examples.num_workers)
-                self._trainer([SaveDatasetExamples(folder)]).test(runner, verbose=False)
+                self._trainer([SaveDatasetExamples(folder, picture=False)]).test(runner, verbose=False)
                 results = read_record(path) if path.is_file() else runner.results
             if _is_rank_zero():
                 dataset = self._write_crops(info, results, folder / "crops", dataset)

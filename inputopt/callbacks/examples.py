@@ -72,18 +72,22 @@ class SaveDatasetExamples(Callback):
         dirpath: where to write; default the trainer's log directory (or its root directory).
         display: ``"clamp"`` (pixel space, the default) or ``"std"``.
         tile: the side in pixels of each example in the picture.
+        picture: write ``examples.png`` and log it (``False``: only ``examples.json``, as an atlas does: its unit
+            pages show the examples themselves).
 
     Example:
         >>> from lightning.pytorch import Trainer
         >>> trainer = Trainer(callbacks=[SaveDatasetExamples("results/digits_examples", tile=64)])
     """
 
-    def __init__(self, dirpath: str | os.PathLike | None = None, display: DisplayMode = "clamp", tile: int = 96) -> None:
+    def __init__(self, dirpath: str | os.PathLike | None = None, display: DisplayMode = "clamp", tile: int = 96,
+                 picture: bool = True) -> None:
         if isinstance(tile, bool) or not isinstance(tile, int) or tile < 8:
             raise ValueError(f"tile must be an int >= 8 (pixels), got {tile!r}")
         self.dirpath = dirpath
         self.display = display
         self.tile = tile
+        self.picture = picture
         self.paths: list[Path] = []
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -93,12 +97,14 @@ class SaveDatasetExamples(Callback):
             return
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "examples.json", strict_json(pl_module.results, indent=1) + "\n")
-        sheet = examples_sheet(pl_module, self.tile, self.display)
-        atomic_write(out / "examples.png", lambda handle: save_image(sheet, handle, format="png"))
-        self.paths = [out / "examples.json", out / "examples.png"]
-        experiment = getattr(trainer.logger, "experiment", None)
-        if hasattr(experiment, "add_image"):
-            experiment.add_image("dataset_examples", sheet, 0)
+        self.paths = [out / "examples.json"]
+        if self.picture:
+            sheet = examples_sheet(pl_module, self.tile, self.display)
+            atomic_write(out / "examples.png", lambda handle: save_image(sheet, handle, format="png"))
+            self.paths.append(out / "examples.png")
+            experiment = getattr(trainer.logger, "experiment", None)
+            if hasattr(experiment, "add_image"):
+                experiment.add_image("dataset_examples", sheet, 0)
         skipped = pl_module.results.get("skipped", 0)
         rank_zero_info(f"inputopt: top-{pl_module.k} examples of {len(pl_module.units)} units of "
                        f"{pl_module.layer!r} in {out}" + (f" ({skipped} unreadable images skipped)" if skipped else ""))

@@ -51,6 +51,7 @@ def test_metrics_values(built_atlas):
 
     metrics = json.loads((built_atlas / "layers" / "features.4" / "metrics.json").read_text())["units"]
     examples = json.loads((built_atlas / "layers" / "features.4" / "examples" / "examples.json").read_text())
+    assert not (built_atlas / "layers" / "features.4" / "examples" / "examples.png").exists()  # pages show them
     image = torch.load(built_atlas / "layers" / "features.4" / "seed-0" / "units" / "features.4-2.pt")
     network = build_network("digits")
     acts = {}
