@@ -21,7 +21,11 @@ digits; ``--data photos``: EfficientNet-Lite0 and the 8 labelled real photos (10
   n_classes=K)`` (untargeted: torchattacks' default mode). ``eps=inf``: torchattacks keeps an adversarial point
   only if its norm is at most ``eps`` (default 8/255), ours without ``eps`` keeps every one; with one run
   neither side draws a random start, so ``eps`` plays no other part. Both linearize every class at each step
-  (one backward per class): on the photos' 1000 classes, 1000 backward passes per step.
+  (one backward per class): on the photos' 1000 classes, 1000 backward passes per step. ``--fab-candidates K``
+  runs ours with ``candidates=K`` (the label's boundaries with the ``K − 1`` other classes of highest clean
+  logit: ``K − 1`` backward passes per step) and no peer: torchattacks' untargeted FAB has no such option (its
+  ``get_diff_logits_grads_batch`` loops over every class of the logits; ``n_classes`` only sets FAB-T's number
+  of targets).
 
 Goal: time ratio ≤ 0.9 with the median L2 no larger. The median norm is over the images correctly classified and
 broken by that side ("broken" counts them), and over those both sides break. Each side is timed over ``--reps``
@@ -38,6 +42,8 @@ times the one call that gives the success and norms (no warm-up: for the slow ru
         --deepfool-steps 10 --reps 1
     python benchmarks/bench_minimal_norm.py --table --data photos --images 8 --c 0.1 --steps 10 --ddn-steps 10 \\
         --deepfool-steps 5 --fab-steps 2 --reps 0                              # the docs' photos table
+    python benchmarks/bench_minimal_norm.py --table --data photos --images 8 --attacks fab --fab-steps 10 \\
+        --fab-candidates 10 --reps 0 --clock cpu                               # FAB on 10 of the 1000 classes
 
 Needs torchattacks and Foolbox (the ``dev`` extra).
 """
@@ -74,8 +80,8 @@ def load(data: str, images: int) -> tuple[torch.nn.Module, torch.Tensor, torch.T
 
 
 def cases(args: argparse.Namespace, net: torch.nn.Module, x: torch.Tensor,
-          y: torch.Tensor) -> dict[str, tuple[Call, str, Call]]:
-    """``{attack: (inputopt's call, the peer's name, the peer's call)}`` for ``--attacks``."""
+          y: torch.Tensor) -> dict[str, tuple[Call, str, Call | None]]:
+    """``{attack: (inputopt's call, the peer's name, the peer's call or None)}`` for ``--attacks``."""
     model = foolbox.PyTorchModel(net, bounds=(0, 1))
 
     def fb(attack) -> Call:
@@ -89,6 +95,11 @@ def cases(args: argparse.Namespace, net: torch.nn.Module, x: torch.Tensor,
                                                                          overshoot=0.02)(x, y))
     with torch.no_grad():
         classes = net(x[:1]).shape[1]
+    fab_peer: tuple[str, Call | None] = ("torchattacks", lambda: torchattacks.FAB(
+        net, norm="L2", eps=float("inf"), steps=args.fab_steps, n_restarts=1, alpha_max=0.1, eta=1.05, beta=0.9,
+        seed=0, multi_targeted=False, n_classes=classes)(x, y))
+    if args.fab_candidates is not None:  # torchattacks' untargeted FAB linearizes every class: no peer
+        fab_peer = ("no peer", None)
     every = {
         "fmn": (f"FMN-L2 ({args.steps} steps)", lambda: FMN(net, norm="L2", steps=args.steps)(x, y),
                 "Foolbox", fb(foolbox.attacks.L2FMNAttack(steps=args.steps))),
@@ -100,11 +111,10 @@ def cases(args: argparse.Namespace, net: torch.nn.Module, x: torch.Tensor,
                "torchattacks", lambda: torchattacks.CW(net, c=args.c, kappa=0, steps=args.steps, lr=args.lr)(x, y)),
         "deepfool": (f"DeepFool-L2 ({args.deepfool_steps} steps, overshoot 0.02)",
                      lambda: DeepFool(net, steps=args.deepfool_steps, overshoot=0.02)(x, y), *deepfool_peer),
-        "fab": (f"FAB-L2 ({args.fab_steps} steps, 1 run)",
-                lambda: FAB(net, norm="L2", steps=args.fab_steps, restarts=1, alpha_max=0.1, eta=1.05, beta=0.9)(x, y),
-                "torchattacks", lambda: torchattacks.FAB(net, norm="L2", eps=float("inf"), steps=args.fab_steps,
-                                                         n_restarts=1, alpha_max=0.1, eta=1.05, beta=0.9, seed=0,
-                                                         multi_targeted=False, n_classes=classes)(x, y)),
+        "fab": (f"FAB-L2 ({args.fab_steps} steps, 1 run"
+                + ("" if args.fab_candidates is None else f", candidates {args.fab_candidates}") + ")",
+                lambda: FAB(net, norm="L2", steps=args.fab_steps, restarts=1, alpha_max=0.1, eta=1.05, beta=0.9,
+                            candidates=args.fab_candidates)(x, y), *fab_peer),
     }
     return {every[name][0]: (every[name][1], *every[name][2:]) for name in args.attacks}
 
@@ -119,6 +129,8 @@ def main() -> None:
     parser.add_argument("--ddn-steps", type=int, default=100)
     parser.add_argument("--deepfool-steps", type=int, default=50)
     parser.add_argument("--fab-steps", type=int, default=10)
+    parser.add_argument("--fab-candidates", type=int, default=None,
+                        help="our FAB's candidates (default: every class); then FAB has no peer")
     parser.add_argument("--attacks", type=lambda s: s.split(","), default=None,
                         help="comma-separated among fmn, ddn, cw, deepfool, fab (default: cw,deepfool,ddn,fab; with "
                              "--table all five)")
@@ -162,6 +174,23 @@ def main() -> None:
     for name, (ours, peer, theirs) in cases(args, net, x, y).items():
         times: dict[str, list[float]] = {"ours": [], "theirs": []}
         results = {}
+        if theirs is None:  # no peer at this setting (--fab-candidates): ours alone, timed as above
+            seconds = []
+            for rep in range(args.reps + 1):  # the first call gives the success and norms (timed with --reps 0)
+                start = clock()
+                adversarial = ours()
+                if rep or not args.reps:
+                    seconds.append(clock() - start)
+                if not rep:
+                    broken, norms = measure(adversarial)
+            a = statistics.median(seconds)
+            if args.table:
+                print(f"| {name} | inputopt | {int(broken.sum())} | {median(norms, broken):.4f} | - | {a:.2f} |",
+                      flush=True)
+            else:
+                print(f"| {name} | {peer} | {a:.2f} | - | - | {int(broken.sum())} | - | "
+                      f"{median(norms, broken):.4f} | - | - | - |", flush=True)
+            continue
         for side, call in (("ours", ours), ("theirs", theirs)):  # the warm-up (timed with --reps 0)
             start = clock()
             adversarial = call()

@@ -37,7 +37,8 @@ EXAMPLES: dict[type, list[dict]] = {
     APGDT: [dict(eps=0.1, steps=4, target_classes=2)],
     Square: [dict(eps=0.1, queries=20), dict(eps=0.5, queries=20, norm="L2")],
     AutoAttack: [dict(eps=0.1, version="standard", steps=3, target_classes=2, queries=10)],
-    inputopt.attacks.FAB: [dict(steps=3), dict(steps=3, norm="L2", eps=0.5, restarts=2), dict(steps=2, target_classes=2)],
+    inputopt.attacks.FAB: [dict(steps=3), dict(steps=3, norm="L2", eps=0.5, restarts=2), dict(steps=2, target_classes=2),
+                           dict(steps=3, norm="L2", candidates=3, eps=1.0)],
 }
 
 #: A second budget and the normalization that every example is also run with (to check several ε and

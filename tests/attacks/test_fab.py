@@ -1,4 +1,5 @@
-"""FAB: the projection onto a hyperplane within the box, targeted runs, FAB-T, and agreement with torchattacks' FAB.
+"""FAB: the projection onto a hyperplane within the box, the streamed closest boundary and ``candidates``, targeted
+runs, FAB-T, and agreement with torchattacks' FAB.
 
 Agreement: on 64 held-out digits at torchattacks' default settings (10 steps, one restart, α_max 0.1, η 1.05,
 β 0.9), ours breaks the same number of images within one and its median norm is no larger (when this test was
@@ -6,6 +7,8 @@ written the two gave the same median norm to 4 digits in L∞ and L2: the same a
 """
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -32,6 +35,80 @@ def test_projection_reaches_the_hyperplane_in_the_box_and_is_no_longer_than_the_
     unboxed = ((w * points).sum(1) - b).abs() / (w.abs().sum(1) if norm == "Linf" else w.norm(dim=1))
     assert (lp_norms(d, norm) >= unboxed - 1e-5).all()
     assert (lp_norms(d, norm) <= 3 * unboxed + 1e-5).all()  # and the points are well inside: not much longer
+
+
+def _points(held_out):
+    """Six held-out digits and six blends of two digits: points whose closest boundary is often not the class of
+    the second highest logit (10 of these 12 rows' closest class differ from it when this test was written)."""
+    x, y = (t[:6] for t in held_out)
+    return torch.cat([x, 0.5 * x + 0.5 * x.roll(1, 0)]), torch.cat([y, y])
+
+
+def _brute_force(attack, path, x, labels, classes):
+    """The closest boundary from the full Jacobian, stacked ``(B, K, D)``: ``(chosen class, df, w)`` by argmin."""
+    with torch.enable_grad():
+        xg = x.clone().requires_grad_(True)
+        logits = path.activations(xg, [""])[""]
+        jacobian = torch.stack([torch.autograd.grad(logits[:, c].sum(), xg, retain_graph=True)[0].flatten(1)
+                                for c in range(logits.shape[1])], 1)
+    logits, rows = logits.detach(), torch.arange(len(x))
+    df = logits.gather(1, classes) - logits[rows, labels].unsqueeze(1)  # (B, M)
+    dg = jacobian[rows.unsqueeze(1), classes] - jacobian[rows, labels].unsqueeze(1)  # (B, M, D)
+    dual = dg.abs().sum(2) if attack.norm == "Linf" else dg.norm(dim=2)
+    closest = (df.abs() / (1e-12 + dual)).argmin(1)
+    return classes[rows, closest], df[rows, closest], dg[rows, closest], df
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+@pytest.mark.parametrize("candidates", [None, 3])
+def test_streamed_closest_boundary_is_the_argmin_of_the_full_jacobian(net, held_out, norm, candidates):
+    x, y = _points(held_out)
+    attack = FAB(net, norm=norm)
+    path = attack.path(attack.objective(labels=y))
+    logits = net(x).detach()
+    if candidates is None:  # every other class
+        classes = torch.stack([torch.tensor([c for c in range(10) if c != label]) for label in y.tolist()])
+    else:  # the label's boundaries with its two runners-up only
+        classes = logits.scatter(1, y.unsqueeze(1), -math.inf).topk(candidates - 1, dim=1).indices
+    chosen, df_ref, w_ref, all_df = _brute_force(attack, path, x, y, classes)
+    df, w = attack._closest_boundary(path, x, y, classes, reach=False)
+    rows = torch.arange(len(x))
+    # the class of the streamed df is the argmin's (each row's differences are distinct)
+    assert torch.equal(classes[rows, (all_df - df.unsqueeze(1)).abs().argmin(1)], chosen)
+    assert torch.allclose(df, df_ref, atol=1e-5) and torch.allclose(w, w_ref, atol=1e-5)
+    runner_up = logits.scatter(1, y.unsqueeze(1), -math.inf).argmax(1)
+    assert (chosen != runner_up).any()  # not merely the class of the second highest logit
+
+
+def test_candidates_restrict_the_boundaries_to_the_top_classes_and_all_classes_equal_none(net, held_out, monkeypatch):
+    x, y = (t[:8] for t in held_out)
+    attack = FAB(net, norm="L2", steps=3, candidates=4)
+    seen = []
+    closest_boundary = attack._closest_boundary
+
+    def spy(path, points, labels, classes, reach):
+        seen.append(classes.clone())
+        return closest_boundary(path, points, labels, classes, reach)
+
+    monkeypatch.setattr(attack, "_closest_boundary", spy)
+    attack.run(x, y)
+    top = net(x).detach().scatter(1, y.unsqueeze(1), -math.inf).topk(3, dim=1).indices
+    assert len(seen) == 3 and all(torch.equal(classes.sort(1).values, top.sort(1).values) for classes in seen)
+    every = FAB(net, norm="L2", steps=5).run(x, y)[0]
+    for k in (10, 50):  # at least the network's classes: every class, the identical run
+        same = FAB(net, norm="L2", steps=5, candidates=k).run(x, y)[0]
+        assert torch.equal(same.images, every.images) and torch.equal(same.steps, every.steps)
+
+
+def test_candidates_errors(net, held_out):
+    x, y = (t[:4] for t in held_out)
+    for bad in (1, 0, True, 2.5, "3"):
+        with pytest.raises(ValueError, match="candidates must be None"):
+            FAB(net, candidates=bad)
+    with pytest.raises(ValueError, match="candidates applies to the untargeted FAB"):
+        FAB(net, candidates=3, target_classes=2)
+    with pytest.raises(ValueError, match="candidates applies to the untargeted attack"):
+        FAB(net, steps=2, candidates=3).run(x, y, target=(y + 1) % 10)
 
 
 def test_targeted_reaches_the_target_and_fab_t_is_untargeted(net, held_out):
