@@ -24,7 +24,10 @@ the ratio inputopt / torchattacks (``--clock cpu``: the process's CPU time inste
 processes on a shared machine move far less; with one thread the two agree on a quiet machine). ``--floor`` adds
 a table: each side's network passes, recorded on one more call and replayed alone (``benchmarks/_passes.py``),
 the floor any implementation making them would reach. ``--channels-last`` converts the network (shared by both
-sides) to ``torch.channels_last`` first.
+sides) to ``torch.channels_last`` first; ``--frozen`` sets ``net.requires_grad_(False)`` first: the peers that call
+``.backward()`` (torchattacks' CW and FAB, Foolbox) then compute no weight gradients, which they do for a network
+whose parameters require grad, as the zoo's digits CNN's do (inputopt freezes the network during an attack either
+way).
 
     python benchmarks/bench_autoattack.py                       # 100 digits, eps 0.05, 3 reps
     python benchmarks/bench_autoattack.py --images 450 --queries 5000 --device cuda
@@ -95,6 +98,8 @@ def main() -> None:
                         help="after the table, the floor: each side's network passes replayed alone (benchmarks/_passes.py)")
     parser.add_argument("--channels-last", action="store_true",
                         help="convert the network to channels_last (both sides share it)")
+    parser.add_argument("--frozen", action="store_true",
+                        help="net.requires_grad_(False) first: no weight gradients in the peers' .backward()")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -103,6 +108,9 @@ def main() -> None:
     if args.channels_last:
         net = net.to(memory_format=torch.channels_last)
         what += ", channels_last"
+    if args.frozen:
+        net.requires_grad_(False)
+        what += ", frozen"
     floors = []
     classes = 1000 if args.data == "photos" else 10
 

@@ -32,7 +32,10 @@ move far less) and their ratio inputopt / peer. ``--table`` prints instead one r
 times the one call that gives the success and norms (no warm-up: for the slow runs on the photos).
 ``--floor`` adds a table: each side's network passes, recorded on one more call and replayed alone
 (``benchmarks/_passes.py``), the floor any implementation making them would reach. ``--channels-last`` converts
-the network (shared by both sides) to ``torch.channels_last`` first.
+the network (shared by both sides) to ``torch.channels_last`` first; ``--frozen`` sets
+``net.requires_grad_(False)`` first: the peers that call ``.backward()`` (torchattacks' CW and FAB, Foolbox) then
+compute no weight gradients, which they do for a network whose parameters require grad, as the zoo's digits CNN's
+do (inputopt freezes the network during an attack either way).
 
     python benchmarks/bench_minimal_norm.py                                   # 100 digits: CW, DeepFool, DDN, FAB
     python benchmarks/bench_minimal_norm.py --steps 100 --lr 0.01 --reps 5 --attacks cw
@@ -135,6 +138,8 @@ def main() -> None:
                         help="after the table, the floor: each side's network passes replayed alone (benchmarks/_passes.py)")
     parser.add_argument("--channels-last", action="store_true",
                         help="convert the network to channels_last (both sides share it)")
+    parser.add_argument("--frozen", action="store_true",
+                        help="net.requires_grad_(False) first: no weight gradients in the peers' .backward()")
     parser.add_argument("--cw-abort", choices=["batch", "image", "none"], default="batch",
                         help="CW's early abort on our side (torchattacks': batch)")
     args = parser.parse_args()
@@ -148,6 +153,9 @@ def main() -> None:
     if args.channels_last:
         net = net.to(memory_format=torch.channels_last)
         what += ", channels_last"
+    if args.frozen:
+        net.requires_grad_(False)
+        what += ", frozen"
     floors = []
     with torch.no_grad():
         correct = net(x).argmax(1) == y
