@@ -95,7 +95,8 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=["apgd-ce", "autoattack"],
                         choices=["apgd-ce", "autoattack", "fab", "apgd-t", "fab-t", "square"])
     parser.add_argument("--floor", action="store_true",
-                        help="after the table, the floor: each side's network passes replayed alone (benchmarks/_passes.py)")
+                        help="after the table, the floor: each side's network passes replayed alone "
+                             "(benchmarks/_passes.py)")
     parser.add_argument("--channels-last", action="store_true",
                         help="convert the network to channels_last (both sides share it)")
     parser.add_argument("--frozen", action="store_true",

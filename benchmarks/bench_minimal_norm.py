@@ -135,7 +135,8 @@ def main() -> None:
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="time the calls by the wall clock or by the process's CPU time")
     parser.add_argument("--floor", action="store_true",
-                        help="after the table, the floor: each side's network passes replayed alone (benchmarks/_passes.py)")
+                        help="after the table, the floor: each side's network passes replayed alone "
+                             "(benchmarks/_passes.py)")
     parser.add_argument("--channels-last", action="store_true",
                         help="convert the network to channels_last (both sides share it)")
     parser.add_argument("--frozen", action="store_true",
