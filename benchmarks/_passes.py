@@ -96,7 +96,8 @@ def replay(net: nn.Module, images: Tensor, calls: list[Pass], clock: Callable[[]
 #: The header of :func:`floor_row`'s table.
 FLOOR_HEADER = ("| case | passes inputopt (fwd / bwd) | images·passes inputopt (fwd / bwd) | "
                 "passes peer (fwd / bwd) | images·passes peer (fwd / bwd) | unused graphs inputopt / peer | "
-                "floor inputopt s | floor peer s | inputopt s | peer s | inputopt / its floor | peer / its floor | floor(inputopt) / peer |\n"
+                "floor inputopt s | floor peer s | inputopt s | peer s | inputopt / its floor | peer / its floor | "
+                "floor(inputopt) / peer |\n"
                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
