@@ -21,7 +21,13 @@ held-out digits; ``--data photos``: EfficientNet-Lite0 (pretrained elsewhere) an
 Each side is timed over ``--reps`` interleaved calls (A B, B A, ...) after one warm-up call (``--reps 0``: the
 warm-up call alone is timed, for budgets too slow to run twice); the table gives medians of the wall time and
 the ratio inputopt / torchattacks (``--clock cpu``: the process's CPU time instead of the wall time, which other
-processes on a shared machine move far less; with one thread the two agree on a quiet machine).
+processes on a shared machine move far less; with one thread the two agree on a quiet machine). ``--floor`` adds
+a table: each side's network passes, recorded on one more call and replayed alone (``benchmarks/_passes.py``),
+the floor any implementation making them would reach. ``--channels-last`` converts the network (shared by both
+sides) to ``torch.channels_last`` first; ``--frozen`` sets ``net.requires_grad_(False)`` first: the peers that call
+``.backward()`` (torchattacks' CW and FAB, Foolbox) then compute no weight gradients, which they do for a network
+whose parameters require grad, as the zoo's digits CNN's do (inputopt freezes the network during an attack either
+way).
 
     python benchmarks/bench_autoattack.py                       # 100 digits, eps 0.05, 3 reps
     python benchmarks/bench_autoattack.py --images 450 --queries 5000 --device cuda
@@ -41,6 +47,7 @@ import time
 import torch
 import torchattacks
 from _machine import cpu_name, inputopt_revision
+from _passes import FLOOR_HEADER, floor_row
 
 from inputopt.attacks import APGD, APGDT, FAB, AutoAttack, Square
 from inputopt.data import Photos
@@ -87,11 +94,25 @@ def main() -> None:
                         help="time the calls by the wall clock or by the process's CPU time")
     parser.add_argument("--cases", nargs="+", default=["apgd-ce", "autoattack"],
                         choices=["apgd-ce", "autoattack", "fab", "apgd-t", "fab-t", "square"])
+    parser.add_argument("--floor", action="store_true",
+                        help="after the table, the floor: each side's network passes replayed alone "
+                             "(benchmarks/_passes.py)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="convert the network to channels_last (both sides share it)")
+    parser.add_argument("--frozen", action="store_true",
+                        help="net.requires_grad_(False) first: no weight gradients in the peers' .backward()")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     device = torch.device(args.device)
     net, x, y, what = load(args.data, args.images, device)
+    if args.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        what += ", channels_last"
+    if args.frozen:
+        net.requires_grad_(False)
+        what += ", frozen"
+    floors = []
     classes = 1000 if args.data == "photos" else 10
 
     def accuracy(images):
@@ -148,6 +169,12 @@ def main() -> None:
                 times[side].append(clock() - start)
         a, b = statistics.median(times["ours"]), statistics.median(times["theirs"])
         print(f"| {name} | {a:.2f} | {b:.2f} | {a / b:.2f} | {acc['ours']:.1%} | {acc['theirs']:.1%} |", flush=True)
+        if args.floor:
+            floors.append(floor_row(name, net, x, ours, theirs, a, b, args.reps, clock))
+    if floors:
+        print(f"\n# the floor: each side's network passes (recorded on one more call) replayed alone, "
+              f"{max(args.reps, 1)} reps interleaved, {args.clock} clock\n{FLOOR_HEADER}")
+        print("\n".join(floors), flush=True)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,12 @@ medians of the wall times (``--clock cpu``: of the process's CPU time, which oth
 move far less) and their ratio inputopt / peer. ``--table`` prints instead one row per implementation
 (FMN, DDN, CW, DeepFool and FAB, each followed by its peer): the tables of docs/adversarial.md. ``--reps 0``
 times the one call that gives the success and norms (no warm-up: for the slow runs on the photos).
+``--floor`` adds a table: each side's network passes, recorded on one more call and replayed alone
+(``benchmarks/_passes.py``), the floor any implementation making them would reach. ``--channels-last`` converts
+the network (shared by both sides) to ``torch.channels_last`` first; ``--frozen`` sets
+``net.requires_grad_(False)`` first: the peers that call ``.backward()`` (torchattacks' CW and FAB, Foolbox) then
+compute no weight gradients, which they do for a network whose parameters require grad, as the zoo's digits CNN's
+do (inputopt freezes the network during an attack either way).
 
     python benchmarks/bench_minimal_norm.py                                   # 100 digits: CW, DeepFool, DDN, FAB
     python benchmarks/bench_minimal_norm.py --steps 100 --lr 0.01 --reps 5 --attacks cw
@@ -59,6 +65,7 @@ import foolbox
 import torch
 import torchattacks
 from _machine import cpu_name, inputopt_revision
+from _passes import FLOOR_HEADER, floor_row
 
 from inputopt.attacks import CW, DDN, FAB, FMN, DeepFool
 from inputopt.data import Photos
@@ -139,6 +146,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="time the calls by the wall clock or by the process's CPU time")
+    parser.add_argument("--floor", action="store_true",
+                        help="after the table, the floor: each side's network passes replayed alone "
+                             "(benchmarks/_passes.py)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="convert the network to channels_last (both sides share it)")
+    parser.add_argument("--frozen", action="store_true",
+                        help="net.requires_grad_(False) first: no weight gradients in the peers' .backward()")
     parser.add_argument("--cw-abort", choices=["batch", "image", "none"], default="batch",
                         help="CW's early abort on our side (torchattacks': batch)")
     args = parser.parse_args()
@@ -149,6 +163,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     net, x, y, what = load(args.data, args.images)
+    if args.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        what += ", channels_last"
+    if args.frozen:
+        net.requires_grad_(False)
+        what += ", frozen"
+    floors = []
     with torch.no_grad():
         correct = net(x).argmax(1) == y
 
@@ -215,6 +236,12 @@ def main() -> None:
                   f"{int(theirs_broken.sum())} | {median(ours_norms, ours_broken):.4f} | "
                   f"{median(theirs_norms, theirs_broken):.4f} | {median(ours_norms, both):.4f} | "
                   f"{median(theirs_norms, both):.4f} |", flush=True)
+        if args.floor:
+            floors.append(floor_row(name, net, x, ours, theirs, a, b, args.reps, clock))
+    if floors:
+        print(f"\n# the floor: each side's network passes (recorded on one more call) replayed alone, "
+              f"{max(args.reps, 1)} reps interleaved, {args.clock} clock\n{FLOOR_HEADER}")
+        print("\n".join(floors), flush=True)
 
 
 if __name__ == "__main__":
