@@ -124,6 +124,36 @@ def floor_row(name: str, net: nn.Module, images: Tensor, ours: Callable[[], obje
             f"{floor['ours'] / theirs_s:.2f} |")
 
 
+def add_options(parser) -> None:
+    """The benchmarks' ``--floor``, ``--channels-last`` and ``--frozen`` options."""
+    parser.add_argument("--floor", action="store_true",
+                        help="after the table, the floor: each side's network passes replayed alone "
+                             "(benchmarks/_passes.py)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="convert the network to channels_last (both sides share it)")
+    parser.add_argument("--frozen", action="store_true",
+                        help="net.requires_grad_(False) first: no weight gradients in the peers' .backward()")
+
+
+def prepare(net: nn.Module, args, what: str) -> tuple[nn.Module, str]:
+    """The network both sides share, after ``--channels-last`` and ``--frozen``, and the setup's description."""
+    if args.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        what += ", channels_last"
+    if args.frozen:
+        net.requires_grad_(False)
+        what += ", frozen"
+    return net, what
+
+
+def print_floors(floors: list[str], args) -> None:
+    """The floor table of the rows ``floor_row`` gave (nothing without ``--floor``)."""
+    if floors:
+        print(f"\n# the floor: each side's network passes (recorded on one more call) replayed alone, "
+              f"{max(args.reps, 1)} reps interleaved, {args.clock} clock\n{FLOOR_HEADER}")
+        print("\n".join(floors), flush=True)
+
+
 def _self_check() -> None:
     """A toy loop with known passes: the recording and the replay must see exactly them."""
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))

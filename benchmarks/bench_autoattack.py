@@ -47,7 +47,7 @@ import time
 import torch
 import torchattacks
 from _machine import cpu_name, inputopt_revision
-from _passes import FLOOR_HEADER, floor_row
+from _passes import add_options, floor_row, prepare, print_floors
 
 from inputopt.attacks import APGD, APGDT, FAB, AutoAttack, Square
 from inputopt.data import Photos
@@ -94,24 +94,13 @@ def main() -> None:
                         help="time the calls by the wall clock or by the process's CPU time")
     parser.add_argument("--cases", nargs="+", default=["apgd-ce", "autoattack"],
                         choices=["apgd-ce", "autoattack", "fab", "apgd-t", "fab-t", "square"])
-    parser.add_argument("--floor", action="store_true",
-                        help="after the table, the floor: each side's network passes replayed alone "
-                             "(benchmarks/_passes.py)")
-    parser.add_argument("--channels-last", action="store_true",
-                        help="convert the network to channels_last (both sides share it)")
-    parser.add_argument("--frozen", action="store_true",
-                        help="net.requires_grad_(False) first: no weight gradients in the peers' .backward()")
+    add_options(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     device = torch.device(args.device)
     net, x, y, what = load(args.data, args.images, device)
-    if args.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-        what += ", channels_last"
-    if args.frozen:
-        net.requires_grad_(False)
-        what += ", frozen"
+    net, what = prepare(net, args, what)
     floors = []
     classes = 1000 if args.data == "photos" else 10
 
@@ -171,10 +160,7 @@ def main() -> None:
         print(f"| {name} | {a:.2f} | {b:.2f} | {a / b:.2f} | {acc['ours']:.1%} | {acc['theirs']:.1%} |", flush=True)
         if args.floor:
             floors.append(floor_row(name, net, x, ours, theirs, a, b, args.reps, clock))
-    if floors:
-        print(f"\n# the floor: each side's network passes (recorded on one more call) replayed alone, "
-              f"{max(args.reps, 1)} reps interleaved, {args.clock} clock\n{FLOOR_HEADER}")
-        print("\n".join(floors), flush=True)
+    print_floors(floors, args)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ import foolbox
 import torch
 import torchattacks
 from _machine import cpu_name, inputopt_revision
-from _passes import FLOOR_HEADER, floor_row
+from _passes import add_options, floor_row, prepare, print_floors
 
 from inputopt.attacks import CW, DDN, FAB, FMN, DeepFool
 from inputopt.data import Photos
@@ -146,13 +146,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="time the calls by the wall clock or by the process's CPU time")
-    parser.add_argument("--floor", action="store_true",
-                        help="after the table, the floor: each side's network passes replayed alone "
-                             "(benchmarks/_passes.py)")
-    parser.add_argument("--channels-last", action="store_true",
-                        help="convert the network to channels_last (both sides share it)")
-    parser.add_argument("--frozen", action="store_true",
-                        help="net.requires_grad_(False) first: no weight gradients in the peers' .backward()")
+    add_options(parser)
     parser.add_argument("--cw-abort", choices=["batch", "image", "none"], default="batch",
                         help="CW's early abort on our side (torchattacks': batch)")
     args = parser.parse_args()
@@ -163,12 +157,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     net, x, y, what = load(args.data, args.images)
-    if args.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-        what += ", channels_last"
-    if args.frozen:
-        net.requires_grad_(False)
-        what += ", frozen"
+    net, what = prepare(net, args, what)
     floors = []
     with torch.no_grad():
         correct = net(x).argmax(1) == y
@@ -238,10 +227,7 @@ def main() -> None:
                   f"{median(theirs_norms, both):.4f} |", flush=True)
         if args.floor:
             floors.append(floor_row(name, net, x, ours, theirs, a, b, args.reps, clock))
-    if floors:
-        print(f"\n# the floor: each side's network passes (recorded on one more call) replayed alone, "
-              f"{max(args.reps, 1)} reps interleaved, {args.clock} clock\n{FLOOR_HEADER}")
-        print("\n".join(floors), flush=True)
+    print_floors(floors, args)
 
 
 if __name__ == "__main__":
