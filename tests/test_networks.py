@@ -10,8 +10,9 @@ from urllib.error import URLError
 import pytest
 import torch
 import torchvision
+from torch import nn
 
-from inputopt.networks import Normalize, WeightsUnavailableError, build_network, class_names, freeze
+from inputopt.networks import Normalize, WeightsUnavailableError, build_network, channels_last_on_cpu, class_names, freeze
 from tests.conftest import TinyConvNet, make_tiny_net
 
 SMALL = "squeezenet1_1"  # a small torchvision classifier (1.2M parameters)
@@ -238,3 +239,59 @@ class TestNormalize:
     def test_exception(self, mean, std):
         with pytest.raises(ValueError, match="one finite value per channel and std > 0"):
             Normalize(mean, std)
+
+
+# -- channels_last_on_cpu ---------------------------------------------------------------------------------------
+
+class _Flattening(nn.Module):
+    """A CNN whose forward views its feature map: it needs contiguous strides."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 2)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).view(len(x), -1))
+
+
+def test_channels_last_on_cpu_converts_and_hands_back_the_same_tensors():
+    from inputopt.zoo import digits_cnn
+
+    net = digits_cnn("a").eval()
+    x = torch.rand(5, 1, 32, 32)
+    before = {name: (p.data_ptr(), p.stride()) for name, p in net.named_parameters()}
+    expected = net(x)
+    with channels_last_on_cpu(net, x[:1]) as converted:
+        assert converted
+        # every convolution weight in channels-last strides, the 1-input-channel one included
+        assert all(p.stride() == p.data.to(memory_format=torch.channels_last).stride() and not p.is_contiguous()
+                   for p in net.parameters() if p.ndim == 4 and p.shape[1] > 1)
+        assert net.features[0].weight.stride()[1] == 1  # (16, 1, 3, 3): channels-last, not the given (9, 9, 3, 1)
+        inside = net(x)
+    # the user's own tensors back: the same storage, the same strides
+    assert all((p.data_ptr(), p.stride()) == before[name] for name, p in net.named_parameters())
+    assert torch.allclose(inside, expected, atol=1e-5)  # the same function
+
+
+def test_channels_last_on_cpu_leaves_a_network_that_needs_contiguous_maps_and_one_without_convolutions():
+
+    net = _Flattening()
+    x = torch.rand(2, 3, 8, 8)
+    state = torch.random.get_rng_state()
+    with channels_last_on_cpu(net, x[:1]) as converted:
+        assert not converted and net.conv.weight.is_contiguous()
+        net(x)  # runs as given
+    assert torch.equal(torch.random.get_rng_state(), state)  # the probe draws nothing from the caller's stream
+    linear = nn.Sequential(nn.Linear(3, 2))
+    with channels_last_on_cpu(linear, torch.rand(1, 3)) as converted:
+        assert not converted
+
+
+def test_an_attack_runs_a_network_that_needs_contiguous_maps():
+    from inputopt.attacks import PGD
+
+    net = _Flattening().eval()
+    x = torch.rand(4, 3, 8, 8)
+    result = PGD(net, eps=0.1, alpha=0.05, steps=2).run(x, net(x).argmax(1))[0]
+    assert result.images.shape == x.shape and net.conv.weight.is_contiguous()

@@ -19,7 +19,7 @@ from inputopt.functional.random import RowRandom
 from inputopt.functional.projection import Norm, lp_norms
 from inputopt.functional.sphere import sphere_check
 from inputopt.loss import LossPath
-from inputopt.networks import NetworkSpec, frozen
+from inputopt.networks import NetworkSpec, channels_last_on_cpu, frozen
 from inputopt.objectives.classification import LOSSES, LabelObjective
 from inputopt.params.pixel import PixelImage
 from inputopt.record import RunRecord, StepCallback
@@ -191,7 +191,8 @@ class Attack(Configurable, ABC):
     per-sample success, perturbation norms and the step at which each sample first succeeded.
 
     Args:
-        model: the classifier: an ``nn.Module`` (put in eval mode during the attack, restored after) or a
+        model: the classifier: an ``nn.Module`` (put in eval mode during the attack, restored after; on a CPU a
+            CNN runs in the channels-last memory format, :func:`~inputopt.networks.channels_last_on_cpu`) or a
             network name for :func:`~inputopt.networks.build_network` (zoo, torchvision, dotted path).
         eps: the budget, or several (one result per ε, as Foolbox does).
         norm: ``"Linf"`` or ``"L2"``.
@@ -345,7 +346,8 @@ class Attack(Configurable, ABC):
             raise ValueError(f"images must lie in the attack's bounds {self.bounds}, got values in "
                              f"[{images.min().item():.4g}, {images.max().item():.4g}]; scale them (e.g. uint8 / 255) "
                              f"or set bounds")
-        with frozen(self.network):
+        probe = images[:1] if self.normalize is None else self.normalize.to(self.device)(images[:1])
+        with frozen(self.network), channels_last_on_cpu(self.network, probe):
             num_classes = self._num_classes(images)
             clean_predictions = self.predict(images) if measure or labels is None else None
             labels = clean_predictions if labels is None else torch.as_tensor(labels).to(self.device)

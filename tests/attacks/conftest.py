@@ -10,7 +10,11 @@ from inputopt.zoo import digits_cnn, load_digits_split
 
 @pytest.fixture(scope="module")
 def net() -> torch.nn.Module:
-    return digits_cnn("a").eval()
+    """The digits CNN in the channels-last memory format, the one our attacks run a CNN in on a CPU
+    (:func:`~inputopt.networks.channels_last_on_cpu`): the peers get it too, so that an agreement test compares
+    the algorithms with the same convolution arithmetic (in another format a gradient entry near 0 can round to the
+    other sign, and a sign step differ by one step at that pixel)."""
+    return digits_cnn("a").eval().to(memory_format=torch.channels_last)
 
 
 @pytest.fixture(scope="module")

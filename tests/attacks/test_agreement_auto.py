@@ -4,7 +4,8 @@ Unlike PGD (same random start, same images), these are compared by robust accura
 seeded per sample (an image gets the same start and squares in any batch), torchattacks' come from one
 global stream, so single images may differ while the accuracy agrees.
 
-- APGD-CE, the same settings: within 1 point of torchattacks' robust accuracy on 200 held-out digits.
+- APGD-CE, the same settings: within 1 point of torchattacks' robust accuracy on 200 held-out digits, on the
+  mean over seeds 0-2 (at ε = 0.05 L∞ over seeds 0-4, ours gave 35.5-37.5 % and torchattacks' 35.5-36.5 %).
 - Square, the same budget: within 4 points on 100 digits. Square is a random search whose outcome per
   image depends on which squares are drawn: at ε = 0.05 and 200 queries, over seeds 0-4, our robust
   accuracy on these 100 digits was 84-88 % and torchattacks' 83-86 % (measured when this test was
@@ -32,8 +33,10 @@ def accuracy(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -
 def test_apgd_ce_robust_accuracy_matches_torchattacks(net, held_out, norm, eps):
     ta = _reference("torchattacks")
     x, y = (t[:200] for t in held_out)
-    ours = accuracy(net, APGD(net, eps=eps, norm=norm, steps=50, loss="ce")(x, y), y)
-    theirs = accuracy(net, ta.APGD(net, eps=eps, norm=norm, steps=50, loss="ce", seed=0)(x, y), y)
+    seeds = range(3)  # the random starts' draws move a robust accuracy by up to 2 points: compare means
+    ours = sum(accuracy(net, APGD(net, eps=eps, norm=norm, steps=50, loss="ce", seed=s)(x, y), y) for s in seeds) / 3
+    theirs = sum(accuracy(net, ta.APGD(net, eps=eps, norm=norm, steps=50, loss="ce", seed=s)(x, y), y)
+                 for s in seeds) / 3
     assert 0.05 < theirs < 0.95, "choose an eps where the attack breaks some images and not all"
     assert abs(ours - theirs) <= 0.01 + 1e-6, (ours, theirs)
 

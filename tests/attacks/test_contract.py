@@ -128,7 +128,7 @@ class TestAttackContract:
         assert cls("digits", **several)(x, y).shape == (2, *x.shape)
 
     def test_network_untouched(self, cls, kwargs, data):
-        """Weights, modes and flags of the user's network are as before the attack."""
+        """Weights (the same tensors), modes and flags of the user's network are as before the attack."""
         _skip_without_example(kwargs)
         from inputopt.zoo import digits_cnn
 
@@ -136,8 +136,11 @@ class TestAttackContract:
         network = digits_cnn("a").train()
         network.requires_grad_(True)
         before = copy.deepcopy(network.state_dict())
+        tensors = {name: (p.data_ptr(), p.stride()) for name, p in network.named_parameters()}
         cls(network, **kwargs)(x, y)
         assert network.training and all(m.training for m in network.modules())
+        # its own tensors, in their own memory format (an attack runs a CNN channels-last on a CPU)
+        assert {name: (p.data_ptr(), p.stride()) for name, p in network.named_parameters()} == tensors
         assert all(p.requires_grad and p.grad is None for p in network.parameters())
         after = network.state_dict()
         assert all(torch.equal(before[k], after[k]) for k in before)
