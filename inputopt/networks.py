@@ -98,7 +98,8 @@ def channels_last_on_cpu(network: nn.Module, probe: Tensor) -> Iterator[bool]:
         for parameter, original in zip(parameters, originals):
             parameter.data = original
 
-    if parameters:
+    converted = bool(parameters)
+    if converted:
         for parameter in parameters:
             parameter.data = parameter.data.to(memory_format=torch.channels_last)  # (contiguous() keeps a 1-channel weight)
         try:
@@ -106,11 +107,15 @@ def channels_last_on_cpu(network: nn.Module, probe: Tensor) -> Iterator[bool]:
                 network(probe)
         except RuntimeError:  # the forward needs contiguous feature maps: the network runs as it was given
             restore()
-            parameters = []
+            converted = False
+        except BaseException:
+            restore()
+            raise
     try:
-        yield bool(parameters)
+        yield converted
     finally:
-        restore()
+        if converted:
+            restore()
 
 
 def _network_factory(path: str):

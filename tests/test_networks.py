@@ -288,6 +288,23 @@ def test_channels_last_on_cpu_leaves_a_network_that_needs_contiguous_maps_and_on
         assert not converted
 
 
+def test_channels_last_on_cpu_hands_the_tensors_back_when_the_probe_fails_otherwise():
+    class Refusing(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            raise ValueError("not this input")
+
+    net = Refusing()
+    pointer = net.conv.weight.data_ptr()
+    with pytest.raises(ValueError, match="not this input"):
+        with channels_last_on_cpu(net, torch.zeros(1, 3, 8, 8)):
+            pass
+    assert net.conv.weight.data_ptr() == pointer and net.conv.weight.is_contiguous()
+
+
 def test_an_attack_runs_a_network_that_needs_contiguous_maps():
     from inputopt.attacks import PGD
 
