@@ -80,11 +80,12 @@ def channels_last_on_cpu(network: nn.Module, probe: Tensor) -> Iterator[bool]:
     forward and backward pass took about 0.7× the CPU time, whole attacks about 0.6×; see the docs' "Speed on
     CPU"). Attacks run in it (:meth:`~inputopt.attacks.base.Attack.run`).
 
-    Nothing changes on another device, for a network without 4-D parameters, or for a network whose forward
-    fails in that format on ``probe`` (one input; e.g. a ``.view`` of a feature map, which needs contiguous strides).
+    Nothing changes on another device, for a network with fewer than two 4-D parameters (no convolutions, or a
+    transformer's patch embedding alone: no faster on the digits ViT), or for a network whose forward fails in that
+    format on ``probe`` (one input; e.g. a ``.view`` of a feature map, which needs contiguous strides).
 
     Example:
-        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3))
         >>> with channels_last_on_cpu(net, torch.zeros(1, 3, 8, 8)) as converted:
         ...     converted, net[0].weight.is_contiguous(memory_format=torch.channels_last)
         (True, True)
@@ -98,7 +99,7 @@ def channels_last_on_cpu(network: nn.Module, probe: Tensor) -> Iterator[bool]:
         for parameter, original in zip(parameters, originals):
             parameter.data = original
 
-    converted = bool(parameters)
+    converted = len(parameters) >= 2
     if converted:
         for parameter in parameters:
             parameter.data = parameter.data.to(memory_format=torch.channels_last)  # (contiguous() keeps a 1-channel weight)

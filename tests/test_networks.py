@@ -248,7 +248,7 @@ class _Flattening(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1))
         self.fc = nn.Linear(4 * 8 * 8, 2)
 
     def forward(self, x):
@@ -274,35 +274,40 @@ def test_channels_last_on_cpu_converts_and_hands_back_the_same_tensors():
     assert torch.allclose(inside, expected, atol=1e-5)  # the same function
 
 
-def test_channels_last_on_cpu_leaves_a_network_that_needs_contiguous_maps_and_one_without_convolutions():
+def test_channels_last_on_cpu_leaves_a_network_that_needs_contiguous_maps_and_one_that_is_no_cnn():
 
     net = _Flattening()
     x = torch.rand(2, 3, 8, 8)
     state = torch.random.get_rng_state()
     with channels_last_on_cpu(net, x[:1]) as converted:
-        assert not converted and net.conv.weight.is_contiguous()
+        assert not converted and net.conv[1].weight.is_contiguous()
         net(x)  # runs as given
     assert torch.equal(torch.random.get_rng_state(), state)  # the probe draws nothing from the caller's stream
     linear = nn.Sequential(nn.Linear(3, 2))
     with channels_last_on_cpu(linear, torch.rand(1, 3)) as converted:
         assert not converted
+    from inputopt.zoo.vit import digits_vit
+
+    vit = digits_vit()  # one 4-D parameter, its patch embedding: not a CNN
+    with channels_last_on_cpu(vit, torch.rand(1, 1, 32, 32)) as converted:
+        assert not converted and all(p.is_contiguous() for p in vit.parameters())
 
 
 def test_channels_last_on_cpu_hands_the_tensors_back_when_the_probe_fails_otherwise():
     class Refusing(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3)
+            self.conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3))
 
         def forward(self, x):
             raise ValueError("not this input")
 
     net = Refusing()
-    pointer = net.conv.weight.data_ptr()
+    pointer = net.conv[1].weight.data_ptr()
     with pytest.raises(ValueError, match="not this input"):
         with channels_last_on_cpu(net, torch.zeros(1, 3, 8, 8)):
             pass
-    assert net.conv.weight.data_ptr() == pointer and net.conv.weight.is_contiguous()
+    assert net.conv[1].weight.data_ptr() == pointer and net.conv[1].weight.is_contiguous()
 
 
 def test_an_attack_runs_a_network_that_needs_contiguous_maps():
@@ -311,4 +316,4 @@ def test_an_attack_runs_a_network_that_needs_contiguous_maps():
     net = _Flattening().eval()
     x = torch.rand(4, 3, 8, 8)
     result = PGD(net, eps=0.1, alpha=0.05, steps=2).run(x, net(x).argmax(1))[0]
-    assert result.images.shape == x.shape and net.conv.weight.is_contiguous()
+    assert result.images.shape == x.shape and net.conv[1].weight.is_contiguous()
