@@ -6,6 +6,9 @@ once per ``backward``/``autograd.grad`` through it, ``retain_graph`` repeats inc
 exactly those passes on slices of real images and nothing else: each call a forward (under ``no_grad`` when no
 backward followed it), then for each backward recorded on it one ``torch.autograd.grad`` of the output to the
 input (the parameters frozen: no weight gradient). Its time is the floor of an attack that makes these passes.
+The replay runs the network in the memory format it is given, while inputopt's attacks run a CNN channels-last on a
+CPU (``inputopt.networks.channels_last_on_cpu``): for a floor of their passes in their format, give
+``--channels-last``.
 
 The benchmarks import it as ``from _passes import record_passes, replay``. ``python benchmarks/_passes.py``
 checks the recording on a toy loop whose passes are known.
@@ -127,8 +130,9 @@ def floor_row(name: str, net: nn.Module, images: Tensor, ours: Callable[[], obje
 def add_options(parser) -> None:
     """The benchmarks' ``--floor``, ``--channels-last`` and ``--frozen`` options."""
     parser.add_argument("--floor", action="store_true",
-                        help="after the table, the floor: each side's network passes replayed alone "
-                             "(benchmarks/_passes.py)")
+                        help="after the table, the floor: each side's network passes replayed alone, in the "
+                             "network's format as given (benchmarks/_passes.py; with our attacks' channels-last on "
+                             "a CPU, give --channels-last too)")
     parser.add_argument("--channels-last", action="store_true",
                         help="convert the network to channels_last (both sides share it)")
     parser.add_argument("--frozen", action="store_true",

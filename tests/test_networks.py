@@ -310,6 +310,22 @@ def test_channels_last_on_cpu_hands_the_tensors_back_when_the_probe_fails_otherw
     assert net.conv[1].weight.data_ptr() == pointer and net.conv[1].weight.is_contiguous()
 
 
+def test_an_attack_runs_a_cnn_channels_last_and_hands_it_back():
+    from inputopt.attacks import PGD
+    from inputopt.zoo import digits_cnn
+
+    net = digits_cnn("a").eval()
+    formats = []
+    net.features[4].register_forward_pre_hook(
+        lambda module, args: formats.append(module.weight.is_contiguous(memory_format=torch.channels_last)))
+    x = torch.rand(3, 1, 32, 32)
+    PGD(net, eps=0.05, alpha=0.02, steps=2)(x, net(x).argmax(1))
+    assert formats[0] is False and len(formats) > 3 and all(formats[1:])  # the labels forward as given; the attack channels-last
+    formats.clear()
+    net(x)
+    assert formats == [False]  # handed back
+
+
 def test_an_attack_runs_a_network_that_needs_contiguous_maps():
     from inputopt.attacks import PGD
 
